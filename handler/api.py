@@ -1,0 +1,156 @@
+"""The HTTP API: routes, answer shapes, error mapping, CORS and headers.
+
+API Gateway delivers two event shapes (REST API v1 proxy and HTTP API v2); Powertools has one
+resolver per shape, so the routes live on a ``Router`` included in both and ``resolve`` picks the
+resolver by the event's ``version``. Routes take Powertools' ``Request`` rather than reading
+``app.current_event``, so they work under either resolver.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from http import HTTPStatus
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import (
+    APIGatewayHttpResolver,
+    APIGatewayRestResolver,
+    CORSConfig,
+    Request,
+    Response,
+    content_types,
+)
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handler import config, model, payload, recognition
+from handler.errors import BadRequest, ClientError
+
+logger = Logger(child=True)
+settings = config.settings()
+router = Router()
+
+# Predictions are per request: no shared cache may keep them. nosniff: JSON is never sniffed as HTML.
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def json_response(status: int, body: dict[str, Any]) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=NO_STORE)
+
+
+def request_body(event: BaseProxyEvent) -> bytes:
+    """The raw body bytes: API Gateway base64-encodes binary media types (``isBase64Encoded``).
+
+    Powertools' ``decoded_body`` also UTF-8-decodes, which fails on images, so decode here.
+    """
+    body = event.body
+    if not body:
+        return b""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(body)
+        except (binascii.Error, ValueError) as error:
+            raise BadRequest("The request body is marked base64 but is not valid base64.", "invalid_base64") from error
+    return body.encode("utf-8", "surrogatepass")
+
+
+@router.post("/predict")
+def predict(
+    request: Request,
+    top_k: Annotated[
+        int,
+        Query(ge=1, le=settings.max_top_k, description="How many classes to return, best first."),
+    ] = settings.default_top_k,
+):
+    """Classify one image sent as multipart field ``image``, JSON base64/data URL or raw bytes."""
+    event = request.resolved_event
+    body = request_body(event)
+    image = payload.image_bytes(body, event.headers.get("content-type"), settings.max_image_bytes)
+    predictions = recognition.classify_one(image, top_k)
+    logger.info(
+        "classified",
+        extra={"image_bytes": len(image), "top1": predictions[0].label, "probability": predictions[0].probability},
+    )
+    return json_response(
+        HTTPStatus.OK,
+        {
+            "predictions": [p.to_dict() for p in predictions],
+            "model": model.classifier().info.to_dict(),
+        },
+    )
+
+
+@router.get("/health")
+def health():
+    """Liveness and what is loaded: the model is loaded at cold start, so this is cheap."""
+    info = model.classifier().info
+    return json_response(
+        HTTPStatus.OK,
+        {
+            "status": "ok",
+            "model": info.to_dict(),
+            "limits": {"max_image_bytes": settings.max_image_bytes, "max_image_pixels": settings.max_image_pixels},
+        },
+    )
+
+
+@router.exception_handler(ClientError)
+def client_error(error: ClientError) -> Response:
+    logger.info("client error", extra={"status": int(error.status), "code": error.code})
+    return json_response(error.status, error.to_dict())
+
+
+@router.exception_handler(RequestValidationError)
+def invalid_parameter(error: RequestValidationError) -> Response:
+    """Powertools validated a parameter (``top_k``): answer 400 in the project's error shape."""
+    problems = []
+    for detail in error.errors():
+        where = detail.get("loc", ())
+        name = where[-1] if where else "request"
+        problems.append(f"{name}: {detail.get('msg', 'invalid value')}")
+    message = "Invalid parameter: " + "; ".join(problems)
+    if any("top_k" in problem for problem in problems):
+        message += f" (top_k must be an integer from 1 to {settings.max_top_k})"
+    return client_error(BadRequest(message, "invalid_parameter"))
+
+
+@router.exception_handler(NotFoundError)
+def not_found(error: NotFoundError) -> Response:
+    return json_response(HTTPStatus.NOT_FOUND, {"error": "No such route.", "code": "not_found"})
+
+
+@router.exception_handler(Exception)
+def unexpected(error: Exception) -> Response:
+    """A bug or an outage, never the client's fault: log the trace, answer without it."""
+    logger.exception("unhandled error")
+    return json_response(
+        HTTPStatus.INTERNAL_SERVER_ERROR,
+        {"error": "Internal error; it has been logged.", "code": "internal_error"},
+    )
+
+
+def _cors() -> CORSConfig:
+    first, *extra = settings.allowed_origins
+    return CORSConfig(allow_origin=first, extra_origins=extra, allow_headers=["Content-Type"], max_age=600)
+
+
+def _resolver(resolver_class: type[APIGatewayRestResolver] | type[APIGatewayHttpResolver]):
+    resolver = resolver_class(cors=_cors(), enable_validation=True)
+    resolver.include_router(router)
+    return resolver
+
+
+rest_resolver = _resolver(APIGatewayRestResolver)
+http_resolver = _resolver(APIGatewayHttpResolver)
+
+
+def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Route one API Gateway event (REST v1 or HTTP v2) to its handler."""
+    resolver = http_resolver if event.get("version") == "2.0" else rest_resolver
+    return resolver.resolve(event, context)

@@ -1,0 +1,135 @@
+"""Build API Gateway proxy events the way API Gateway does, for the local server, fixtures and tests.
+
+REST API (v1) with binary media types base64-encodes bodies whose Content-Type matches one of
+them and passes others as text; HTTP API (v2) base64-encodes every non-text body. Both are
+reproduced here so local runs exercise the same decoding paths as AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from urllib.parse import parse_qs
+
+# The stack's binary media types (infra sets the same list on the REST API).
+BINARY_MEDIA_TYPES = ("image/*", "multipart/form-data", "application/octet-stream")
+TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+
+
+def is_binary(content_type: str | None) -> bool:
+    """Would API Gateway (REST, with our binary media types) base64-encode this body?"""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    return any(
+        kind.startswith(pattern[:-1]) if pattern.endswith("*") else kind == pattern
+        for pattern in BINARY_MEDIA_TYPES
+    )
+
+
+def _encode(body: bytes, base64_encoded: bool) -> str:
+    return base64.b64encode(body).decode("ascii") if base64_encoded else body.decode("utf-8", "replace")
+
+
+def _query(query: str | dict[str, str] | None) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+    if not query:
+        return None, None
+    multi = parse_qs(query, keep_blank_values=True) if isinstance(query, str) else {k: [v] for k, v in query.items()}
+    return {k: v[-1] for k, v in multi.items()}, multi
+
+
+def rest_event(
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    query: str | dict[str, str] | None = None,
+    stage: str = "prod",
+) -> dict:
+    """A REST API (v1) Lambda proxy event."""
+    headers = dict(headers or {})
+    single, multi = _query(query)
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    encoded = bool(body) and is_binary(content_type)
+    now = datetime.now(UTC)
+    return {
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method.upper(),
+        "headers": headers or None,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()} or None,
+        "queryStringParameters": single,
+        "multiValueQueryStringParameters": multi,
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method.upper(),
+            "path": f"/{stage}{path}",
+            "stage": stage,
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(now.timestamp() * 1000),
+            "accountId": "123456789012",
+            "apiId": "local",
+            "protocol": "HTTP/1.1",
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("User-Agent", "local")},
+        },
+        "body": _encode(body, encoded) if body else None,
+        "isBase64Encoded": encoded,
+    }
+
+
+def http_event(
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    query: str | None = None,
+    stage: str = "$default",
+) -> dict:
+    """An HTTP API (v2) Lambda proxy event (payload format 2.0)."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    single, _ = _query(query)
+    content_type = headers.get("content-type", "")
+    encoded = bool(body) and not content_type.startswith(TEXT_TYPES)
+    now = datetime.now(UTC)
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query or "",
+        "headers": headers,
+        "queryStringParameters": single,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "localhost",
+            "http": {
+                "method": method.upper(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("user-agent", "local"),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": stage,
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "body": _encode(body, encoded) if body else None,
+        "isBase64Encoded": encoded,
+    }
+
+
+def multipart_body(fields: dict[str, tuple[str, bytes, str]], boundary: str | None = None) -> tuple[bytes, str]:
+    """Encode file fields ``{name: (filename, data, content_type)}``; return (body, Content-Type)."""
+    boundary = boundary or f"----local{uuid.uuid4().hex}"
+    parts = []
+    for name, (filename, data, content_type) in fields.items():
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
+        )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"

@@ -1,0 +1,164 @@
+"""The model directory, its manifest, the two inference backends and one ``classify(batch)``.
+
+Knows nothing of events or Pillow: it takes float32 arrays of shape (n, 224, 224, 3) already
+scaled by ``imaging.scale`` and returns ranked labels. The model is loaded once per process
+(``classifier()`` is cached) and reads only ``MODEL_DIR``: no network, no writes.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from handler import config, manifest
+from handler.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE, IntegrityError, ModelError
+
+__all__ = ["Classifier", "IntegrityError", "ModelError", "Prediction", "classifier", "load_classifier"]
+
+BACKEND_FILES = {"litert": TFLITE_FILE, "keras": KERAS_FILE}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One ranked class: the Keras label name, its WordNet id and the softmax probability."""
+
+    label: str
+    probability: float
+    class_id: str
+
+    def to_dict(self) -> dict[str, str | float]:
+        return {"label": self.label, "probability": round(self.probability, 6), "class_id": self.class_id}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What answered: reported in every prediction so results can be traced to a model build."""
+
+    name: str
+    version: str
+    backend: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+class Backend(Protocol):
+    """An inference engine: a batch of preprocessed images in, softmax probabilities out."""
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(n, 224, 224, 3) float32 -> (n, 1000) float32."""
+        ...
+
+
+class LiteRTBackend:
+    """ai-edge-litert with XNNPACK (the default): small, fast to import, no TensorFlow."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._batch_size = 0
+        # An interpreter is not thread-safe; the local server may call from several threads.
+        self._lock = threading.Lock()
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        with self._lock:
+            if len(batch) != self._batch_size:  # reallocate only when the batch size changes
+                self._interpreter.resize_tensor_input(self._input, list(batch.shape))
+                self._interpreter.allocate_tensors()
+                self._batch_size = len(batch)
+            self._interpreter.set_tensor(self._input, np.ascontiguousarray(batch, dtype=np.float32))
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self._output).copy()
+
+
+class KerasBackend:
+    """TensorFlow + Keras: the exported ``.keras`` file, called through one traced function.
+
+    ``model.predict`` builds a data pipeline per call (tens of ms); a ``tf.function`` with a fixed
+    signature is traced once at warm-up and then costs only the math.
+    """
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import tensorflow as tf
+
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+        except RuntimeError:  # already initialised in this process (tests load both backends)
+            pass
+        import keras
+
+        model = keras.models.load_model(path, compile=False)
+        signature = tf.TensorSpec(shape=(None, *model.input_shape[1:]), dtype=tf.float32)
+        self._infer = tf.function(lambda x: model(x, training=False), input_signature=[signature])
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return self._infer(np.asarray(batch, dtype=np.float32)).numpy()
+
+
+BACKENDS: dict[str, type[LiteRTBackend] | type[KerasBackend]] = {
+    "litert": LiteRTBackend,
+    "keras": KerasBackend,
+}
+
+
+class Classifier:
+    """A backend plus its labels: the only thing the entry points call."""
+
+    def __init__(self, backend: Backend, labels: list[tuple[str, str]], info: ModelInfo) -> None:
+        self._backend = backend
+        self._labels = labels
+        self.info = info
+
+    def classify(self, batch: np.ndarray, top_k: int = 5) -> list[list[Prediction]]:
+        """Rank the classes of each image in ``batch`` (one model call for the whole batch)."""
+        if batch.ndim == 3:
+            batch = batch[np.newaxis]
+        probabilities = self._backend.probabilities(batch)
+        top = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+        return [
+            [
+                Prediction(label=self._labels[i][1], probability=float(row[i]), class_id=self._labels[i][0])
+                for i in indices
+            ]
+            for row, indices in zip(probabilities, top, strict=True)
+        ]
+
+    def warm_up(self, input_shape: tuple[int, int, int]) -> float:
+        """Run one inference so the first request does not pay for allocation or tracing."""
+        started = time.perf_counter()
+        self.classify(np.zeros((1, *input_shape), dtype=np.float32), top_k=1)
+        return (time.perf_counter() - started) * 1000
+
+
+def load_classifier(model_dir: Path, backend: str, threads: int) -> Classifier:
+    """Verify and load the model for ``backend``, then warm it up."""
+    if backend not in BACKENDS:
+        raise ModelError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    fields = manifest.read(model_dir)
+    model_file = BACKEND_FILES[backend]
+    manifest.verify(model_dir, fields, [model_file, LABELS_FILE])
+    labels = [tuple(pair) for pair in json.loads((model_dir / LABELS_FILE).read_text())]
+    engine = BACKENDS[backend](model_dir / model_file, threads)
+    info = ModelInfo(name=fields["name"], version=fields["version"], backend=backend)
+    classifier = Classifier(engine, labels, info)
+    shape = fields["input"]
+    classifier.warm_up((shape["height"], shape["width"], shape["channels"]))
+    return classifier
+
+
+@cache
+def classifier() -> Classifier:
+    """The process's classifier, loaded on first call (the entry points call it at import)."""
+    settings = config.settings()
+    return load_classifier(settings.model_dir, settings.backend, settings.threads)

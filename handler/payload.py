@@ -1,0 +1,141 @@
+"""Request body -> the image's bytes, for the three ways a client can send a photo.
+
+- ``multipart/form-data`` with a file field ``image`` (HTML forms, ``curl -F image=@photo.jpg``)
+- ``application/json`` ``{"image": "<base64>"}`` or ``{"image": "data:image/jpeg;base64,..."}``
+- a raw ``image/*`` or ``application/octet-stream`` body (``curl --data-binary``)
+
+Knows nothing of Pillow or the model; every refusal is a ``ClientError`` with its HTTP meaning.
+
+Multipart is parsed with the ``multipart`` library rather than Powertools' ``File()`` parameter:
+Powertools parses form bodies in its validation middleware, which answers 415 to any other
+content type before the route runs, so one ``/predict`` could not also take raw and JSON bodies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import re
+
+import multipart
+
+from handler.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, check_image_size
+
+FIELD = "image"
+RAW_TYPES = ("application/octet-stream",)
+DATA_URL = re.compile(r"^data:(?P<mime>[^;,]*)(?P<params>(;[^;,]*)*?),(?P<data>.*)$", re.DOTALL)
+WHITESPACE = re.compile(rb"\s+")
+
+
+def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """``'Multipart/Form-Data; boundary=x'`` -> ``('multipart/form-data', {'boundary': 'x'})``."""
+    value, options = multipart.parse_options_header(content_type or "")
+    return value.strip().lower(), options
+
+
+def decode_base64(text: str | bytes, max_bytes: int, what: str = "image") -> bytes:
+    """Decode standard or URL-safe base64, tolerating line breaks and missing padding.
+
+    The decoded size is estimated from the text length first, so a 100 MB string is refused
+    without allocating its decoded copy.
+    """
+    data = text.encode("ascii", "replace") if isinstance(text, str) else text
+    data = WHITESPACE.sub(b"", data)
+    if len(data) * 3 // 4 > max_bytes + 2:
+        raise PayloadTooLarge(
+            f"The base64 {what} decodes to more than {max_bytes} bytes.", "image_too_large"
+        )
+    data = data.replace(b"-", b"+").replace(b"_", b"/")
+    data += b"=" * (-len(data) % 4)
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise BadRequest(f"The {what} is not valid base64: {error}", "invalid_base64") from error
+
+
+def _from_data_url(value: str, max_bytes: int) -> bytes:
+    match = DATA_URL.match(value)
+    if not match:
+        raise BadRequest("The data URL is malformed: expected data:image/...;base64,<data>.", "invalid_data_url")
+    mime = match["mime"].strip().lower()
+    if not mime.startswith("image/"):
+        raise UnsupportedMediaType(
+            f"The data URL's media type is {mime or 'missing'}; expected image/*.", "unsupported_media_type"
+        )
+    if ";base64" not in match["params"].lower():
+        raise BadRequest("The data URL must be base64-encoded (data:image/...;base64,...).", "invalid_data_url")
+    return decode_base64(match["data"], max_bytes)
+
+
+def from_json(body: bytes, max_bytes: int) -> bytes:
+    """``{"image": "<base64 or data URL>"}`` -> bytes."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadRequest(f"The body is not valid JSON: {error}", "invalid_json") from error
+    if not isinstance(document, dict):
+        raise BadRequest('The JSON body must be an object like {"image": "<base64>"}.', "invalid_json")
+    value = document.get(FIELD)
+    if value is None:
+        raise BadRequest('The JSON body has no "image" field.', "missing_image")
+    if not isinstance(value, str):
+        raise BadRequest('"image" must be a base64 string or a data: URL.', "invalid_image_field")
+    if value.startswith("data:"):
+        return _from_data_url(value, max_bytes)
+    return decode_base64(value, max_bytes)
+
+
+def from_multipart(body: bytes, boundary: str | None, max_bytes: int) -> bytes:
+    """The single file field ``image`` of a ``multipart/form-data`` body."""
+    if not boundary:
+        raise BadRequest("multipart/form-data without a boundary parameter.", "invalid_multipart")
+    parser = multipart.MultipartParser(
+        io.BytesIO(body),
+        boundary,
+        content_length=len(body),
+        part_limit=16,
+        partsize_limit=max_bytes + 1,
+        spool_limit=max_bytes + 1,  # keep parts in memory: Lambda's disk is for /tmp only
+        memory_limit=2 * max_bytes + 1024,
+    )
+    images: list[bytes] = []
+    try:
+        for part in parser:
+            if part.name == FIELD:
+                check_image_size(part.size, max_bytes)
+                images.append(part.raw)
+    except multipart.MultipartError as error:
+        if "limit" in str(error).lower():
+            raise PayloadTooLarge(
+                f"The upload exceeds a limit: {error} (at most {max_bytes} bytes per image).", "image_too_large"
+            ) from error
+        raise BadRequest(f"The multipart body is malformed: {error}", "invalid_multipart") from error
+    if not images:
+        raise BadRequest('The form has no "image" file field.', "missing_image")
+    if len(images) > 1:
+        raise BadRequest('Send one "image" field per request.', "too_many_images")
+    return images[0]
+
+
+def image_bytes(body: bytes, content_type: str | None, max_bytes: int) -> bytes:
+    """The image in a request body, by its ``Content-Type``; ``ClientError`` when there is none."""
+    if not body:
+        raise BadRequest(
+            'The request has no body: send an image as multipart field "image", JSON or raw bytes.',
+            "missing_image",
+        )
+    kind, options = media_type(content_type)
+    if kind == "multipart/form-data":
+        return from_multipart(body, options.get("boundary"), max_bytes)
+    if kind == "application/json" or kind.endswith("+json"):
+        return from_json(body, max_bytes)
+    if kind.startswith("image/") or kind in RAW_TYPES:
+        check_image_size(len(body), max_bytes)
+        return body
+    raise UnsupportedMediaType(
+        f"Content-Type {kind or '(none)'} is not accepted: use multipart/form-data, application/json, "
+        "image/* or application/octet-stream.",
+        "unsupported_media_type",
+    )

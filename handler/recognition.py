@@ -1,0 +1,67 @@
+"""The one road every image travels: bytes -> pixels -> one batched model call -> ranked labels.
+
+The API (one image) and the S3 path (a batch) both call ``classify``; neither decodes or runs the
+model itself. A bad image fails alone: its slot holds the ``ClientError``, the others are
+classified in the same model call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from handler import config, imaging, model
+from handler.errors import ClientError
+
+logger = Logger(child=True)
+tracer = Tracer()
+metrics = Metrics()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one image: predictions, or the client error that stopped it."""
+
+    predictions: list[model.Prediction] | None = None
+    error: ClientError | None = None
+
+
+def limits() -> imaging.Limits:
+    settings = config.settings()
+    return imaging.Limits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+
+
+@tracer.capture_method(capture_response=False)
+def classify(images: list[bytes], top_k: int) -> list[Outcome]:
+    """Classify each image; decode failures are returned in place, not raised."""
+    bounds = limits()
+    arrays: list[np.ndarray] = []
+    outcomes: list[Outcome | None] = []
+    for data in images:
+        metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
+        try:
+            arrays.append(imaging.to_array(data, bounds))
+            outcomes.append(None)
+        except ClientError as error:
+            outcomes.append(Outcome(error=error))
+    if arrays:
+        started = time.perf_counter()
+        ranked = iter(model.classifier().classify(np.stack(arrays), top_k=top_k))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=elapsed_ms)
+        metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(arrays))
+        logger.debug("model call", extra={"batch_size": len(arrays), "inference_ms": round(elapsed_ms, 2)})
+        outcomes = [outcome or Outcome(predictions=next(ranked)) for outcome in outcomes]
+    return outcomes  # type: ignore[return-value]
+
+
+def classify_one(image: bytes, top_k: int) -> list[model.Prediction]:
+    """Classify a single image; raise its ``ClientError`` if it cannot be used."""
+    (outcome,) = classify([image], top_k)
+    if outcome.error:
+        raise outcome.error
+    return outcome.predictions or []

@@ -1,0 +1,114 @@
+"""Build the model directory the function serves from (``make model``).
+
+Runs at build time only (the Docker build stage, ``make model``), never in Lambda: it is the one
+place that needs TensorFlow and the network. Weights and the class index are fetched by Keras'
+own loaders (``MobileNetV2(weights="imagenet")`` and ``get_file`` with Keras' md5), so an offline
+machine only has to seed ``$KERAS_HOME/models`` with the files Keras would have cached.
+
+Output (``--out``, default ``build/model``):
+
+- ``mobilenet_v2.keras``   the Keras model, for the ``keras`` backend
+- ``mobilenet_v2.tflite``  the same model converted to fp32 TFLite, for the ``litert`` backend
+- ``labels.json``          the 1000 ImageNet classes in output order: ``[[wnid, label], ...]``
+- ``manifest.json``        name, version, input, preprocessing, versions and sha256 of every file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from handler import manifest as model_manifest
+from handler.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE
+
+MODEL_NAME = "mobilenet_v2"
+INPUT_SIZE = 224
+
+# Keras' own address and checksum for the class index (keras.applications.imagenet_utils).
+CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
+CLASS_INDEX_MD5 = "c2c37ea517e94d9795004a39431a14cb"
+
+
+def fetch_labels(keras) -> list[list[str]]:
+    """The 1000 ``[wnid, label]`` pairs in class order, via Keras' cache and md5 check."""
+    path = keras.utils.get_file(
+        "imagenet_class_index.json",
+        CLASS_INDEX_URL,
+        cache_subdir="models",
+        file_hash=CLASS_INDEX_MD5,
+    )
+    index = json.loads(Path(path).read_text())
+    return [index[str(class_id)] for class_id in range(len(index))]
+
+
+def convert_to_tflite(tf, model) -> bytes:
+    """fp32 TFLite with a fixed 224x224x3 input; the batch dimension stays resizable at runtime."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    return converter.convert()
+
+
+def export(out_dir: Path, version: str) -> dict:
+    """Write the model directory and return its manifest."""
+    import keras
+    import tensorflow as tf
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = keras.applications.MobileNetV2(weights="imagenet")
+    labels = fetch_labels(keras)
+    if len(labels) != model.output_shape[-1]:
+        raise SystemExit(f"class index has {len(labels)} classes, the model {model.output_shape[-1]}")
+
+    model.save(out_dir / KERAS_FILE)
+    (out_dir / TFLITE_FILE).write_bytes(convert_to_tflite(tf, model))
+    (out_dir / LABELS_FILE).write_text(json.dumps(labels, indent=0) + "\n")
+
+    fields = {
+        "name": MODEL_NAME,
+        "version": version,
+        "source": 'keras.applications.MobileNetV2(weights="imagenet")',
+        "input": {"height": INPUT_SIZE, "width": INPUT_SIZE, "channels": 3, "dtype": "float32"},
+        "preprocessing": {
+            "color": "RGB",
+            "resize": "bilinear",
+            "scale": "x / 127.5 - 1",
+            "keras_mode": "tf",
+        },
+        "output": {"classes": len(labels), "activation": "softmax"},
+        "built_with": {
+            "keras": keras.__version__,
+            "tensorflow": tf.__version__,
+            "python": sys.version.split()[0],
+        },
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return model_manifest.write(out_dir, fields, [KERAS_FILE, TFLITE_FILE, LABELS_FILE])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("build/model"), help="model directory to write")
+    parser.add_argument("--version", default="1.0.0", help="model version recorded in the manifest")
+    args = parser.parse_args(argv)
+
+    # Write into a sibling temp dir, then swap: a failed export never leaves a half-built model.
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".model-", dir=args.out.parent))
+    manifest = export(staging, args.version)
+    staging.chmod(0o755)  # mkdtemp makes it private; the image copies it for the Lambda user
+    if args.out.exists():
+        for old in args.out.iterdir():
+            old.unlink()
+        args.out.rmdir()
+    os.replace(staging, args.out)
+    sizes = ", ".join(f"{name} {info['bytes'] / 1e6:.1f} MB" for name, info in manifest["files"].items())
+    print(f"model {manifest['name']} {manifest['version']} written to {args.out}: {sizes}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
