@@ -41,7 +41,9 @@ NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def json_response(status: int, body: dict[str, Any]) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=NO_STORE)
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=NO_STORE
+    )
 
 
 def request_body(event: BaseProxyEvent) -> bytes:
@@ -56,7 +58,9 @@ def request_body(event: BaseProxyEvent) -> bytes:
         try:
             return base64.b64decode(body)
         except (binascii.Error, ValueError) as error:
-            raise BadRequest("The request body is marked base64 but is not valid base64.", "invalid_base64") from error
+            raise BadRequest(
+                "The request body is marked base64 but is not valid base64.", "invalid_base64"
+            ) from error
     return body.encode("utf-8", "surrogatepass")
 
 
@@ -75,7 +79,11 @@ def predict(
     predictions = recognition.classify_one(image, top_k)
     logger.info(
         "classified",
-        extra={"image_bytes": len(image), "top1": predictions[0].label, "probability": predictions[0].probability},
+        extra={
+            "image_bytes": len(image),
+            "top1": predictions[0].label,
+            "probability": predictions[0].probability,
+        },
     )
     return json_response(
         HTTPStatus.OK,
@@ -95,7 +103,10 @@ def health():
         {
             "status": "ok",
             "model": info.to_dict(),
-            "limits": {"max_image_bytes": settings.max_image_bytes, "max_image_pixels": settings.max_image_pixels},
+            "limits": {
+                "max_image_bytes": settings.max_image_bytes,
+                "max_image_pixels": settings.max_image_pixels,
+            },
         },
     )
 

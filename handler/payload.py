@@ -44,9 +44,7 @@ def decode_base64(text: str | bytes, max_bytes: int, what: str = "image") -> byt
     data = text.encode("ascii", "replace") if isinstance(text, str) else text
     data = WHITESPACE.sub(b"", data)
     if len(data) * 3 // 4 > max_bytes + 2:
-        raise PayloadTooLarge(
-            f"The base64 {what} decodes to more than {max_bytes} bytes.", "image_too_large"
-        )
+        raise PayloadTooLarge(f"The base64 {what} decodes to more than {max_bytes} bytes.", "image_too_large")
     data = data.replace(b"-", b"+").replace(b"_", b"/")
     data += b"=" * (-len(data) % 4)
     try:
@@ -58,14 +56,18 @@ def decode_base64(text: str | bytes, max_bytes: int, what: str = "image") -> byt
 def _from_data_url(value: str, max_bytes: int) -> bytes:
     match = DATA_URL.match(value)
     if not match:
-        raise BadRequest("The data URL is malformed: expected data:image/...;base64,<data>.", "invalid_data_url")
+        raise BadRequest(
+            "The data URL is malformed: expected data:image/...;base64,<data>.", "invalid_data_url"
+        )
     mime = match["mime"].strip().lower()
     if not mime.startswith("image/"):
         raise UnsupportedMediaType(
             f"The data URL's media type is {mime or 'missing'}; expected image/*.", "unsupported_media_type"
         )
     if ";base64" not in match["params"].lower():
-        raise BadRequest("The data URL must be base64-encoded (data:image/...;base64,...).", "invalid_data_url")
+        raise BadRequest(
+            "The data URL must be base64-encoded (data:image/...;base64,...).", "invalid_data_url"
+        )
     return decode_base64(match["data"], max_bytes)
 
 
@@ -109,7 +111,8 @@ def from_multipart(body: bytes, boundary: str | None, max_bytes: int) -> bytes:
     except multipart.MultipartError as error:
         if "limit" in str(error).lower():
             raise PayloadTooLarge(
-                f"The upload exceeds a limit: {error} (at most {max_bytes} bytes per image).", "image_too_large"
+                f"The upload exceeds a limit: {error} (at most {max_bytes} bytes per image).",
+                "image_too_large",
             ) from error
         raise BadRequest(f"The multipart body is malformed: {error}", "invalid_multipart") from error
     if not images:

@@ -33,7 +33,11 @@ def _encode(body: bytes, base64_encoded: bool) -> str:
 def _query(query: str | dict[str, str] | None) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
     if not query:
         return None, None
-    multi = parse_qs(query, keep_blank_values=True) if isinstance(query, str) else {k: [v] for k, v in query.items()}
+    multi = (
+        parse_qs(query, keep_blank_values=True)
+        if isinstance(query, str)
+        else {k: [v] for k, v in query.items()}
+    )
     return {k: v[-1] for k, v in multi.items()}, multi
 
 
@@ -123,13 +127,17 @@ def http_event(
     }
 
 
-def multipart_body(fields: dict[str, tuple[str, bytes, str]], boundary: str | None = None) -> tuple[bytes, str]:
+def multipart_body(
+    fields: dict[str, tuple[str, bytes, str]], boundary: str | None = None
+) -> tuple[bytes, str]:
     """Encode file fields ``{name: (filename, data, content_type)}``; return (body, Content-Type)."""
     boundary = boundary or f"----local{uuid.uuid4().hex}"
     parts = []
     for name, (filename, data, content_type) in fields.items():
         parts.append(
             f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n"
+            f"Content-Type: {content_type}\r\n\r\n".encode()
+            + data
+            + b"\r\n"
         )
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"

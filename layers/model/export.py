@@ -90,7 +90,9 @@ def export(out_dir: Path, version: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("build/model"), help="model directory to write")
     parser.add_argument("--version", default="1.0.0", help="model version recorded in the manifest")
     args = parser.parse_args(argv)
