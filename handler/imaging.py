@@ -11,15 +11,25 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import (  # noqa: F401  (importing a plugin registers its decoder; only these are allowed)
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    ImageOps,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+    WebPImagePlugin,
+)
 
 from handler.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType, check_image_size
 
 INPUT_SIZE = (224, 224)
 
 # Only these decoders may run: Pillow would otherwise try every plugin it has (EPS runs Ghostscript).
-# MPO is what many phone cameras write: a JPEG with extra frames.
-FORMATS = ("JPEG", "MPO", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+# MPO (what many phone cameras write: a JPEG with extra frames) is opened by the JPEG factory.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
 WHITE = (255, 255, 255)
 

@@ -108,12 +108,12 @@ def from_multipart(body: bytes, boundary: str | None, max_bytes: int) -> bytes:
             if part.name == FIELD:
                 check_image_size(part.size, max_bytes)
                 images.append(part.raw)
+    except multipart.ParserLimitReached as error:
+        raise PayloadTooLarge(
+            f"The upload exceeds a limit: {error} (at most {max_bytes} bytes per image).",
+            "image_too_large",
+        ) from error
     except multipart.MultipartError as error:
-        if "limit" in str(error).lower():
-            raise PayloadTooLarge(
-                f"The upload exceeds a limit: {error} (at most {max_bytes} bytes per image).",
-                "image_too_large",
-            ) from error
         raise BadRequest(f"The multipart body is malformed: {error}", "invalid_multipart") from error
     if not images:
         raise BadRequest('The form has no "image" file field.', "missing_image")

@@ -128,16 +128,15 @@ def http_event(
 
 
 def multipart_body(
-    fields: dict[str, tuple[str, bytes, str]], boundary: str | None = None
+    parts: list[tuple[str, str, bytes, str]], boundary: str | None = None
 ) -> tuple[bytes, str]:
-    """Encode file fields ``{name: (filename, data, content_type)}``; return (body, Content-Type)."""
+    """Encode file parts ``[(field, filename, data, content_type), ...]``; return (body, Content-Type)."""
     boundary = boundary or f"----local{uuid.uuid4().hex}"
-    parts = []
-    for name, (filename, data, content_type) in fields.items():
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-            f"Content-Type: {content_type}\r\n\r\n".encode()
-            + data
-            + b"\r\n"
-        )
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+    chunks = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n".encode()
+        + data
+        + b"\r\n"
+        for field, filename, data, content_type in parts
+    ]
+    return b"".join(chunks) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"

@@ -1,0 +1,76 @@
+# Two commands for a newcomer: `make dev` (set up, build the model, serve the API locally)
+# and `make test` (set up, build the model, run every check). Everything else is a step of those.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PORT ?= 3000
+EVENT ?= events/api-rest-predict-multipart.json
+PYTEST_ARGS ?=
+
+# Where the model is built and served from (the image and layers put it at /opt/model).
+export MODEL_DIR ?= $(CURDIR)/build/model
+# Keras' download cache. Offline machines seed it from ../shared/models (same file names Keras
+# caches), so the unmodified MobileNetV2(weights="imagenet") loads without a network.
+export KERAS_HOME ?= $(CURDIR)/build/keras-home
+SHARED ?= $(abspath $(CURDIR)/../shared)
+KERAS_FILES := mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5 imagenet_class_index.json
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONDONTWRITEBYTECODE ?= 1
+
+REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt tests/requirements.txt
+
+.PHONY: help setup keras-cache model dev test lint format invoke predict events clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: $(REQUIREMENTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed ## create .venv with pinned runtime, model-build and test dependencies
+
+keras-cache: ## link ../shared/models into $KERAS_HOME/models when present (offline machines)
+	@mkdir -p "$(KERAS_HOME)/models"
+	@if [ -d "$(SHARED)/models" ]; then \
+	  for f in $(KERAS_FILES); do ln -sf "$(SHARED)/models/$$f" "$(KERAS_HOME)/models/$$f"; done; \
+	  echo "Keras cache $(KERAS_HOME)/models seeded from $(SHARED)/models"; \
+	else echo "No $(SHARED)/models: Keras will download the weights into $(KERAS_HOME)/models"; fi
+
+$(MODEL_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/manifest.py
+	$(MAKE) --no-print-directory keras-cache
+	$(PY) -m layers.model.export --out "$(MODEL_DIR)"
+
+model: $(MODEL_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + labels + manifest) to $MODEL_DIR
+
+dev: model ## set up and serve the API on http://127.0.0.1:$PORT with the real model
+	$(PY) -m handler serve --port $(PORT)
+
+test: model ## set up and run every check: ruff, then the whole pytest suite
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff check and format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup ## apply ruff's formatting and safe fixes
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+invoke: model ## run an event through its entry point: make invoke EVENT=events/api-rest-health.json
+	$(PY) -m handler invoke $(EVENT)
+
+predict: model ## classify photos: make predict IMAGES="a.jpg b.png"
+	$(PY) -m handler predict $(or $(IMAGES),$(SHARED)/images/grace_hopper.jpg)
+
+events: setup ## regenerate the events/ fixtures and events/expected.json
+	$(PY) -m handler.local.fixtures --out events
+
+clean: ## remove build outputs and caches (keeps .venv)
+	rm -rf build test-output .pytest_cache .ruff_cache

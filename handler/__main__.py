@@ -1,0 +1,103 @@
+"""``python -m handler``: the service on your machine, without Docker or an AWS account.
+
+    python -m handler predict PHOTO...          top-5 table per photo
+    python -m handler invoke EVENT.json         run the entry point for an event, print its result
+    python -m handler serve [--port 3000]       local API Gateway stand-in on 127.0.0.1
+
+Logs and metrics (Powertools writes them to stdout in Lambda) go to stderr here, so stdout
+carries only the result and can be piped (``| jq``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def _load_app():
+    """Import the Lambda entry points (this loads the model: the local cold start)."""
+    from handler import app
+
+    return app
+
+
+def entry_point_for(event: dict[str, Any]):
+    """The entry point AWS would call for this event shape."""
+    app = _load_app()
+    if "httpMethod" in event or event.get("version") == "2.0":
+        return app.api_handler
+    raise SystemExit("Unrecognised event: expected an API Gateway REST (v1) or HTTP API (v2) proxy event.")
+
+
+def invoke(event_path: Path, out: TextIO) -> int:
+    from handler.local.context import LocalContext
+
+    event = json.loads(event_path.read_text())
+    result = entry_point_for(event)(event, LocalContext())
+    out.write(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def predict(images: list[Path], top_k: int, out: TextIO) -> int:
+    from handler import recognition
+
+    _load_app()
+    outcomes = recognition.classify([path.read_bytes() for path in images], top_k)
+    failures = 0
+    for path, outcome in zip(images, outcomes, strict=True):
+        out.write(f"\n{path}\n")
+        if outcome.error:
+            failures += 1
+            out.write(f"  error {int(outcome.error.status)} {outcome.error.code}: {outcome.error.message}\n")
+            continue
+        for rank, prediction in enumerate(outcome.predictions or [], start=1):
+            bar = "#" * round(prediction.probability * 30)
+            out.write(f"  {rank}. {prediction.label:<28} {prediction.probability:7.2%}  {bar}\n")
+    return 1 if failures else 0
+
+
+def serve(port: int, host: str) -> int:
+    from handler.local.server import LocalApiServer
+
+    app = _load_app()
+    with LocalApiServer(app.api_handler, port=port, host=host) as server:
+        print(f"Serving the API on {server.url}  (Ctrl+C to stop)", flush=True)
+        print(f"  curl -F image=@photo.jpg {server.url}/predict", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m handler", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("invoke", help="run the matching entry point for an event file")
+    run.add_argument("event", type=Path)
+    classify = commands.add_parser("predict", help="classify image files and print a table")
+    classify.add_argument("images", type=Path, nargs="+")
+    classify.add_argument("--top-k", type=int, default=5)
+    server = commands.add_parser("serve", help="local API on 127.0.0.1")
+    server.add_argument("--port", type=int, default=3000)
+    server.add_argument("--host", default="127.0.0.1", help="address to bind (keep it local)")
+    args = parser.parse_args(argv)
+
+    results = sys.stdout
+    if args.command != "serve":
+        sys.stdout = sys.stderr  # Powertools logs/metrics to stderr; results alone on stdout
+    try:
+        if args.command == "invoke":
+            return invoke(args.event, results)
+        if args.command == "predict":
+            return predict(args.images, args.top_k, results)
+        return serve(args.port, args.host)
+    finally:
+        sys.stdout = results
+
+
+if __name__ == "__main__":
+    sys.exit(main())

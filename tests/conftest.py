@@ -1,0 +1,57 @@
+"""Shared test setup: the real model, the real photos, and event helpers.
+
+Nothing here fakes the model. If the model or the photos are missing the session stops with a
+message saying how to get them; tests never fall back to random weights or skip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SHARED", REPO.parent / "shared"))
+PHOTOS = SHARED / "images"
+EVENTS = REPO / "events"
+
+os.environ.setdefault("MODEL_DIR", str(REPO / "build" / "model"))
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon here
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+MODEL_DIR = Path(os.environ["MODEL_DIR"])
+
+CAT_CLASSES = {"Egyptian_cat", "tabby", "tiger_cat"}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    problems = []
+    if not (MODEL_DIR / "manifest.json").is_file():
+        problems.append(
+            f"No model in {MODEL_DIR}. Run `make model`: it exports MobileNetV2 with the real ImageNet "
+            "weights, which Keras reads from $KERAS_HOME/models (`make keras-cache` links them from "
+            f"{SHARED / 'models'}; on a machine with internet Keras downloads them)."
+        )
+    for name in ("grace_hopper.jpg", "cat.bmp"):
+        if not (PHOTOS / name).is_file():
+            problems.append(f"Missing test photo {PHOTOS / name}: the tests need ../shared/images beside the repo.")
+    if problems:
+        pytest.exit("\n".join(problems), returncode=1)
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> bytes:
+    return (PHOTOS / "grace_hopper.jpg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def cat() -> bytes:
+    return (PHOTOS / "cat.bmp").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def app():
+    """``handler.app`` imported once: the cold start (model load + warm-up) happens here."""
+    from handler import app as lambda_app
+
+    return lambda_app

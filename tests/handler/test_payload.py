@@ -1,0 +1,131 @@
+"""Request bodies -> image bytes: the three upload styles and every way they go wrong."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from handler import payload
+from handler.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from handler.local.events import multipart_body
+
+MAX = 1024 * 1024
+IMAGE = b"\xff\xd8\xff\xe0 pretend jpeg \x00\x01\x02\xff\xd9"
+
+
+def as_json(value) -> bytes:
+    return json.dumps({"image": value}).encode()
+
+
+def test_multipart_image_field() -> None:
+    body, content_type = multipart_body([("image", "a.jpg", IMAGE, "image/jpeg")])
+    assert payload.image_bytes(body, content_type, MAX) == IMAGE
+
+
+def test_multipart_binary_content_is_kept_byte_for_byte() -> None:
+    data = bytes(range(256)) * 64 + b"\r\n--not-the-boundary\r\n"
+    body, content_type = multipart_body([("image", "a.bin", data, "application/octet-stream")])
+    assert payload.image_bytes(body, content_type, MAX) == data
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ([("photo", "a.jpg", IMAGE, "image/jpeg")], "missing_image"),
+        ([], "missing_image"),
+    ],
+)
+def test_multipart_without_image_field(fields, code) -> None:
+    body, content_type = multipart_body(fields)
+    with pytest.raises(BadRequest) as caught:
+        payload.image_bytes(body, content_type, MAX)
+    assert caught.value.code == code
+
+
+def test_multipart_with_two_images_is_refused() -> None:
+    body, content_type = multipart_body([("image", "a.jpg", IMAGE, "image/jpeg")] * 2)
+    with pytest.raises(BadRequest) as caught:
+        payload.image_bytes(body, content_type, MAX)
+    assert caught.value.code == "too_many_images"
+
+
+def test_multipart_without_boundary() -> None:
+    with pytest.raises(BadRequest) as caught:
+        payload.image_bytes(b"--x\r\n", "multipart/form-data", MAX)
+    assert caught.value.code == "invalid_multipart"
+
+
+def test_multipart_part_over_the_limit() -> None:
+    body, content_type = multipart_body([("image", "a.jpg", b"x" * 5000, "image/jpeg")])
+    with pytest.raises(PayloadTooLarge):
+        payload.image_bytes(body, content_type, 4096)
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda data: base64.b64encode(data).decode(),
+        lambda data: base64.encodebytes(data).decode(),  # line breaks every 76 characters
+        lambda data: base64.urlsafe_b64encode(data).decode().rstrip("="),  # URL-safe, no padding
+        lambda data: "data:image/jpeg;base64," + base64.b64encode(data).decode(),
+        lambda data: "data:image/png;name=a.png;base64," + base64.b64encode(data).decode(),
+    ],
+    ids=["standard", "newlines", "urlsafe-unpadded", "data-url", "data-url-with-params"],
+)
+def test_json_base64_variants(encode) -> None:
+    data = IMAGE * 40
+    assert payload.image_bytes(as_json(encode(data)), "application/json; charset=utf-8", MAX) == data
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "code"),
+    [
+        (b"{not json", BadRequest, "invalid_json"),
+        (b'["image"]', BadRequest, "invalid_json"),
+        (b'"just a string"', BadRequest, "invalid_json"),
+        (b"{}", BadRequest, "missing_image"),
+        (as_json(None), BadRequest, "missing_image"),
+        (as_json(42), BadRequest, "invalid_image_field"),
+        (as_json(["a"]), BadRequest, "invalid_image_field"),
+        (as_json("***not base64***"), BadRequest, "invalid_base64"),
+        (as_json("data:text/plain;base64,aGVsbG8="), UnsupportedMediaType, "unsupported_media_type"),
+        (as_json("data:;base64,aGVsbG8="), UnsupportedMediaType, "unsupported_media_type"),
+        (as_json("data:image/png,rawtext"), BadRequest, "invalid_data_url"),
+        (as_json("data:image/png;base64"), BadRequest, "invalid_data_url"),
+    ],
+)
+def test_json_errors(body: bytes, error: type, code: str) -> None:
+    with pytest.raises(error) as caught:
+        payload.image_bytes(body, "application/json", MAX)
+    assert caught.value.code == code
+
+
+def test_json_base64_over_the_limit_is_refused_before_decoding() -> None:
+    with pytest.raises(PayloadTooLarge):
+        payload.image_bytes(as_json("A" * 8000), "application/json", 4096)
+
+
+@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "application/octet-stream", "IMAGE/WEBP"])
+def test_raw_bodies(content_type: str) -> None:
+    assert payload.image_bytes(IMAGE, content_type, MAX) == IMAGE
+
+
+def test_raw_body_over_the_limit() -> None:
+    with pytest.raises(PayloadTooLarge) as caught:
+        payload.image_bytes(b"x" * 101, "image/jpeg", 100)
+    assert caught.value.code == "image_too_large"
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "", None])
+def test_other_content_types_are_unsupported(content_type) -> None:
+    with pytest.raises(UnsupportedMediaType):
+        payload.image_bytes(IMAGE, content_type, MAX)
+
+
+def test_empty_body_names_the_ways_to_send_an_image() -> None:
+    with pytest.raises(BadRequest) as caught:
+        payload.image_bytes(b"", "image/jpeg", MAX)
+    assert caught.value.code == "missing_image"
+    assert "multipart" in caught.value.message
