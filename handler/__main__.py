@@ -11,6 +11,7 @@ carries only the result and can be piped (``| jq``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -66,10 +67,8 @@ def serve(port: int, host: str) -> int:
     with LocalApiServer(app.api_handler, port=port, host=host) as server:
         print(f"Serving the API on {server.url}  (Ctrl+C to stop)", flush=True)
         print(f"  curl -F image=@photo.jpg {server.url}/predict", flush=True)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

@@ -13,7 +13,7 @@ import binascii
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import (
     APIGatewayHttpResolver,
     APIGatewayRestResolver,
@@ -26,6 +26,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -33,6 +34,7 @@ from handler import config, model, payload, recognition
 from handler.errors import BadRequest, ClientError
 
 logger = Logger(child=True)
+metrics = Metrics()
 settings = config.settings()
 router = Router()
 
@@ -114,6 +116,7 @@ def health():
 @router.exception_handler(ClientError)
 def client_error(error: ClientError) -> Response:
     logger.info("client error", extra={"status": int(error.status), "code": error.code})
+    metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
     return json_response(error.status, error.to_dict())
 
 

@@ -6,6 +6,7 @@ phase and never on a request.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -13,6 +14,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler import api, model
+
+# /health and rejected requests legitimately publish no application metric: not worth a warning each.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 logger = Logger()
 tracer = Tracer()

@@ -34,7 +34,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
     for name in ("grace_hopper.jpg", "cat.bmp"):
         if not (PHOTOS / name).is_file():
-            problems.append(f"Missing test photo {PHOTOS / name}: the tests need ../shared/images beside the repo.")
+            problems.append(
+                f"Missing test photo {PHOTOS / name}: the tests need ../shared/images beside the repo."
+            )
     if problems:
         pytest.exit("\n".join(problems), returncode=1)
 

@@ -32,7 +32,9 @@ def png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
 
 
 def _stable(event: dict[str, Any], name: str) -> dict[str, Any]:
@@ -71,7 +73,9 @@ def build(photo: bytes) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
             {"status": 400, "code": "missing_image"},
         ),
         "api-rest-error-413-too-many-pixels.json": (
-            rest_event("POST", "/predict", body=png_header(50_000, 50_000), headers={"Content-Type": "image/png"}),
+            rest_event(
+                "POST", "/predict", body=png_header(50_000, 50_000), headers={"Content-Type": "image/png"}
+            ),
             {"status": 413, "code": "image_too_many_pixels"},
         ),
         "api-rest-error-415-not-an-image.json": (
@@ -84,7 +88,9 @@ def build(photo: bytes) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
             {"status": 415, "code": "unsupported_image_type"},
         ),
         "api-http-error-422-truncated-jpeg.json": (
-            http_event("POST", "/predict", body=photo[: len(photo) // 3], headers={"Content-Type": "image/jpeg"}),
+            http_event(
+                "POST", "/predict", body=photo[: len(photo) // 3], headers={"Content-Type": "image/jpeg"}
+            ),
             {"status": 422, "code": "corrupt_image"},
         ),
     }
@@ -104,7 +110,9 @@ def write(out_dir: Path, photo: bytes) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--photo", type=Path, default=DEFAULT_PHOTO, help="the photo to embed")
     parser.add_argument("--out", type=Path, default=REPO / "events", help="fixture directory")
     args = parser.parse_args(argv)

@@ -70,7 +70,7 @@ def make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        def log_message(self, format: str, *args: Any) -> None:
             self.server.log(format % args)  # type: ignore[attr-defined]
 
     return ProxyRequestHandler

@@ -29,7 +29,7 @@ def halves(left: tuple[int, int, int], right: tuple[int, int, int], size=(64, 32
 
 def pixel(array: np.ndarray, x: int, y: int) -> tuple[int, ...]:
     """Back from the model's [-1, 1] scale to 0..255 for readable assertions."""
-    return tuple(int(round(v)) for v in (array[y, x] + 1.0) * 127.5)
+    return tuple(round(float(v)) for v in (array[y, x] + 1.0) * 127.5)
 
 
 def test_output_shape_dtype_and_scale(grace_hopper: bytes) -> None:

@@ -107,7 +107,9 @@ def test_json_base64_over_the_limit_is_refused_before_decoding() -> None:
         payload.image_bytes(as_json("A" * 8000), "application/json", 4096)
 
 
-@pytest.mark.parametrize("content_type", ["image/jpeg", "image/png", "application/octet-stream", "IMAGE/WEBP"])
+@pytest.mark.parametrize(
+    "content_type", ["image/jpeg", "image/png", "application/octet-stream", "IMAGE/WEBP"]
+)
 def test_raw_bodies(content_type: str) -> None:
     assert payload.image_bytes(IMAGE, content_type, MAX) == IMAGE
 

@@ -1,0 +1,88 @@
+"""``python -m handler``: invoke, predict and serve as separate processes, like a developer runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+from tests.conftest import EVENTS, PHOTOS, REPO
+
+
+def run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "handler", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"},
+    )
+
+
+def test_invoke_prints_only_the_lambda_result_on_stdout() -> None:
+    done = run("invoke", str(EVENTS / "api-rest-predict-multipart.json"))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"])["predictions"][0]["label"] == "military_uniform"
+    assert '"message":"model ready"' in done.stderr  # logs went to stderr
+
+
+def test_invoke_an_error_fixture() -> None:
+    done = run("invoke", str(EVENTS / "api-rest-error-415-not-an-image.json"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["statusCode"] == 415
+
+
+def test_predict_prints_a_table_per_image(tmp_path) -> None:
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not an image")
+    done = run("predict", str(PHOTOS / "grace_hopper.jpg"), str(PHOTOS / "cat.bmp"), str(text_file))
+    assert done.returncode == 1, "a failed image makes the exit code non-zero"
+    sections = [section.strip() for section in done.stdout.split("\n\n")]
+    grace = next(s for s in sections if "grace_hopper.jpg" in s)
+    cat = next(s for s in sections if "cat.bmp" in s)
+    assert grace.splitlines()[1].split()[:2] == ["1.", "military_uniform"]
+    assert cat.splitlines()[1].split()[1] in {"Egyptian_cat", "tabby", "tiger_cat"}
+    assert "error 415 unsupported_image_type" in done.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_serve_answers_curl_style_uploads() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "handler", "serve", "--port", str(port)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                health = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert process.poll() is None, process.stdout.read()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert health.json()["model"]["name"] == "mobilenet_v2"
+        with (PHOTOS / "grace_hopper.jpg").open("rb") as photo:
+            answer = requests.post(f"http://127.0.0.1:{port}/predict", files={"image": photo}, timeout=30)
+        assert answer.status_code == 200
+        assert answer.json()["predictions"][0]["label"] == "military_uniform"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
