@@ -22,7 +22,7 @@ export PYTHONDONTWRITEBYTECODE ?= 1
 
 REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt tests/requirements.txt
 
-.PHONY: help setup keras-cache model dev test lint format invoke predict events clean
+.PHONY: help setup keras-cache model dev test lint format invoke predict events clean s3-demo
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -74,3 +74,6 @@ events: setup ## regenerate the events/ fixtures and events/expected.json
 
 clean: ## remove build outputs and caches (keeps .venv)
 	rm -rf build test-output .pytest_cache .ruff_cache
+
+s3-demo: model ## the S3 path locally: moto S3 on 127.0.0.1, upload photos (PHOTOS=folder), print results
+	$(PY) -m handler s3-demo $(or $(PHOTOS),$(SHARED)/images)

@@ -3,6 +3,7 @@
     python -m handler predict PHOTO...          top-5 table per photo
     python -m handler invoke EVENT.json         run the entry point for an event, print its result
     python -m handler serve [--port 3000]       local API Gateway stand-in on 127.0.0.1
+    python -m handler s3-demo [FOLDER]          the S3 path on moto's local S3 server
 
 Logs and metrics (Powertools writes them to stdout in Lambda) go to stderr here, so stdout
 carries only the result and can be piped (``| jq``).
@@ -17,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+DEFAULT_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "images"
+
 
 def _load_app():
     """Import the Lambda entry points (this loads the model: the local cold start)."""
@@ -30,7 +33,9 @@ def entry_point_for(event: dict[str, Any]):
     app = _load_app()
     if "httpMethod" in event or event.get("version") == "2.0":
         return app.api_handler
-    raise SystemExit("Unrecognised event: expected an API Gateway REST (v1) or HTTP API (v2) proxy event.")
+    if "Records" in event or event.get("Event") == "s3:TestEvent":
+        return app.s3_handler
+    raise SystemExit("Unrecognised event: expected an API Gateway (REST v1 / HTTP v2), S3 or SQS event.")
 
 
 def invoke(event_path: Path, out: TextIO) -> int:
@@ -83,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     server = commands.add_parser("serve", help="local API on 127.0.0.1")
     server.add_argument("--port", type=int, default=3000)
     server.add_argument("--host", default="127.0.0.1", help="address to bind (keep it local)")
+    demo = commands.add_parser("s3-demo", help="upload photos to a local moto S3 and run s3_handler")
+    demo.add_argument("folder", type=Path, nargs="?", default=DEFAULT_PHOTOS)
     args = parser.parse_args(argv)
 
     results = sys.stdout
@@ -93,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             return invoke(args.event, results)
         if args.command == "predict":
             return predict(args.images, args.top_k, results)
+        if args.command == "s3-demo":
+            from handler.local import s3_demo
+
+            return s3_demo.run(args.folder, results)
         return serve(args.port, args.host)
     finally:
         sys.stdout = results

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler import api, model
+from handler import api, model, s3
 
 # /health and rejected requests legitimately publish no application metric: not worth a warning each.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -33,3 +33,11 @@ logger.info("model ready", extra={"model": classifier.info.to_dict()})
 def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway (REST v1 proxy or HTTP API v2) -> JSON answer."""
     return api.resolve(event, context)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """S3 ``ObjectCreated`` notifications, direct or in an SQS batch -> result records in S3."""
+    return s3.handle(event, context)

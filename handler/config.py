@@ -42,6 +42,8 @@ class Settings:
     default_top_k: int
     max_top_k: int
     allowed_origins: tuple[str, ...]
+    results_bucket: str | None
+    results_prefix: str
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -69,6 +71,8 @@ def read_settings() -> Settings:
         default_top_k=_int("DEFAULT_TOP_K", 5),
         max_top_k=_int("MAX_TOP_K", 20),
         allowed_origins=origins or ("*",),
+        results_bucket=os.environ.get("RESULTS_BUCKET", "").strip() or None,
+        results_prefix=os.environ.get("RESULTS_PREFIX", "results/").strip() or "results/",
     )
 
 

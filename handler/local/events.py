@@ -8,9 +8,11 @@ reproduced here so local runs exercise the same decoding paths as AWS.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import uuid
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote_plus
 
 # The stack's binary media types (infra sets the same list on the REST API).
 BINARY_MEDIA_TYPES = ("image/*", "multipart/form-data", "application/octet-stream")
@@ -140,3 +142,81 @@ def multipart_body(
         for field, filename, data, content_type in parts
     ]
     return b"".join(chunks) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def s3_key_in_event(key: str) -> str:
+    """How S3 writes a key into a notification: URL-encoded, spaces as ``+``."""
+    return quote_plus(key, safe="/")
+
+
+def s3_event(bucket: str, objects: list[tuple[str, str, int]], region: str = "us-east-1") -> dict:
+    """A direct S3 ``ObjectCreated:Put`` notification for ``[(key, etag, size), ...]``."""
+    records = []
+    for index, (key, etag, size) in enumerate(objects):
+        records.append(
+            {
+                "eventVersion": "2.1",
+                "eventSource": "aws:s3",
+                "awsRegion": region,
+                "eventTime": "2026-11-01T00:00:00.000Z",
+                "eventName": "ObjectCreated:Put",
+                "userIdentity": {"principalId": "AWS:EXAMPLE"},
+                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+                "responseElements": {"x-amz-request-id": "EXAMPLE", "x-amz-id-2": "EXAMPLE"},
+                "s3": {
+                    "s3SchemaVersion": "1.0",
+                    "configurationId": "uploads",
+                    "bucket": {
+                        "name": bucket,
+                        "ownerIdentity": {"principalId": "EXAMPLE"},
+                        "arn": f"arn:aws:s3:::{bucket}",
+                    },
+                    "object": {
+                        "key": s3_key_in_event(key),
+                        "size": size,
+                        "eTag": etag,
+                        "sequencer": f"{index:016X}",
+                    },
+                },
+            }
+        )
+    return {"Records": records}
+
+
+def s3_test_event(bucket: str) -> dict:
+    """The message S3 sends once when a notification configuration is created."""
+    return {
+        "Service": "Amazon S3",
+        "Event": "s3:TestEvent",
+        "Time": "2026-11-01T00:00:00.000Z",
+        "Bucket": bucket,
+        "RequestId": "EXAMPLE",
+        "HostId": "EXAMPLE",
+    }
+
+
+def sqs_event(
+    messages: list[dict], queue: str = "image-recognition-uploads", region: str = "us-east-1"
+) -> dict:
+    """An SQS batch whose message bodies are the given documents (S3 notifications)."""
+    return {
+        "Records": [
+            {
+                "messageId": f"00000000-0000-4000-8000-{index:012d}",
+                "receiptHandle": f"receipt-{index}",
+                "body": json.dumps(message),
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1795000000000",
+                    "SenderId": "EXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": "1795000000000",
+                },
+                "messageAttributes": {},
+                "md5OfBody": hashlib.md5(json.dumps(message).encode()).hexdigest(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:{region}:123456789012:{queue}",
+                "awsRegion": region,
+            }
+            for index, message in enumerate(messages)
+        ]
+    }

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import struct
 import zlib
 from pathlib import Path
 from typing import Any
 
-from handler.local.events import http_event, multipart_body, rest_event
+from handler.local.events import http_event, multipart_body, rest_event, s3_event, s3_test_event, sqs_event
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_PHOTO = REPO.parent / "shared" / "images" / "grace_hopper.jpg"
 FIXED_TIME_MS = 1_795_000_000_000  # fixtures are byte-stable across regenerations
+EXAMPLE_BUCKET = "image-recognition-uploads-example"
+UNICODE_KEY = "uploads/Été 2026/Grace Hopper (portrait) + ü.jpg"
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -38,6 +41,8 @@ def png_header(width: int, height: int) -> bytes:
 
 
 def _stable(event: dict[str, Any], name: str) -> dict[str, Any]:
+    if "requestContext" not in event:  # S3 and SQS events are already fixed
+        return event
     context = event["requestContext"]
     context["requestId"] = f"fixture-{name}"
     if "requestTimeEpoch" in context:
@@ -96,11 +101,39 @@ def build(photo: bytes) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     }
 
 
+def build_s3(photo: bytes) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """S3 fixtures: ``expected`` names the bucket, and the keys that must exist and get a result."""
+    etag = hashlib.md5(photo).hexdigest()
+
+    def obj(key: str) -> tuple[str, str, int]:
+        return key, etag, len(photo)
+
+    batch = [f"uploads/batch/photo-{n}.jpg" for n in range(1, 4)]
+    return {
+        "s3-put.json": (
+            s3_event(EXAMPLE_BUCKET, [obj("uploads/grace_hopper.jpg")]),
+            {"bucket": EXAMPLE_BUCKET, "results": ["uploads/grace_hopper.jpg"]},
+        ),
+        "s3-put-unicode-key.json": (
+            s3_event(EXAMPLE_BUCKET, [obj(UNICODE_KEY)]),
+            {"bucket": EXAMPLE_BUCKET, "results": [UNICODE_KEY]},
+        ),
+        "sqs-s3-batch.json": (
+            sqs_event([s3_event(EXAMPLE_BUCKET, [obj(key)]) for key in batch]),
+            {"bucket": EXAMPLE_BUCKET, "results": batch},
+        ),
+        "sqs-s3-test-event.json": (
+            sqs_event([s3_test_event(EXAMPLE_BUCKET)]),
+            {"bucket": EXAMPLE_BUCKET, "results": []},
+        ),
+    }
+
+
 def write(out_dir: Path, photo: bytes) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     expected = {}
     written = []
-    for name, (event, expectation) in build(photo).items():
+    for name, (event, expectation) in {**build(photo), **build_s3(photo)}.items():
         path = out_dir / name
         path.write_text(json.dumps(_stable(event, name.removesuffix(".json")), indent=2) + "\n")
         expected[name] = expectation

@@ -16,6 +16,8 @@ Output (``--out``, default ``build/model``):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -49,7 +51,8 @@ def fetch_labels(keras) -> list[list[str]]:
 def convert_to_tflite(tf, model) -> bytes:
     """fp32 TFLite with a fixed 224x224x3 input; the batch dimension stays resizable at runtime."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    return converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints every captured tensor of the export
+        return converter.convert()
 
 
 def export(out_dir: Path, version: str) -> dict:

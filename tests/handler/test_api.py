@@ -249,7 +249,7 @@ def test_cors_preflight_and_headers(app, grace_hopper: bytes) -> None:
     assert header(answer, "Access-Control-Allow-Origin") == "*"
 
 
-@pytest.mark.parametrize("fixture", sorted(json.loads((EVENTS / "expected.json").read_text())))
+@pytest.mark.parametrize("fixture", sorted(p.name for p in EVENTS.glob("api-*.json")))
 def test_event_fixtures_get_their_expected_answer(app, fixture: str) -> None:
     expected = json.loads((EVENTS / "expected.json").read_text())[fixture]
     result = invoke(app, json.loads((EVENTS / fixture).read_text()))
@@ -264,7 +264,7 @@ def test_event_fixtures_get_their_expected_answer(app, fixture: str) -> None:
 
 def test_every_fixture_file_has_an_expectation() -> None:
     expected = json.loads((EVENTS / "expected.json").read_text())
-    assert {p.name for p in EVENTS.glob("api-*.json")} == set(expected)
+    assert {p.name for p in EVENTS.glob("*.json")} - {"expected.json"} == set(expected)
 
 
 def test_metrics_are_emitted_as_emf(app, grace_hopper: bytes, capsys: pytest.CaptureFixture) -> None:

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from tests.conftest import EVENTS, PHOTOS, REPO
+from tests.conftest import CAT_CLASSES, EVENTS, PHOTOS, REPO
 
 
 def run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
@@ -86,3 +86,14 @@ def test_serve_answers_curl_style_uploads() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_s3_demo_prints_a_result_per_photo() -> None:
+    done = run("s3-demo", str(PHOTOS))
+    assert done.returncode == 0, done.stderr
+    assert 's3_handler answered {"batchItemFailures": []}' in done.stdout
+    answers = dict(line.strip().split(".json: ", 1) for line in done.stdout.splitlines() if ".json: " in line)
+    assert answers["s3://image-recognition-demo/results/uploads/grace_hopper.jpg"].startswith(
+        "military_uniform"
+    )
+    assert answers["s3://image-recognition-demo/results/uploads/cat.bmp"].split()[0] in CAT_CLASSES

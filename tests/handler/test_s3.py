@@ -1,0 +1,288 @@
+"""``s3_handler`` against moto's S3 server on 127.0.0.1, with the real model and photos."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Callable, Iterator
+
+import boto3
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from PIL import Image, ImageOps
+
+from handler import model, s3
+from handler.local.context import LocalContext
+from handler.local.events import s3_event, s3_test_event, sqs_event
+from tests.conftest import CAT_CLASSES, EVENTS
+
+UPLOADS = "uploads/"
+
+
+@pytest.fixture
+def bucket(moto_s3: str) -> str:
+    name = f"uploads-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def put(bucket: str) -> Callable[..., tuple[str, str, int]]:
+    """Upload bytes; return what the notification would carry: (key, etag, size)."""
+
+    def upload(key: str, data: bytes, target: str | None = None) -> tuple[str, str, int]:
+        answer = boto3.client("s3").put_object(Bucket=target or bucket, Key=key, Body=data)
+        return key, answer["ETag"].strip('"'), len(data)
+
+    return upload
+
+
+def result(bucket: str, key: str) -> dict:
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=f"results/{key}.json")["Body"].read()
+    return json.loads(body)
+
+
+def result_keys(bucket: str) -> list[str]:
+    listing = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="results/")
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def direct(app, event: dict) -> dict:
+    return app.s3_handler(event, LocalContext())
+
+
+def via_sqs(app, bucket: str, objects: list[tuple[str, str, int]]) -> dict:
+    """One SQS message per object, as S3 -> SQS delivers them."""
+    return app.s3_handler(sqs_event([s3_event(bucket, [obj]) for obj in objects]), LocalContext())
+
+
+def jpeg(image: Image.Image, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=90, **params)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def get_object_hook() -> Iterator[Callable]:
+    """Attach a botocore hook to the handler's client at the AWS boundary, removed afterwards."""
+    registered = []
+
+    def attach(event_name: str, hook: Callable) -> None:
+        s3.client().meta.events.register(event_name, hook)
+        registered.append((event_name, hook))
+
+    yield attach
+    for event_name, hook in registered:
+        s3.client().meta.events.unregister(event_name, hook)
+
+
+def test_direct_event_writes_one_result_per_photo(app, bucket, put, grace_hopper, cat) -> None:
+    objects = [put(f"{UPLOADS}grace_hopper.jpg", grace_hopper), put(f"{UPLOADS}cat.bmp", cat)]
+    summary = direct(app, s3_event(bucket, objects))
+    assert [o["status"] for o in summary["objects"]] == ["classified", "classified"]
+    assert result_keys(bucket) == ["results/uploads/cat.bmp.json", "results/uploads/grace_hopper.jpg.json"]
+    grace = result(bucket, f"{UPLOADS}grace_hopper.jpg")
+    assert grace["predictions"][0]["label"] == "military_uniform"
+    assert grace["bucket"] == bucket and grace["key"] == f"{UPLOADS}grace_hopper.jpg"
+    assert grace["etag"] == objects[0][1]
+    assert grace["model"] == {"name": "mobilenet_v2", "version": "1.0.0", "backend": "litert"}
+    assert grace["batch_ms"] > 0 and grace["processed_at"].endswith("+00:00")
+    assert result(bucket, f"{UPLOADS}cat.bmp")["predictions"][0]["label"] in CAT_CLASSES
+
+
+def test_sqs_batch_writes_one_result_per_photo(app, bucket, put, grace_hopper, cat) -> None:
+    objects = [put(f"{UPLOADS}a/grace.jpg", grace_hopper), put(f"{UPLOADS}b/cat.bmp", cat)]
+    answer = via_sqs(app, bucket, objects)
+    assert answer == {"batchItemFailures": []}
+    assert result(bucket, f"{UPLOADS}a/grace.jpg")["predictions"][0]["label"] == "military_uniform"
+    assert result(bucket, f"{UPLOADS}b/cat.bmp")["predictions"][0]["label"] in CAT_CLASSES
+
+
+def ten_photos(grace_hopper: bytes, cat: bytes) -> dict[str, bytes]:
+    grace, kitty = Image.open(io.BytesIO(grace_hopper)), Image.open(io.BytesIO(cat))
+    photos = {"grace.jpg": grace_hopper, "cat.bmp": cat}
+    for name, image in (("grace", grace), ("cat", kitty)):
+        photos[f"{name}-mirror.jpg"] = jpeg(ImageOps.mirror(image))
+        photos[f"{name}-small.jpg"] = jpeg(image.resize((image.width // 2, image.height // 2)))
+        photos[f"{name}-crop.jpg"] = jpeg(image.crop((20, 20, image.width - 20, image.height - 20)))
+        photos[f"{name}-gray.jpg"] = jpeg(ImageOps.grayscale(image))
+    return photos
+
+
+def test_a_10_object_batch_is_one_model_call_and_matches_one_by_one(
+    app, bucket, put, moto_s3, grace_hopper, cat
+) -> None:
+    photos = ten_photos(grace_hopper, cat)
+    assert len(photos) == 10
+    objects = [put(f"{UPLOADS}{name}", data) for name, data in photos.items()]
+    calls = model.classifier().calls
+    assert via_sqs(app, bucket, objects) == {"batchItemFailures": []}
+    assert model.classifier().calls == calls + 1, "all ten images must go through one model call"
+
+    single_bucket = f"single-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=single_bucket)
+    for name, data in photos.items():
+        direct(app, s3_event(single_bucket, [put(f"{UPLOADS}{name}", data, target=single_bucket)]))
+    for name in photos:
+        batched = result(bucket, f"{UPLOADS}{name}")["predictions"]
+        alone = result(single_bucket, f"{UPLOADS}{name}")["predictions"]
+        assert [p["label"] for p in batched] == [p["label"] for p in alone], name
+        for b, a in zip(batched, alone, strict=True):
+            assert b["probability"] == pytest.approx(a["probability"], abs=1e-4)
+    assert result(bucket, f"{UPLOADS}grace-mirror.jpg")["predictions"][0]["label"] == "military_uniform"
+
+
+def test_permanent_failures_get_error_records_and_the_rest_succeeds(
+    app, bucket, put, grace_hopper, get_object_hook
+) -> None:
+    oversize = b"\xff\xd8" + b"\0" * (6 * 1024 * 1024)
+    objects = [
+        put(f"{UPLOADS}good.jpg", grace_hopper),
+        put(f"{UPLOADS}corrupt.jpg", grace_hopper[:15_000]),
+        put(f"{UPLOADS}notes.txt.jpg", b"this is not an image"),
+        put(f"{UPLOADS}huge.jpg", oversize),
+        put(f"{UPLOADS}deleted.jpg", grace_hopper),
+    ]
+    boto3.client("s3").delete_object(Bucket=bucket, Key=f"{UPLOADS}deleted.jpg")
+    downloads = []
+    get_object_hook("before-send.s3.GetObject", lambda request, **_: downloads.append(request.url))
+
+    assert via_sqs(app, bucket, objects) == {"batchItemFailures": []}
+
+    assert result(bucket, f"{UPLOADS}good.jpg")["predictions"][0]["label"] == "military_uniform"
+    expected = {
+        "corrupt.jpg": "corrupt_image",
+        "notes.txt.jpg": "unsupported_image_type",
+        "huge.jpg": "image_too_large",
+        "deleted.jpg": "source_not_found",
+    }
+    for name, code in expected.items():
+        record = result(bucket, f"{UPLOADS}{name}")
+        assert record["code"] == code, (name, record)
+        assert record["error"] and record["key"] == f"{UPLOADS}{name}" and record["bucket"] == bucket
+        assert "predictions" not in record
+    assert not any("huge.jpg" in url for url in downloads), "oversize objects are refused by metadata"
+
+
+def test_a_transient_failure_retries_only_that_record(app, bucket, put, grace_hopper, cat, get_object_hook):
+    objects = [
+        put(f"{UPLOADS}ok.jpg", grace_hopper),
+        put(f"{UPLOADS}flaky.jpg", grace_hopper),
+        put(f"{UPLOADS}c.bmp", cat),
+    ]
+
+    def unreachable(request, **_):
+        if "flaky.jpg" in request.url:
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+    get_object_hook("before-send.s3.GetObject", unreachable)
+    event = sqs_event([s3_event(bucket, [obj]) for obj in objects])
+    answer = app.s3_handler(event, LocalContext())
+    flaky_id = event["Records"][1]["messageId"]
+    assert answer == {"batchItemFailures": [{"itemIdentifier": flaky_id}]}
+    assert result_keys(bucket) == ["results/uploads/c.bmp.json", "results/uploads/ok.jpg.json"]
+
+
+def test_a_transient_failure_in_a_direct_event_raises_for_lambda_to_retry(
+    app, bucket, put, grace_hopper, get_object_hook
+) -> None:
+    objects = [put(f"{UPLOADS}ok.jpg", grace_hopper), put(f"{UPLOADS}flaky.jpg", grace_hopper)]
+
+    def unreachable(request, **_):
+        if "flaky.jpg" in request.url:
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+    get_object_hook("before-send.s3.GetObject", unreachable)
+    with pytest.raises(s3.TransientError, match=r"flaky\.jpg"):
+        direct(app, s3_event(bucket, objects))
+    assert result_keys(bucket) == ["results/uploads/ok.jpg.json"]
+
+
+def test_redelivery_writes_nothing_new(app, bucket, put, grace_hopper) -> None:
+    client = boto3.client("s3")
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    objects = [put(f"{UPLOADS}grace.jpg", grace_hopper)]
+    event = sqs_event([s3_event(bucket, objects)])
+    app.s3_handler(event, LocalContext())
+    first = client.head_object(Bucket=bucket, Key="results/uploads/grace.jpg.json")
+    calls = model.classifier().calls
+    assert app.s3_handler(event, LocalContext()) == {"batchItemFailures": []}
+    assert model.classifier().calls == calls, "a re-delivered object is not classified again"
+    versions = client.list_object_versions(Bucket=bucket, Prefix="results/")["Versions"]
+    assert len(versions) == 1
+    assert client.head_object(Bucket=bucket, Key="results/uploads/grace.jpg.json")["ETag"] == first["ETag"]
+
+
+def test_a_new_version_of_the_same_key_gets_a_new_result(app, bucket, put, grace_hopper, cat) -> None:
+    direct(app, s3_event(bucket, [put(f"{UPLOADS}photo", grace_hopper)]))
+    direct(app, s3_event(bucket, [put(f"{UPLOADS}photo", cat)]))
+    assert result(bucket, f"{UPLOADS}photo")["predictions"][0]["label"] in CAT_CLASSES
+
+
+def test_results_are_never_processed(app, bucket, put, grace_hopper) -> None:
+    objects = [put("results/uploads/x.jpg", grace_hopper), put("results/old.json", b"{}")]
+    calls = model.classifier().calls
+    summary = direct(app, s3_event(bucket, objects))
+    assert [o["status"] for o in summary["objects"]] == ["skipped", "skipped"]
+    assert model.classifier().calls == calls
+    assert result_keys(bucket) == ["results/old.json", "results/uploads/x.jpg"]
+
+
+def test_keys_with_spaces_and_unicode(app, bucket, put, grace_hopper) -> None:
+    key = f"{UPLOADS}Été 2026/Grace Hopper (1984) + ünïcode.jpg"
+    event = s3_event(bucket, [put(key, grace_hopper)])
+    assert (
+        "+" in event["Records"][0]["s3"]["object"]["key"]
+        and "%C3%89" in event["Records"][0]["s3"]["object"]["key"]
+    )
+    assert via_sqs(app, bucket, [put(key, grace_hopper)]) == {"batchItemFailures": []}
+    assert result(bucket, key)["key"] == key
+    assert result(bucket, key)["predictions"][0]["label"] == "military_uniform"
+
+
+def test_s3_test_events_are_ignored(app, bucket) -> None:
+    assert app.s3_handler(sqs_event([s3_test_event(bucket)]), LocalContext()) == {"batchItemFailures": []}
+    assert direct(app, s3_test_event(bucket)) == {"objects": []}
+    assert result_keys(bucket) == []
+
+
+def test_a_malformed_message_is_left_to_the_dead_letter_queue(app, bucket, put, grace_hopper) -> None:
+    event = sqs_event([s3_event(bucket, [put(f"{UPLOADS}g.jpg", grace_hopper)]), {"hello": "world"}])
+    event["Records"].append({**event["Records"][0], "messageId": "not-json", "body": "{oops"})
+    answer = app.s3_handler(event, LocalContext())
+    failed = {item["itemIdentifier"] for item in answer["batchItemFailures"]}
+    assert failed == {event["Records"][1]["messageId"], "not-json"}
+    assert result_keys(bucket) == ["results/uploads/g.jpg.json"]
+
+
+def test_metrics_count_processed_and_failed(app, bucket, put, grace_hopper, capsys) -> None:
+    objects = [put(f"{UPLOADS}g.jpg", grace_hopper), put(f"{UPLOADS}bad.jpg", b"nope")]
+    capsys.readouterr()
+    via_sqs(app, bucket, objects)
+    blob = next(
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if "ImagesProcessed" in line
+    )
+    assert blob["ImagesProcessed"] == [1.0]
+    assert blob["ImagesFailed"] == [1.0]
+    assert blob["BatchSize"] == [1.0]
+
+
+@pytest.mark.parametrize(
+    "fixture",
+    sorted(p.name for p in EVENTS.glob("s3-*.json")) + sorted(p.name for p in EVENTS.glob("sqs-*.json")),
+)
+def test_s3_event_fixtures(app, moto_s3, grace_hopper, fixture: str) -> None:
+    """Every S3/SQS fixture works once its objects exist: the expected results appear."""
+    expected = json.loads((EVENTS / "expected.json").read_text())[fixture]
+    client = boto3.client("s3")
+    client.create_bucket(Bucket=expected["bucket"])
+    for key in expected["results"]:
+        client.put_object(Bucket=expected["bucket"], Key=key, Body=grace_hopper)
+    event = json.loads((EVENTS / fixture).read_text())
+    answer = app.s3_handler(event, LocalContext())
+    if event["Records"][0].get("eventSource") == "aws:sqs":
+        assert answer == {"batchItemFailures": []}
+    for key in expected["results"]:
+        record = result(expected["bucket"], key)
+        assert record["predictions"][0]["label"] == "military_uniform", key
