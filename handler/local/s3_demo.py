@@ -58,7 +58,9 @@ def run(folder: Path, out: TextIO) -> int:
             key = f"uploads/{photo.name}"
             etag = client.put_object(Bucket=BUCKET, Key=key, Body=photo.read_bytes())["ETag"].strip('"')
             objects.append((key, etag, photo.stat().st_size))
-        out.write(f"moto S3 on http://{host}:{port}: uploaded {len(objects)} photo(s) to s3://{BUCKET}/uploads/\n")
+        out.write(
+            f"moto S3 on http://{host}:{port}: uploaded {len(objects)} photo(s) to s3://{BUCKET}/uploads/\n"
+        )
         answer = app.s3_handler(sqs_event([s3_event(BUCKET, [obj]) for obj in objects]), LocalContext())
         out.write(f"s3_handler answered {json.dumps(answer)}\n")
         for key, _, _ in objects:
