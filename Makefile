@@ -19,10 +19,15 @@ SHARED ?= $(abspath $(CURDIR)/../shared)
 KERAS_FILES := mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5 imagenet_class_index.json
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONDONTWRITEBYTECODE ?= 1
+# The CDK CLI and jsii run offline and quietly: no telemetry, no notices, no Node 20 banner.
+export CDK_DISABLE_CLI_TELEMETRY ?= true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
+CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" node_modules/.bin/cdk --no-notices
 
-REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt tests/requirements.txt
+REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt infra/requirements.txt tests/requirements.txt
 
-.PHONY: help setup keras-cache model dev test lint format invoke predict events clean s3-demo
+.PHONY: help setup keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+	bootstrap deploy destroy
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,7 +37,11 @@ $(VENV)/.installed: $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
-setup: $(VENV)/.installed ## create .venv with pinned runtime, model-build and test dependencies
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed ## install pinned Python (.venv) and CDK CLI (node_modules) deps
 
 keras-cache: ## link ../shared/models into $KERAS_HOME/models when present (offline machines)
 	@mkdir -p "$(KERAS_HOME)/models"
@@ -50,7 +59,7 @@ model: $(MODEL_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + labe
 dev: model ## set up and serve the API on http://127.0.0.1:$PORT with the real model
 	$(PY) -m handler serve --port $(PORT)
 
-test: model ## set up and run every check: ruff, then the whole pytest suite
+test: model node_modules/.installed ## set up and run every check: ruff, then the whole pytest suite
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -72,8 +81,20 @@ predict: model ## classify photos: make predict IMAGES="a.jpg b.png"
 events: setup ## regenerate the events/ fixtures and events/expected.json
 	$(PY) -m handler.local.fixtures --out events
 
-clean: ## remove build outputs and caches (keeps .venv)
-	rm -rf build test-output .pytest_cache .ruff_cache
+synth: setup ## cdk synth offline into cdk.out (cdk-nag runs; no Docker needed)
+	$(CDK) synth --quiet
+
+bootstrap: setup ## once per account/region: cdk bootstrap (needs AWS credentials)
+	$(CDK) bootstrap
+
+deploy: setup ## build the image (Docker) and deploy the stack (needs AWS credentials)
+	$(CDK) deploy --require-approval broadening
+
+destroy: setup ## delete the stack (the buckets are retained: they hold your photos)
+	$(CDK) destroy
+
+clean: ## remove build outputs and caches (keeps .venv and node_modules)
+	rm -rf build cdk.out test-output .pytest_cache .ruff_cache
 
 s3-demo: model ## the S3 path locally: moto S3 on 127.0.0.1, upload photos (PHOTOS=folder), print results
 	$(PY) -m handler s3-demo $(or $(PHOTOS),$(SHARED)/images)

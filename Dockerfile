@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# The function image: the same image serves the API (default CMD) and the S3 worker
+# (CMD ["handler.app.s3_handler"], set by the CDK stack). Build context: the repository root,
+# trimmed by .dockerignore.
+ARG PYTHON_VERSION=3.11
+
+# --- Stage 1: export the model with TensorFlow (build platform only: the files are portable) ---
+FROM --platform=$BUILDPLATFORM python:${PYTHON_VERSION}-slim AS model
+WORKDIR /build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2 KERAS_HOME=/build/keras-home
+COPY layers/model/requirements.txt layers/model/requirements.txt
+RUN pip install -r layers/model/requirements.txt
+COPY layers/__init__.py layers/__init__.py
+COPY layers/model/__init__.py layers/model/export.py layers/model/
+COPY handler/__init__.py handler/config.py handler/manifest.py handler/
+# Keras downloads the official ImageNet weights and class index (it checks the index's md5).
+# Pin the weights too by passing --build-arg WEIGHTS_SHA256=<sha256 of the .h5 you trust>.
+ARG WEIGHTS_SHA256=""
+ARG MODEL_VERSION=1.0.0
+RUN python -m layers.model.export --out /opt/model --version "${MODEL_VERSION}" \
+ && if [ -n "${WEIGHTS_SHA256}" ]; then \
+      echo "${WEIGHTS_SHA256}  ${KERAS_HOME}/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5" \
+      | sha256sum -c -; fi
+
+# --- Stage 2: the Lambda runtime image: runtime requirements, the code, the model at /opt/model ---
+FROM public.ecr.aws/lambda/python:${PYTHON_VERSION} AS runtime
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY layers/runtime/requirements.txt /tmp/requirements/runtime.txt
+COPY layers/model/requirements.txt /tmp/requirements/model.txt
+# MODEL_BACKEND=keras also installs TensorFlow (about 1.3 GB more); litert needs only the runtime set.
+ARG MODEL_BACKEND=litert
+RUN pip install -r /tmp/requirements/runtime.txt --target "${LAMBDA_TASK_ROOT}" \
+ && if [ "${MODEL_BACKEND}" = "keras" ]; then \
+      pip install -r /tmp/requirements/model.txt --target "${LAMBDA_TASK_ROOT}"; fi \
+ && rm -rf /tmp/requirements
+COPY --from=model /opt/model /opt/model
+COPY handler/ ${LAMBDA_TASK_ROOT}/handler/
+ENV MODEL_DIR=/opt/model \
+    MODEL_BACKEND=${MODEL_BACKEND} \
+    KERAS_HOME=/tmp/.keras \
+    POWERTOOLS_SERVICE_NAME=image-recognition \
+    POWERTOOLS_METRICS_NAMESPACE=ImageRecognition
+CMD ["handler.app.api_handler"]

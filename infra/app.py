@@ -1,0 +1,28 @@
+"""CDK entry point (``cdk.json``: ``python3 infra/app.py``): reads settings, wires the stack."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script by the CDK CLI
+
+import aws_cdk as cdk
+
+from infra import nag
+from infra.settings import Settings
+from infra.stack import ImageRecognitionStack
+
+
+def build(app: cdk.App) -> ImageRecognitionStack:
+    """The stack with the app's context settings and the nag checks; shared with the tests."""
+    stack = ImageRecognitionStack(app, "ImageRecognition", settings=Settings.from_context(app.node))
+    nag.add_checks(app)
+    nag.acknowledge(stack)
+    return stack
+
+
+if __name__ == "__main__":
+    application = cdk.App()
+    build(application)
+    application.synth()

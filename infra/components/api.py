@@ -1,0 +1,165 @@
+"""The REST API in front of the API function: binary media, CORS, throttling, usage plan, WAF."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from infra.components.common import log_retention
+from infra.settings import Settings
+
+# Exactly what the handler decodes; "*/*" would also base64 the CORS preflight and break it.
+BINARY_MEDIA_TYPES = ["image/*", "multipart/form-data", "application/octet-stream"]
+
+# API Gateway's own refusals (throttling, missing key, validation, too large) in the handler's shape.
+ERROR_TEMPLATE = '{"error": $context.error.messageString, "code": "$context.error.responseType"}'
+
+
+def content_length_at_least(threshold: int) -> str:
+    """A regex matching decimal Content-Length values >= ``threshold`` (one digit then zeros)."""
+    digits = str(threshold)
+    first, zeros = digits[0], len(digits) - 1
+    return f"^([{first}-9][0-9]{{{zeros}}}|[1-9][0-9]{{{zeros + 1},}})$"
+
+
+class Api(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, settings: Settings, function: lambda_.IFunction
+    ) -> None:
+        super().__init__(scope, construct_id)
+        access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=log_retention(settings.log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.rest_api = apigw.RestApi(
+            self,
+            "RestApi",
+            description="MobileNetV2 image recognition",
+            binary_media_types=BINARY_MEDIA_TYPES,
+            cloud_watch_role=True,
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            default_cors_preflight_options=apigw.CorsOptions(
+                allow_origins=settings.origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["Content-Type", "X-Api-Key"],
+            ),
+            deploy_options=apigw.StageOptions(
+                stage_name=settings.stage_name,
+                throttling_rate_limit=settings.throttle_rate_limit,
+                throttling_burst_limit=settings.throttle_burst_limit,
+                tracing_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # bodies are photos: never log them
+                metrics_enabled=True,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+            ),
+        )
+        for response_type in (apigw.ResponseType.DEFAULT_4_XX, apigw.ResponseType.DEFAULT_5_XX):
+            self.rest_api.add_gateway_response(
+                f"Json{response_type.response_type}",
+                type=response_type,
+                templates={"application/json": ERROR_TEMPLATE},
+                response_headers={"Access-Control-Allow-Origin": f"'{settings.origins[0]}'"},
+            )
+
+        integration = apigw.LambdaIntegration(function)
+        require_key = settings.api_key_required
+        validator = self.rest_api.add_request_validator(
+            # Parameters: a Content-Type header is required. Body: validated only where a model is
+            # declared (none for images), which is what cdk-nag's APIG2 asks for.
+            "Validate",
+            validate_request_parameters=True,
+            validate_request_body=True,
+        )
+        self.rest_api.root.add_resource("predict").add_method(
+            "POST",
+            integration,
+            api_key_required=require_key,
+            request_validator=validator,
+            request_parameters={"method.request.header.Content-Type": True},
+        )
+        self.rest_api.root.add_resource("health").add_method("GET", integration, api_key_required=require_key)
+
+        plan = self.rest_api.add_usage_plan(
+            "UsagePlan",
+            description="Default plan for image recognition clients",
+            throttle=apigw.ThrottleSettings(
+                rate_limit=settings.throttle_rate_limit, burst_limit=settings.throttle_burst_limit
+            ),
+            quota=apigw.QuotaSettings(limit=settings.usage_plan_quota_per_day, period=apigw.Period.DAY),
+        )
+        plan.add_api_stage(stage=self.rest_api.deployment_stage)
+        if require_key:
+            plan.add_api_key(self.rest_api.add_api_key("ApiKey", description="Default client key"))
+
+        if settings.enable_waf:
+            self._web_acl(settings)
+
+    def _web_acl(self, settings: Settings) -> None:
+        def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+            return wafv2.CfnWebACL.VisibilityConfigProperty(
+                cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+            )
+
+        block = wafv2.CfnWebACL.RuleActionProperty(block={})
+        rules = [
+            wafv2.CfnWebACL.RuleProperty(
+                name="RateLimitPerIp",
+                priority=0,
+                action=block,
+                visibility_config=visibility("RateLimitPerIp"),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                        limit=settings.waf_rate_limit_per_5min, aggregate_key_type="IP"
+                    )
+                ),
+            ),
+            wafv2.CfnWebACL.RuleProperty(
+                name="MaxContentLength",
+                priority=1,
+                action=block,
+                visibility_config=visibility("MaxContentLength"),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    regex_match_statement=wafv2.CfnWebACL.RegexMatchStatementProperty(
+                        regex_string=content_length_at_least(settings.waf_max_content_length),
+                        field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
+                            single_header={"Name": "content-length"}
+                        ),
+                        text_transformations=[
+                            wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+                        ],
+                    )
+                ),
+            ),
+        ]
+        acl = wafv2.CfnWebACL(
+            self,
+            "WebAcl",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=visibility("ImageRecognitionApi"),
+            rules=rules,
+        )
+        wafv2.CfnWebACLAssociation(
+            self,
+            "WebAclAssociation",
+            resource_arn=self.rest_api.deployment_stage.stage_arn,
+            web_acl_arn=acl.attr_arn,
+        )

@@ -1,0 +1,179 @@
+"""Dashboard and alarms: what ops watch, and what wakes them (via SNS)."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.settings import Settings
+
+FIVE_MINUTES = Duration.minutes(5)
+NAMESPACE = "ImageRecognition"  # POWERTOOLS_METRICS_NAMESPACE of the functions
+SERVICE = "image-recognition"
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        rest_api: apigw.RestApi,
+        api_function: lambda_.Function,
+        worker: lambda_.Function,
+        queue: sqs.Queue,
+        dead_letters: sqs.Queue,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(self, "Alarms", display_name="Image recognition alarms", enforce_ssl=True)
+        if settings.alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
+
+        api_name = rest_api.rest_api_name
+        stage = settings.stage_name
+
+        def api_metric(name: str, statistic: str) -> cw.Metric:
+            return cw.Metric(
+                namespace="AWS/ApiGateway",
+                metric_name=name,
+                dimensions_map={"ApiName": api_name, "Stage": stage},
+                statistic=statistic,
+                period=FIVE_MINUTES,
+            )
+
+        requests = api_metric("Count", "Sum")
+        errors_5xx = api_metric("5XXError", "Sum")
+        error_rate = cw.MathExpression(
+            expression="IF(requests > 0, 100 * errors / requests, 0)",
+            using_metrics={"requests": requests, "errors": errors_5xx},
+            label="5xx rate (%)",
+            period=FIVE_MINUTES,
+        )
+        latency = {p: api_metric("Latency", p) for p in ("p50", "p90", "p99")}
+
+        self.alarms = [
+            error_rate.create_alarm(
+                self,
+                "Api5xxRate",
+                alarm_description=f"API 5xx above {settings.alarm_5xx_rate_percent}% of requests (5 min)",
+                threshold=settings.alarm_5xx_rate_percent,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            latency["p99"].create_alarm(
+                self,
+                "ApiP99Latency",
+                alarm_description=f"API p99 latency above {settings.alarm_p99_latency_ms} ms for 15 minutes",
+                threshold=settings.alarm_p99_latency_ms,
+                evaluation_periods=3,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        for name, function in (("Api", api_function), ("Worker", worker)):
+            self.alarms += [
+                function.metric_errors(period=FIVE_MINUTES).create_alarm(
+                    self,
+                    f"{name}Errors",
+                    alarm_description=f"{name} function errors",
+                    threshold=1,
+                    evaluation_periods=1,
+                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                ),
+                function.metric_throttles(period=FIVE_MINUTES).create_alarm(
+                    self,
+                    f"{name}Throttles",
+                    alarm_description=f"{name} function throttled",
+                    threshold=1,
+                    evaluation_periods=1,
+                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                ),
+            ]
+        dlq_depth = dead_letters.metric_approximate_number_of_messages_visible(
+            period=FIVE_MINUTES, statistic="Maximum"
+        )
+        self.alarms.append(
+            dlq_depth.create_alarm(
+                self,
+                "DeadLettersNotEmpty",
+                alarm_description="Uploads could not be processed after retries: see the dead-letter queue",
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+        )
+        for alarm in self.alarms:
+            alarm.add_alarm_action(actions.SnsAction(self.topic))
+            alarm.add_ok_action(actions.SnsAction(self.topic))
+
+        self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+
+        def graph(title: str, metrics: list[cw.IMetric], **kwargs) -> cw.GraphWidget:
+            return cw.GraphWidget(title=title, left=metrics, width=8, height=6, **kwargs)
+
+        inference = cw.Metric(
+            namespace=NAMESPACE,
+            metric_name="InferenceMs",
+            dimensions_map={"service": SERVICE, "backend": settings.model_backend},
+            statistic="p50",
+            period=FIVE_MINUTES,
+        )
+        functions = (api_function, worker)
+        self.dashboard.add_widgets(
+            graph("API requests", [requests, api_metric("4XXError", "Sum"), errors_5xx]),
+            graph("API latency (ms)", list(latency.values())),
+            graph("API 5xx rate (%)", [error_rate]),
+        )
+        self.dashboard.add_widgets(
+            graph(
+                "Lambda duration p50/p99 (ms)",
+                [f.metric_duration(statistic=s) for f in functions for s in ("p50", "p99")],
+            ),
+            graph(
+                "Lambda errors and throttles",
+                [m for f in functions for m in (f.metric_errors(), f.metric_throttles())],
+            ),
+            graph(
+                "Lambda concurrency",
+                [f.metric("ConcurrentExecutions", statistic="Maximum") for f in functions],
+            ),
+        )
+        self.dashboard.add_widgets(
+            cw.LogQueryWidget(
+                title="Cold starts: init duration (ms)",
+                log_group_names=[f.log_group.log_group_name for f in functions],
+                query_lines=[
+                    'filter @type = "REPORT" and ispresent(@initDuration)',
+                    "stats count() as coldStarts, avg(@initDuration) as avgInitMs,"
+                    " max(@initDuration) as maxInitMs by bin(5m)",
+                ],
+                view=cw.LogQueryVisualizationType.LINE,
+                width=8,
+                height=6,
+            ),
+            graph(
+                "Upload queue: oldest message age (s)",
+                [queue.metric_approximate_age_of_oldest_message(statistic="Maximum")],
+            ),
+            graph("Dead-letter queue depth", [dlq_depth]),
+        )
+        self.dashboard.add_widgets(graph("Model inference p50 (ms)", [inference]))
+
+    @property
+    def dashboard_url(self) -> str:
+        return (
+            f"https://console.aws.amazon.com/cloudwatch/home?region={self.dashboard.stack.region}"
+            f"#dashboards:name={self.dashboard.dashboard_name}"
+        )

@@ -1,0 +1,120 @@
+"""Uploads: a private bucket, S3 -> SQS (filtered) -> the worker function, a dead-letter queue."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as notifications
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.settings import Settings
+
+# S3 suffix filters are case-sensitive: phones and cameras write upper-case extensions too.
+IMAGE_SUFFIXES = [
+    ext
+    for base in (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+    for ext in (base, base.upper())
+]
+
+
+class Uploads(Construct):
+    """Bucket, queues and the wiring to the worker; results land under ``results_prefix``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
+        super().__init__(scope, construct_id)
+        self.settings = settings
+        access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            versioned=True,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="uploads-bucket/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-old-versions",
+                    noncurrent_version_expiration=Duration.days(30),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # AWS's guidance: at least six times the consumer's timeout, so retries do not overlap.
+            visibility_timeout=Duration.seconds(6 * settings.s3_timeout_seconds),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letters, max_receive_count=settings.sqs_max_receive_count
+            ),
+        )
+        destination = notifications.SqsDestination(self.queue)
+        for suffix in IMAGE_SUFFIXES:
+            self.bucket.add_event_notification(
+                s3.EventType.OBJECT_CREATED,
+                destination,
+                s3.NotificationKeyFilter(prefix=settings.uploads_prefix, suffix=suffix),
+            )
+
+    def connect(self, worker: lambda_.IFunction) -> None:
+        """Feed the worker from the queue and give it exactly the S3 access it needs."""
+        settings = self.settings
+        worker.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=settings.sqs_batch_size,
+                max_batching_window=Duration.seconds(settings.sqs_max_batching_window_seconds),
+                report_batch_item_failures=True,
+                max_concurrency=max(2, settings.s3_worker_max_concurrency),
+            )
+        )
+        uploads = self.bucket.arn_for_objects(f"{settings.uploads_prefix}*")
+        results = self.bucket.arn_for_objects(f"{settings.results_prefix}*")
+        worker.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[uploads])
+        )
+        # It reads its own results too: that is how a re-delivered notification is recognised.
+        worker.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=[results])
+        )
+        # Without ListBucket a missing key answers 403 instead of 404; scoped to the two prefixes.
+        worker.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={
+                    "StringLike": {
+                        "s3:prefix": [f"{settings.uploads_prefix}*", f"{settings.results_prefix}*"]
+                    }
+                },
+            )
+        )
+
+    @property
+    def results_location(self) -> str:
+        return f"s3://{self.bucket.bucket_name}/{self.settings.results_prefix}"

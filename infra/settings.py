@@ -1,0 +1,107 @@
+"""Every deploy-time setting, read from CDK context with a documented default.
+
+Each field's default is what ``cdk.json`` ships; override one with ``cdk deploy -c key=value``
+(values from the command line arrive as strings and are converted to the field's type).
+A test keeps ``cdk.json`` and these defaults identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from constructs import Node
+
+ARCHITECTURES = ("x86_64", "arm64")
+BACKENDS = ("litert", "keras")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Deploy settings; each field's ``doc`` is its line in the README's context table."""
+
+    memory_size: int = field(default=2048, metadata={"doc": "function memory (MB); 1769 MB = 1 vCPU"})
+    architecture: str = field(default="x86_64", metadata={"doc": "x86_64 or arm64 (Graviton)"})
+    api_timeout_seconds: int = field(
+        default=29, metadata={"doc": "API function timeout (API Gateway waits 29 s)"}
+    )
+    s3_timeout_seconds: int = field(default=120, metadata={"doc": "S3 worker timeout for one SQS batch"})
+    model_backend: str = field(default="litert", metadata={"doc": "litert or keras (keras adds TensorFlow)"})
+    throttle_rate_limit: int = field(default=50, metadata={"doc": "stage steady-state requests per second"})
+    throttle_burst_limit: int = field(default=100, metadata={"doc": "stage burst requests"})
+    usage_plan_quota_per_day: int = field(default=100_000, metadata={"doc": "usage-plan requests per day"})
+    api_key_required: bool = field(default=False, metadata={"doc": "require an API key (x-api-key)"})
+    max_image_bytes: int = field(default=6 * 1024 * 1024, metadata={"doc": "largest image (MAX_IMAGE_BYTES)"})
+    max_image_pixels: int = field(default=40_000_000, metadata={"doc": "largest decoded image in pixels"})
+    allowed_origins: str = field(default="*", metadata={"doc": "CORS origins, comma-separated"})
+    alarm_email: str = field(
+        default="", metadata={"doc": "e-mail subscribed to the alarm topic (empty: none)"}
+    )
+    reserved_concurrency: int = field(default=0, metadata={"doc": "API reserved concurrency (0: unreserved)"})
+    provisioned_concurrency: int = field(default=0, metadata={"doc": "provisioned concurrency on alias live"})
+    s3_worker_max_concurrency: int = field(default=5, metadata={"doc": "most concurrent S3 worker batches"})
+    sqs_batch_size: int = field(default=10, metadata={"doc": "images per S3 worker invocation"})
+    sqs_max_batching_window_seconds: int = field(default=5, metadata={"doc": "wait to fill a batch"})
+    sqs_max_receive_count: int = field(default=5, metadata={"doc": "deliveries before the DLQ"})
+    log_retention_days: int = field(default=30, metadata={"doc": "days of function and access logs"})
+    enable_waf: bool = field(default=False, metadata={"doc": "attach a WAF web ACL to the stage"})
+    waf_rate_limit_per_5min: int = field(default=1000, metadata={"doc": "WAF requests per IP per 5 minutes"})
+    waf_max_content_length: int = field(
+        default=7_000_000, metadata={"doc": "WAF blocks Content-Length >= this (d x 10^k bytes)"}
+    )
+    alarm_5xx_rate_percent: float = field(default=1.0, metadata={"doc": "alarm: API 5xx % over 5 minutes"})
+    alarm_p99_latency_ms: int = field(default=3000, metadata={"doc": "alarm: API p99 latency (ms)"})
+    uploads_prefix: str = field(
+        default="uploads/", metadata={"doc": "S3 prefix that triggers classification"}
+    )
+    results_prefix: str = field(default="results/", metadata={"doc": "S3 prefix of result records"})
+    stage_name: str = field(default="prod", metadata={"doc": "API Gateway stage"})
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.model_backend not in BACKENDS:
+            raise ValueError(f"model_backend must be one of {BACKENDS}, got {self.model_backend!r}")
+        prefixes = (self.uploads_prefix, self.results_prefix)
+        if prefixes[0].startswith(prefixes[1]) or prefixes[1].startswith(prefixes[0]):
+            raise ValueError("uploads_prefix and results_prefix must not overlap (results would trigger us)")
+        digits = str(self.waf_max_content_length)
+        if digits.strip("0") != digits[0]:
+            raise ValueError("waf_max_content_length must be one digit followed by zeros, e.g. 7000000")
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()] or ["*"]
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """``{context key: default}``: what ``cdk.json`` ships."""
+        return {context_key(f.name): f.default for f in fields(cls)}
+
+    @classmethod
+    def from_context(cls, node: Node) -> Settings:
+        """Read each field from context, converting command-line strings to the field's type."""
+        values = {}
+        for spec in fields(cls):
+            raw = node.try_get_context(context_key(spec.name))
+            if raw is not None:
+                values[spec.name] = _convert(raw, type(spec.default), spec.name)
+        return dataclasses.replace(cls(), **values)
+
+
+def context_key(name: str) -> str:
+    """``max_image_bytes`` -> ``maxImageBytes``: CDK context keys are camelCase by convention."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _convert(raw: Any, kind: type, name: str) -> Any:
+    if kind is bool and isinstance(raw, str):
+        if raw.lower() not in ("true", "false"):
+            raise ValueError(f"context {name} must be true or false, got {raw!r}")
+        return raw.lower() == "true"
+    try:
+        return kind(raw)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"context {name} must be a {kind.__name__}, got {raw!r}") from error

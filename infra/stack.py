@@ -1,0 +1,46 @@
+"""The one stack: uploads bucket, functions, API, monitoring, and the outputs ops need."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra.components.api import Api
+from infra.components.functions import ClassifierFunctions
+from infra.components.monitoring import Monitoring
+from infra.components.uploads import Uploads
+from infra.settings import Settings
+
+
+class ImageRecognitionStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs) -> None:
+        super().__init__(
+            scope, construct_id, description="Serverless MobileNetV2 image recognition", **kwargs
+        )
+        uploads = Uploads(self, "Uploads", settings=settings)
+        functions = ClassifierFunctions(
+            self, "Functions", settings=settings, bucket_name=uploads.bucket.bucket_name
+        )
+        uploads.connect(functions.worker)
+        api = Api(self, "Api", settings=settings, function=functions.live)
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            settings=settings,
+            rest_api=api.rest_api,
+            api_function=functions.api,
+            worker=functions.worker,
+            queue=uploads.queue,
+            dead_letters=uploads.dead_letters,
+        )
+        CfnOutput(self, "ApiUrl", value=api.rest_api.url, description="POST {url}predict with a photo")
+        CfnOutput(
+            self, "UploadsBucket", value=uploads.bucket.bucket_name, description="put photos under uploads/"
+        )
+        CfnOutput(
+            self, "UploadsLocation", value=f"s3://{uploads.bucket.bucket_name}/{settings.uploads_prefix}"
+        )
+        CfnOutput(self, "ResultsLocation", value=uploads.results_location, description="one JSON per photo")
+        CfnOutput(self, "DeadLetterQueueUrl", value=uploads.dead_letters.queue_url)
+        CfnOutput(self, "DashboardUrl", value=monitoring.dashboard_url)
+        CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)

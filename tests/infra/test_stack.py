@@ -1,0 +1,342 @@
+"""``aws_cdk.assertions`` on the synthesized template: every promise ops rely on."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk.assertions import Match, Template
+
+from tests.infra.conftest import CDK_JSON
+
+
+def only(template: Template, kind: str, props: dict | None = None) -> dict:
+    found = template.find_resources(kind, {"Properties": props} if props else None)
+    assert len(found) == 1, f"expected one {kind} matching {props}, found {len(found)}"
+    return next(iter(found.values()))
+
+
+def functions(template: Template) -> dict[str, dict]:
+    """Our two image functions by command (the notification custom resource is not ours)."""
+    return {
+        r["Properties"]["ImageConfig"]["Command"][0]: r
+        for r in template.find_resources("AWS::Lambda::Function").values()
+        if r["Properties"].get("PackageType") == "Image"
+    }
+
+
+def policy_statements(template: Template) -> list[dict]:
+    return [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def worker_policy(template: Template) -> list[dict]:
+    worker_role = functions(template)["handler.app.s3_handler"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = [
+        p
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": worker_role} in p["Properties"]["Roles"]
+    ]
+    return [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_binary_media_types_are_explicit(template: Template) -> None:
+    api = only(template, "AWS::ApiGateway::RestApi")
+    assert api["Properties"]["BinaryMediaTypes"] == [
+        "image/*",
+        "multipart/form-data",
+        "application/octet-stream",
+    ]
+
+
+def test_stage_throttling_tracing_and_access_logs(template: Template) -> None:
+    stage = only(template, "AWS::ApiGateway::Stage")["Properties"]
+    assert stage["StageName"] == "prod"
+    assert stage["TracingEnabled"] is True
+    settings = stage["MethodSettings"][0]
+    assert settings["ThrottlingRateLimit"] == 50 and settings["ThrottlingBurstLimit"] == 100
+    assert settings["DataTraceEnabled"] is False
+    access_format = json.loads(stage["AccessLogSetting"]["Format"])
+    assert {"requestId", "status", "httpMethod", "resourcePath"} <= set(access_format)
+
+
+def test_routes_validation_and_cors(template: Template) -> None:
+    methods = template.find_resources("AWS::ApiGateway::Method")
+    by_method = {(m["Properties"]["HttpMethod"]): m for m in methods.values()}
+    assert {"POST", "GET", "OPTIONS"} <= set(by_method)
+    predict = by_method["POST"]["Properties"]
+    assert predict["RequestParameters"] == {"method.request.header.Content-Type": True}
+    assert "RequestValidatorId" in predict
+    assert predict["Integration"]["Type"] == "AWS_PROXY"
+    (alias_id,) = template.find_resources("AWS::Lambda::Alias")
+    assert {"Ref": alias_id} in predict["Integration"]["Uri"]["Fn::Join"][1], "the API calls alias live"
+    template.has_resource_properties(
+        "AWS::ApiGateway::RequestValidator", {"ValidateRequestParameters": True, "ValidateRequestBody": True}
+    )
+    resources = {
+        r["Properties"]["PathPart"] for r in template.find_resources("AWS::ApiGateway::Resource").values()
+    }
+    assert resources == {"predict", "health"}
+    assert all(not m["Properties"].get("ApiKeyRequired", False) for m in methods.values())
+
+
+def test_gateway_errors_use_the_handlers_json_shape(template: Template) -> None:
+    responses = template.find_resources("AWS::ApiGateway::GatewayResponse")
+    assert {r["Properties"]["ResponseType"] for r in responses.values()} == {"DEFAULT_4XX", "DEFAULT_5XX"}
+    for response in responses.values():
+        body = response["Properties"]["ResponseTemplates"]["application/json"]
+        assert '"error"' in body and '"code"' in body
+
+
+def test_usage_plan(template: Template) -> None:
+    plan = only(template, "AWS::ApiGateway::UsagePlan")["Properties"]
+    assert plan["Quota"] == {"Limit": 100000, "Period": "DAY"}
+    assert plan["Throttle"] == {"BurstLimit": 100, "RateLimit": 50}
+    assert len(plan["ApiStages"]) == 1
+    assert not template.find_resources("AWS::ApiGateway::ApiKey")
+    assert not template.find_resources("AWS::WAFv2::WebACL")
+
+
+def test_functions_are_one_image_with_two_commands(template: Template) -> None:
+    by_command = functions(template)
+    assert set(by_command) == {"handler.app.api_handler", "handler.app.s3_handler"}
+    api, worker = by_command["handler.app.api_handler"], by_command["handler.app.s3_handler"]
+    assert api["Properties"]["Code"] == worker["Properties"]["Code"], "same image"
+    for function, timeout in ((api, 29), (worker, 120)):
+        props = function["Properties"]
+        assert props["PackageType"] == "Image"
+        assert props["MemorySize"] == 2048
+        assert props["Timeout"] == timeout
+        assert props["Architectures"] == ["x86_64"]
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        env = props["Environment"]["Variables"]
+        assert env["MODEL_BACKEND"] == "litert"
+        assert env["MAX_IMAGE_BYTES"] == str(6 * 1024 * 1024)
+        assert env["RESULTS_PREFIX"] == "results/"
+        assert env["POWERTOOLS_SERVICE_NAME"] == "image-recognition"
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "ImageRecognition"
+    assert "ReservedConcurrentExecutions" not in api["Properties"]
+
+
+def test_alias_live(template: Template, variant_template: Template) -> None:
+    alias = only(template, "AWS::Lambda::Alias")["Properties"]
+    assert alias["Name"] == "live"
+    assert "ProvisionedConcurrencyConfig" not in alias
+    variant = only(variant_template, "AWS::Lambda::Alias")["Properties"]
+    assert variant["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 2}
+
+
+def test_log_groups_have_retention(template: Template) -> None:
+    groups = template.find_resources("AWS::Logs::LogGroup")
+    assert len(groups) == 3  # two functions and the API access logs
+    assert {g["Properties"]["RetentionInDays"] for g in groups.values()} == {30}
+
+
+def test_uploads_bucket_is_private_encrypted_tls_only_and_versioned(template: Template) -> None:
+    buckets = template.find_resources("AWS::S3::Bucket")
+    assert len(buckets) == 2  # uploads and its access logs
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"
+        ] == {"SSEAlgorithm": "AES256"}
+    uploads = next(b for b in buckets.values() if "VersioningConfiguration" in b["Properties"])["Properties"]
+    assert uploads["VersioningConfiguration"] == {"Status": "Enabled"}
+    rule = uploads["LifecycleConfiguration"]["Rules"][0]
+    assert rule["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert "LoggingConfiguration" in uploads
+    policies = template.find_resources("AWS::S3::BucketPolicy")
+    tls_denials = [
+        s
+        for p in policies.values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert len(tls_denials) == 2
+
+
+def test_s3_to_sqs_notification_is_filtered_to_uploads_and_images(template: Template) -> None:
+    config = only(template, "Custom::S3BucketNotifications")["Properties"]["NotificationConfiguration"]
+    queues = config["QueueConfigurations"]
+    suffixes = set()
+    for queue in queues:
+        assert queue["Events"] == ["s3:ObjectCreated:*"]
+        rules = {r["Name"]: r["Value"] for r in queue["Filter"]["Key"]["FilterRules"]}
+        assert rules["prefix"] == "uploads/"
+        suffixes.add(rules["suffix"])
+    assert {".jpg", ".JPG", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tiff"} <= suffixes
+    assert "LambdaFunctionConfigurations" not in config, "S3 -> SQS -> Lambda, not S3 -> Lambda"
+
+
+def test_queue_batching_and_dead_letter_queue(template: Template) -> None:
+    mapping = only(template, "AWS::Lambda::EventSourceMapping")["Properties"]
+    assert mapping["BatchSize"] == 10
+    assert mapping["MaximumBatchingWindowInSeconds"] == 5
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queues = template.find_resources("AWS::SQS::Queue")
+    main = next(q for q in queues.values() if "RedrivePolicy" in q["Properties"])["Properties"]
+    assert main["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert main["VisibilityTimeout"] == 720
+    assert all(q["Properties"]["SqsManagedSseEnabled"] for q in queues.values())
+
+
+def test_worker_iam_is_scoped_to_the_prefixes(template: Template) -> None:
+    statements = worker_policy(template)
+    s3_statements = [s for s in statements if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    object_statements = [s for s in s3_statements if "s3:ListBucket" not in as_list(s["Action"])]
+    for statement in object_statements:
+        for resource in as_list(statement["Resource"]):
+            joined = json.dumps(resource)
+            assert joined.endswith('/uploads/*"]]}') or joined.endswith('/results/*"]]}'), joined
+    puts = [s for s in object_statements if "s3:PutObject" in as_list(s["Action"])]
+    assert puts and all("/results/*" in json.dumps(s["Resource"]) for s in puts)
+    listing = next(s for s in s3_statements if "s3:ListBucket" in as_list(s["Action"]))
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*", "results/*"]}}
+
+
+def test_no_policy_grants_s3_on_every_resource(template: Template) -> None:
+    for statement in policy_statements(template):
+        if any(a.startswith("s3:") for a in as_list(statement["Action"])):
+            assert "*" not in as_list(statement["Resource"]), statement
+
+
+def test_the_api_function_has_no_s3_access(template: Template) -> None:
+    api_role = functions(template)["handler.app.api_handler"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        if {"Ref": api_role} in policy["Properties"]["Roles"]:
+            actions = [
+                a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in as_list(s["Action"])
+            ]
+            assert not [a for a in actions if a.startswith("s3:")]
+
+
+def alarms_by_id(template: Template) -> dict[str, dict]:
+    return {
+        logical_id: a["Properties"]
+        for logical_id, a in template.find_resources("AWS::CloudWatch::Alarm").items()
+    }
+
+
+def test_every_alarm_and_its_threshold(template: Template) -> None:
+    alarms = alarms_by_id(template)
+    expected = {
+        "Api5xxRate": 1,
+        "ApiP99Latency": 3000,
+        "ApiErrors": 1,
+        "ApiThrottles": 1,
+        "WorkerErrors": 1,
+        "WorkerThrottles": 1,
+        "DeadLettersNotEmpty": 1,
+    }
+    found = {}
+    for logical_id, props in alarms.items():
+        name = next(key for key in expected if key in logical_id)
+        found[name] = props["Threshold"]
+        assert props["AlarmActions"] and props["OKActions"], "every alarm notifies the topic"
+    assert found == expected
+    p99 = next(p for i, p in alarms.items() if "ApiP99Latency" in i)
+    assert p99["ExtendedStatistic"] == "p99" and p99["EvaluationPeriods"] == 3
+    rate = next(p for i, p in alarms.items() if "Api5xxRate" in i)
+    assert "100 * errors / requests" in json.dumps(rate["Metrics"])
+    dlq = next(p for i, p in alarms.items() if "DeadLettersNotEmpty" in i)
+    assert dlq["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert not template.find_resources("AWS::SNS::Subscription")
+
+
+def test_dashboard_covers_api_lambda_queue_and_cold_starts(template: Template) -> None:
+    body = json.dumps(only(template, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
+    for needle in (
+        "5XXError",
+        "4XXError",
+        "Latency",
+        "p99",
+        "Duration",
+        "ConcurrentExecutions",
+        "Throttles",
+        "@initDuration",
+        "ApproximateAgeOfOldestMessage",
+        "ApproximateNumberOfMessagesVisible",
+        "InferenceMs",
+    ):
+        assert needle in body, needle
+
+
+def test_outputs(template: Template) -> None:
+    outputs = template.find_outputs("*")
+    assert {"ApiUrl", "UploadsBucket", "ResultsLocation", "DashboardUrl"} <= set(outputs)
+    assert "results/" in json.dumps(outputs["ResultsLocation"]["Value"])
+
+
+def test_context_changes_the_template(variant_template: Template) -> None:
+    for function in functions(variant_template).values():
+        props = function["Properties"]
+        assert props["MemorySize"] == 3008
+        assert props["Architectures"] == ["arm64"]
+        assert props["Environment"]["Variables"]["MODEL_BACKEND"] == "keras"
+    api = functions(variant_template)["handler.app.api_handler"]["Properties"]
+    assert api["ReservedConcurrentExecutions"] == 20
+    stage = only(variant_template, "AWS::ApiGateway::Stage")["Properties"]["MethodSettings"][0]
+    assert (stage["ThrottlingRateLimit"], stage["ThrottlingBurstLimit"]) == (7, 11)
+    plan = only(variant_template, "AWS::ApiGateway::UsagePlan")["Properties"]
+    assert plan["Quota"]["Limit"] == 1234
+    assert only(variant_template, "AWS::ApiGateway::ApiKey")
+    methods = variant_template.find_resources(
+        "AWS::ApiGateway::Method", {"Properties": {"HttpMethod": "POST"}}
+    )
+    assert all(m["Properties"]["ApiKeyRequired"] for m in methods.values())
+    assert {
+        g["Properties"]["RetentionInDays"]
+        for g in variant_template.find_resources("AWS::Logs::LogGroup").values()
+    } == {14}
+    p99 = next(p for i, p in alarms_by_id(variant_template).items() if "ApiP99Latency" in i)
+    assert p99["Threshold"] == 1500
+    variant_template.has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.org"}
+    )
+    assert only(variant_template, "AWS::Lambda::EventSourceMapping")["Properties"]["BatchSize"] == 25
+
+
+def test_waf_rules(variant_template: Template) -> None:
+    acl = only(variant_template, "AWS::WAFv2::WebACL")["Properties"]
+    assert acl["Scope"] == "REGIONAL"
+    rules = {r["Name"]: r for r in acl["Rules"]}
+    assert rules["RateLimitPerIp"]["Statement"]["RateBasedStatement"] == {
+        "Limit": 1000,
+        "AggregateKeyType": "IP",
+    }
+    size = rules["MaxContentLength"]["Statement"]["RegexMatchStatement"]
+    assert size["FieldToMatch"] == {"SingleHeader": {"Name": "content-length"}}
+    assert all("Block" in r["Action"] for r in rules.values())
+    variant_template.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
+    variant_template.has_resource_properties(
+        "AWS::WAFv2::WebACLAssociation", {"ResourceArn": Match.any_value(), "WebACLArn": Match.any_value()}
+    )
+
+
+def test_cdk_json_context_equals_the_documented_defaults() -> None:
+    from infra.settings import Settings
+
+    context = {k: v for k, v in CDK_JSON["context"].items() if not k.startswith("@")}
+    assert context == Settings.defaults()
+    assert CDK_JSON["app"] == "python3 infra/app.py"
+
+
+def test_readme_documents_every_context_key() -> None:
+    from infra.settings import Settings
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    missing = [key for key in Settings.defaults() if f"`{key}`" not in readme]
+    assert not missing, f"README's context table lacks {missing}"

@@ -1,0 +1,183 @@
+"""The Dockerfile, proven without Docker: its references, its build context, and a rehearsal.
+
+The rehearsal does what the runtime stage does — ``pip install --target`` the runtime
+requirements into a task root, copy the code and the model where the Dockerfile puts them — then
+runs the event fixtures in a fresh interpreter that sees only that task root and the stdlib.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EVENTS, MODEL_DIR, REPO
+from tests.infra.conftest import app_with
+
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """``[(INSTRUCTION, arguments)]`` with line continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    parsed = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            parsed.append((keyword.upper(), rest.strip()))
+    return parsed
+
+
+def copies() -> list[tuple[str | None, list[str], str]]:
+    """``[(from stage or None, sources, destination)]`` of every COPY."""
+    found = []
+    for keyword, args in instructions():
+        if keyword == "COPY":
+            words = shlex.split(args)
+            stage = next((w.split("=", 1)[1] for w in words if w.startswith("--from=")), None)
+            paths = [w for w in words if not w.startswith("--")]
+            found.append((stage, paths[:-1], paths[-1]))
+    return found
+
+
+@pytest.fixture(scope="module")
+def build_context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Docker build context exactly as ``cdk synth`` stages it (after .dockerignore)."""
+    from infra.settings import Settings
+    from infra.stack import ImageRecognitionStack
+
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = app_with(outdir=str(outdir))
+    ImageRecognitionStack(app, "ImageRecognition", settings=Settings.from_context(app.node))
+    app.synth()
+    (asset,) = [p for p in outdir.glob("asset.*") if (p / "Dockerfile").is_file()]
+    return asset
+
+
+def test_every_copy_source_is_in_the_build_context(build_context: Path) -> None:
+    for stage, sources, _ in copies():
+        if stage is None:
+            for source in sources:
+                assert (build_context / source).exists(), f"COPY {source}: not in the build context"
+
+
+def test_copy_from_names_a_stage() -> None:
+    stages = {args.split()[-1] for keyword, args in instructions() if keyword == "FROM" and " AS " in args}
+    assert stages == {"model", "runtime"}
+    for stage, _, _ in copies():
+        assert stage in (None, *stages)
+
+
+def test_run_steps_use_files_the_image_has(build_context: Path) -> None:
+    destinations = {destination for stage, _, destination in copies() if stage is None}
+    for keyword, args in instructions():
+        if keyword != "RUN":
+            continue
+        for requirement in re.findall(r"-r (\S+)", args):
+            if requirement.startswith("/"):
+                assert requirement in destinations, f"RUN reads {requirement}, which no COPY provides"
+            else:
+                assert (build_context / requirement).is_file(), requirement
+        for module in re.findall(r"python -m (\S+)", args):
+            assert (build_context / (module.replace(".", "/") + ".py")).is_file(), module
+
+
+def test_cmd_names_a_real_entry_point() -> None:
+    (cmd,) = [json.loads(args) for keyword, args in instructions() if keyword == "CMD"]
+    module, name = cmd[0].rsplit(".", 1)
+    assert (REPO / (module.replace(".", "/") + ".py")).is_file()
+    assert f"def {name}(" in (REPO / (module.replace(".", "/") + ".py")).read_text()
+
+
+def test_model_lands_at_opt_model_and_the_env_points_there() -> None:
+    assert ("model", ["/opt/model"], "/opt/model") in copies()
+    env = " ".join(args for keyword, args in instructions() if keyword == "ENV")
+    assert "MODEL_DIR=/opt/model" in env
+
+
+def test_build_context_is_small_and_clean(build_context: Path) -> None:
+    files = [p for p in build_context.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 500_000
+    names = {p.relative_to(build_context).parts[0] for p in files}
+    assert names <= {"Dockerfile", ".dockerignore", "handler", "layers"}, names
+    assert not [p for p in files if p.suffix in {".h5", ".tflite", ".keras", ".pyc"}]
+    assert not (build_context / "handler" / "local").exists(), "dev-only code stays out of the image"
+
+
+REHEARSAL = r"""
+import json, sys
+task_root = sys.argv[1]
+sys.path[:0] = [task_root]
+try:
+    import tensorflow  # noqa: F401
+    sys.exit("tensorflow is importable: the litert image must not need it")
+except ImportError:
+    pass
+
+class Context:
+    function_name = "rehearsal"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 2048
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:rehearsal"
+    aws_request_id = "rehearsal"
+    def get_remaining_time_in_millis(self):
+        return 30000
+
+from handler import app
+assert app.__file__.startswith(task_root), app.__file__
+answers = {}
+for path in sys.argv[2:]:
+    result = app.api_handler(json.load(open(path)), Context())
+    answers[path.rsplit("/", 1)[-1]] = {"status": result["statusCode"], "body": json.loads(result["body"])}
+print("REHEARSAL " + json.dumps(answers))
+"""
+
+
+def test_image_rehearsal_classifies_grace_hopper(build_context: Path, tmp_path: Path) -> None:
+    task_root, opt_model = tmp_path / "var" / "task", tmp_path / "opt" / "model"
+    pip = subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+            "--target", str(task_root), "-r", str(build_context / "layers/runtime/requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert pip.returncode == 0, pip.stderr
+    shutil.copytree(
+        build_context / "handler", task_root / "handler"
+    )  # COPY handler/ ${LAMBDA_TASK_ROOT}/handler/
+    shutil.copytree(MODEL_DIR, opt_model)  # COPY --from=model /opt/model /opt/model
+    fixtures = sorted(str(p) for p in EVENTS.glob("api-*.json"))
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", REHEARSAL, str(task_root), *fixtures],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "MODEL_DIR": str(opt_model),
+            "MODEL_BACKEND": "litert",
+            "KERAS_HOME": str(tmp_path / "keras"),
+            "POWERTOOLS_SERVICE_NAME": "image-recognition",
+            "POWERTOOLS_METRICS_NAMESPACE": "ImageRecognition",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    answers = json.loads(done.stdout.split("REHEARSAL ", 1)[1])
+    expected = json.loads((EVENTS / "expected.json").read_text())
+    for name, answer in answers.items():
+        assert answer["status"] == expected[name]["status"], (name, answer)
+        if "top1" in expected[name]:
+            assert answer["body"]["predictions"][0]["label"] == expected[name]["top1"]
+    assert answers["api-rest-predict-multipart.json"]["body"]["predictions"][0]["label"] == "military_uniform"
