@@ -26,7 +26,7 @@ CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" node_modules/.bin/cdk --no-notices
 
 REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt infra/requirements.txt tests/requirements.txt
 
-.PHONY: help setup keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+.PHONY: help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
@@ -42,6 +42,13 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 setup: $(VENV)/.installed node_modules/.installed ## install pinned Python (.venv) and CDK CLI (node_modules) deps
+
+browser: ## Debian's Chromium for the page tests (apt-get, as root or with sudo)
+	@command -v chromium >/dev/null || { \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  $$sudo apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null; }
+	@chromium --version
 
 keras-cache: ## link ../shared/models into $KERAS_HOME/models when present (offline machines)
 	@mkdir -p "$(KERAS_HOME)/models"
@@ -59,7 +66,7 @@ model: $(MODEL_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + labe
 dev: model ## set up and serve the API on http://127.0.0.1:$PORT with the real model
 	$(PY) -m handler serve --port $(PORT)
 
-test: model node_modules/.installed ## set up and run every check: ruff, then the whole pytest suite
+test: model node_modules/.installed browser ## set up and run every check: ruff, then the whole pytest suite
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)

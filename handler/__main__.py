@@ -65,13 +65,13 @@ def predict(images: list[Path], top_k: int, out: TextIO) -> int:
     return 1 if failures else 0
 
 
-def serve(port: int, host: str) -> int:
+def serve(port: int, host: str, stage: str | None) -> int:
     from handler.local.server import LocalApiServer
 
     app = _load_app()
-    with LocalApiServer(app.api_handler, port=port, host=host) as server:
-        print(f"Serving the API on {server.url}  (Ctrl+C to stop)", flush=True)
-        print(f"  curl -F image=@photo.jpg {server.url}/predict", flush=True)
+    with LocalApiServer(app.api_handler, port=port, host=host, stage=stage) as server:
+        print(f"Demo page and API on {server.url}  (Ctrl+C to stop)", flush=True)
+        print(f"  curl -F image=@photo.jpg {server.url}predict", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
     return 0
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     server = commands.add_parser("serve", help="local API on 127.0.0.1")
     server.add_argument("--port", type=int, default=3000)
     server.add_argument("--host", default="127.0.0.1", help="address to bind (keep it local)")
+    server.add_argument("--stage", default=None, help="serve under /STAGE/ like API Gateway (e.g. prod)")
     demo = commands.add_parser("s3-demo", help="upload photos to a local moto S3 and run s3_handler")
     demo.add_argument("folder", type=Path, nargs="?", default=DEFAULT_PHOTOS)
     args = parser.parse_args(argv)
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             from handler.local import s3_demo
 
             return s3_demo.run(args.folder, results)
-        return serve(args.port, args.host)
+        return serve(args.port, args.host, args.stage)
     finally:
         sys.stdout = results
 

@@ -30,8 +30,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler import config, model, payload, recognition
-from handler.errors import BadRequest, ClientError
+from handler import config, model, openapi, page, payload, recognition
+from handler.errors import BadRequest, ClientError, Code
+from handler.schemas import ErrorAnswer, HealthAnswer, PredictionAnswer
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -40,6 +41,17 @@ router = Router()
 
 # Predictions are per request: no shared cache may keep them. nosniff: JSON is never sniffed as HTML.
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
+    """OpenAPI entries for error answers: every one is ``{"error", "code"}``."""
+    return {
+        status: {
+            "description": HTTPStatus(status).phrase,
+            "content": {"application/json": {"model": ErrorAnswer}},
+        }
+        for status in statuses
+    }
 
 
 def json_response(status: int, body: dict[str, Any]) -> Response:
@@ -61,12 +73,21 @@ def request_body(event: BaseProxyEvent) -> bytes:
             return base64.b64decode(body)
         except (binascii.Error, ValueError) as error:
             raise BadRequest(
-                "The request body is marked base64 but is not valid base64.", "invalid_base64"
+                "The request body is marked base64 but is not valid base64.", Code.INVALID_BASE64
             ) from error
     return body.encode("utf-8", "surrogatepass")
 
 
-@router.post("/predict")
+@router.post(
+    "/predict",
+    summary="Classify an image",
+    description="Multipart field `image`, JSON base64 / data URL, or a raw `image/*` body.",
+    tags=["classification"],
+    responses={
+        200: {"description": "Ranked classes", "content": {"application/json": {"model": PredictionAnswer}}},
+        **error_responses(400, 413, 415, 422, 500),
+    },
+)
 def predict(
     request: Request,
     top_k: Annotated[
@@ -96,7 +117,14 @@ def predict(
     )
 
 
-@router.get("/health")
+@router.get(
+    "/health",
+    summary="What is loaded",
+    tags=["operations"],
+    responses={
+        200: {"description": "The model and limits", "content": {"application/json": {"model": HealthAnswer}}}
+    },
+)
 def health():
     """Liveness and what is loaded: the model is loaded at cold start, so this is cheap."""
     info = model.classifier().info
@@ -110,6 +138,36 @@ def health():
                 "max_image_pixels": settings.max_image_pixels,
             },
         },
+    )
+
+
+@router.get(
+    "/",
+    summary="Demo page",
+    tags=["operations"],
+    responses={200: {"description": "A page to try the API", "content": {"text/html": {}}}},
+)
+def demo_page():
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type="text/html; charset=utf-8",
+        body=page.HTML,
+        headers=page.HEADERS,
+    )
+
+
+@router.get(
+    "/openapi.json",
+    summary="This API's OpenAPI document",
+    tags=["operations"],
+    responses={200: {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
+)
+def openapi_document():
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=openapi.document(rest_resolver),
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=300"},
     )
 
 
@@ -131,12 +189,12 @@ def invalid_parameter(error: RequestValidationError) -> Response:
     message = "Invalid parameter: " + "; ".join(problems)
     if any("top_k" in problem for problem in problems):
         message += f" (top_k must be an integer from 1 to {settings.max_top_k})"
-    return client_error(BadRequest(message, "invalid_parameter"))
+    return client_error(BadRequest(message, Code.INVALID_PARAMETER))
 
 
 @router.exception_handler(NotFoundError)
 def not_found(error: NotFoundError) -> Response:
-    return json_response(HTTPStatus.NOT_FOUND, {"error": "No such route.", "code": "not_found"})
+    return json_response(HTTPStatus.NOT_FOUND, {"error": "No such route.", "code": Code.NOT_FOUND})
 
 
 @router.exception_handler(Exception)
@@ -145,7 +203,7 @@ def unexpected(error: Exception) -> Response:
     logger.exception("unhandled error")
     return json_response(
         HTTPStatus.INTERNAL_SERVER_ERROR,
-        {"error": "Internal error; it has been logged.", "code": "internal_error"},
+        {"error": "Internal error; it has been logged.", "code": Code.INTERNAL_ERROR},
     )
 
 

@@ -7,7 +7,32 @@ API's users: they end up verbatim in ``{"error": ..., "code": ...}``.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from http import HTTPStatus
+
+
+class Code(StrEnum):
+    """Every machine-readable error code the service answers with (docs/api.md lists them)."""
+
+    MISSING_IMAGE = "missing_image"
+    INVALID_JSON = "invalid_json"
+    INVALID_IMAGE_FIELD = "invalid_image_field"
+    INVALID_BASE64 = "invalid_base64"
+    INVALID_DATA_URL = "invalid_data_url"
+    INVALID_MULTIPART = "invalid_multipart"
+    TOO_MANY_IMAGES = "too_many_images"
+    INVALID_PARAMETER = "invalid_parameter"
+    IMAGE_TOO_LARGE = "image_too_large"
+    IMAGE_TOO_MANY_PIXELS = "image_too_many_pixels"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    UNSUPPORTED_IMAGE_TYPE = "unsupported_image_type"
+    CORRUPT_IMAGE = "corrupt_image"
+    EMPTY_IMAGE = "empty_image"
+    NOT_FOUND = "not_found"
+    INTERNAL_ERROR = "internal_error"
+    SOURCE_NOT_FOUND = "source_not_found"
+    SOURCE_ACCESS_DENIED = "source_access_denied"
+    SOURCE_UNREADABLE = "source_unreadable"
 
 
 class ClientError(Exception):
@@ -15,7 +40,7 @@ class ClientError(Exception):
 
     status: HTTPStatus = HTTPStatus.BAD_REQUEST
 
-    def __init__(self, message: str, code: str) -> None:
+    def __init__(self, message: str, code: Code) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
@@ -51,4 +76,4 @@ class Unprocessable(ClientError):
 def check_image_size(size: int, max_bytes: int) -> None:
     """Refuse an image by its encoded size before reading it (API bodies, multipart parts, S3 objects)."""
     if size > max_bytes:
-        raise PayloadTooLarge(f"Image is {size} bytes; the limit is {max_bytes} bytes.", "image_too_large")
+        raise PayloadTooLarge(f"Image is {size} bytes; the limit is {max_bytes} bytes.", Code.IMAGE_TOO_LARGE)

@@ -23,7 +23,7 @@ from PIL import (  # noqa: F401  (importing a plugin registers its decoder; only
     WebPImagePlugin,
 )
 
-from handler.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType, check_image_size
+from handler.errors import Code, PayloadTooLarge, Unprocessable, UnsupportedMediaType, check_image_size
 
 INPUT_SIZE = (224, 224)
 
@@ -45,7 +45,7 @@ class Limits:
 def _open(data: bytes, limits: Limits) -> Image.Image:
     """Read the header only, identify the format, and check the pixel count."""
     if not data:
-        raise Unprocessable("The image is empty.", "empty_image")
+        raise Unprocessable("The image is empty.", Code.EMPTY_IMAGE)
     # Pillow's own bomb guard runs at open(); align it with ours so both give the same answer.
     Image.MAX_IMAGE_PIXELS = limits.max_pixels
     try:
@@ -54,22 +54,22 @@ def _open(data: bytes, limits: Limits) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as error:
         raise PayloadTooLarge(
-            f"Image has too many pixels; the limit is {limits.max_pixels}.", "image_too_many_pixels"
+            f"Image has too many pixels; the limit is {limits.max_pixels}.", Code.IMAGE_TOO_MANY_PIXELS
         ) from error
     except UnidentifiedImageError as error:
         raise UnsupportedMediaType(
             "Not a supported image type: send JPEG, PNG, GIF, WebP, BMP or TIFF.",
-            "unsupported_image_type",
+            Code.UNSUPPORTED_IMAGE_TYPE,
         ) from error
     except (OSError, SyntaxError, ValueError) as error:  # header found but broken
-        raise Unprocessable(f"The image header cannot be read: {error}", "corrupt_image") from error
+        raise Unprocessable(f"The image header cannot be read: {error}", Code.CORRUPT_IMAGE) from error
     width, height = image.size
     if width < 1 or height < 1:
-        raise Unprocessable("The image has no pixels.", "empty_image")
+        raise Unprocessable("The image has no pixels.", Code.EMPTY_IMAGE)
     if width * height > limits.max_pixels:
         raise PayloadTooLarge(
             f"Image is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}.",
-            "image_too_many_pixels",
+            Code.IMAGE_TOO_MANY_PIXELS,
         )
     return image
 
@@ -120,11 +120,11 @@ def to_array(data: bytes, limits: Limits) -> np.ndarray:
         resized = rgb.resize(INPUT_SIZE, Image.Resampling.BILINEAR)
     except Image.DecompressionBombError as error:  # a later frame or tile claims more pixels
         raise PayloadTooLarge(
-            f"Image has too many pixels; the limit is {limits.max_pixels}.", "image_too_many_pixels"
+            f"Image has too many pixels; the limit is {limits.max_pixels}.", Code.IMAGE_TOO_MANY_PIXELS
         ) from error
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as error:
         # Pillow reports truncated or corrupt data with any of these, depending on the decoder.
-        raise Unprocessable(f"The image cannot be decoded: {error}", "corrupt_image") from error
+        raise Unprocessable(f"The image cannot be decoded: {error}", Code.CORRUPT_IMAGE) from error
     finally:
         image.close()
     return scale(np.asarray(resized))

@@ -21,7 +21,7 @@ import re
 
 import multipart
 
-from handler.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, check_image_size
+from handler.errors import BadRequest, Code, PayloadTooLarge, UnsupportedMediaType, check_image_size
 
 FIELD = "image"
 RAW_TYPES = ("application/octet-stream",)
@@ -44,29 +44,32 @@ def decode_base64(text: str | bytes, max_bytes: int, what: str = "image") -> byt
     data = text.encode("ascii", "replace") if isinstance(text, str) else text
     data = WHITESPACE.sub(b"", data)
     if len(data) * 3 // 4 > max_bytes + 2:
-        raise PayloadTooLarge(f"The base64 {what} decodes to more than {max_bytes} bytes.", "image_too_large")
+        raise PayloadTooLarge(
+            f"The base64 {what} decodes to more than {max_bytes} bytes.", Code.IMAGE_TOO_LARGE
+        )
     data = data.replace(b"-", b"+").replace(b"_", b"/")
     data += b"=" * (-len(data) % 4)
     try:
         return base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as error:
-        raise BadRequest(f"The {what} is not valid base64: {error}", "invalid_base64") from error
+        raise BadRequest(f"The {what} is not valid base64: {error}", Code.INVALID_BASE64) from error
 
 
 def _from_data_url(value: str, max_bytes: int) -> bytes:
     match = DATA_URL.match(value)
     if not match:
         raise BadRequest(
-            "The data URL is malformed: expected data:image/...;base64,<data>.", "invalid_data_url"
+            "The data URL is malformed: expected data:image/...;base64,<data>.", Code.INVALID_DATA_URL
         )
     mime = match["mime"].strip().lower()
     if not mime.startswith("image/"):
         raise UnsupportedMediaType(
-            f"The data URL's media type is {mime or 'missing'}; expected image/*.", "unsupported_media_type"
+            f"The data URL's media type is {mime or 'missing'}; expected image/*.",
+            Code.UNSUPPORTED_MEDIA_TYPE,
         )
     if ";base64" not in match["params"].lower():
         raise BadRequest(
-            "The data URL must be base64-encoded (data:image/...;base64,...).", "invalid_data_url"
+            "The data URL must be base64-encoded (data:image/...;base64,...).", Code.INVALID_DATA_URL
         )
     return decode_base64(match["data"], max_bytes)
 
@@ -76,14 +79,14 @@ def from_json(body: bytes, max_bytes: int) -> bytes:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadRequest(f"The body is not valid JSON: {error}", "invalid_json") from error
+        raise BadRequest(f"The body is not valid JSON: {error}", Code.INVALID_JSON) from error
     if not isinstance(document, dict):
-        raise BadRequest('The JSON body must be an object like {"image": "<base64>"}.', "invalid_json")
+        raise BadRequest('The JSON body must be an object like {"image": "<base64>"}.', Code.INVALID_JSON)
     value = document.get(FIELD)
     if value is None:
-        raise BadRequest('The JSON body has no "image" field.', "missing_image")
+        raise BadRequest('The JSON body has no "image" field.', Code.MISSING_IMAGE)
     if not isinstance(value, str):
-        raise BadRequest('"image" must be a base64 string or a data: URL.', "invalid_image_field")
+        raise BadRequest('"image" must be a base64 string or a data: URL.', Code.INVALID_IMAGE_FIELD)
     if value.startswith("data:"):
         return _from_data_url(value, max_bytes)
     return decode_base64(value, max_bytes)
@@ -92,7 +95,7 @@ def from_json(body: bytes, max_bytes: int) -> bytes:
 def from_multipart(body: bytes, boundary: str | None, max_bytes: int) -> bytes:
     """The single file field ``image`` of a ``multipart/form-data`` body."""
     if not boundary:
-        raise BadRequest("multipart/form-data without a boundary parameter.", "invalid_multipart")
+        raise BadRequest("multipart/form-data without a boundary parameter.", Code.INVALID_MULTIPART)
     parser = multipart.MultipartParser(
         io.BytesIO(body),
         boundary,
@@ -111,14 +114,14 @@ def from_multipart(body: bytes, boundary: str | None, max_bytes: int) -> bytes:
     except multipart.ParserLimitReached as error:
         raise PayloadTooLarge(
             f"The upload exceeds a limit: {error} (at most {max_bytes} bytes per image).",
-            "image_too_large",
+            Code.IMAGE_TOO_LARGE,
         ) from error
     except multipart.MultipartError as error:
-        raise BadRequest(f"The multipart body is malformed: {error}", "invalid_multipart") from error
+        raise BadRequest(f"The multipart body is malformed: {error}", Code.INVALID_MULTIPART) from error
     if not images:
-        raise BadRequest('The form has no "image" file field.', "missing_image")
+        raise BadRequest('The form has no "image" file field.', Code.MISSING_IMAGE)
     if len(images) > 1:
-        raise BadRequest('Send one "image" field per request.', "too_many_images")
+        raise BadRequest('Send one "image" field per request.', Code.TOO_MANY_IMAGES)
     return images[0]
 
 
@@ -127,7 +130,7 @@ def image_bytes(body: bytes, content_type: str | None, max_bytes: int) -> bytes:
     if not body:
         raise BadRequest(
             'The request has no body: send an image as multipart field "image", JSON or raw bytes.',
-            "missing_image",
+            Code.MISSING_IMAGE,
         )
     kind, options = media_type(content_type)
     if kind == "multipart/form-data":
@@ -140,5 +143,5 @@ def image_bytes(body: bytes, content_type: str | None, max_bytes: int) -> bytes:
     raise UnsupportedMediaType(
         f"Content-Type {kind or '(none)'} is not accepted: use multipart/form-data, application/json, "
         "image/* or application/octet-stream.",
-        "unsupported_media_type",
+        Code.UNSUPPORTED_MEDIA_TYPE,
     )

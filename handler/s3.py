@@ -37,7 +37,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler import config, model, recognition
-from handler.errors import ClientError, check_image_size
+from handler.errors import ClientError, Code, check_image_size
 
 logger = Logger(child=True)
 tracer = Tracer()
@@ -100,10 +100,10 @@ def _classify_s3_error(error: Exception, what: str) -> Exception:
     if code in TRANSIENT_CODES or status >= 500 or status == 429:
         return TransientError(f"{what}: {code or status}")
     if code in GONE_CODES or status == 404:
-        return ClientError(f"The object no longer exists ({what}).", "source_not_found")
+        return ClientError(f"The object no longer exists ({what}).", Code.SOURCE_NOT_FOUND)
     if code in DENIED_CODES or status == 403:
-        return ClientError(f"Access to the object was denied ({what}).", "source_access_denied")
-    return ClientError(f"The object cannot be read ({what}: {code or status}).", "source_unreadable")
+        return ClientError(f"Access to the object was denied ({what}).", Code.SOURCE_ACCESS_DENIED)
+    return ClientError(f"The object cannot be read ({what}: {code or status}).", Code.SOURCE_UNREADABLE)
 
 
 def result_location(upload: Upload) -> tuple[str, str]:

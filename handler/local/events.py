@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote_plus
 
@@ -43,17 +44,28 @@ def _query(query: str | dict[str, str] | None) -> tuple[dict[str, str] | None, d
     return {k: v[-1] for k, v in multi.items()}, multi
 
 
+def _headers(headers: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> dict[str, list[str]]:
+    """Header values by name, in arrival order; repeated headers keep every value."""
+    pairs = headers.items() if isinstance(headers, Mapping) else (headers or [])
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        multi.setdefault(name, []).append(value)
+    return multi
+
+
 def rest_event(
     method: str,
     path: str,
     *,
     body: bytes = b"",
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     query: str | dict[str, str] | None = None,
     stage: str = "prod",
 ) -> dict:
-    """A REST API (v1) Lambda proxy event."""
-    headers = dict(headers or {})
+    """A REST API (v1) Lambda proxy event: ``headers`` holds the last value of a repeated header,
+    ``multiValueHeaders`` all of them, as API Gateway does."""
+    multi_headers = _headers(headers)
+    headers = {name: values[-1] for name, values in multi_headers.items()}
     single, multi = _query(query)
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
     encoded = bool(body) and is_binary(content_type)
@@ -63,7 +75,7 @@ def rest_event(
         "path": path,
         "httpMethod": method.upper(),
         "headers": headers or None,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()} or None,
+        "multiValueHeaders": multi_headers or None,
         "queryStringParameters": single,
         "multiValueQueryStringParameters": multi,
         "pathParameters": {"proxy": path.lstrip("/")},
@@ -71,8 +83,8 @@ def rest_event(
         "requestContext": {
             "resourcePath": "/{proxy+}",
             "httpMethod": method.upper(),
-            "path": f"/{stage}{path}",
-            "stage": stage,
+            "path": f"/{stage}{path}" if stage else path,
+            "stage": stage or "$default",
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(now.timestamp() * 1000),
             "accountId": "123456789012",

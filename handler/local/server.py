@@ -2,7 +2,9 @@
 
 Each request becomes a REST API (v1) proxy event, with bodies of binary media types
 base64-encoded as API Gateway does; the handler's answer is written back, base64-decoded when
-``isBase64Encoded``. One invocation at a time, like one Lambda execution environment.
+``isBase64Encoded``. Like API Gateway it serves under a stage path when given one (``/prod/...``,
+anything else is 403), keeps repeated headers and query parameters in the multi-value fields,
+and refuses bodies over 10 MB. One invocation at a time, like one Lambda execution environment.
 """
 
 from __future__ import annotations
@@ -40,7 +42,17 @@ def call_handler(handler: Handler, event: dict[str, Any]) -> tuple[int, dict[str
     return int(result.get("statusCode", 502)), headers, raw
 
 
-def make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
+def split_stage(path: str, stage: str | None) -> str | None:
+    """``/prod/predict`` -> ``/predict`` for stage ``prod``; None when outside the stage."""
+    if not stage:
+        return path
+    prefix = f"/{stage}"
+    if path == prefix or path.startswith(prefix + "/"):
+        return path[len(prefix) :] or "/"
+    return None
+
+
+def make_request_handler(handler: Handler, stage: str | None) -> type[BaseHTTPRequestHandler]:
     lock = threading.Lock()
 
     class ProxyRequestHandler(BaseHTTPRequestHandler):
@@ -49,14 +61,23 @@ def make_request_handler(handler: Handler) -> type[BaseHTTPRequestHandler]:
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
+            url = urlsplit(self.path)
+            path = split_stage(url.path, stage)
             if length > API_GATEWAY_MAX_BODY:
                 status, headers, body = _gateway_error(413, "Request Entity Too Large")
                 self.close_connection = True
+            elif path is None:  # API Gateway's answer for a path outside the stage
+                self.rfile.read(length)
+                status, headers, body = _gateway_error(403, "Missing Authentication Token")
             else:
                 body_in = self.rfile.read(length) if length else b""
-                url = urlsplit(self.path)
                 event = rest_event(
-                    self.command, url.path, body=body_in, headers=dict(self.headers.items()), query=url.query
+                    self.command,
+                    path,
+                    body=body_in,
+                    headers=self.headers.items(),
+                    query=url.query,
+                    stage=stage or "",
                 )
                 with lock:
                     status, headers, body = call_handler(handler, event)
@@ -81,14 +102,23 @@ class LocalApiServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, handler: Handler, port: int = 3000, host: str = "127.0.0.1", quiet: bool = False):
-        super().__init__((host, port), make_request_handler(handler))
+    def __init__(
+        self,
+        handler: Handler,
+        port: int = 3000,
+        host: str = "127.0.0.1",
+        quiet: bool = False,
+        stage: str | None = None,
+    ):
+        super().__init__((host, port), make_request_handler(handler, stage))
         self.quiet = quiet
+        self.stage = stage
 
     @property
     def url(self) -> str:
+        """The base URL, stage included, with a trailing slash (like the stack's ApiUrl output)."""
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host}:{port}/" + (f"{self.stage}/" if self.stage else "")
 
     def log(self, line: str) -> None:
         if not self.quiet:

@@ -62,7 +62,7 @@ def free_port() -> int:
 def test_serve_answers_curl_style_uploads() -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "handler", "serve", "--port", str(port)],
+        [sys.executable, "-m", "handler", "serve", "--port", str(port), "--stage", "prod"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -72,7 +72,7 @@ def test_serve_answers_curl_style_uploads() -> None:
         deadline = time.monotonic() + 90
         while True:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                health = requests.get(f"http://127.0.0.1:{port}/prod/health", timeout=5)
                 break
             except requests.ConnectionError:
                 assert process.poll() is None, process.stdout.read()
@@ -80,7 +80,9 @@ def test_serve_answers_curl_style_uploads() -> None:
                 time.sleep(0.2)
         assert health.json()["model"]["name"] == "mobilenet_v2"
         with (PHOTOS / "grace_hopper.jpg").open("rb") as photo:
-            answer = requests.post(f"http://127.0.0.1:{port}/predict", files={"image": photo}, timeout=30)
+            answer = requests.post(
+                f"http://127.0.0.1:{port}/prod/predict", files={"image": photo}, timeout=30
+            )
         assert answer.status_code == 200
         assert answer.json()["predictions"][0]["label"] == "military_uniform"
     finally:

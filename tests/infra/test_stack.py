@@ -68,7 +68,7 @@ def test_stage_throttling_tracing_and_access_logs(template: Template) -> None:
 
 def test_routes_validation_and_cors(template: Template) -> None:
     methods = template.find_resources("AWS::ApiGateway::Method")
-    by_method = {(m["Properties"]["HttpMethod"]): m for m in methods.values()}
+    by_method = {m["Properties"]["HttpMethod"]: m for m in methods.values()}
     assert {"POST", "GET", "OPTIONS"} <= set(by_method)
     predict = by_method["POST"]["Properties"]
     assert predict["RequestParameters"] == {"method.request.header.Content-Type": True}
@@ -82,7 +82,13 @@ def test_routes_validation_and_cors(template: Template) -> None:
     resources = {
         r["Properties"]["PathPart"] for r in template.find_resources("AWS::ApiGateway::Resource").values()
     }
-    assert resources == {"predict", "health"}
+    assert resources == {"predict", "health", "openapi.json"}
+    root_gets = [
+        m
+        for m in methods.values()
+        if m["Properties"]["HttpMethod"] == "GET" and "ResourceId" in m["Properties"]
+    ]
+    assert len(root_gets) == 3  # /, /health, /openapi.json
     assert all(not m["Properties"].get("ApiKeyRequired", False) for m in methods.values())
 
 

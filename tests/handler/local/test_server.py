@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import http.client
+import json
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -15,7 +18,7 @@ from handler.local.events import is_binary
 
 @pytest.fixture(scope="module")
 def api_url(app) -> Iterator[str]:
-    server = local_server.LocalApiServer(app.api_handler, port=0, quiet=True)
+    server = local_server.LocalApiServer(app.api_handler, port=0, quiet=True, stage="prod")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -25,13 +28,90 @@ def api_url(app) -> Iterator[str]:
         server.server_close()
 
 
-def test_binds_to_loopback_only(api_url: str) -> None:
-    assert api_url.startswith("http://127.0.0.1:")
+def test_binds_to_loopback_only_under_the_stage(api_url: str) -> None:
+    assert api_url.startswith("http://127.0.0.1:") and api_url.endswith("/prod/")
+
+
+def test_paths_outside_the_stage_are_refused_like_api_gateway(api_url: str) -> None:
+    root = api_url.removesuffix("prod/")
+    response = requests.get(f"{root}health", timeout=30)
+    assert response.status_code == 403
+    assert response.json() == {"message": "Missing Authentication Token"}
+    assert requests.get(f"{root}production/health", timeout=30).status_code == 403
+
+
+@pytest.mark.parametrize("suffix", ["", "/"])
+def test_the_page_is_served_at_the_stage_root(api_url: str, suffix: str) -> None:
+    response = requests.get(api_url.removesuffix("/") + suffix, timeout=30)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+
+
+@pytest.fixture
+def echo_url() -> Iterator[str]:
+    """A server in front of a handler that returns the event it got, to see what API Gateway sends."""
+
+    def echo(event, context):
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(event)}
+
+    server = local_server.LocalApiServer(echo, port=0, quiet=True, stage="v1")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_event_has_multi_value_headers_query_and_stage(echo_url: str) -> None:
+    url = urlsplit(echo_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    connection.putrequest("GET", f"{url.path}things?tag=a&tag=b&top_k=3")
+    connection.putheader("X-Tag", "one")
+    connection.putheader("X-Tag", "two")
+    connection.endheaders()
+    event = json.loads(connection.getresponse().read())
+    connection.close()
+    assert event["path"] == "/things"
+    assert event["requestContext"]["stage"] == "v1"
+    assert event["requestContext"]["path"] == "/v1/things"
+    assert event["queryStringParameters"] == {"tag": "b", "top_k": "3"}
+    assert event["multiValueQueryStringParameters"]["tag"] == ["a", "b"]
+    assert event["multiValueHeaders"]["X-Tag"] == ["one", "two"]
+    assert event["headers"]["X-Tag"] == "two"
+
+
+def test_binary_bodies_arrive_base64_encoded_and_text_bodies_as_text(echo_url: str) -> None:
+    binary = requests.post(
+        echo_url, data=b"\xff\x00", headers={"Content-Type": "image/png"}, timeout=30
+    ).json()
+    assert binary["isBase64Encoded"] is True and base64.b64decode(binary["body"]) == b"\xff\x00"
+    text = requests.post(echo_url, json={"a": 1}, timeout=30).json()
+    assert text["isBase64Encoded"] is False and json.loads(text["body"]) == {"a": 1}
+
+
+def test_base64_answers_are_decoded_for_the_client() -> None:
+    def png(event, context):
+        return {
+            "statusCode": 200,
+            "headers": {"Content-Type": "image/png"},
+            "body": "iVBORw==",
+            "isBase64Encoded": True,
+        }
+
+    server = local_server.LocalApiServer(png, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert requests.get(server.url, timeout=30).content == base64.b64decode("iVBORw==")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_multipart_upload_like_curl_f(api_url: str, grace_hopper: bytes) -> None:
     response = requests.post(
-        f"{api_url}/predict", files={"image": ("grace_hopper.jpg", grace_hopper, "image/jpeg")}, timeout=30
+        f"{api_url}predict", files={"image": ("grace_hopper.jpg", grace_hopper, "image/jpeg")}, timeout=30
     )
     assert response.status_code == 200
     assert response.json()["predictions"][0]["label"] == "military_uniform"
@@ -40,7 +120,7 @@ def test_multipart_upload_like_curl_f(api_url: str, grace_hopper: bytes) -> None
 
 def test_raw_body_and_query_string(api_url: str, cat: bytes) -> None:
     response = requests.post(
-        f"{api_url}/predict?top_k=2", data=cat, headers={"Content-Type": "image/bmp"}, timeout=30
+        f"{api_url}predict?top_k=2", data=cat, headers={"Content-Type": "image/bmp"}, timeout=30
     )
     assert response.status_code == 200
     labels = [p["label"] for p in response.json()["predictions"]]
@@ -49,30 +129,30 @@ def test_raw_body_and_query_string(api_url: str, cat: bytes) -> None:
 
 def test_json_base64(api_url: str, grace_hopper: bytes) -> None:
     response = requests.post(
-        f"{api_url}/predict", json={"image": base64.b64encode(grace_hopper).decode()}, timeout=30
+        f"{api_url}predict", json={"image": base64.b64encode(grace_hopper).decode()}, timeout=30
     )
     assert response.json()["predictions"][0]["label"] == "military_uniform"
 
 
 def test_errors_pass_through_as_json(api_url: str) -> None:
     response = requests.post(
-        f"{api_url}/predict", data=b"hello", headers={"Content-Type": "text/plain"}, timeout=30
+        f"{api_url}predict", data=b"hello", headers={"Content-Type": "text/plain"}, timeout=30
     )
     assert response.status_code == 415
     assert response.json()["code"] == "unsupported_media_type"
-    assert requests.get(f"{api_url}/missing", timeout=30).json()["code"] == "not_found"
+    assert requests.get(f"{api_url}missing", timeout=30).json()["code"] == "not_found"
 
 
 def test_body_over_api_gateway_cap_is_413(api_url: str) -> None:
     too_big = b"\0" * (local_server.API_GATEWAY_MAX_BODY + 1)
     response = requests.post(
-        f"{api_url}/predict", data=too_big, headers={"Content-Type": "image/jpeg"}, timeout=30
+        f"{api_url}predict", data=too_big, headers={"Content-Type": "image/jpeg"}, timeout=30
     )
     assert response.status_code == 413
 
 
 def test_health(api_url: str) -> None:
-    assert requests.get(f"{api_url}/health", timeout=30).json()["status"] == "ok"
+    assert requests.get(f"{api_url}health", timeout=30).json()["status"] == "ok"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,45 @@
+"""The API's answer shapes, for the OpenAPI document (the routes build plain dicts of this shape).
+
+Tests check real answers against these models, so the document cannot drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="Keras ImageNet class name", examples=["military_uniform"])
+    probability: float = Field(ge=0, le=1, description="softmax probability", examples=[0.93])
+    class_id: str = Field(description="WordNet id of the class", examples=["n03763968"])
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(examples=["mobilenet_v2"])
+    version: str = Field(examples=["1.0.0"])
+    backend: Literal["litert", "keras"]
+
+
+class PredictionAnswer(BaseModel):
+    predictions: list[Prediction] = Field(description="best first; top_k entries (default 5)")
+    model: ModelInfo
+
+
+class ErrorAnswer(BaseModel):
+    error: str = Field(
+        description="what was wrong, for people", examples=['The JSON body has no "image" field.']
+    )
+    code: str = Field(description="what was wrong, for programs", examples=["missing_image"])
+
+
+class Limits(BaseModel):
+    max_image_bytes: int = Field(description="largest accepted image, encoded")
+    max_image_pixels: int = Field(description="largest accepted image, width x height")
+
+
+class HealthAnswer(BaseModel):
+    status: Literal["ok"]
+    model: ModelInfo
+    limits: Limits

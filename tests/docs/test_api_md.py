@@ -1,0 +1,98 @@
+"""Every example in docs/api.md runs against the local server and gets the answer it promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from handler.local.server import LocalApiServer
+from tests.conftest import PHOTOS, REPO
+
+DOC = (REPO / "docs" / "api.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", DOC, flags=re.DOTALL)
+DOCUMENTED_BASE = "http://127.0.0.1:3000/"
+
+
+def blocks(language: str, containing: str = "") -> list[str]:
+    return [code for lang, code in BLOCKS if lang == language and containing in code]
+
+
+@pytest.fixture(scope="module")
+def base_url(app) -> Iterator[str]:
+    server = LocalApiServer(app.api_handler, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    shutil.copy(PHOTOS / "grace_hopper.jpg", tmp_path / "photo.jpg")
+    return tmp_path
+
+
+def run(command: list[str], workdir: Path, **env: str) -> str:
+    done = subprocess.run(
+        command, cwd=workdir, capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_the_doc_has_examples_in_each_language() -> None:
+    assert len(blocks("bash", "curl")) >= 5
+    assert len(blocks("python")) == 1 and len(blocks("js")) == 1
+
+
+@pytest.mark.parametrize("example", blocks("bash", "curl"), ids=lambda code: code.split("\n")[0][:60])
+def test_curl_examples(example: str, base_url: str, workdir: Path) -> None:
+    answer = json.loads(run(["bash", "-euo", "pipefail", "-c", example], workdir, API=base_url))
+    if "predictions" in answer:
+        assert answer["predictions"][0]["label"] == "military_uniform"
+        top_k = re.search(r"top_k=(\d+)", example)
+        assert len(answer["predictions"]) == (int(top_k.group(1)) if top_k else 5)
+    elif "status" in answer:
+        assert answer["status"] == "ok" and answer["limits"]["max_image_bytes"] == 6 * 1024 * 1024
+    else:
+        assert answer["code"] == "unsupported_image_type", answer
+
+
+def test_python_example(base_url: str, workdir: Path) -> None:
+    (example,) = blocks("python")
+    script = workdir / "example.py"
+    script.write_text(example.replace(DOCUMENTED_BASE, base_url))
+    lines = run([sys.executable, str(script)], workdir).splitlines()
+    assert lines[0].startswith("military_uniform 93")
+    assert lines[1].startswith("['military_uniform',") and lines[1].count("'") == 6
+
+
+def test_javascript_example(base_url: str, workdir: Path) -> None:
+    (example,) = blocks("js")
+    script = workdir / "example.mjs"
+    script.write_text(example.replace(DOCUMENTED_BASE, base_url))
+    output = run(["node", str(script)], workdir)
+    assert "label: 'military_uniform'" in output
+    assert "[ 'military_uniform', 'racket', 'mortarboard' ] litert" in output
+
+
+def test_documented_error_codes_are_the_ones_the_code_raises() -> None:
+    table_codes = set(re.findall(r"^\| \d{3} \| `([a-z_]+)`", DOC, flags=re.MULTILINE))
+    table_codes |= {"empty_image"}
+    source = "\n".join(p.read_text() for p in (REPO / "handler").glob("*.py"))
+    raised = set(re.findall(r'"([a-z]+(?:_[a-z]+)+)",?\s*\)', source)) & set(
+        re.findall(r'[,(]\s*"([a-z_]+)"\s*\)', source)
+    )
+    api_codes = {code for code in raised if not code.startswith("source_")}  # S3 record codes
+    assert api_codes <= table_codes, f"undocumented: {api_codes - table_codes}"

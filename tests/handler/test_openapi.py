@@ -1,0 +1,75 @@
+"""``/openapi.json``: valid OpenAPI 3, and exactly the routes the resolver serves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from openapi_spec_validator import validate
+
+from handler import api
+from handler.local.context import LocalContext
+from handler.local.events import rest_event
+from handler.schemas import ErrorAnswer, HealthAnswer, PredictionAnswer
+from tests.helpers import body_json
+
+
+@pytest.fixture(scope="module")
+def document(app) -> dict:
+    result = app.api_handler(rest_event("GET", "/openapi.json"), LocalContext())
+    assert result["statusCode"] == 200
+    return body_json(result)
+
+
+def test_is_valid_openapi_3(document: dict) -> None:
+    assert document["openapi"].startswith("3.")
+    validate(document)
+
+
+def test_documents_exactly_the_routes_served(document: dict) -> None:
+    documented = {(path, method.upper()) for path, item in document["paths"].items() for method in item}
+    # The router's registrations: (rule, methods, ...) keys, the source both resolvers serve from.
+    served = {(key[0], method) for key in api.router._routes for method in key[1]}
+    assert (
+        documented
+        == served
+        == {("/predict", "POST"), ("/health", "GET"), ("/", "GET"), ("/openapi.json", "GET")}
+    )
+    for path, method in documented:
+        response = api.rest_resolver.resolve(rest_event(method, path), LocalContext())
+        assert response["statusCode"] != 404, (path, method)
+
+
+def test_predict_documents_the_three_upload_styles_and_errors(document: dict) -> None:
+    post = document["paths"]["/predict"]["post"]
+    assert set(post["requestBody"]["content"]) == {
+        "multipart/form-data",
+        "application/json",
+        "image/*",
+        "application/octet-stream",
+    }
+    assert post["requestBody"]["content"]["multipart/form-data"]["schema"]["required"] == ["image"]
+    assert {"200", "400", "413", "415", "422", "500"} <= set(post["responses"])
+    (top_k,) = post["parameters"]
+    assert (top_k["name"], top_k["in"], top_k["schema"]["minimum"], top_k["schema"]["maximum"]) == (
+        "top_k",
+        "query",
+        1,
+        20,
+    )
+    assert document["servers"] == [{"url": "."}], "relative, so it works behind a stage path"
+
+
+def test_real_answers_match_the_documented_schemas(app, grace_hopper: bytes) -> None:
+    ok = app.api_handler(
+        rest_event("POST", "/predict", body=grace_hopper, headers={"Content-Type": "image/jpeg"}),
+        LocalContext(),
+    )
+    PredictionAnswer.model_validate(body_json(ok))
+    bad = app.api_handler(
+        rest_event("POST", "/predict", body=b"x", headers={"Content-Type": "text/plain"}), LocalContext()
+    )
+    ErrorAnswer.model_validate(body_json(bad))
+    health = app.api_handler(rest_event("GET", "/health"), LocalContext())
+    HealthAnswer.model_validate(body_json(health))
+    assert json.loads(ok["body"]).keys() == PredictionAnswer.model_fields.keys()
