@@ -2,7 +2,9 @@
 # The function image: the same image serves the API (default CMD) and the S3 worker
 # (CMD ["handler.app.s3_handler"], set by the CDK stack). Build context: the repository root,
 # trimmed by .dockerignore.
-ARG PYTHON_VERSION=3.11
+# 3.12+: the Lambda base images from 3.12 on are Amazon Linux 2023 (glibc 2.34); ai-edge-litert ships
+# manylinux_2_27 wheels only, which the 3.11 image (Amazon Linux 2, glibc 2.26) cannot install.
+ARG PYTHON_VERSION=3.12
 
 # --- Stage 1: export the model with TensorFlow (build platform only: the files are portable) ---
 FROM --platform=$BUILDPLATFORM python:${PYTHON_VERSION}-slim AS model

@@ -26,7 +26,7 @@ CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" node_modules/.bin/cdk --no-notices
 
 REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt infra/requirements.txt tests/requirements.txt
 
-.PHONY: help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+.PHONY: bench layers help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
@@ -105,3 +105,10 @@ clean: ## remove build outputs and caches (keeps .venv and node_modules)
 
 s3-demo: model ## the S3 path locally: moto S3 on 127.0.0.1, upload photos (PHOTOS=folder), print results
 	$(PY) -m handler s3-demo $(or $(PHOTOS),$(SHARED)/images)
+
+bench: model ## benchmark vs the tutorial's app: writes docs/benchmarks.md, .json and .png
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+layers: model ## zip packaging without Docker: runtime + model layers and the code in build/layers
+	$(PY) -m layers.build --out build/layers --python-version $(or $(LAMBDA_PYTHON),3.12) \
+	  --architecture $(or $(ARCH),x86_64)

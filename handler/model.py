@@ -58,7 +58,13 @@ class Backend(Protocol):
 
 
 class LiteRTBackend:
-    """ai-edge-litert with XNNPACK (the default): small, fast to import, no TensorFlow."""
+    """ai-edge-litert with XNNPACK (the default): small, fast to import, no TensorFlow.
+
+    Batches run in chunks of ``CHUNK`` images: on CPU, XNNPACK's throughput stops growing near
+    batch 8 while its activation arena keeps growing with the batch (about 10 MB per image).
+    """
+
+    CHUNK = 8
 
     def __init__(self, path: Path, threads: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -71,6 +77,12 @@ class LiteRTBackend:
         self._lock = threading.Lock()
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) > self.CHUNK:
+            chunks = [batch[start : start + self.CHUNK] for start in range(0, len(batch), self.CHUNK)]
+            return np.concatenate([self._invoke(chunk) for chunk in chunks])
+        return self._invoke(batch)
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
             if len(batch) != self._batch_size:  # reallocate only when the batch size changes
                 self._interpreter.resize_tensor_input(self._input, list(batch.shape))

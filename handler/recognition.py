@@ -8,7 +8,9 @@ classified in the same model call.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -35,19 +37,33 @@ def limits() -> imaging.Limits:
     return imaging.Limits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
 
 
+@cache
+def _decoders() -> ThreadPoolExecutor:
+    """Pillow releases the GIL while decoding: a batch decodes on every CPU Lambda gives us."""
+    return ThreadPoolExecutor(max_workers=config.settings().threads, thread_name_prefix="decode")
+
+
+def _decode(data: bytes, bounds: imaging.Limits) -> np.ndarray | ClientError:
+    try:
+        return imaging.to_array(data, bounds)
+    except ClientError as error:
+        return error
+
+
 @tracer.capture_method(capture_response=False)
 def classify(images: list[bytes], top_k: int) -> list[Outcome]:
     """Classify each image; decode failures are returned in place, not raised."""
     bounds = limits()
-    arrays: list[np.ndarray] = []
-    outcomes: list[Outcome | None] = []
     for data in images:
         metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
-        try:
-            arrays.append(imaging.to_array(data, bounds))
-            outcomes.append(None)
-        except ClientError as error:
-            outcomes.append(Outcome(error=error))
+    if len(images) > 1:
+        decoded = list(_decoders().map(_decode, images, [bounds] * len(images)))
+    else:
+        decoded = [_decode(data, bounds) for data in images]
+    arrays = [item for item in decoded if isinstance(item, np.ndarray)]
+    outcomes: list[Outcome | None] = [
+        Outcome(error=item) if isinstance(item, ClientError) else None for item in decoded
+    ]
     if arrays:
         started = time.perf_counter()
         ranked = iter(model.classifier().classify(np.stack(arrays), top_k=top_k))

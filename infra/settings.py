@@ -15,12 +15,24 @@ from constructs import Node
 
 ARCHITECTURES = ("x86_64", "arm64")
 BACKENDS = ("litert", "keras")
+PACKAGINGS = ("image", "zip")
+PYTHON_RUNTIMES = ("3.12", "3.13")
 
 
 @dataclass(frozen=True)
 class Settings:
     """Deploy settings; each field's ``doc`` is its line in the README's context table."""
 
+    packaging: str = field(
+        default="image", metadata={"doc": "image (Dockerfile) or zip (make layers: code + 2 layers)"}
+    )
+    python_version: str = field(
+        default="3.12", metadata={"doc": "Lambda Python for the image and zip (3.12+)"}
+    )
+    snap_start: bool = field(default=False, metadata={"doc": "SnapStart on published versions (zip only)"})
+    layers_dir: str = field(
+        default="build/layers", metadata={"doc": "make layers output used by packaging=zip"}
+    )
     memory_size: int = field(default=2048, metadata={"doc": "function memory (MB); 1769 MB = 1 vCPU"})
     architecture: str = field(default="x86_64", metadata={"doc": "x86_64 or arm64 (Graviton)"})
     api_timeout_seconds: int = field(
@@ -61,6 +73,16 @@ class Settings:
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.packaging not in PACKAGINGS:
+            raise ValueError(f"packaging must be one of {PACKAGINGS}, got {self.packaging!r}")
+        if self.packaging == "zip" and self.model_backend != "litert":
+            raise ValueError("packaging=zip serves the litert backend only (TensorFlow exceeds 250 MB)")
+        if self.snap_start and self.packaging != "zip":
+            raise ValueError("snapStart needs packaging=zip: Lambda offers SnapStart for zip functions")
+        if self.python_version not in PYTHON_RUNTIMES:
+            raise ValueError(
+                f"pythonVersion must be one of {PYTHON_RUNTIMES} (ai-edge-litert needs glibc 2.27+)"
+            )
         if self.model_backend not in BACKENDS:
             raise ValueError(f"model_backend must be one of {BACKENDS}, got {self.model_backend!r}")
         prefixes = (self.uploads_prefix, self.results_prefix)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EVENTS, MODEL_DIR, REPO
+from tests.conftest import MODEL_DIR, REPO
 from tests.infra.conftest import app_with
+from tests.rehearsal import run_fixtures
 
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -111,35 +112,6 @@ def test_build_context_is_small_and_clean(build_context: Path) -> None:
     assert not (build_context / "handler" / "local").exists(), "dev-only code stays out of the image"
 
 
-REHEARSAL = r"""
-import json, sys
-task_root = sys.argv[1]
-sys.path[:0] = [task_root]
-try:
-    import tensorflow  # noqa: F401
-    sys.exit("tensorflow is importable: the litert image must not need it")
-except ImportError:
-    pass
-
-class Context:
-    function_name = "rehearsal"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 2048
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:rehearsal"
-    aws_request_id = "rehearsal"
-    def get_remaining_time_in_millis(self):
-        return 30000
-
-from handler import app
-assert app.__file__.startswith(task_root), app.__file__
-answers = {}
-for path in sys.argv[2:]:
-    result = app.api_handler(json.load(open(path)), Context())
-    answers[path.rsplit("/", 1)[-1]] = {"status": result["statusCode"], "body": json.loads(result["body"])}
-print("REHEARSAL " + json.dumps(answers))
-"""
-
-
 def test_image_rehearsal_classifies_grace_hopper(build_context: Path, tmp_path: Path) -> None:
     task_root, opt_model = tmp_path / "var" / "task", tmp_path / "opt" / "model"
     pip = subprocess.run(
@@ -152,32 +124,15 @@ def test_image_rehearsal_classifies_grace_hopper(build_context: Path, tmp_path: 
         timeout=900,
     )  # fmt: skip
     assert pip.returncode == 0, pip.stderr
-    shutil.copytree(
-        build_context / "handler", task_root / "handler"
-    )  # COPY handler/ ${LAMBDA_TASK_ROOT}/handler/
+    # COPY handler/ ${LAMBDA_TASK_ROOT}/handler/
+    shutil.copytree(build_context / "handler", task_root / "handler")
     shutil.copytree(MODEL_DIR, opt_model)  # COPY --from=model /opt/model /opt/model
-    fixtures = sorted(str(p) for p in EVENTS.glob("api-*.json"))
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", REHEARSAL, str(task_root), *fixtures],
-        env={
-            "PATH": "/usr/bin:/bin",
+    run_fixtures(
+        [task_root],
+        {
             "LAMBDA_TASK_ROOT": str(task_root),
             "MODEL_DIR": str(opt_model),
             "MODEL_BACKEND": "litert",
             "KERAS_HOME": str(tmp_path / "keras"),
-            "POWERTOOLS_SERVICE_NAME": "image-recognition",
-            "POWERTOOLS_METRICS_NAMESPACE": "ImageRecognition",
-            "POWERTOOLS_TRACE_DISABLED": "true",
         },
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    answers = json.loads(done.stdout.split("REHEARSAL ", 1)[1])
-    expected = json.loads((EVENTS / "expected.json").read_text())
-    for name, answer in answers.items():
-        assert answer["status"] == expected[name]["status"], (name, answer)
-        if "top1" in expected[name]:
-            assert answer["body"]["predictions"][0]["label"] == expected[name]["top1"]
-    assert answers["api-rest-predict-multipart.json"]["body"]["predictions"][0]["label"] == "military_uniform"

@@ -1,4 +1,9 @@
-"""The two Lambda functions: one container image, two commands (API and S3 worker)."""
+"""The two Lambda functions: one package, two entry points (API and S3 worker).
+
+``packaging=image`` (default) builds the repository's Dockerfile; ``packaging=zip`` deploys the
+code with the two layers ``make layers`` builds (runtime dependencies, model at /opt/model),
+optionally with SnapStart.
+"""
 
 from __future__ import annotations
 
@@ -19,17 +24,7 @@ S3_HANDLER = "handler.app.s3_handler"
 
 ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
 PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
-
-
-def image_code(settings: Settings, command: str) -> lambda_.DockerImageCode:
-    """The repository's Dockerfile; every function shares the image and differs by ``CMD``."""
-    return lambda_.DockerImageCode.from_image_asset(
-        str(REPO_ROOT),
-        file="Dockerfile",
-        cmd=[command],
-        platform=PLATFORMS[settings.architecture],
-        build_args={"MODEL_BACKEND": settings.model_backend},
-    )
+RUNTIMES = {"3.12": lambda_.Runtime.PYTHON_3_12, "3.13": lambda_.Runtime.PYTHON_3_13}
 
 
 class ClassifierFunctions(Construct):
@@ -37,6 +32,8 @@ class ClassifierFunctions(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, bucket_name: str) -> None:
         super().__init__(scope, construct_id)
+        self.settings = settings
+        self.layers: list[lambda_.ILayerVersion] = self._layers() if settings.packaging == "zip" else []
         environment = {
             "MODEL_BACKEND": settings.model_backend,
             "MAX_IMAGE_BYTES": str(settings.max_image_bytes),
@@ -50,7 +47,6 @@ class ClassifierFunctions(Construct):
         }
         self.api = self._function(
             "Api",
-            settings,
             API_HANDLER,
             environment,
             timeout=settings.api_timeout_seconds,
@@ -66,7 +62,6 @@ class ClassifierFunctions(Construct):
         )
         self.worker = self._function(
             "Worker",
-            settings,
             S3_HANDLER,
             environment,
             timeout=settings.s3_timeout_seconds,
@@ -74,27 +69,72 @@ class ClassifierFunctions(Construct):
             reserved=None,
         )
 
+    def _layers(self) -> list[lambda_.ILayerVersion]:
+        layers_dir = REPO_ROOT / self.settings.layers_dir
+        runtime = RUNTIMES[self.settings.python_version]
+        architecture = ARCHITECTURES[self.settings.architecture]
+        return [
+            lambda_.LayerVersion(
+                self,
+                name,
+                code=lambda_.Code.from_asset(str(layers_dir / archive)),
+                compatible_runtimes=[runtime],
+                compatible_architectures=[architecture],
+                description=description,
+            )
+            for name, archive, description in (
+                ("RuntimeLayer", "runtime-layer.zip", "ai-edge-litert, NumPy, Pillow, Powertools, boto3"),
+                ("ModelLayer", "model-layer.zip", "MobileNetV2 fp32 TFLite, labels, manifest at /opt/model"),
+            )
+        ]
+
+    def _code(self, command: str) -> dict:
+        """Code, handler and runtime for ``command`` in the configured packaging."""
+        settings = self.settings
+        if settings.packaging == "zip":
+            return {
+                "code": lambda_.Code.from_asset(str(REPO_ROOT / settings.layers_dir / "function")),
+                "handler": command,
+                "runtime": RUNTIMES[settings.python_version],
+                "layers": self.layers,
+                "snap_start": lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if settings.snap_start else None,
+            }
+        return {
+            "code": lambda_.Code.from_asset_image(
+                str(REPO_ROOT),
+                file="Dockerfile",
+                cmd=[command],
+                platform=PLATFORMS[settings.architecture],
+                build_args={
+                    "MODEL_BACKEND": settings.model_backend,
+                    "PYTHON_VERSION": settings.python_version,
+                },
+            ),
+            "handler": lambda_.Handler.FROM_IMAGE,
+            "runtime": lambda_.Runtime.FROM_IMAGE,
+        }
+
     def _function(
         self,
         name: str,
-        settings: Settings,
         command: str,
         environment: dict[str, str],
         *,
         timeout: int,
         description: str,
         reserved: int | None,
-    ) -> lambda_.DockerImageFunction:
+    ) -> lambda_.Function:
+        settings = self.settings
         log_group = logs.LogGroup(
             self,
             f"{name}Logs",
             retention=log_retention(settings.log_retention_days),
             removal_policy=RemovalPolicy.DESTROY,
         )
-        return lambda_.DockerImageFunction(
+        return lambda_.Function(
             self,
             name,
-            code=image_code(settings, command),
+            **self._code(command),
             architecture=ARCHITECTURES[settings.architecture],
             memory_size=settings.memory_size,
             timeout=Duration.seconds(timeout),

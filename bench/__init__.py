@@ -1,0 +1,1 @@
+"""``make bench``: performance measured side by side with the tutorial's app (see run.py)."""

@@ -1,0 +1,77 @@
+"""One backend of our service, measured in its own process (python -m bench.ours BACKEND).
+
+Prints one JSON line: warm latency through ``api_handler`` on REST v1 events, batched
+throughput through the batch path ``s3_handler`` uses (``recognition.classify``), peak RSS.
+
+    python -m bench.ours BACKEND PORTRAIT.jpg TWELVE_MP.jpg [--quick]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's, kept across exec)."""
+    status = Path("/proc/self/status").read_text()
+    kilobytes = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    return round(kilobytes / 1024, 1)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50_ms": round(pick(0.5) * 1000, 2), "p99_ms": round(pick(0.99) * 1000, 2), "n": len(samples)}
+
+
+def warm_latency(handler, body: bytes, runs: int) -> dict[str, float]:
+    from handler.local.context import LocalContext
+    from handler.local.events import rest_event
+
+    event = rest_event("POST", "/predict", body=body, headers={"Content-Type": "image/jpeg"})
+    context = LocalContext()
+    for _ in range(3):
+        assert handler(event, context)["statusCode"] == 200
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        handler(event, context)
+        samples.append(time.perf_counter() - started)
+    return percentiles(samples)
+
+
+def throughput(batch_size: int, body: bytes, rounds: int) -> float:
+    from handler import recognition
+
+    images = [body] * batch_size
+    recognition.classify(images, 5)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        recognition.classify(images, 5)
+    return round(batch_size * rounds / (time.perf_counter() - started), 1)
+
+
+def main(backend: str, portrait_path: str, large_path: str, quick: bool) -> None:
+    import os
+
+    os.environ["MODEL_BACKEND"] = backend
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    from handler import app
+
+    small, large = Path(portrait_path).read_bytes(), Path(large_path).read_bytes()
+    runs = 30 if quick else 200
+    result = {
+        "backend": backend,
+        "warm_small": warm_latency(app.api_handler, small, runs),
+        "warm_12mp": warm_latency(app.api_handler, large, max(10, runs // 4)),
+        "throughput": {str(n): throughput(n, small, 2 if quick else max(3, 96 // n)) for n in (1, 8, 32)},
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], "--quick" in sys.argv)
