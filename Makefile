@@ -26,7 +26,7 @@ CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" node_modules/.bin/cdk --no-notices
 
 REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt infra/requirements.txt tests/requirements.txt
 
-.PHONY: bench layers help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+.PHONY: bench fuzz layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
@@ -112,3 +112,9 @@ bench: model ## benchmark vs the tutorial's app: writes docs/benchmarks.md, .jso
 layers: model ## zip packaging without Docker: runtime + model layers and the code in build/layers
 	$(PY) -m layers.build --out build/layers --python-version $(or $(LAMBDA_PYTHON),3.12) \
 	  --architecture $(or $(ARCH),x86_64)
+
+fuzz: model ## property-based fuzzing of the API handler: 10,000 examples
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handler/test_fuzz.py --hypothesis-show-statistics
+
+load: model ## load and soak the local server (2,000 requests, 16 at a time): writes docs/reliability.md
+	$(PY) -m bench.load $(LOAD_ARGS)

@@ -4,6 +4,7 @@
     python -m handler invoke EVENT.json         run the entry point for an event, print its result
     python -m handler serve [--port 3000]       local API Gateway stand-in on 127.0.0.1
     python -m handler s3-demo [FOLDER]          the S3 path on moto's local S3 server
+    python -m handler rie [--port 9000]         the real awslambdaric on a local Runtime API
 
 Logs and metrics (Powertools writes them to stdout in Lambda) go to stderr here, so stdout
 carries only the result and can be piped (``| jq``).
@@ -89,18 +90,25 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--port", type=int, default=3000)
     server.add_argument("--host", default="127.0.0.1", help="address to bind (keep it local)")
     server.add_argument("--stage", default=None, help="serve under /STAGE/ like API Gateway (e.g. prod)")
+    rie = commands.add_parser("rie", help="run awslambdaric against a local Lambda Runtime API")
+    rie.add_argument("--handler", default="handler.app.api_handler")
+    rie.add_argument("--port", type=int, default=9000)
     demo = commands.add_parser("s3-demo", help="upload photos to a local moto S3 and run s3_handler")
     demo.add_argument("folder", type=Path, nargs="?", default=DEFAULT_PHOTOS)
     args = parser.parse_args(argv)
 
     results = sys.stdout
-    if args.command != "serve":
+    if args.command not in ("serve", "rie"):
         sys.stdout = sys.stderr  # Powertools logs/metrics to stderr; results alone on stdout
     try:
         if args.command == "invoke":
             return invoke(args.event, results)
         if args.command == "predict":
             return predict(args.images, args.top_k, results)
+        if args.command == "rie":
+            from handler.local import runtime_api
+
+            return runtime_api.serve(args.handler, args.port)
         if args.command == "s3-demo":
             from handler.local import s3_demo
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -222,7 +223,17 @@ rest_resolver = _resolver(APIGatewayRestResolver)
 http_resolver = _resolver(APIGatewayHttpResolver)
 
 
-def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def resolve(event: Any, context: LambdaContext) -> dict[str, Any]:
     """Route one API Gateway event (REST v1 or HTTP v2) to its handler."""
-    resolver = http_resolver if event.get("version") == "2.0" else rest_resolver
-    return resolver.resolve(event, context)
+    if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
+        return http_resolver.resolve(event, context)
+    if isinstance(event, dict) and "httpMethod" in event:
+        return rest_resolver.resolve(event, context)
+    # A direct invoke (console test, misconfigured trigger): answer in API shape rather than crash.
+    logger.warning("not an API Gateway proxy event", extra={"event_type": type(event).__name__})
+    return {
+        "statusCode": HTTPStatus.BAD_REQUEST,
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **NO_STORE},
+        "body": json.dumps({"error": "Not an API Gateway proxy event.", "code": Code.INVALID_EVENT}),
+        "isBase64Encoded": False,
+    }

@@ -29,6 +29,7 @@ class Code(StrEnum):
     CORRUPT_IMAGE = "corrupt_image"
     EMPTY_IMAGE = "empty_image"
     NOT_FOUND = "not_found"
+    INVALID_EVENT = "invalid_event"
     INTERNAL_ERROR = "internal_error"
     SOURCE_NOT_FOUND = "source_not_found"
     SOURCE_ACCESS_DENIED = "source_access_denied"

@@ -79,3 +79,15 @@ def moto_s3():
     os.environ.pop("AWS_PROFILE", None)
     yield endpoint
     server.stop()
+
+
+# Property-based fuzzing: a short run in `make test`, 10,000 examples with `make fuzz`.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "fuzz", max_examples=10_000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

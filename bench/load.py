@@ -1,0 +1,185 @@
+"""``make load``: the local server under load from a second process, then ``docs/reliability.md``.
+
+Starts ``python -m handler serve`` on 127.0.0.1, warms it up, then sends a bounded mix of good and
+bad requests (2,000 requests, 16 at a time) and records throughput, latency, every status that
+was not the one expected, and the server's RSS before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import requests
+
+from bench.photos import REPO, portrait
+from handler.local.fixtures import png_header
+
+CAT = REPO.parent / "shared" / "images" / "cat.bmp"
+
+
+def mix() -> list[tuple[str, dict, int]]:
+    """(name, request keyword arguments, expected status), cycled through in order."""
+    photo = portrait()
+    cat = CAT.read_bytes() if CAT.is_file() else photo
+    jpeg = {"Content-Type": "image/jpeg"}
+    return [
+        ("multipart photo", {"files": {"image": ("g.jpg", photo, "image/jpeg")}}, 200),
+        ("raw BMP", {"data": cat, "headers": {"Content-Type": "image/bmp"}}, 200),
+        ("JSON base64", {"json": {"image": base64.b64encode(photo).decode()}}, 200),
+        ("raw photo, top_k=3", {"data": photo, "headers": jpeg, "params": {"top_k": "3"}}, 200),
+        ("text body", {"data": b"hello", "headers": {"Content-Type": "text/plain"}}, 415),
+        ("truncated JPEG", {"data": photo[:20_000], "headers": jpeg}, 422),
+        ("bad top_k", {"data": photo, "headers": jpeg, "params": {"top_k": "abc"}}, 400),
+        ("pixel bomb", {"data": png_header(50_000, 50_000), "headers": {"Content-Type": "image/png"}}, 413),
+        ("empty body", {"data": b"", "headers": jpeg}, 400),
+        ("unknown route", {"path": "nope"}, 404),
+    ]
+
+
+def rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    kilobytes = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+    return round(kilobytes / 1024, 1)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run(total: int, concurrency: int) -> dict:
+    port = free_port()
+    env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "handler", "serve", "--port", str(port)],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/"
+    local = threading.local()
+    requests_mix = mix()
+
+    def send(index: int) -> tuple[str, int, int, float]:
+        name, kwargs, expected = requests_mix[index % len(requests_mix)]
+        session = getattr(local, "session", None) or requests.Session()
+        local.session = session
+        kwargs = dict(kwargs)
+        path = kwargs.pop("path", "predict")
+        method = session.get if path == "nope" else session.post
+        started = time.perf_counter()
+        response = method(base + path, timeout=60, **kwargs)
+        elapsed = time.perf_counter() - started
+        json.loads(response.content)  # every answer must be JSON
+        return name, expected, response.status_code, elapsed
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                requests.get(base + "health", timeout=5)
+                break
+            except requests.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the local server did not start") from None
+                time.sleep(0.2)
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(send, range(len(requests_mix) * 10)))  # warm-up
+            rss_before = rss_mb(server.pid)
+            started = time.perf_counter()
+            results = list(pool.map(send, range(total)))
+            wall = time.perf_counter() - started
+        rss_after = rss_mb(server.pid)
+        alive = server.poll() is None
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    latencies = sorted(r[3] for r in results)
+    unexpected = Counter(
+        f"{name}: got {got}, expected {want}" for name, want, got, _ in results if got != want
+    )
+    return {
+        "requests": total,
+        "concurrency": concurrency,
+        "seconds": round(wall, 2),
+        "throughput_rps": round(total / wall, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 1),
+        "statuses": dict(Counter(str(r[2]) for r in results)),
+        "unexpected": dict(unexpected),
+        "rss_before_mb": rss_before,
+        "rss_after_mb": rss_after,
+        "rss_growth_pct": round(100 * (rss_after - rss_before) / rss_before, 1),
+        "server_alive": alive,
+        "mix": [name for name, _, _ in requests_mix],
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def report(load: dict) -> str:
+    unexpected = sum(load["unexpected"].values())
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(load["statuses"].items()))
+    return f"""# Reliability
+
+How the service is shown to answer every kind of garbage correctly, survive load, and run under
+the real AWS runtime client. Everything here runs in `make test`, except the long runs noted.
+
+| check | where | result |
+| --- | --- | --- |
+| bad-input corpus: {{corpus}} generated cases (bombs, truncations, odd modes, bad base64, bad JSON, wrong types, `top_k`…) through REST v1 and HTTP v2 events | `tests/corpus.py`, `tests/handler/test_bad_inputs.py` | each gets its status and error code; no 5xx, no trace |
+| property-based fuzzing of bodies, content types, headers, query strings, base64 flags | `tests/handler/test_fuzz.py` | 150 examples per `make test`; `make fuzz` runs 10,000 |
+| the real `awslambdaric` (the image's bootstrap) on a local Runtime API: fixtures, an oversized event, bad input, an init failure, the S3 entry point | `tests/handler/local/test_runtime_api.py` | every answer as expected; RSS flat (< 10 %) over 200 invocations |
+| S3 faults on moto: object deleted before the read, a bucket policy denying reads, an endpoint dropping the connection | `tests/handler/test_s3_faults.py` | result, error record or retry for each; the retry succeeds |
+| no stack trace or internal path in any answer; `nosniff` on every answer; no image bytes in logs | `tests/handler/test_bad_inputs.py`, `test_api.py` | asserted |
+| least-privilege IAM (S3 actions scoped to the two prefixes; the API function has none) | `tests/infra/test_stack.py` | asserted |
+
+## Load and soak (`make load`, {load["date"]})
+
+`python -m handler serve` on 127.0.0.1 (one invocation at a time, like one Lambda execution
+environment), driven from a second process: {load["requests"]} requests, {load["concurrency"]} at a time,
+cycling through: {", ".join(load["mix"])}.
+
+| measure | value | target |
+| --- | --- | --- |
+| throughput | {load["throughput_rps"]} requests/s | |
+| latency p50 / p99 (client side, queueing included) | {load["p50_ms"]} ms / {load["p99_ms"]} ms | |
+| statuses | {statuses} | |
+| unexpected statuses | {unexpected} | 0 |
+| server RSS after warm-up → after the run | {load["rss_before_mb"]} MB → {load["rss_after_mb"]} MB ({load["rss_growth_pct"]:+} %) | growth < 10 % |
+| server still running | {"yes" if load["server_alive"] else "**no**"} | yes |
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--out", type=Path, default=REPO / "docs")
+    args = parser.parse_args(argv)
+    load = run(args.requests, args.concurrency)
+    from tests.corpus import cases
+
+    text = report(load).replace("{corpus}", str(len(cases())))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "reliability.md").write_text(text)
+    (args.out / "reliability.json").write_text(json.dumps(load, indent=2) + "\n")
+    print(text)
+    ok = not load["unexpected"] and load["rss_growth_pct"] < 10 and load["server_alive"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
