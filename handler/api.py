@@ -96,26 +96,25 @@ def predict(
         Query(ge=1, le=settings.max_top_k, description="How many classes to return, best first."),
     ] = settings.default_top_k,
 ):
-    """Classify one image sent as multipart field ``image``, JSON base64/data URL or raw bytes."""
+    """Classify one image (multipart field ``image``, JSON base64/data URL, raw bytes), or a batch:
+    several ``image`` fields or JSON ``{"images": [...]}``, answered in order, one model call."""
     event = request.resolved_event
     body = request_body(event)
-    image = payload.image_bytes(body, event.headers.get("content-type"), settings.max_image_bytes)
+    images = payload.parse(
+        body, event.headers.get("content-type"), settings.max_image_bytes, settings.max_images_per_request
+    )
+    info = model.classifier().info.to_dict()
+    if images.batch:
+        outcomes = recognition.classify(images.images, top_k)
+        logger.info("classified a batch", extra={"images": len(outcomes)})
+        return json_response(HTTPStatus.OK, {"results": [o.to_dict() for o in outcomes], "model": info})
+    (image,) = images.images
     predictions = recognition.classify_one(image, top_k)
+    best = predictions[0]
     logger.info(
-        "classified",
-        extra={
-            "image_bytes": len(image),
-            "top1": predictions[0].label,
-            "probability": predictions[0].probability,
-        },
+        "classified", extra={"image_bytes": len(image), "top1": best.label, "probability": best.probability}
     )
-    return json_response(
-        HTTPStatus.OK,
-        {
-            "predictions": [p.to_dict() for p in predictions],
-            "model": model.classifier().info.to_dict(),
-        },
-    )
+    return json_response(HTTPStatus.OK, {"predictions": [p.to_dict() for p in predictions], "model": info})
 
 
 @router.get(

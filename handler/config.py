@@ -44,6 +44,11 @@ class Settings:
     allowed_origins: tuple[str, ...]
     results_bucket: str | None
     results_prefix: str
+    max_images_per_request: int
+    uploads_bucket: str | None
+    uploads_prefix: str
+    max_upload_bytes: int
+    upload_expires_seconds: int
 
 
 def _int(name: str, default: int, minimum: int = 1) -> int:
@@ -73,6 +78,11 @@ def read_settings() -> Settings:
         allowed_origins=origins or ("*",),
         results_bucket=os.environ.get("RESULTS_BUCKET", "").strip() or None,
         results_prefix=os.environ.get("RESULTS_PREFIX", "results/").strip() or "results/",
+        max_images_per_request=_int("MAX_IMAGES_PER_REQUEST", 16),
+        uploads_bucket=os.environ.get("UPLOADS_BUCKET", "").strip() or None,
+        uploads_prefix=os.environ.get("UPLOADS_PREFIX", "uploads/").strip() or "uploads/",
+        max_upload_bytes=_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
+        upload_expires_seconds=_int("UPLOAD_EXPIRES_SECONDS", 300),
     )
 
 

@@ -1,7 +1,9 @@
 """Request body -> the image's bytes, for the three ways a client can send a photo.
 
-- ``multipart/form-data`` with a file field ``image`` (HTML forms, ``curl -F image=@photo.jpg``)
-- ``application/json`` ``{"image": "<base64>"}`` or ``{"image": "data:image/jpeg;base64,..."}``
+- ``multipart/form-data`` with a file field ``image`` (HTML forms, ``curl -F image=@photo.jpg``);
+  several ``image`` fields make a batch
+- ``application/json`` ``{"image": "<base64>"}`` or ``{"image": "data:image/jpeg;base64,..."}``;
+  ``{"images": [...]}`` makes a batch
 - a raw ``image/*`` or ``application/octet-stream`` body (``curl --data-binary``)
 
 Knows nothing of Pillow or the model; every refusal is a ``ClientError`` with its HTTP meaning.
@@ -18,10 +20,19 @@ import binascii
 import io
 import json
 import re
+from dataclasses import dataclass
+from typing import Any
 
 import multipart
 
-from handler.errors import BadRequest, Code, PayloadTooLarge, UnsupportedMediaType, check_image_size
+from handler.errors import (
+    BadRequest,
+    ClientError,
+    Code,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    check_image_size,
+)
 
 FIELD = "image"
 RAW_TYPES = ("application/octet-stream",)
@@ -74,59 +85,93 @@ def _from_data_url(value: str, max_bytes: int) -> bytes:
     return decode_base64(match["data"], max_bytes)
 
 
-def from_json(body: bytes, max_bytes: int) -> bytes:
-    """``{"image": "<base64 or data URL>"}`` -> bytes."""
+@dataclass(frozen=True)
+class ImageRequest:
+    """What a request carried: one image, or a batch whose items may each have failed to decode."""
+
+    images: list[bytes | ClientError]
+    batch: bool
+
+
+def _item(value: Any, max_bytes: int) -> bytes:
+    """One JSON image value: a base64 string or a data: URL."""
+    if not isinstance(value, str):
+        raise BadRequest("Each image must be a base64 string or a data: URL.", Code.INVALID_IMAGE_FIELD)
+    if value.startswith("data:"):
+        return _from_data_url(value, max_bytes)
+    return decode_base64(value, max_bytes)
+
+
+def _batch_item(value: Any, max_bytes: int) -> bytes | ClientError:
+    try:
+        return _item(value, max_bytes)
+    except ClientError as error:  # one bad image does not fail the others
+        return error
+
+
+def check_count(count: int, max_images: int) -> None:
+    if count > max_images:
+        message = f"{count} images in one request; the limit is {max_images}."
+        raise PayloadTooLarge(message, Code.TOO_MANY_IMAGES)
+
+
+def from_json(body: bytes, max_bytes: int, max_images: int) -> ImageRequest:
+    """``{"image": "<base64 or data URL>"}`` or ``{"images": [...]}`` (a batch)."""
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BadRequest(f"The body is not valid JSON: {error}", Code.INVALID_JSON) from error
     if not isinstance(document, dict):
         raise BadRequest('The JSON body must be an object like {"image": "<base64>"}.', Code.INVALID_JSON)
+    if "images" in document:
+        values = document["images"]
+        if not isinstance(values, list) or not values:
+            raise BadRequest('"images" must be a non-empty list of base64 strings.', Code.INVALID_IMAGE_FIELD)
+        check_count(len(values), max_images)
+        return ImageRequest([_batch_item(value, max_bytes) for value in values], batch=True)
     value = document.get(FIELD)
     if value is None:
-        raise BadRequest('The JSON body has no "image" field.', Code.MISSING_IMAGE)
-    if not isinstance(value, str):
-        raise BadRequest('"image" must be a base64 string or a data: URL.', Code.INVALID_IMAGE_FIELD)
-    if value.startswith("data:"):
-        return _from_data_url(value, max_bytes)
-    return decode_base64(value, max_bytes)
+        raise BadRequest('The JSON body has no "image" (or "images") field.', Code.MISSING_IMAGE)
+    return ImageRequest([_item(value, max_bytes)], batch=False)
 
 
-def from_multipart(body: bytes, boundary: str | None, max_bytes: int) -> bytes:
-    """The single file field ``image`` of a ``multipart/form-data`` body."""
+def from_multipart(body: bytes, boundary: str | None, max_bytes: int, max_images: int) -> ImageRequest:
+    """Every file field ``image`` of a ``multipart/form-data`` body (two or more: a batch)."""
     if not boundary:
         raise BadRequest("multipart/form-data without a boundary parameter.", Code.INVALID_MULTIPART)
     parser = multipart.MultipartParser(
         io.BytesIO(body),
         boundary,
         content_length=len(body),
-        part_limit=16,
+        part_limit=max_images + 16,
         partsize_limit=max_bytes + 1,
         spool_limit=max_bytes + 1,  # keep parts in memory: Lambda's disk is for /tmp only
         memory_limit=2 * max_bytes + 1024,
     )
-    images: list[bytes] = []
+    images: list[bytes | ClientError] = []
     try:
         for part in parser:
             if part.name == FIELD:
+                check_count(len(images) + 1, max_images)
                 check_image_size(part.size, max_bytes)
                 images.append(part.raw)
     except multipart.ParserLimitReached as error:
         raise PayloadTooLarge(
-            f"The upload exceeds a limit: {error} (at most {max_bytes} bytes per image).",
+            f"The upload exceeds a limit: {error} (at most {max_bytes} bytes, {max_images} images).",
             Code.IMAGE_TOO_LARGE,
         ) from error
     except multipart.MultipartError as error:
         raise BadRequest(f"The multipart body is malformed: {error}", Code.INVALID_MULTIPART) from error
     if not images:
         raise BadRequest('The form has no "image" file field.', Code.MISSING_IMAGE)
-    if len(images) > 1:
-        raise BadRequest('Send one "image" field per request.', Code.TOO_MANY_IMAGES)
-    return images[0]
+    return ImageRequest(images, batch=len(images) > 1)
 
 
-def image_bytes(body: bytes, content_type: str | None, max_bytes: int) -> bytes:
-    """The image in a request body, by its ``Content-Type``; ``ClientError`` when there is none."""
+def parse(body: bytes, content_type: str | None, max_bytes: int, max_images: int) -> ImageRequest:
+    """The image(s) in a request body, by its ``Content-Type``; ``ClientError`` when there are none.
+
+    ``max_bytes`` bounds the whole body (Lambda's payload limit is per request) and each image.
+    """
     if not body:
         raise BadRequest(
             'The request has no body: send an image as multipart field "image", JSON or raw bytes.',
@@ -134,12 +179,12 @@ def image_bytes(body: bytes, content_type: str | None, max_bytes: int) -> bytes:
         )
     kind, options = media_type(content_type)
     if kind == "multipart/form-data":
-        return from_multipart(body, options.get("boundary"), max_bytes)
+        return from_multipart(body, options.get("boundary"), max_bytes, max_images)
     if kind == "application/json" or kind.endswith("+json"):
-        return from_json(body, max_bytes)
+        return from_json(body, max_bytes, max_images)
     if kind.startswith("image/") or kind in RAW_TYPES:
         check_image_size(len(body), max_bytes)
-        return body
+        return ImageRequest([body], batch=False)
     raise UnsupportedMediaType(
         f"Content-Type {kind or '(none)'} is not accepted: use multipart/form-data, application/json, "
         "image/* or application/octet-stream.",

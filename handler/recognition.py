@@ -8,6 +8,7 @@ classified in the same model call.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -31,6 +32,12 @@ class Outcome:
     predictions: list[model.Prediction] | None = None
     error: ClientError | None = None
 
+    def to_dict(self) -> dict:
+        """The API's shape for one image: its predictions, or its error."""
+        if self.error:
+            return self.error.to_dict()
+        return {"predictions": [p.to_dict() for p in self.predictions or []]}
+
 
 def limits() -> imaging.Limits:
     settings = config.settings()
@@ -43,7 +50,10 @@ def _decoders() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=config.settings().threads, thread_name_prefix="decode")
 
 
-def _decode(data: bytes, bounds: imaging.Limits) -> np.ndarray | ClientError:
+def _decode(data: bytes | ClientError, bounds: imaging.Limits) -> np.ndarray | ClientError:
+    if isinstance(data, ClientError):  # already refused upstream (a bad item of a batch request)
+        return data
+    metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
     try:
         return imaging.to_array(data, bounds)
     except ClientError as error:
@@ -51,11 +61,9 @@ def _decode(data: bytes, bounds: imaging.Limits) -> np.ndarray | ClientError:
 
 
 @tracer.capture_method(capture_response=False)
-def classify(images: list[bytes], top_k: int) -> list[Outcome]:
-    """Classify each image; decode failures are returned in place, not raised."""
+def classify(images: Sequence[bytes | ClientError], top_k: int) -> list[Outcome]:
+    """Classify each image in one model call; failures (given or found) are returned in place."""
     bounds = limits()
-    for data in images:
-        metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
     if len(images) > 1:
         decoded = list(_decoders().map(_decode, images, [bounds] * len(images)))
     else:

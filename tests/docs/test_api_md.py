@@ -59,7 +59,10 @@ def test_the_doc_has_examples_in_each_language() -> None:
 @pytest.mark.parametrize("example", blocks("bash", "curl"), ids=lambda code: code.split("\n")[0][:60])
 def test_curl_examples(example: str, base_url: str, workdir: Path) -> None:
     answer = json.loads(run(["bash", "-euo", "pipefail", "-c", example], workdir, API=base_url))
-    if "predictions" in answer:
+    if "results" in answer:
+        assert [r["predictions"][0]["label"] for r in answer["results"]] == ["military_uniform"] * 2
+        assert len(answer["results"][0]["predictions"]) == 2
+    elif "predictions" in answer:
         assert answer["predictions"][0]["label"] == "military_uniform"
         top_k = re.search(r"top_k=(\d+)", example)
         assert len(answer["predictions"]) == (int(top_k.group(1)) if top_k else 5)

@@ -293,3 +293,62 @@ def test_logs_carry_the_request_id_and_never_the_image(app, grace_hopper: bytes)
     assert classified["correlation_id"] == event["requestContext"]["requestId"]
     assert classified["top1"] == "military_uniform"
     assert base64.b64encode(grace_hopper[:60]).decode()[:40] not in predict_log
+
+
+def ten_images(grace_hopper: bytes, cat: bytes) -> list[tuple[bytes, str]]:
+    upright, kitty = Image.open(io.BytesIO(grace_hopper)), Image.open(io.BytesIO(cat))
+    images = [(grace_hopper, "image/jpeg"), (cat, "image/bmp")]
+    for source in (upright, kitty):
+        images += [
+            (encode(source.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "PNG"), "image/png"),
+            (encode(source.convert("L"), "JPEG", quality=90), "image/jpeg"),
+            (encode(source.resize((source.width // 2, source.height // 2)), "WEBP"), "image/webp"),
+            (encode(source.crop((10, 10, source.width - 10, source.height - 10)), "JPEG"), "image/jpeg"),
+        ]
+    return images
+
+
+@pytest.mark.parametrize("style", ["multipart", "json"])
+def test_a_10_image_batch_equals_10_single_requests_in_one_model_call(app, grace_hopper, cat, style) -> None:
+    from handler import model
+
+    images = ten_images(grace_hopper, cat)
+    if style == "multipart":
+        body, content_type = multipart_body(
+            [("image", f"{n}", data, kind) for n, (data, kind) in enumerate(images)]
+        )
+    else:
+        encoded = [base64.b64encode(data).decode() for data, _ in images]
+        body, content_type = json.dumps({"images": encoded}).encode(), "application/json"
+    calls = model.classifier().calls
+    batch = body_json(predict(app, rest_event, body, content_type))
+    assert model.classifier().calls == calls + 1, "ten images, one model call"
+    singles = [body_json(predict(app, rest_event, data, kind))["predictions"] for data, kind in images]
+    assert len(batch["results"]) == 10
+    for together, alone in zip(batch["results"], singles, strict=True):
+        assert [p["label"] for p in together["predictions"]] == [p["label"] for p in alone]
+        for a, b in zip(together["predictions"], alone, strict=True):
+            assert a["probability"] == pytest.approx(b["probability"], abs=1e-4)
+    assert batch["results"][0]["predictions"][0]["label"] == "military_uniform"
+    assert batch["model"]["name"] == "mobilenet_v2"
+
+
+def test_a_corrupt_image_in_a_batch_is_an_error_entry_at_its_position(app, grace_hopper) -> None:
+    parts = [
+        ("image", "a.jpg", grace_hopper, "image/jpeg"),
+        ("image", "b.jpg", grace_hopper[:9000], "image/jpeg"),
+    ]
+    parts.append(("image", "c.jpg", grace_hopper, "image/jpeg"))
+    body, content_type = multipart_body(parts)
+    result = predict(app, http_event, body, content_type)
+    assert result["statusCode"] == 200
+    first, broken, last = body_json(result)["results"]
+    assert first["predictions"][0]["label"] == last["predictions"][0]["label"] == "military_uniform"
+    assert broken == {"error": broken["error"], "code": "corrupt_image"}
+
+
+def test_17_images_is_413(app, grace_hopper) -> None:
+    body, content_type = multipart_body([("image", "a.jpg", grace_hopper, "image/jpeg")] * 17)
+    result = predict(app, rest_event, body, content_type)
+    assert result["statusCode"] == 413
+    assert body_json(result)["code"] == "too_many_images"

@@ -15,19 +15,26 @@ MAX = 1024 * 1024
 IMAGE = b"\xff\xd8\xff\xe0 pretend jpeg \x00\x01\x02\xff\xd9"
 
 
+def single(body: bytes, content_type: str | None, max_bytes: int) -> bytes:
+    """The one image of a non-batch request."""
+    request = payload.parse(body, content_type, max_bytes, max_images=16)
+    assert not request.batch and len(request.images) == 1
+    return request.images[0]
+
+
 def as_json(value) -> bytes:
     return json.dumps({"image": value}).encode()
 
 
 def test_multipart_image_field() -> None:
     body, content_type = multipart_body([("image", "a.jpg", IMAGE, "image/jpeg")])
-    assert payload.image_bytes(body, content_type, MAX) == IMAGE
+    assert single(body, content_type, MAX) == IMAGE
 
 
 def test_multipart_binary_content_is_kept_byte_for_byte() -> None:
     data = bytes(range(256)) * 64 + b"\r\n--not-the-boundary\r\n"
     body, content_type = multipart_body([("image", "a.bin", data, "application/octet-stream")])
-    assert payload.image_bytes(body, content_type, MAX) == data
+    assert single(body, content_type, MAX) == data
 
 
 @pytest.mark.parametrize(
@@ -40,27 +47,62 @@ def test_multipart_binary_content_is_kept_byte_for_byte() -> None:
 def test_multipart_without_image_field(fields, code) -> None:
     body, content_type = multipart_body(fields)
     with pytest.raises(BadRequest) as caught:
-        payload.image_bytes(body, content_type, MAX)
+        single(body, content_type, MAX)
     assert caught.value.code == code
 
 
-def test_multipart_with_two_images_is_refused() -> None:
-    body, content_type = multipart_body([("image", "a.jpg", IMAGE, "image/jpeg")] * 2)
-    with pytest.raises(BadRequest) as caught:
-        payload.image_bytes(body, content_type, MAX)
+def test_several_image_fields_are_a_batch_in_order() -> None:
+    images = [IMAGE + bytes([n]) for n in range(3)]
+    body, content_type = multipart_body(
+        [("image", f"{n}.jpg", data, "image/jpeg") for n, data in enumerate(images)]
+    )
+    request = payload.parse(body, content_type, MAX, max_images=16)
+    assert request.batch and request.images == images
+
+
+def test_json_images_is_a_batch_with_bad_items_in_place() -> None:
+    good = base64.b64encode(IMAGE).decode()
+    body = json.dumps({"images": [good, "***", 7, f"data:text/plain;base64,{good}", good]}).encode()
+    request = payload.parse(body, "application/json", MAX, max_images=16)
+    assert request.batch
+    assert request.images[0] == request.images[4] == IMAGE
+    assert [getattr(item, "code", None) for item in request.images[1:4]] == [
+        "invalid_base64",
+        "invalid_image_field",
+        "unsupported_media_type",
+    ]
+
+
+@pytest.mark.parametrize("style", ["multipart", "json"])
+def test_more_images_than_the_limit_is_413(style: str) -> None:
+    if style == "multipart":
+        body, content_type = multipart_body([("image", "a.jpg", IMAGE, "image/jpeg")] * 17)
+    else:
+        body, content_type = (
+            json.dumps({"images": [base64.b64encode(IMAGE).decode()] * 17}).encode(),
+            "application/json",
+        )
+    with pytest.raises(PayloadTooLarge) as caught:
+        payload.parse(body, content_type, MAX, max_images=16)
     assert caught.value.code == "too_many_images"
+
+
+@pytest.mark.parametrize("images", [[], "x", None])
+def test_json_images_must_be_a_non_empty_list(images) -> None:
+    with pytest.raises(BadRequest):
+        payload.parse(json.dumps({"images": images}).encode(), "application/json", MAX, max_images=16)
 
 
 def test_multipart_without_boundary() -> None:
     with pytest.raises(BadRequest) as caught:
-        payload.image_bytes(b"--x\r\n", "multipart/form-data", MAX)
+        single(b"--x\r\n", "multipart/form-data", MAX)
     assert caught.value.code == "invalid_multipart"
 
 
 def test_multipart_part_over_the_limit() -> None:
     body, content_type = multipart_body([("image", "a.jpg", b"x" * 5000, "image/jpeg")])
     with pytest.raises(PayloadTooLarge):
-        payload.image_bytes(body, content_type, 4096)
+        single(body, content_type, 4096)
 
 
 @pytest.mark.parametrize(
@@ -76,7 +118,7 @@ def test_multipart_part_over_the_limit() -> None:
 )
 def test_json_base64_variants(encode) -> None:
     data = IMAGE * 40
-    assert payload.image_bytes(as_json(encode(data)), "application/json; charset=utf-8", MAX) == data
+    assert single(as_json(encode(data)), "application/json; charset=utf-8", MAX) == data
 
 
 @pytest.mark.parametrize(
@@ -98,36 +140,36 @@ def test_json_base64_variants(encode) -> None:
 )
 def test_json_errors(body: bytes, error: type, code: str) -> None:
     with pytest.raises(error) as caught:
-        payload.image_bytes(body, "application/json", MAX)
+        single(body, "application/json", MAX)
     assert caught.value.code == code
 
 
 def test_json_base64_over_the_limit_is_refused_before_decoding() -> None:
     with pytest.raises(PayloadTooLarge):
-        payload.image_bytes(as_json("A" * 8000), "application/json", 4096)
+        single(as_json("A" * 8000), "application/json", 4096)
 
 
 @pytest.mark.parametrize(
     "content_type", ["image/jpeg", "image/png", "application/octet-stream", "IMAGE/WEBP"]
 )
 def test_raw_bodies(content_type: str) -> None:
-    assert payload.image_bytes(IMAGE, content_type, MAX) == IMAGE
+    assert single(IMAGE, content_type, MAX) == IMAGE
 
 
 def test_raw_body_over_the_limit() -> None:
     with pytest.raises(PayloadTooLarge) as caught:
-        payload.image_bytes(b"x" * 101, "image/jpeg", 100)
+        single(b"x" * 101, "image/jpeg", 100)
     assert caught.value.code == "image_too_large"
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "", None])
 def test_other_content_types_are_unsupported(content_type) -> None:
     with pytest.raises(UnsupportedMediaType):
-        payload.image_bytes(IMAGE, content_type, MAX)
+        single(IMAGE, content_type, MAX)
 
 
 def test_empty_body_names_the_ways_to_send_an_image() -> None:
     with pytest.raises(BadRequest) as caught:
-        payload.image_bytes(b"", "image/jpeg", MAX)
+        single(b"", "image/jpeg", MAX)
     assert caught.value.code == "missing_image"
     assert "multipart" in caught.value.message
