@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from contextvars import ContextVar
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -31,7 +32,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler import config, model, openapi, page, payload, recognition
+from handler import config, model, openapi, page, payload, recognition, uploads
 from handler.errors import BadRequest, ClientError, Code
 from handler.schemas import ErrorAnswer, HealthAnswer, PredictionAnswer
 
@@ -117,6 +118,61 @@ def predict(
     return json_response(HTTPStatus.OK, {"predictions": [p.to_dict() for p in predictions], "model": info})
 
 
+def base_url(event: BaseProxyEvent) -> str:
+    """The API's public base URL for this request (scheme, host, and the stage path if any)."""
+    headers = event.headers
+    scheme = headers.get("x-forwarded-proto", "http")
+    host = headers.get("host") or event.request_context.domain_name or "localhost"
+    full_path = event.get("requestContext", {}).get("path") or event.get("rawPath") or event.path
+    prefix = full_path[: len(full_path) - len(event.path)] if full_path.endswith(event.path) else ""
+    return f"{scheme}://{host}{prefix}/"
+
+
+@router.post(
+    "/uploads",
+    summary="Upload a large photo to S3",
+    description="A presigned S3 POST form for one photo up to MAX_UPLOAD_BYTES; then poll `result_url`.",
+    tags=["classification"],
+    responses={
+        201: {"description": "The form to POST the photo to, and the id of its result"},
+        **error_responses(400, 415, 501),
+    },
+)
+def create_upload(request: Request):
+    """Body (optional): ``{"content_type": "image/png"}``; JPEG by default."""
+    event = request.resolved_event
+    body = request_body(event)
+    declared = "image/jpeg"
+    if body:
+        try:
+            declared = json.loads(body).get("content_type", declared)
+        except (ValueError, AttributeError) as error:
+            raise BadRequest(
+                'The body must be JSON like {"content_type": "image/png"}.', Code.INVALID_JSON
+            ) from error
+    if not isinstance(declared, str):
+        raise BadRequest('"content_type" must be a string.', Code.INVALID_JSON)
+    form = uploads.new_upload(declared)
+    form["result_url"] = f"{base_url(event)}results/{form['id']}"
+    metrics.add_metric(name="UploadsIssued", unit=MetricUnit.Count, value=1)
+    return json_response(HTTPStatus.CREATED, form)
+
+
+@router.get(
+    "/results/<upload_id>",
+    summary="The result of an upload",
+    tags=["classification"],
+    responses={
+        200: {"description": "The result record (predictions) or the error record"},
+        202: {"description": "Not classified yet: poll again"},
+        **error_responses(400, 404, 501),
+    },
+)
+def upload_result(upload_id: str):
+    done, record = uploads.result(upload_id)
+    return json_response(HTTPStatus.OK if done else HTTPStatus.ACCEPTED, record)
+
+
 @router.get(
     "/health",
     summary="What is loaded",
@@ -194,6 +250,11 @@ def invalid_parameter(error: RequestValidationError) -> Response:
 
 @router.exception_handler(NotFoundError)
 def not_found(error: NotFoundError) -> Response:
+    if active_resolver.get().current_event.path.startswith("/results/"):
+        # An id with a slash in it ("../x", "/etc/passwd") matches no route: refuse it as an id.
+        return client_error(
+            BadRequest("Not an upload id: 32 hex digits and an image extension.", Code.INVALID_ID)
+        )
     return json_response(HTTPStatus.NOT_FOUND, {"error": "No such route.", "code": Code.NOT_FOUND})
 
 
@@ -220,14 +281,22 @@ def _resolver(resolver_class: type[APIGatewayRestResolver] | type[APIGatewayHttp
 
 rest_resolver = _resolver(APIGatewayRestResolver)
 http_resolver = _resolver(APIGatewayHttpResolver)
+# The resolver serving the current event: exception handlers are shared and need its event.
+active_resolver: ContextVar[APIGatewayRestResolver | APIGatewayHttpResolver] = ContextVar(
+    "active_resolver", default=rest_resolver
+)
 
 
 def resolve(event: Any, context: LambdaContext) -> dict[str, Any]:
     """Route one API Gateway event (REST v1 or HTTP v2) to its handler."""
+    resolver = None
     if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
-        return http_resolver.resolve(event, context)
-    if isinstance(event, dict) and "httpMethod" in event:
-        return rest_resolver.resolve(event, context)
+        resolver = http_resolver
+    elif isinstance(event, dict) and "httpMethod" in event:
+        resolver = rest_resolver
+    if resolver is not None:
+        active_resolver.set(resolver)
+        return resolver.resolve(event, context)
     # A direct invoke (console test, misconfigured trigger): answer in API shape rather than crash.
     logger.warning("not an API Gateway proxy event", extra={"event_type": type(event).__name__})
     return {

@@ -30,6 +30,9 @@ class Code(StrEnum):
     EMPTY_IMAGE = "empty_image"
     NOT_FOUND = "not_found"
     INVALID_EVENT = "invalid_event"
+    INVALID_ID = "invalid_id"
+    UNKNOWN_UPLOAD = "unknown_upload"
+    UPLOADS_DISABLED = "uploads_disabled"
     INTERNAL_ERROR = "internal_error"
     SOURCE_NOT_FOUND = "source_not_found"
     SOURCE_ACCESS_DENIED = "source_access_denied"
@@ -66,6 +69,18 @@ class UnsupportedMediaType(ClientError):
     """Not an image type the service decodes (or a request content type it does not read)."""
 
     status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class NotFound(ClientError):
+    """The request names something that does not exist (an upload id never used)."""
+
+    status = HTTPStatus.NOT_FOUND
+
+
+class NotConfigured(ClientError):
+    """The deployment does not offer this feature (no uploads bucket): not a client mistake, not a crash."""
+
+    status = HTTPStatus.NOT_IMPLEMENTED
 
 
 class Unprocessable(ClientError):

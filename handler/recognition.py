@@ -39,9 +39,12 @@ class Outcome:
         return {"predictions": [p.to_dict() for p in self.predictions or []]}
 
 
-def limits() -> imaging.Limits:
+def limits(max_bytes: int | None = None) -> imaging.Limits:
+    """The API's limits, or ``max_bytes`` instead (S3 objects are not bound by Lambda's payload)."""
     settings = config.settings()
-    return imaging.Limits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    return imaging.Limits(
+        max_bytes=max_bytes or settings.max_image_bytes, max_pixels=settings.max_image_pixels
+    )
 
 
 @cache
@@ -61,9 +64,11 @@ def _decode(data: bytes | ClientError, bounds: imaging.Limits) -> np.ndarray | C
 
 
 @tracer.capture_method(capture_response=False)
-def classify(images: Sequence[bytes | ClientError], top_k: int) -> list[Outcome]:
+def classify(
+    images: Sequence[bytes | ClientError], top_k: int, max_bytes: int | None = None
+) -> list[Outcome]:
     """Classify each image in one model call; failures (given or found) are returned in place."""
-    bounds = limits()
+    bounds = limits(max_bytes)
     if len(images) > 1:
         decoded = list(_decoders().map(_decode, images, [bounds] * len(images)))
     else:

@@ -86,10 +86,12 @@ def client():
     from botocore.config import Config
 
     retries = {"mode": "standard", "max_attempts": 3}
-    return boto3.client("s3", config=Config(retries=retries, connect_timeout=5, read_timeout=30))
+    # SigV4 everywhere: presigned POST forms default to the legacy V2 otherwise.
+    settings = Config(retries=retries, connect_timeout=5, read_timeout=30, signature_version="s3v4")
+    return boto3.client("s3", config=settings)
 
 
-def _classify_s3_error(error: Exception, what: str) -> Exception:
+def classify_s3_error(error: Exception, what: str) -> Exception:
     """Map an SDK error to a permanent ``ClientError`` (error record) or a ``TransientError``."""
     from botocore.exceptions import ClientError as SdkError
 
@@ -122,7 +124,7 @@ def already_answered(upload: Upload) -> bool:
     try:
         head = client().head_object(Bucket=bucket, Key=key)
     except Exception as error:
-        mapped = _classify_s3_error(error, "reading the result")
+        mapped = classify_s3_error(error, "reading the result")
         if isinstance(mapped, ClientError) and mapped.code == "source_not_found":
             return False
         raise mapped from error
@@ -142,7 +144,7 @@ def download(upload: Upload, max_bytes: int) -> bytes:
     except ClientError:
         raise
     except Exception as error:
-        raise _classify_s3_error(error, f"reading s3://{upload.bucket}/{upload.key}") from error
+        raise classify_s3_error(error, f"reading s3://{upload.bucket}/{upload.key}") from error
 
 
 def write_record(upload: Upload, record: dict[str, Any]) -> None:
@@ -158,7 +160,7 @@ def write_record(upload: Upload, record: dict[str, Any]) -> None:
             Metadata={"source-etag": upload.etag, "source-version-id": upload.version_id or ""},
         )
     except Exception as error:
-        mapped = _classify_s3_error(error, f"writing s3://{bucket}/{key}")
+        mapped = classify_s3_error(error, f"writing s3://{bucket}/{key}")
         raise (mapped if isinstance(mapped, TransientError) else TransientError(str(mapped))) from error
 
 
@@ -192,7 +194,7 @@ def process(uploads: Iterable[Upload]) -> dict[Upload, Status | TransientError]:
     downloaded: dict[Upload, bytes] = {}
     for upload in dict.fromkeys(uploads):  # the same object twice in a batch is answered once
         try:
-            fetched = _fetch(upload, settings.max_image_bytes)
+            fetched = _fetch(upload, settings.max_upload_bytes)
         except TransientError as error:
             outcomes[upload] = error
             continue
@@ -201,7 +203,11 @@ def process(uploads: Iterable[Upload]) -> dict[Upload, Status | TransientError]:
         else:
             outcomes[upload] = fetched
 
-    answers = recognition.classify(list(downloaded.values()), settings.default_top_k) if downloaded else []
+    answers = (
+        recognition.classify(list(downloaded.values()), settings.default_top_k, settings.max_upload_bytes)
+        if downloaded
+        else []
+    )
     batch_ms = round((time.perf_counter() - started) * 1000, 2)
     info = model.classifier().info.to_dict()
     for upload, answer in zip(downloaded, answers, strict=True):

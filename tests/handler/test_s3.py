@@ -136,7 +136,7 @@ def test_a_10_object_batch_is_one_model_call_and_matches_one_by_one(
 def test_permanent_failures_get_error_records_and_the_rest_succeeds(
     app, bucket, put, grace_hopper, get_object_hook
 ) -> None:
-    oversize = b"\xff\xd8" + b"\0" * (6 * 1024 * 1024)
+    oversize = b"\xff\xd8" + b"\0" * (20 * 1024 * 1024)  # MAX_UPLOAD_BYTES + 2
     objects = [
         put(f"{UPLOADS}good.jpg", grace_hopper),
         put(f"{UPLOADS}corrupt.jpg", grace_hopper[:15_000]),

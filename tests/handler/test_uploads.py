@@ -1,0 +1,160 @@
+"""Presigned uploads and result polling, on moto's S3 server with S3's POST policy check in front."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from handler import config, s3
+from handler.local.context import LocalContext
+from handler.local.events import http_event, rest_event, s3_event
+from tests.faults import FaultyProxy
+from tests.helpers import body_json
+
+
+@pytest.fixture
+def uploads_bucket(moto_s3: str) -> Iterator[tuple[str, FaultyProxy]]:
+    """Uploads enabled on a fresh bucket; the handler talks to S3 through a policy-checking proxy."""
+    bucket = f"uploads-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    proxy = FaultyProxy(moto_s3, post_policy_secret=os.environ["AWS_SECRET_ACCESS_KEY"])
+    saved = dict(os.environ)
+    os.environ.update({"UPLOADS_BUCKET": bucket, "AWS_ENDPOINT_URL_S3": proxy.url})
+    config.settings.cache_clear()
+    s3.client.cache_clear()
+    try:
+        yield bucket, proxy
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        config.settings.cache_clear()
+        s3.client.cache_clear()
+        proxy.close()
+
+
+def request_upload(app, content_type: str | None = "image/jpeg", door=rest_event) -> dict:
+    body = json.dumps({"content_type": content_type}).encode() if content_type else b""
+    headers = {"Content-Type": "application/json", "Host": "api.example.org", "X-Forwarded-Proto": "https"}
+    result = app.api_handler(door("POST", "/uploads", body=body, headers=headers), LocalContext())
+    assert result["statusCode"] == 201, result["body"]
+    return body_json(result)
+
+
+def poll(app, upload_id: str) -> tuple[int, dict]:
+    result = app.api_handler(rest_event("GET", f"/results/{upload_id}"), LocalContext())
+    return result["statusCode"], body_json(result)
+
+
+def eight_megabyte_photo(photo: bytes) -> bytes:
+    """The portrait at 24 MP with sensor-like noise: about 8 MB of JPEG, over the API's limit."""
+    image = Image.open(io.BytesIO(photo)).convert("RGB").resize((4000, 4700), Image.Resampling.BICUBIC)
+    noise = np.random.default_rng(3).integers(-12, 13, (4700, 4000, 3), dtype=np.int16)
+    pixels = np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=97)
+    return buffer.getvalue()
+
+
+def send(form: dict, data: bytes, content_type: str = "image/jpeg") -> requests.Response:
+    fields = dict(form["upload"]["fields"])
+    fields["Content-Type"] = content_type
+    return requests.post(
+        form["upload"]["url"], data=fields, files={"file": ("photo", data, content_type)}, timeout=60
+    )
+
+
+def test_an_8_mb_photo_goes_through_the_presigned_post_and_gets_its_result(
+    app, uploads_bucket, grace_hopper
+) -> None:
+    bucket, proxy = uploads_bucket
+    photo = eight_megabyte_photo(grace_hopper)
+    assert 7_000_000 < len(photo) < 20 * 1024 * 1024
+    form = request_upload(app)
+    upload_id = form["id"]
+    assert form["result_url"] == f"https://api.example.org/prod/results/{upload_id}"
+    assert form["expires_in"] == 300 and form["max_bytes"] == 20 * 1024 * 1024
+    assert form["upload"]["fields"]["key"] == f"uploads/{upload_id}"
+
+    response = send(form, photo)
+    assert response.status_code == 204, response.text
+    assert not proxy.refused
+    status, pending = poll(app, upload_id)
+    assert (status, pending["status"]) == (202, "pending")
+
+    head = boto3.client("s3").head_object(Bucket=bucket, Key=f"uploads/{upload_id}")
+    event = s3_event(bucket, [(f"uploads/{upload_id}", head["ETag"].strip('"'), head["ContentLength"])])
+    assert app.s3_handler(event, LocalContext())["objects"][0]["status"] == "classified"
+    status, record = poll(app, upload_id)
+    assert status == 200
+    assert record["predictions"][0]["label"] == "military_uniform"
+    assert record["key"] == f"uploads/{upload_id}"
+
+
+def test_s3_refuses_an_upload_over_the_range_or_not_an_image(app, uploads_bucket) -> None:
+    bucket, proxy = uploads_bucket
+    form = request_upload(app)
+    too_big = send(form, b"\xff\xd8" + b"\0" * (20 * 1024 * 1024))
+    assert too_big.status_code == 400 and "EntityTooLarge" in too_big.text
+    not_an_image = send(form, b"hello", content_type="text/plain")
+    assert not_an_image.status_code == 403 and "Content-Type" in not_an_image.text
+    tampered = dict(
+        form, upload=dict(form["upload"], fields=dict(form["upload"]["fields"], key="results/x.json"))
+    )
+    assert send(tampered, b"\xff\xd8\xff").status_code == 403
+    listing = boto3.client("s3").list_objects_v2(Bucket=bucket)
+    assert listing["KeyCount"] == 0, "nothing refused reached the bucket"
+    assert len(proxy.refused) == 3
+
+
+@pytest.mark.parametrize("declared", ["image/png", "image/webp", None])
+def test_the_key_extension_follows_the_declared_type(app, uploads_bucket, declared) -> None:
+    form = request_upload(app, declared, door=http_event)
+    assert form["id"].endswith({"image/png": ".png", "image/webp": ".webp", None: ".jpg"}[declared])
+    assert form["upload"]["fields"]["Content-Type"] == (declared or "image/jpeg")
+
+
+@pytest.mark.parametrize("declared", ["text/plain", "image/svg+xml", "application/pdf"])
+def test_non_image_declarations_are_415(app, uploads_bucket, declared) -> None:
+    body = json.dumps({"content_type": declared}).encode()
+    result = app.api_handler(
+        rest_event("POST", "/uploads", body=body, headers={"Content-Type": "application/json"}),
+        LocalContext(),
+    )
+    assert result["statusCode"] == 415
+
+
+def test_unknown_ids_are_404(app, uploads_bucket) -> None:
+    status, answer = poll(app, uuid.uuid4().hex + ".jpg")
+    assert (status, answer["code"]) == (404, "unknown_upload")
+
+
+@pytest.mark.parametrize(
+    "upload_id",
+    [
+        *("../x", "%2e%2e", "..%2F..%2Fetc%2Fpasswd", "/etc/passwd", "a" * 300, "A" * 32 + ".jpg"),
+        *("0" * 32 + ".exe", "0" * 32 + ".jpg.json", "results", "0" * 31 + ".jpg"),
+    ],
+)
+def test_malformed_ids_are_400_and_never_reach_s3(app, uploads_bucket, upload_id) -> None:
+    _, proxy = uploads_bucket
+    for door in (rest_event, http_event):
+        result = app.api_handler(door("GET", f"/results/{upload_id}"), LocalContext())
+        assert result["statusCode"] == 400, (upload_id, result["body"])
+        assert body_json(result)["code"] == "invalid_id"
+    assert not proxy.dropped and not proxy.refused
+
+
+def test_uploads_without_a_bucket_are_501(app) -> None:
+    assert config.settings().uploads_bucket is None
+    result = app.api_handler(rest_event("POST", "/uploads"), LocalContext())
+    assert result["statusCode"] == 501
+    assert body_json(result)["code"] == "uploads_disabled"
