@@ -2,7 +2,8 @@
 
     python -m handler predict PHOTO...          top-5 table per photo
     python -m handler invoke EVENT.json         run the entry point for an event, print its result
-    python -m handler serve [--port 3000]       local API Gateway stand-in on 127.0.0.1
+    python -m handler serve [--port 3000] [--s3]  local API Gateway stand-in on 127.0.0.1
+    python -m handler upload PHOTO [--api URL]  large photo: presigned S3 upload, then its result
     python -m handler s3-demo [FOLDER]          the S3 path on moto's local S3 server
     python -m handler rie [--port 9000]         the real awslambdaric on a local Runtime API
 
@@ -39,6 +40,18 @@ def entry_point_for(event: dict[str, Any]):
     raise SystemExit("Unrecognised event: expected an API Gateway (REST v1 / HTTP v2), S3 or SQS event.")
 
 
+def write_table(out: TextIO, title: str, record: dict[str, Any]) -> bool:
+    """A ranked table of ``record["predictions"]``, or its error; True when it is an error."""
+    out.write(f"\n{title}\n")
+    if "error" in record:
+        out.write(f"  error {record['code']}: {record['error']}\n")
+        return True
+    for rank, prediction in enumerate(record["predictions"], start=1):
+        bar = "#" * round(prediction["probability"] * 30)
+        out.write(f"  {rank}. {prediction['label']:<28} {prediction['probability']:7.2%}  {bar}\n")
+    return False
+
+
 def invoke(event_path: Path, out: TextIO) -> int:
     from handler.local.context import LocalContext
 
@@ -53,28 +66,30 @@ def predict(images: list[Path], top_k: int, out: TextIO) -> int:
 
     _load_app()
     outcomes = recognition.classify([path.read_bytes() for path in images], top_k)
-    failures = 0
-    for path, outcome in zip(images, outcomes, strict=True):
-        out.write(f"\n{path}\n")
-        if outcome.error:
-            failures += 1
-            out.write(f"  error {int(outcome.error.status)} {outcome.error.code}: {outcome.error.message}\n")
-            continue
-        for rank, prediction in enumerate(outcome.predictions or [], start=1):
-            bar = "#" * round(prediction.probability * 30)
-            out.write(f"  {rank}. {prediction.label:<28} {prediction.probability:7.2%}  {bar}\n")
-    return 1 if failures else 0
+    failures = [write_table(out, str(path), o.to_dict()) for path, o in zip(images, outcomes, strict=True)]
+    return 1 if any(failures) else 0
 
 
-def serve(port: int, host: str, stage: str | None) -> int:
+def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
     from handler.local.server import LocalApiServer
 
+    local_s3 = None
+    if with_s3:  # before the app is imported: it reads UPLOADS_BUCKET once
+        from handler.local.s3_stack import LocalS3
+
+        local_s3 = LocalS3()
     app = _load_app()
+    if local_s3:
+        local_s3.notify(app.s3_handler)
     with LocalApiServer(app.api_handler, port=port, host=host, stage=stage) as server:
         print(f"Demo page and API on {server.url}  (Ctrl+C to stop)", flush=True)
         print(f"  curl -F image=@photo.jpg {server.url}predict", flush=True)
+        if local_s3:
+            print(f"  uploads: moto S3 on {local_s3.endpoint}, bucket {local_s3.bucket}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
+    if local_s3:
+        local_s3.stop()
     return 0
 
 
@@ -90,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument("--port", type=int, default=3000)
     server.add_argument("--host", default="127.0.0.1", help="address to bind (keep it local)")
     server.add_argument("--stage", default=None, help="serve under /STAGE/ like API Gateway (e.g. prod)")
+    server.add_argument(
+        "--s3", action="store_true", help="enable uploads on a local moto S3 (dev dependency)"
+    )
+    send = commands.add_parser("upload", help="upload a large photo through /uploads and wait for its result")
+    send.add_argument("photo", type=Path)
+    send.add_argument("--api", default="http://127.0.0.1:3000/", help="the API's base URL (ApiUrl output)")
+    send.add_argument("--timeout", type=float, default=120)
     rie = commands.add_parser("rie", help="run awslambdaric against a local Lambda Runtime API")
     rie.add_argument("--handler", default="handler.app.api_handler")
     rie.add_argument("--port", type=int, default=9000)
@@ -105,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             return invoke(args.event, results)
         if args.command == "predict":
             return predict(args.images, args.top_k, results)
+        if args.command == "upload":
+            from handler.local.upload import upload
+
+            record = upload(args.photo, args.api, args.timeout, results)
+            return 1 if write_table(results, f"{args.photo} ({record.get('key', '')})", record) else 0
         if args.command == "rie":
             from handler.local import runtime_api
 
@@ -113,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             from handler.local import s3_demo
 
             return s3_demo.run(args.folder, results)
-        return serve(args.port, args.host, args.stage)
+        return serve(args.port, args.host, args.stage, args.s3)
     finally:
         sys.stdout = results
 

@@ -38,13 +38,15 @@ ACCEPTED = (
     ),
     Accepted(
         "AwsSolutions-IAM5[Resource::<UploadsBucketC4B27CC7.Arn>/uploads/*]",
-        "The worker reads any object under the uploads prefix (only): keys are chosen by uploaders.",
-        ("Functions/Worker",),
+        "The worker reads any object under the uploads prefix (only): keys are random ids. The API "
+        "presigns POST forms for new keys there and checks that an upload arrived.",
+        ("Functions/Worker", "Functions/Api"),
     ),
     Accepted(
         "AwsSolutions-IAM5[Resource::<UploadsBucketC4B27CC7.Arn>/results/*]",
-        "The worker writes (and reads back, for idempotency) one record per upload under results/ only.",
-        ("Functions/Worker",),
+        "The worker writes (and reads back, for idempotency) one record per upload under results/ "
+        "only; the API reads them for GET /results/{id}.",
+        ("Functions/Worker", "Functions/Api"),
     ),
     Accepted(
         f"AwsSolutions-IAM4[{APIGW_LOGS}]",

@@ -45,6 +45,8 @@ class Settings:
     usage_plan_quota_per_day: int = field(default=100_000, metadata={"doc": "usage-plan requests per day"})
     api_key_required: bool = field(default=False, metadata={"doc": "require an API key (x-api-key)"})
     max_image_bytes: int = field(default=6 * 1024 * 1024, metadata={"doc": "largest image (MAX_IMAGE_BYTES)"})
+    max_upload_bytes: int = field(default=20 * 1024 * 1024, metadata={"doc": "largest presigned upload"})
+    max_images_per_request: int = field(default=16, metadata={"doc": "images in one batch request"})
     max_image_pixels: int = field(default=40_000_000, metadata={"doc": "largest decoded image in pixels"})
     allowed_origins: str = field(default="*", metadata={"doc": "CORS origins, comma-separated"})
     alarm_email: str = field(

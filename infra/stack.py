@@ -22,6 +22,7 @@ class ImageRecognitionStack(Stack):
             self, "Functions", settings=settings, bucket_name=uploads.bucket.bucket_name
         )
         uploads.connect(functions.worker)
+        uploads.connect_api(functions.api)
         api = Api(self, "Api", settings=settings, function=functions.live)
         monitoring = Monitoring(
             self,

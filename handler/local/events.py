@@ -142,17 +142,21 @@ def http_event(
 
 
 def multipart_body(
-    parts: list[tuple[str, str, bytes, str]], boundary: str | None = None
+    parts: list[tuple[str, str | None, bytes, str | None]], boundary: str | None = None
 ) -> tuple[bytes, str]:
-    """Encode file parts ``[(field, filename, data, content_type), ...]``; return (body, Content-Type)."""
+    """Encode ``[(field, filename, data, content_type), ...]``; a None filename makes a text field.
+
+    Returns (body, Content-Type)."""
     boundary = boundary or f"----local{uuid.uuid4().hex}"
-    chunks = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-        f"Content-Type: {content_type}\r\n\r\n".encode()
-        + data
-        + b"\r\n"
-        for field, filename, data, content_type in parts
-    ]
+    chunks = []
+    for field, filename, data, content_type in parts:
+        disposition = f'form-data; name="{field}"' + (
+            f'; filename="{filename}"' if filename is not None else ""
+        )
+        head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
+        if content_type:
+            head += f"Content-Type: {content_type}\r\n"
+        chunks.append(head.encode() + b"\r\n" + data + b"\r\n")
     return b"".join(chunks) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 

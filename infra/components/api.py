@@ -96,6 +96,11 @@ class Api(Construct):
             request_parameters={"method.request.header.Content-Type": True},
         )
         self.rest_api.root.add_resource("health").add_method("GET", integration, api_key_required=require_key)
+        self.rest_api.root.add_resource("uploads").add_method(
+            "POST", integration, api_key_required=require_key
+        )
+        results = self.rest_api.root.add_resource("results").add_resource("{upload_id}")
+        results.add_method("GET", integration, api_key_required=require_key)
         # The demo page and the OpenAPI document are public even when predictions need a key.
         self.rest_api.root.add_method("GET", integration)
         self.rest_api.root.add_resource("openapi.json").add_method("GET", integration)

@@ -52,6 +52,15 @@ class Uploads(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 )
             ],
+            # Browsers POST large photos straight to the bucket with the API's presigned forms.
+            cors=[
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.POST],
+                    allowed_origins=settings.origins,
+                    allowed_headers=["*"],
+                    max_age=3000,
+                )
+            ],
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.dead_letters = sqs.Queue(
@@ -93,26 +102,42 @@ class Uploads(Construct):
                 max_concurrency=max(2, settings.s3_worker_max_concurrency),
             )
         )
-        uploads = self.bucket.arn_for_objects(f"{settings.uploads_prefix}*")
-        results = self.bucket.arn_for_objects(f"{settings.results_prefix}*")
         worker.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[uploads])
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[self._objects("uploads")]
+            )
         )
         # It reads its own results too: that is how a re-delivered notification is recognised.
         worker.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=[results])
-        )
-        # Without ListBucket a missing key answers 403 instead of 404; scoped to the two prefixes.
-        worker.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.bucket.bucket_arn],
-                conditions={
-                    "StringLike": {
-                        "s3:prefix": [f"{settings.uploads_prefix}*", f"{settings.results_prefix}*"]
-                    }
-                },
+                actions=["s3:GetObject", "s3:PutObject"], resources=[self._objects("results")]
             )
+        )
+        worker.add_to_role_policy(self._list_prefixes())
+
+    def connect_api(self, api: lambda_.IFunction) -> None:
+        """The API presigns uploads (the form carries its s3:PutObject right) and reads results."""
+        api.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:PutObject"], resources=[self._objects("uploads")])
+        )
+        api.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[self._objects("uploads"), self._objects("results")]
+            )
+        )
+        api.add_to_role_policy(self._list_prefixes())
+
+    def _objects(self, which: str) -> str:
+        prefix = self.settings.uploads_prefix if which == "uploads" else self.settings.results_prefix
+        return self.bucket.arn_for_objects(f"{prefix}*")
+
+    def _list_prefixes(self) -> iam.PolicyStatement:
+        """Without ListBucket a missing key answers 403 instead of 404; scoped to the two prefixes."""
+        prefixes = [f"{self.settings.uploads_prefix}*", f"{self.settings.results_prefix}*"]
+        return iam.PolicyStatement(
+            actions=["s3:ListBucket"],
+            resources=[self.bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": prefixes}},
         )
 
     @property

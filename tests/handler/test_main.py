@@ -50,7 +50,7 @@ def test_predict_prints_a_table_per_image(tmp_path) -> None:
     cat = next(s for s in sections if "cat.bmp" in s)
     assert grace.splitlines()[1].split()[:2] == ["1.", "military_uniform"]
     assert cat.splitlines()[1].split()[1] in {"Egyptian_cat", "tabby", "tiger_cat"}
-    assert "error 415 unsupported_image_type" in done.stdout
+    assert "error unsupported_image_type: Not a supported image type" in done.stdout
 
 
 def free_port() -> int:
@@ -99,3 +99,42 @@ def test_s3_demo_prints_a_result_per_photo() -> None:
         "military_uniform"
     )
     assert answers["s3://image-recognition-demo/results/uploads/cat.bmp"].split()[0] in CAT_CLASSES
+
+
+def test_upload_through_serve_with_local_s3(tmp_path) -> None:
+    """`serve --s3` (moto + notifier) and `upload`: the large-photo flow end to end, as a user runs it."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "handler", "serve", "--port", str(port), "--s3"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert server.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        photo = tmp_path / "portrait.png"
+        photo.write_bytes(_png_of(PHOTOS / "grace_hopper.jpg"))
+        done = run("upload", str(photo), "--api", f"http://127.0.0.1:{port}/", "--timeout", "60")
+        assert done.returncode == 0, done.stderr
+        assert "uploaded portrait.png" in done.stderr and "done" in done.stderr
+        assert done.stdout.strip().splitlines()[1].split()[:2] == ["1.", "military_uniform"]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _png_of(path) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(path).save(buffer, "PNG")
+    return buffer.getvalue()

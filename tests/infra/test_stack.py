@@ -68,9 +68,14 @@ def test_stage_throttling_tracing_and_access_logs(template: Template) -> None:
 
 def test_routes_validation_and_cors(template: Template) -> None:
     methods = template.find_resources("AWS::ApiGateway::Method")
-    by_method = {m["Properties"]["HttpMethod"]: m for m in methods.values()}
-    assert {"POST", "GET", "OPTIONS"} <= set(by_method)
-    predict = by_method["POST"]["Properties"]
+    assert {m["Properties"]["HttpMethod"] for m in methods.values()} == {"POST", "GET", "OPTIONS"}
+    resources = template.find_resources("AWS::ApiGateway::Resource")
+    (predict_id,) = [i for i, r in resources.items() if r["Properties"]["PathPart"] == "predict"]
+    (predict,) = [
+        m["Properties"]
+        for m in methods.values()
+        if m["Properties"]["HttpMethod"] == "POST" and m["Properties"]["ResourceId"] == {"Ref": predict_id}
+    ]
     assert predict["RequestParameters"] == {"method.request.header.Content-Type": True}
     assert "RequestValidatorId" in predict
     assert predict["Integration"]["Type"] == "AWS_PROXY"
@@ -79,16 +84,14 @@ def test_routes_validation_and_cors(template: Template) -> None:
     template.has_resource_properties(
         "AWS::ApiGateway::RequestValidator", {"ValidateRequestParameters": True, "ValidateRequestBody": True}
     )
-    resources = {
-        r["Properties"]["PathPart"] for r in template.find_resources("AWS::ApiGateway::Resource").values()
-    }
-    assert resources == {"predict", "health", "openapi.json"}
+    paths = {r["Properties"]["PathPart"] for r in resources.values()}
+    assert paths == {"predict", "health", "openapi.json", "uploads", "results", "{upload_id}"}
     root_gets = [
         m
         for m in methods.values()
         if m["Properties"]["HttpMethod"] == "GET" and "ResourceId" in m["Properties"]
     ]
-    assert len(root_gets) == 3  # /, /health, /openapi.json
+    assert len(root_gets) == 4  # /, /health, /openapi.json, /results/{upload_id}
     assert all(not m["Properties"].get("ApiKeyRequired", False) for m in methods.values())
 
 
@@ -218,14 +221,37 @@ def test_no_policy_grants_s3_on_every_resource(template: Template) -> None:
             assert "*" not in as_list(statement["Resource"]), statement
 
 
-def test_the_api_function_has_no_s3_access(template: Template) -> None:
-    api_role = functions(template)["handler.app.api_handler"]["Properties"]["Role"]["Fn::GetAtt"][0]
-    for policy in template.find_resources("AWS::IAM::Policy").values():
-        if {"Ref": api_role} in policy["Properties"]["Roles"]:
-            actions = [
-                a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in as_list(s["Action"])
-            ]
-            assert not [a for a in actions if a.startswith("s3:")]
+def role_statements(template: Template, command: str) -> list[dict]:
+    role = functions(template)[command]["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def test_the_api_function_may_only_presign_uploads_and_read_results(template: Template) -> None:
+    s3_statements = [
+        s for s in role_statements(template, "handler.app.api_handler") if str(s["Action"]).count("s3:")
+    ]
+    by_action = {}
+    for statement in s3_statements:
+        for action in as_list(statement["Action"]):
+            by_action.setdefault(action, []).extend(json.dumps(r) for r in as_list(statement["Resource"]))
+    assert set(by_action) == {"s3:PutObject", "s3:GetObject", "s3:ListBucket"}
+    assert all(r.endswith('/uploads/*"]]}') for r in by_action["s3:PutObject"])
+    assert {r.rsplit("/", 2)[-2] for r in by_action["s3:GetObject"]} == {"uploads", "results"}
+
+
+def test_uploads_bucket_accepts_browser_posts_from_allowed_origins(template: Template) -> None:
+    bucket = next(
+        b["Properties"]
+        for b in template.find_resources("AWS::S3::Bucket").values()
+        if "CorsConfiguration" in b["Properties"]
+    )
+    (rule,) = bucket["CorsConfiguration"]["CorsRules"]
+    assert rule["AllowedMethods"] == ["POST"] and rule["AllowedOrigins"] == ["*"]
 
 
 def alarms_by_id(template: Template) -> dict[str, dict]:

@@ -1,0 +1,71 @@
+"""S3 on your machine: moto's server on 127.0.0.1, an uploads bucket, and a notifier that stands in
+for S3 -> SQS -> Lambda by calling ``s3_handler`` for each new object under the uploads prefix.
+
+Used by ``python -m handler serve --s3`` (uploads and results work end to end, in the demo page
+too) and ``python -m handler s3-demo``. Dev only: moto is a development dependency.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from handler.local.context import LocalContext
+from handler.local.events import s3_event
+
+DEFAULT_BUCKET = "image-recognition-local"
+
+
+class LocalS3:
+    """Start with ``LocalS3()``, before ``handler.app`` is imported (settings are read once)."""
+
+    def __init__(self, bucket: str = DEFAULT_BUCKET) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.bucket = bucket
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL_S3": self.endpoint,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "UPLOADS_BUCKET": bucket,
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        from handler import s3
+
+        s3.client.cache_clear()
+        self.client = s3.client()
+        self.client.create_bucket(Bucket=bucket)
+        self._stop = threading.Event()
+
+    def notify(
+        self, s3_handler: Callable[[dict, Any], Any], prefix: str = "uploads/", every_s: float = 0.3
+    ) -> None:
+        """Call ``s3_handler`` once per new object version under ``prefix``, from a background thread."""
+        seen: set[tuple[str, str]] = set()
+
+        def loop() -> None:
+            while not self._stop.wait(every_s):
+                listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+                fresh = [
+                    (item["Key"], item["ETag"].strip('"'), item["Size"])
+                    for item in listing.get("Contents", [])
+                    if (item["Key"], item["ETag"]) not in seen
+                ]
+                for key, etag, size in fresh:
+                    seen.add((key, f'"{etag}"'))
+                    s3_handler(s3_event(self.bucket, [(key, etag, size)]), LocalContext())
+
+        threading.Thread(target=loop, name="s3-notifier", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._server.stop()
