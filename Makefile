@@ -64,7 +64,7 @@ $(MODEL_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/ma
 model: $(MODEL_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + labels + manifest) to $MODEL_DIR
 
 dev: model ## set up and serve the API on http://127.0.0.1:$PORT with the real model
-	$(PY) -m handler serve --port $(PORT)
+	$(PY) -m handler serve --port $(PORT) --s3
 
 test: model node_modules/.installed browser ## set up and run every check: ruff, then the whole pytest suite
 	$(PY) -m ruff check .

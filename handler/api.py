@@ -184,6 +184,7 @@ def upload_result(upload_id: str):
 def health():
     """Liveness and what is loaded: the model is loaded at cold start, so this is cheap."""
     info = model.classifier().info
+    current = config.settings()
     return json_response(
         HTTPStatus.OK,
         {
@@ -192,7 +193,10 @@ def health():
             "limits": {
                 "max_image_bytes": settings.max_image_bytes,
                 "max_image_pixels": settings.max_image_pixels,
+                "max_images_per_request": settings.max_images_per_request,
+                "max_upload_bytes": current.max_upload_bytes,
             },
+            "uploads": current.uploads_bucket is not None,
         },
     )
 
@@ -208,7 +212,7 @@ def demo_page():
         status_code=HTTPStatus.OK,
         content_type="text/html; charset=utf-8",
         body=page.HTML,
-        headers=page.HEADERS,
+        headers=page.headers(uploads.upload_origin()),
     )
 
 

@@ -21,23 +21,35 @@ def _csp_hashes(tag: str) -> str:
     )
 
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        f"script-src {_csp_hashes('script')}",
-        f"style-src {_csp_hashes('style')}",
-        "img-src 'self' blob: data:",
-        "connect-src 'self'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-    ]
-)
+SCRIPT_HASHES = _csp_hashes("script")
+STYLE_HASHES = _csp_hashes("style")
 
-HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-cache",
-}
+
+def content_security_policy(upload_origin: str | None = None) -> str:
+    """The page may talk to its own API and, when uploads are on, to the bucket's POST endpoint."""
+    connect = "'self'" + (f" {upload_origin}" if upload_origin else "")
+    return "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {SCRIPT_HASHES}",
+            f"style-src {STYLE_HASHES}",
+            "img-src 'self' blob: data:",
+            f"connect-src {connect}",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ]
+    )
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+
+
+def headers(upload_origin: str | None = None) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": content_security_policy(upload_origin),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",
+        "Cache-Control": "no-cache",
+    }

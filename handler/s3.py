@@ -88,7 +88,8 @@ def client():
     retries = {"mode": "standard", "max_attempts": 3}
     # SigV4 everywhere: presigned POST forms default to the legacy V2 otherwise.
     settings = Config(retries=retries, connect_timeout=5, read_timeout=30, signature_version="s3v4")
-    return boto3.client("s3", config=settings)
+    # A session of its own: credentials are read now, not whatever boto3's default session cached.
+    return boto3.session.Session().client("s3", config=settings)
 
 
 def classify_s3_error(error: Exception, what: str) -> Exception:

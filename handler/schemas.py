@@ -37,9 +37,12 @@ class ErrorAnswer(BaseModel):
 class Limits(BaseModel):
     max_image_bytes: int = Field(description="largest accepted image, encoded")
     max_image_pixels: int = Field(description="largest accepted image, width x height")
+    max_images_per_request: int = Field(description="most images in one batch request")
+    max_upload_bytes: int = Field(description="largest photo through POST /uploads")
 
 
 class HealthAnswer(BaseModel):
     status: Literal["ok"]
     model: ModelInfo
     limits: Limits
+    uploads: bool = Field(description="whether POST /uploads is available")

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from handler import config, s3
 from handler.errors import BadRequest, ClientError, Code, NotConfigured, NotFound, UnsupportedMediaType
@@ -64,6 +66,21 @@ def new_upload(content_type: str) -> dict[str, Any]:
         "expires_in": settings.upload_expires_seconds,
         "max_bytes": settings.max_upload_bytes,
     }
+
+
+@cache
+def _origin_of(bucket: str) -> str:
+    url = urlsplit(s3.client().generate_presigned_post(Bucket=bucket, Key="origin-probe")["url"])
+    return f"{url.scheme}://{url.netloc}"
+
+
+def upload_origin() -> str | None:
+    """Where browsers POST uploads (for the page's CSP ``connect-src``); None without uploads.
+
+    Presigning is local signing, no request: this costs no network call.
+    """
+    bucket = config.settings().uploads_bucket
+    return _origin_of(bucket) if bucket else None
 
 
 def validate_id(upload_id: str) -> str:

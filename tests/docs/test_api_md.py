@@ -8,14 +8,13 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from handler.local.server import LocalApiServer
 from tests.conftest import PHOTOS, REPO
+from tests.helpers import local_site
 
 DOC = (REPO / "docs" / "api.md").read_text()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", DOC, flags=re.DOTALL)
@@ -28,13 +27,8 @@ def blocks(language: str, containing: str = "") -> list[str]:
 
 @pytest.fixture(scope="module")
 def base_url(app) -> Iterator[str]:
-    server = LocalApiServer(app.api_handler, port=0, quiet=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.url
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_site(app, uploads=True) as url:
+        yield url
 
 
 @pytest.fixture
@@ -53,7 +47,7 @@ def run(command: list[str], workdir: Path, **env: str) -> str:
 
 def test_the_doc_has_examples_in_each_language() -> None:
     assert len(blocks("bash", "curl")) >= 5
-    assert len(blocks("python")) == 1 and len(blocks("js")) == 1
+    assert len(blocks("python")) == 2 and len(blocks("js")) == 1
 
 
 @pytest.mark.parametrize("example", blocks("bash", "curl"), ids=lambda code: code.split("\n")[0][:60])
@@ -72,13 +66,16 @@ def test_curl_examples(example: str, base_url: str, workdir: Path) -> None:
         assert answer["code"] == "unsupported_image_type", answer
 
 
-def test_python_example(base_url: str, workdir: Path) -> None:
-    (example,) = blocks("python")
+@pytest.mark.parametrize("example", blocks("python"), ids=["predict", "upload"])
+def test_python_examples(example: str, base_url: str, workdir: Path) -> None:
     script = workdir / "example.py"
     script.write_text(example.replace(DOCUMENTED_BASE, base_url))
     lines = run([sys.executable, str(script)], workdir).splitlines()
-    assert lines[0].startswith("military_uniform 93")
-    assert lines[1].startswith("['military_uniform',") and lines[1].count("'") == 6
+    if "uploads" in example:
+        assert lines[-1].startswith("military_uniform")
+    else:
+        assert lines[0].startswith("military_uniform 93")
+        assert lines[1].startswith("['military_uniform',") and lines[1].count("'") == 6
 
 
 def test_javascript_example(base_url: str, workdir: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from handler import page as demo_page
-from handler.local.server import LocalApiServer
 from tests.conftest import PHOTOS, REPO
+from tests.helpers import local_site
 
 OUTPUT = REPO / "test-output"
 CHROMIUM_FLAGS = [
@@ -28,13 +27,8 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def site(app) -> Iterator[str]:
-    server = LocalApiServer(app.api_handler, port=0, quiet=True, stage="prod")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.url
-    finally:
-        server.shutdown()
-        server.server_close()
+    with local_site(app, stage="prod") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +72,12 @@ def analyze(page: Page, file) -> None:
 def test_grace_hopper_is_a_military_uniform(visit, site: str) -> None:
     page, problems, requested = visit()
     analyze(page, PHOTOS / "grace_hopper.jpg")
-    first = page.locator("#predictions li").first
+    first = page.locator("#results .predictions li").first
     expect(first.locator(".label")).to_have_text("military uniform", timeout=30_000)
-    expect(page.locator("#predictions li")).to_have_count(5)
+    expect(page.locator("#results .predictions li")).to_have_count(5)
     expect(first.locator(".pct")).to_have_text("93%")  # Intl percent, at most one decimal
     expect(page.locator("#timing")).to_contain_text("ms by mobilenet_v2")
-    expect(page.locator("#preview-img")).to_be_visible()
+    expect(page.locator("#previews img")).to_be_visible()
     bar = first.locator(".bar").bounding_box()
     fill = first.locator(".fill").bounding_box()
     assert 0.88 < fill["width"] / bar["width"] < 0.98, "the bar is drawn at the probability (93%)"
@@ -98,11 +92,11 @@ def test_a_text_file_shows_the_apis_error(visit, tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("this is not a photo")
     analyze(page, notes)
-    error = page.locator("#error")
+    error = page.locator("#results .error")
     expect(error).to_be_visible(timeout=30_000)
     expect(error).to_contain_text("Not a supported image type")
     expect(error.locator("code")).to_have_text("unsupported_image_type")
-    expect(page.locator("#predictions li")).to_have_count(0)
+    expect(page.locator("#results .predictions li")).to_have_count(0)
 
 
 def test_a_too_large_photo_shows_the_apis_error(visit, tmp_path: Path) -> None:
@@ -110,7 +104,7 @@ def test_a_too_large_photo_shows_the_apis_error(visit, tmp_path: Path) -> None:
     big = tmp_path / "huge.jpg"
     big.write_bytes(b"\xff\xd8" + b"\0" * (7 * 1024 * 1024))
     analyze(page, big)
-    expect(page.locator("#error code")).to_have_text("image_too_large", timeout=30_000)
+    expect(page.locator("#results .error code")).to_have_text("image_too_large", timeout=30_000)
 
 
 def test_french(visit) -> None:
@@ -120,7 +114,7 @@ def test_french(visit) -> None:
     expect(page.locator("#analyze")).to_have_text("Analyser")
     expect(page.locator("html")).to_have_attribute("lang", "fr")
     analyze(page, PHOTOS / "grace_hopper.jpg")
-    expect(page.locator("#predictions li .pct").first).to_have_text("93 %", timeout=30_000)
+    expect(page.locator("#results .predictions li .pct").first).to_have_text("93 %", timeout=30_000)
     expect(page.locator("#timing")).to_contain_text("Réponse en")
 
 
@@ -134,7 +128,9 @@ def test_keyboard_reaches_the_file_chooser_and_analyze(visit) -> None:
     chooser.value.set_files(PHOTOS / "grace_hopper.jpg")
     assert page.evaluate("document.activeElement.id") == "analyze"
     page.keyboard.press("Enter")
-    expect(page.locator("#predictions li .label").first).to_have_text("military uniform", timeout=30_000)
+    expect(page.locator("#results .predictions li .label").first).to_have_text(
+        "military uniform", timeout=30_000
+    )
 
 
 def test_phone_viewport_fits_and_offers_the_camera(visit) -> None:
@@ -144,7 +140,7 @@ def test_phone_viewport_fits_and_offers_the_camera(visit) -> None:
     expect(camera).to_have_attribute("capture", "environment")
     expect(camera).to_have_attribute("accept", "image/*")
     analyze(page, PHOTOS / "cat.bmp")
-    expect(page.locator("#predictions li .label").first).to_have_text(
+    expect(page.locator("#results .predictions li .label").first).to_have_text(
         re.compile("Egyptian cat|tabby|tiger cat"), timeout=30_000
     )
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
@@ -158,3 +154,51 @@ def test_page_is_self_contained_under_a_strict_csp() -> None:
     policy = demo_page.CONTENT_SECURITY_POLICY
     assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+
+
+@pytest.fixture(scope="module")
+def site_with_uploads(app) -> Iterator[str]:
+    """The local server with uploads on: moto's S3 on 127.0.0.1 and the S3-notification stand-in."""
+    with local_site(app, stage="prod", uploads=True) as url:
+        yield url
+
+
+def test_a_photo_over_the_api_limit_goes_through_an_s3_upload(
+    browser: Browser, site_with_uploads: str, tmp_path
+):
+    from tests.handler.test_uploads import eight_megabyte_photo
+
+    big = tmp_path / "big-portrait.jpg"
+    big.write_bytes(eight_megabyte_photo((PHOTOS / "grace_hopper.jpg").read_bytes()))
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.goto(site_with_uploads)
+    expect(page.locator("#limit")).to_contain_text("20 MB per photo, 16 photos at a time")
+    analyze(page, big)
+    expect(page.locator("#progress")).to_contain_text("big-portrait.jpg", timeout=30_000)
+    first = page.locator("#results .predictions li .label").first
+    expect(first).to_have_text("military uniform", timeout=60_000)
+    assert not problems, problems  # the S3 origin is allowed by the page's CSP
+    context.close()
+
+
+def test_several_photos_are_one_batch_with_a_result_each(browser: Browser, site_with_uploads: str) -> None:
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.goto(site_with_uploads)
+    requests_sent: list[str] = []
+    page.on("request", lambda request: requests_sent.append(request.url))
+    page.set_input_files("#file", [PHOTOS / "grace_hopper.jpg", PHOTOS / "cat.bmp"])
+    expect(page.locator("#previews li")).to_have_count(2)
+    page.click("#analyze")
+    results = page.locator("#results .result")
+    expect(results).to_have_count(2, timeout=30_000)
+    expect(results.nth(0).locator("h3")).to_have_text("grace_hopper.jpg")
+    expect(results.nth(0).locator(".label").first).to_have_text("military uniform")
+    expect(results.nth(1).locator(".label").first).to_have_text(re.compile("Egyptian cat|tabby|tiger cat"))
+    assert sum(url.endswith("/predict") for url in requests_sent) == 1, "one batch request"
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "demo-page-batch.png"), full_page=True)
+    context.close()
