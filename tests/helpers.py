@@ -28,6 +28,17 @@ def header(result: dict, name: str) -> str | None:
 
 
 @contextlib.contextmanager
+def serving(server) -> Iterator[str]:
+    """Run a ``LocalApiServer`` in a thread; yield its URL; shut it down afterwards."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
 def local_site(app, stage: str | None = None, uploads: bool = False) -> Iterator[str]:
     """The local API server on 127.0.0.1 in a thread; with ``uploads``, moto's S3 and the notifier.
 
@@ -45,13 +56,10 @@ def local_site(app, stage: str | None = None, uploads: bool = False) -> Iterator
         local = LocalS3(bucket=f"site-{uuid.uuid4().hex[:8]}")
         config.settings.cache_clear()
         local.notify(app.s3_handler)
-    server = LocalApiServer(app.api_handler, port=0, quiet=True, stage=stage)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield server.url
+        with serving(LocalApiServer(app.api_handler, port=0, quiet=True, stage=stage)) as url:
+            yield url
     finally:
-        server.shutdown()
-        server.server_close()
         if local:
             local.stop()
             os.environ.clear()

@@ -79,41 +79,33 @@ class Monitoring(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             ),
         ]
-        for name, function in (("Api", api_function), ("Worker", worker)):
-            self.alarms += [
-                function.metric_errors(period=FIVE_MINUTES).create_alarm(
-                    self,
-                    f"{name}Errors",
-                    alarm_description=f"{name} function errors",
-                    threshold=1,
-                    evaluation_periods=1,
-                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                ),
-                function.metric_throttles(period=FIVE_MINUTES).create_alarm(
-                    self,
-                    f"{name}Throttles",
-                    alarm_description=f"{name} function throttled",
-                    threshold=1,
-                    evaluation_periods=1,
-                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-                ),
-            ]
         dlq_depth = dead_letters.metric_approximate_number_of_messages_visible(
             period=FIVE_MINUTES, statistic="Maximum"
         )
-        self.alarms.append(
-            dlq_depth.create_alarm(
+        happened = [
+            (f"{name}{kind}", metric, f"{name} function {kind.lower()}")
+            for name, function in (("Api", api_function), ("Worker", worker))
+            for kind, metric in (
+                ("Errors", function.metric_errors(period=FIVE_MINUTES)),
+                ("Throttles", function.metric_throttles(period=FIVE_MINUTES)),
+            )
+        ]
+        happened.append(
+            ("DeadLettersNotEmpty", dlq_depth, "Uploads could not be processed after retries: see the DLQ")
+        )
+        # Each of these should never happen: one occurrence in five minutes is an alarm.
+        self.alarms += [
+            metric.create_alarm(
                 self,
-                "DeadLettersNotEmpty",
-                alarm_description="Uploads could not be processed after retries: see the dead-letter queue",
+                alarm_id,
+                alarm_description=description,
                 threshold=1,
                 evaluation_periods=1,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
-        )
+            for alarm_id, metric, description in happened
+        ]
         for alarm in self.alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             alarm.add_ok_action(actions.SnsAction(self.topic))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -14,18 +13,13 @@ import requests
 
 from handler.local import server as local_server
 from handler.local.events import is_binary
+from tests.helpers import serving
 
 
 @pytest.fixture(scope="module")
 def api_url(app) -> Iterator[str]:
-    server = local_server.LocalApiServer(app.api_handler, port=0, quiet=True, stage="prod")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.url
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(local_server.LocalApiServer(app.api_handler, port=0, quiet=True, stage="prod")) as url:
+        yield url
 
 
 def test_binds_to_loopback_only_under_the_stage(api_url: str) -> None:
@@ -55,13 +49,8 @@ def echo_url() -> Iterator[str]:
     def echo(event, context):
         return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(event)}
 
-    server = local_server.LocalApiServer(echo, port=0, quiet=True, stage="v1")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.url
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(local_server.LocalApiServer(echo, port=0, quiet=True, stage="v1")) as url:
+        yield url
 
 
 def test_event_has_multi_value_headers_query_and_stage(echo_url: str) -> None:
@@ -100,13 +89,8 @@ def test_base64_answers_are_decoded_for_the_client() -> None:
             "isBase64Encoded": True,
         }
 
-    server = local_server.LocalApiServer(png, port=0, quiet=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        assert requests.get(server.url, timeout=30).content == base64.b64decode("iVBORw==")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(local_server.LocalApiServer(png, port=0, quiet=True)) as url:
+        assert requests.get(url, timeout=30).content == base64.b64decode("iVBORw==")
 
 
 def test_multipart_upload_like_curl_f(api_url: str, grace_hopper: bytes) -> None:
