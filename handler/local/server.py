@@ -101,6 +101,8 @@ class LocalApiServer(ThreadingHTTPServer):
     """``ThreadingHTTPServer`` on 127.0.0.1 with the handler mounted; port 0 picks a free port."""
 
     daemon_threads = True
+    # The listen backlog: socketserver's default of 5 resets connections under concurrent clients.
+    request_queue_size = 128
 
     def __init__(
         self,

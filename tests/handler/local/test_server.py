@@ -152,3 +152,14 @@ def test_health(api_url: str) -> None:
 )
 def test_binary_media_types_like_the_rest_api(content_type: str | None, binary: bool) -> None:
     assert is_binary(content_type) is binary
+
+
+def test_many_concurrent_clients_are_queued_not_reset(api_url: str) -> None:
+    """API Gateway accepts bursts; the stand-in's listen backlog must too (the default of 5 resets)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def get(_: int) -> int:
+        return requests.get(f"{api_url}health", timeout=60).status_code
+
+    with ThreadPoolExecutor(48) as pool:
+        assert set(pool.map(get, range(192))) == {200}
