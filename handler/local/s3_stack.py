@@ -7,6 +7,7 @@ too) and ``python -m handler s3-demo``. Dev only: moto is a development dependen
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -24,6 +25,7 @@ class LocalS3:
     def __init__(self, bucket: str = DEFAULT_BUCKET) -> None:
         from moto.server import ThreadedMotoServer
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the notifier polls: no access log
         self.bucket = bucket
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
