@@ -43,16 +43,6 @@ assert response.status_code == 200
 print("ANSWERED", time.time(), flush=True)
 """
 
-TARGETS = {
-    "litert_small_p50_ms": 8,
-    "litert_12mp_p50_ms": 30,
-    "litert_cold_start_s": 0.6,
-    "litert_peak_rss_mb": 250,
-    "litert_throughput_32": 200,
-    "keras_small_p50_ms": 30,
-    "speedup": 8,
-}
-
 
 def environment(backend: str) -> dict[str, str]:
     env = {**os.environ, "MODEL_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
