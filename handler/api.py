@@ -183,17 +183,16 @@ def upload_result(upload_id: str):
 )
 def health():
     """Liveness and what is loaded: the model is loaded at cold start, so this is cheap."""
-    info = model.classifier().info
     current = config.settings()
     return json_response(
         HTTPStatus.OK,
         {
             "status": "ok",
-            "model": info.to_dict(),
+            "model": model.classifier().info.to_dict(),
             "limits": {
-                "max_image_bytes": settings.max_image_bytes,
-                "max_image_pixels": settings.max_image_pixels,
-                "max_images_per_request": settings.max_images_per_request,
+                "max_image_bytes": current.max_image_bytes,
+                "max_image_pixels": current.max_image_pixels,
+                "max_images_per_request": current.max_images_per_request,
                 "max_upload_bytes": current.max_upload_bytes,
             },
             "uploads": current.uploads_bucket is not None,
@@ -254,11 +253,13 @@ def invalid_parameter(error: RequestValidationError) -> Response:
 
 @router.exception_handler(NotFoundError)
 def not_found(error: NotFoundError) -> Response:
-    if active_resolver.get().current_event.path.startswith("/results/"):
-        # An id with a slash in it ("../x", "/etc/passwd") matches no route: refuse it as an id.
-        return client_error(
-            BadRequest("Not an upload id: 32 hex digits and an image extension.", Code.INVALID_ID)
-        )
+    path = active_resolver.get().current_event.path
+    if path.startswith("/results/"):
+        # An id with a slash in it ("../x", "/etc/passwd") matches no route: it is still a bad id.
+        try:
+            uploads.validate_id(path.removeprefix("/results/"))
+        except ClientError as error:
+            return client_error(error)
     return json_response(HTTPStatus.NOT_FOUND, {"error": "No such route.", "code": Code.NOT_FOUND})
 
 

@@ -42,9 +42,6 @@ def content_security_policy(upload_origin: str | None = None) -> str:
     )
 
 
-CONTENT_SECURITY_POLICY = content_security_policy()
-
-
 def headers(upload_origin: str | None = None) -> dict[str, str]:
     return {
         "Content-Security-Policy": content_security_policy(upload_origin),

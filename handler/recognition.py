@@ -56,7 +56,6 @@ def _decoders() -> ThreadPoolExecutor:
 def _decode(data: bytes | ClientError, bounds: imaging.Limits) -> np.ndarray | ClientError:
     if isinstance(data, ClientError):  # already refused upstream (a bad item of a batch request)
         return data
-    metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
     try:
         return imaging.to_array(data, bounds)
     except ClientError as error:
@@ -69,6 +68,9 @@ def classify(
 ) -> list[Outcome]:
     """Classify each image in one model call; failures (given or found) are returned in place."""
     bounds = limits(max_bytes)
+    for data in images:  # here, not in the decoder threads: the metric set is not thread-safe
+        if isinstance(data, bytes):
+            metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
     if len(images) > 1:
         decoded = list(_decoders().map(_decode, images, [bounds] * len(images)))
     else:

@@ -109,6 +109,12 @@ def classify_s3_error(error: Exception, what: str) -> Exception:
     return ClientError(f"The object cannot be read ({what}: {code or status}).", Code.SOURCE_UNREADABLE)
 
 
+def is_missing(error: Exception) -> bool:
+    """Whether an SDK error means "no such object" (as opposed to denied, throttled, unreachable)."""
+    mapped = classify_s3_error(error, "lookup")
+    return isinstance(mapped, ClientError) and mapped.code == Code.SOURCE_NOT_FOUND
+
+
 def result_location(upload: Upload) -> tuple[str, str]:
     settings = config.settings()
     return settings.results_bucket or upload.bucket, f"{settings.results_prefix}{upload.key}.json"
@@ -125,10 +131,10 @@ def already_answered(upload: Upload) -> bool:
     try:
         head = client().head_object(Bucket=bucket, Key=key)
     except Exception as error:
-        mapped = classify_s3_error(error, "reading the result")
-        if isinstance(mapped, ClientError) and mapped.code == "source_not_found":
+        if is_missing(error):
             return False
-        raise mapped from error
+        # Unreadable results (throttled, denied): retry the record rather than guess; the DLQ keeps it.
+        raise TransientError(f"reading the result s3://{bucket}/{key}: {error}") from error
     metadata = head.get("Metadata", {})
     return metadata.get("source-etag") == upload.etag and metadata.get("source-version-id", "") == (
         upload.version_id or ""

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from handler import config, s3
-from handler.errors import BadRequest, ClientError, Code, NotConfigured, NotFound, UnsupportedMediaType
+from handler.errors import BadRequest, Code, NotConfigured, NotFound, UnsupportedMediaType
 
 EXTENSIONS = {
     "image/jpeg": "jpg",
@@ -98,19 +98,14 @@ def result(upload_id: str) -> tuple[bool, dict[str, Any]]:
         record = json.loads(s3.client().get_object(Bucket=bucket, Key=key)["Body"].read())
         return True, record
     except Exception as error:
-        if not _is_missing(error):
+        if not s3.is_missing(error):
             raise
     try:
         s3.client().head_object(Bucket=upload.bucket, Key=upload.key)
     except Exception as error:
-        if _is_missing(error):
+        if s3.is_missing(error):
             raise NotFound(
                 "No upload has this id (or it has not arrived yet).", Code.UNKNOWN_UPLOAD
             ) from error
         raise
     return False, {"status": "pending", "id": upload_id}
-
-
-def _is_missing(error: Exception) -> bool:
-    mapped = s3.classify_s3_error(error, "lookup")
-    return isinstance(mapped, ClientError) and mapped.code == Code.SOURCE_NOT_FOUND

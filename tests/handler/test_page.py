@@ -151,7 +151,7 @@ def test_phone_viewport_fits_and_offers_the_camera(visit) -> None:
 def test_page_is_self_contained_under_a_strict_csp() -> None:
     html = demo_page.HTML
     assert "http://" not in html and "https://" not in html, "no CDN or external resource"
-    policy = demo_page.CONTENT_SECURITY_POLICY
+    policy = demo_page.content_security_policy()
     assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
 
