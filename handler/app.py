@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler import api, model, s3
+from handler import api, memory, model, s3
 
 # /health and rejected requests legitimately publish no application metric: not worth a warning each.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
@@ -22,6 +22,7 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
+memory.configure()  # before any image is decoded: freed memory returns to the OS
 classifier = model.classifier()  # cold start: verify checksums, load, warm up
 metrics.set_default_dimensions(backend=classifier.info.backend)
 logger.info("model ready", extra={"model": classifier.info.to_dict()})

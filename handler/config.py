@@ -45,6 +45,7 @@ class Settings:
     results_bucket: str | None
     results_prefix: str
     max_images_per_request: int
+    max_decode_bytes: int
     uploads_bucket: str | None
     uploads_prefix: str
     max_upload_bytes: int
@@ -55,7 +56,10 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
-    value = int(raw)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw[:40]!r}") from None
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
@@ -79,6 +83,7 @@ def read_settings() -> Settings:
         results_bucket=os.environ.get("RESULTS_BUCKET", "").strip() or None,
         results_prefix=os.environ.get("RESULTS_PREFIX", "results/").strip() or "results/",
         max_images_per_request=_int("MAX_IMAGES_PER_REQUEST", 16),
+        max_decode_bytes=_int("MAX_DECODE_BYTES", 512 * 1024 * 1024),
         uploads_bucket=os.environ.get("UPLOADS_BUCKET", "").strip() or None,
         uploads_prefix=os.environ.get("UPLOADS_PREFIX", "uploads/").strip() or "uploads/",
         max_upload_bytes=_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024),

@@ -24,6 +24,8 @@ class Code(StrEnum):
     INVALID_PARAMETER = "invalid_parameter"
     IMAGE_TOO_LARGE = "image_too_large"
     IMAGE_TOO_MANY_PIXELS = "image_too_many_pixels"
+    IMAGE_TOO_COSTLY = "image_too_costly"
+    REQUEST_TOO_MANY_PIXELS = "request_too_many_pixels"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UNSUPPORTED_IMAGE_TYPE = "unsupported_image_type"
     CORRUPT_IMAGE = "corrupt_image"
@@ -87,6 +89,14 @@ class Unprocessable(ClientError):
     """A supported image type that cannot be decoded into pixels (truncated, corrupt)."""
 
     status = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+EXCERPT_CHARS = 100
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """At most ``limit`` characters of something the client sent, for an error message."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def check_image_size(size: int, max_bytes: int) -> None:

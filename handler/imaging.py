@@ -1,21 +1,24 @@
 """Image bytes -> one 224x224x3 float32 array scaled for MobileNetV2, for every entry point.
 
-Knows nothing of events or the model. Limits are checked on the header, before the pixels are
-decoded: a 50000x50000 PNG is refused after reading a few bytes, not after allocating 7 GB.
+Knows nothing of events or the model. Every cost is bounded before it is paid, in two steps:
+``open_image`` checks bytes, structure (``formats``) and header pixels and estimates the decode's
+peak memory, in milliseconds; ``decode`` then decodes, shrinks to 224x224 and converts the small
+image. A 50000x50000 PNG is refused after reading a few bytes, not after allocating 7 GB.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import (  # noqa: F401  (importing a plugin registers its decoder; only these are allowed)
     BmpImagePlugin,
+    ExifTags,
     GifImagePlugin,
     Image,
-    ImageOps,
     JpegImagePlugin,
     PngImagePlugin,
     TiffImagePlugin,
@@ -23,7 +26,15 @@ from PIL import (  # noqa: F401  (importing a plugin registers its decoder; only
     WebPImagePlugin,
 )
 
-from handler.errors import Code, PayloadTooLarge, Unprocessable, UnsupportedMediaType, check_image_size
+from handler import formats
+from handler.errors import (
+    Code,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+    check_image_size,
+    excerpt,
+)
 
 INPUT_SIZE = (224, 224)
 
@@ -32,6 +43,22 @@ INPUT_SIZE = (224, 224)
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
 WHITE = (255, 255, 255)
+
+# EXIF orientation -> the transpose that makes the image upright (as ImageOps.exif_transpose does).
+ORIENTATIONS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+# Pillow's own bomb guard is configured once, here, to the largest image any setting allows; the
+# per-request limit (``Limits.max_pixels``) is checked right after the header is read.
+Image.MAX_IMAGE_PIXELS = formats.PILLOW_MAX_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -42,49 +69,110 @@ class Limits:
     max_pixels: int
 
 
-def _open(data: bytes, limits: Limits) -> Image.Image:
-    """Read the header only, identify the format, and check the pixel count."""
-    if not data:
-        raise Unprocessable("The image is empty.", Code.EMPTY_IMAGE)
-    # Pillow's own bomb guard runs at open(); align it with ours so both give the same answer.
-    Image.MAX_IMAGE_PIXELS = limits.max_pixels
+@dataclass
+class Opened:
+    """An image whose header is read and checked, its pixels not yet decoded.
+
+    ``cost`` bounds the bytes its decode holds at the peak, so a caller can refuse or schedule a
+    batch before any of it is paid.
+    """
+
+    image: Image.Image
+    cost: int
+
+
+def _identify(data: bytes) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
-    except Image.DecompressionBombError as error:
-        raise PayloadTooLarge(
-            f"Image has too many pixels; the limit is {limits.max_pixels}.", Code.IMAGE_TOO_MANY_PIXELS
-        ) from error
+        return Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError as error:
         raise UnsupportedMediaType(
             "Not a supported image type: send JPEG, PNG, GIF, WebP, BMP or TIFF.",
             Code.UNSUPPORTED_IMAGE_TYPE,
         ) from error
-    except (OSError, SyntaxError, ValueError) as error:  # header found but broken
-        raise Unprocessable(f"The image header cannot be read: {error}", Code.CORRUPT_IMAGE) from error
+    except Image.DecompressionBombError as error:  # a GIF frame larger than its screen
+        raise PayloadTooLarge(str(error)[:100], Code.IMAGE_TOO_MANY_PIXELS) from error
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:  # header found but broken
+        raise Unprocessable(
+            f"The image header cannot be read: {excerpt(str(error))}", Code.CORRUPT_IMAGE
+        ) from error
+
+
+def _check_pixels(image: Image.Image, limits: Limits) -> None:
     width, height = image.size
     if width < 1 or height < 1:
         raise Unprocessable("The image has no pixels.", Code.EMPTY_IMAGE)
-    if width * height > limits.max_pixels:
+    limit = min(limits.max_pixels, formats.MAX_PIXELS.get(image.format or "", limits.max_pixels))
+    if width * height > limit:
         raise PayloadTooLarge(
-            f"Image is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}.",
+            f"Image is {width}x{height} = {width * height} pixels; the limit for {image.format} is {limit}.",
             Code.IMAGE_TOO_MANY_PIXELS,
         )
-    return image
 
 
-def _decode(image: Image.Image) -> Image.Image:
-    """Decode the first frame at the smallest size JPEG allows, upright."""
-    # JPEG DCT scaling: decode a 4000x3000 photo at 1/8 scale directly (about 6x faster).
-    image.draft(None, INPUT_SIZE)
-    image.load()
-    ImageOps.exif_transpose(image, in_place=True)  # no copy when there is nothing to rotate
+def _storage(mode: str) -> int:
+    """Bytes per pixel in Pillow's memory (multi-band 8-bit modes take 4)."""
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode.startswith("I;16") else 4
+
+
+def _cost(image: Image.Image, full_size: tuple[int, int]) -> int:
+    """Upper bound of the bytes decoding and resizing this image holds at once (measured per format)."""
+    pixels = image.size[0] * image.size[1]
+    cost = pixels * _storage(image.mode)
+    if image.mode in ("1", "P", "PA"):  # converted before resizing: Pillow resizes these nearest-neighbour
+        cost += pixels * 4
+    if _has_alpha(image):  # resizing premultiplies alpha into a copy
+        cost += pixels * 4
+    if image.format == "WEBP":  # libwebp's output buffer, alive during the load
+        cost += pixels * 4
+    if image.format in ("JPEG", "MPO") and (image.info.get("progressive") or image.info.get("progression")):
+        # libjpeg keeps every DCT coefficient of a progressive image (2 bytes each), whatever the scale.
+        cost += full_size[0] * full_size[1] * len(image.getbands()) * 2
+    return cost
+
+
+def open_image(data: bytes, limits: Limits) -> Opened:
+    """Read and check the header; every refusal that needs no decoding happens here, in milliseconds.
+
+    Raises ``PayloadTooLarge`` (413), ``UnsupportedMediaType`` (415) or ``Unprocessable`` (422).
+    """
+    check_image_size(len(data), limits.max_bytes)
+    if not data:
+        raise Unprocessable("The image is empty.", Code.EMPTY_IMAGE)
+    formats.check_structure(data, limits.max_pixels)
+    image = _identify(data)
+    try:
+        _check_pixels(image, limits)
+        full_size = image.size
+        # JPEG DCT scaling: decode a 4000x3000 photo at 1/8 scale directly (about 6x faster).
+        image.draft(None, INPUT_SIZE)
+        return Opened(image, _cost(image, full_size))
+    except BaseException:
+        image.close()
+        raise
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+
+
+def _resizable(image: Image.Image) -> Image.Image:
+    """Modes Pillow resizes only nearest-neighbour (bilevel, palette) become L / RGB / RGBA first."""
+    if image.mode == "1":
+        return image.convert("L")
+    if image.mode in ("P", "PA"):
+        return image.convert("RGBA" if _has_alpha(image) else "RGB")
     return image
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode to RGB: alpha over white, 16-bit and float scaled, CMYK/palette converted."""
+    """Any Pillow mode to RGB: alpha over white, 16-bit and float scaled, CMYK/palette converted.
+
+    Called on the 224x224 image, so these conversions cost nothing however large the original.
+    """
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         pixels = np.asarray(image, dtype=np.float32)
         if image.mode.startswith("I;16"):
@@ -93,14 +181,40 @@ def _to_rgb(image: Image.Image) -> Image.Image:
             low, high = float(pixels.min()), float(pixels.max())
             pixels = (pixels - low) * (255.0 / (high - low)) if high > low else np.zeros_like(pixels)
         image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
+    if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*WHITE, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _upright(image: Image.Image, orientation: int | None) -> Image.Image:
+    """Apply the EXIF orientation to the small image (the same as rotating first: the target is square)."""
+    method = ORIENTATIONS.get(orientation or 1)
+    return image.transpose(method) if method is not None else image
+
+
+def decode(opened: Opened) -> np.ndarray:
+    """Decode, shrink to 224x224 first and convert after, so no full-size copy is ever made twice.
+
+    Raises ``PayloadTooLarge`` (413) or ``Unprocessable`` (422); closes the image either way.
+    """
+    image = opened.image
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+        image.load()
+        small = _resizable(image).resize(INPUT_SIZE, Image.Resampling.BILINEAR)
+        rgb = _to_rgb(_upright(small, orientation))
+    except Image.DecompressionBombError as error:  # a later frame or tile claims more pixels
+        raise PayloadTooLarge(str(error)[:100], Code.IMAGE_TOO_MANY_PIXELS) from error
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as error:
+        # Pillow reports truncated or corrupt data with any of these, depending on the decoder.
+        raise Unprocessable(
+            f"The image cannot be decoded: {excerpt(str(error))}", Code.CORRUPT_IMAGE
+        ) from error
+    finally:
+        image.close()
+    return scale(np.asarray(rgb))
 
 
 def scale(pixels: np.ndarray) -> np.ndarray:
@@ -116,19 +230,4 @@ def to_array(data: bytes, limits: Limits) -> np.ndarray:
 
     Raises ``PayloadTooLarge`` (413), ``UnsupportedMediaType`` (415) or ``Unprocessable`` (422).
     """
-    check_image_size(len(data), limits.max_bytes)
-    image = _open(data, limits)
-    try:
-        upright = _decode(image)
-        rgb = _to_rgb(upright)
-        resized = rgb.resize(INPUT_SIZE, Image.Resampling.BILINEAR)
-    except Image.DecompressionBombError as error:  # a later frame or tile claims more pixels
-        raise PayloadTooLarge(
-            f"Image has too many pixels; the limit is {limits.max_pixels}.", Code.IMAGE_TOO_MANY_PIXELS
-        ) from error
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as error:
-        # Pillow reports truncated or corrupt data with any of these, depending on the decoder.
-        raise Unprocessable(f"The image cannot be decoded: {error}", Code.CORRUPT_IMAGE) from error
-    finally:
-        image.close()
-    return scale(np.asarray(resized))
+    return decode(open_image(data, limits))

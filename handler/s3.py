@@ -211,7 +211,12 @@ def process(uploads: Iterable[Upload]) -> dict[Upload, Status | TransientError]:
             outcomes[upload] = fetched
 
     answers = (
-        recognition.classify(list(downloaded.values()), settings.default_top_k, settings.max_upload_bytes)
+        recognition.classify(
+            list(downloaded.values()),
+            settings.default_top_k,
+            settings.max_upload_bytes,
+            queue_over_budget=True,
+        )
         if downloaded
         else []
     )

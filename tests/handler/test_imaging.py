@@ -105,8 +105,10 @@ def test_first_frame_of_an_animated_gif() -> None:
 def test_big_jpeg_is_draft_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
     data = encode(Image.new("RGB", (4000, 3000), (10, 200, 30)), "JPEG", quality=80)
     decoded_sizes = []
-    original = imaging._to_rgb
-    monkeypatch.setattr(imaging, "_to_rgb", lambda image: decoded_sizes.append(image.size) or original(image))
+    original = imaging._resizable
+    monkeypatch.setattr(
+        imaging, "_resizable", lambda image: decoded_sizes.append(image.size) or original(image)
+    )
     array = imaging.to_array(data, LIMITS)
     assert decoded_sizes == [(500, 375)], "JPEG should be decoded at 1/8 scale, not full size"
     assert array.shape == (224, 224, 3)
