@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
+import threading
 from contextvars import ContextVar
+from functools import cache
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -33,7 +36,7 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler import config, model, openapi, page, payload, recognition, uploads
-from handler.errors import BadRequest, ClientError, Code
+from handler.errors import BadRequest, ClientError, Code, excerpt
 from handler.schemas import ErrorAnswer, HealthAnswer, PredictionAnswer
 
 logger = Logger(child=True)
@@ -43,6 +46,7 @@ router = Router()
 
 # Predictions are per request: no shared cache may keep them. nosniff: JSON is never sniffed as HTML.
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 def error_responses(*statuses: int) -> dict[int, dict[str, Any]]:
@@ -119,10 +123,13 @@ def predict(
 
 
 def base_url(event: BaseProxyEvent) -> str:
-    """The API's public base URL for this request (scheme, host, and the stage path if any)."""
-    headers = event.headers
-    scheme = headers.get("x-forwarded-proto", "http")
-    host = headers.get("host") or event.request_context.domain_name or "localhost"
+    """The API's public base URL for this request (scheme, host, and the stage path if any).
+
+    Built from what API Gateway itself puts in the request context (its domain name and the path
+    it received), never from a client's ``Host`` or ``X-Forwarded-*`` headers.
+    """
+    host = event.request_context.domain_name or "localhost"
+    scheme = "http" if host.rsplit(":", 1)[0] in LOOPBACK_HOSTS else "https"
     full_path = event.get("requestContext", {}).get("path") or event.get("rawPath") or event.path
     prefix = full_path[: len(full_path) - len(event.path)] if full_path.endswith(event.path) else ""
     return f"{scheme}://{host}{prefix}/"
@@ -144,12 +151,10 @@ def create_upload(request: Request):
     body = request_body(event)
     declared = "image/jpeg"
     if body:
-        try:
-            declared = json.loads(body).get("content_type", declared)
-        except (ValueError, AttributeError) as error:
-            raise BadRequest(
-                'The body must be JSON like {"content_type": "image/png"}.', Code.INVALID_JSON
-            ) from error
+        document = payload.parse_json(body)
+        if not isinstance(document, dict):
+            raise BadRequest('The body must be JSON like {"content_type": "image/png"}.', Code.INVALID_JSON)
+        declared = document.get("content_type", declared)
     if not isinstance(declared, str):
         raise BadRequest('"content_type" must be a string.', Code.INVALID_JSON)
     form = uploads.new_upload(declared)
@@ -225,7 +230,7 @@ def openapi_document():
     return Response(
         status_code=HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
-        body=openapi.document(rest_resolver),
+        body=openapi.document(resolvers()[0]),
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=300"},
     )
 
@@ -251,9 +256,39 @@ def invalid_parameter(error: RequestValidationError) -> Response:
     return client_error(BadRequest(message, Code.INVALID_PARAMETER))
 
 
+@cache
+def route_methods() -> tuple[tuple[re.Pattern[str], frozenset[str]], ...]:
+    """Each route's path pattern and the methods it answers, from the OpenAPI document."""
+    paths = openapi.document(resolvers()[0])["paths"]
+    return tuple(
+        (
+            re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
+            frozenset(method.upper() for method in operations),
+        )
+        for path, operations in paths.items()
+    )
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods a known path answers (with HEAD where GET is, and OPTIONS for CORS)."""
+    methods = {m for pattern, found in route_methods() if pattern.match(path) for m in found}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods | {"OPTIONS"}) if methods else []
+
+
 @router.exception_handler(NotFoundError)
 def not_found(error: NotFoundError) -> Response:
-    path = active_resolver.get().current_event.path
+    event = active_resolver.get().current_event
+    path = event.path
+    allowed = allowed_methods(path)
+    if allowed:  # a known path asked with another method
+        message = f"{excerpt(event.http_method)} is not allowed here; use {', '.join(allowed)}."
+        response = json_response(
+            HTTPStatus.METHOD_NOT_ALLOWED, {"error": message, "code": Code.METHOD_NOT_ALLOWED}
+        )
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
     if path.startswith("/results/"):
         # An id with a slash in it ("../x", "/etc/passwd") matches no route: it is still a bad id.
         try:
@@ -284,24 +319,66 @@ def _resolver(resolver_class: type[APIGatewayRestResolver] | type[APIGatewayHttp
     return resolver
 
 
-rest_resolver = _resolver(APIGatewayRestResolver)
-http_resolver = _resolver(APIGatewayHttpResolver)
+_per_thread = threading.local()
+
+
+def resolvers() -> tuple[APIGatewayRestResolver, APIGatewayHttpResolver]:
+    """This thread's REST (v1) and HTTP (v2) resolvers.
+
+    A resolver keeps the event it is serving on itself: Lambda runs one event at a time, the local
+    server several in threads, so each thread gets its own pair (the routes are shared).
+    """
+    pair = getattr(_per_thread, "pair", None)
+    if pair is None:
+        pair = _per_thread.pair = (_resolver(APIGatewayRestResolver), _resolver(APIGatewayHttpResolver))
+    return pair
+
+
 # The resolver serving the current event: exception handlers are shared and need its event.
-active_resolver: ContextVar[APIGatewayRestResolver | APIGatewayHttpResolver] = ContextVar(
-    "active_resolver", default=rest_resolver
-)
+active_resolver: ContextVar[APIGatewayRestResolver | APIGatewayHttpResolver] = ContextVar("active_resolver")
+
+
+def _method(event: dict[str, Any]) -> str:
+    if event.get("version") == "2.0":
+        return str(event.get("requestContext", {}).get("http", {}).get("method", "")).upper()
+    return str(event.get("httpMethod", "")).upper()
+
+
+def _as_get(event: dict[str, Any]) -> dict[str, Any]:
+    """The same request as a GET (both event versions)."""
+    context = dict(event.get("requestContext") or {})
+    if event.get("version") == "2.0":
+        context["http"] = {**context.get("http", {}), "method": "GET"}
+        return {**event, "requestContext": context}
+    context["httpMethod"] = "GET"
+    return {**event, "httpMethod": "GET", "requestContext": context}
+
+
+def vary_on_origin(result: dict[str, Any]) -> dict[str, Any]:
+    """Every answer may carry an ``Access-Control-Allow-Origin`` echoing the request's ``Origin``
+    (Powertools echoes it even for ``*``): caches must key on it. Covers preflights too."""
+    if isinstance(result.get("multiValueHeaders"), dict):
+        result["multiValueHeaders"]["Vary"] = ["Origin"]
+    else:
+        result["headers"] = {**(result.get("headers") or {}), "Vary": "Origin"}
+    return result
 
 
 def resolve(event: Any, context: LambdaContext) -> dict[str, Any]:
     """Route one API Gateway event (REST v1 or HTTP v2) to its handler."""
     resolver = None
+    rest, http = resolvers()
     if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
-        resolver = http_resolver
+        resolver = http
     elif isinstance(event, dict) and "httpMethod" in event:
-        resolver = rest_resolver
+        resolver = rest
     if resolver is not None:
         active_resolver.set(resolver)
-        return resolver.resolve(event, context)
+        head = _method(event) == "HEAD"
+        result = vary_on_origin(resolver.resolve(_as_get(event) if head else event, context))
+        if head:  # HEAD is GET without the body (its Content-Length is the server's to say)
+            result["body"], result["isBase64Encoded"] = "", False
+        return result
     # A direct invoke (console test, misconfigured trigger): answer in API shape rather than crash.
     logger.warning("not an API Gateway proxy event", extra={"event_type": type(event).__name__})
     return {

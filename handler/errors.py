@@ -31,6 +31,7 @@ class Code(StrEnum):
     CORRUPT_IMAGE = "corrupt_image"
     EMPTY_IMAGE = "empty_image"
     NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     INVALID_EVENT = "invalid_event"
     INVALID_ID = "invalid_id"
     UNKNOWN_UPLOAD = "unknown_upload"

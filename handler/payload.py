@@ -32,6 +32,7 @@ from handler.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
     check_image_size,
+    excerpt,
 )
 
 FIELD = "image"
@@ -66,6 +67,24 @@ def decode_base64(text: str | bytes, max_bytes: int, what: str = "image") -> byt
         raise BadRequest(f"The {what} is not valid base64: {error}", Code.INVALID_BASE64) from error
 
 
+def parse_json(body: bytes) -> Any:
+    """``json.loads`` whose every failure is a 400 ``invalid_json``.
+
+    Besides syntax errors, ``json`` raises ``ValueError`` for integers over 4,300 digits and
+    ``RecursionError`` for deep nesting: both are the client's mistake, not a crash.
+    """
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError as error:
+        raise BadRequest("The body is not valid JSON: it is not UTF-8 text.", Code.INVALID_JSON) from error
+    except json.JSONDecodeError as error:
+        raise BadRequest(f"The body is not valid JSON: {error}", Code.INVALID_JSON) from error
+    except ValueError as error:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+        raise BadRequest(f"The body is not valid JSON: {excerpt(str(error))}", Code.INVALID_JSON) from error
+    except RecursionError as error:
+        raise BadRequest("The body is not valid JSON: it is nested too deeply.", Code.INVALID_JSON) from error
+
+
 def _from_data_url(value: str, max_bytes: int) -> bytes:
     match = DATA_URL.match(value)
     if not match:
@@ -75,7 +94,7 @@ def _from_data_url(value: str, max_bytes: int) -> bytes:
     mime = match["mime"].strip().lower()
     if not mime.startswith("image/"):
         raise UnsupportedMediaType(
-            f"The data URL's media type is {mime or 'missing'}; expected image/*.",
+            f"The data URL's media type is {excerpt(mime) or 'missing'}; expected image/*.",
             Code.UNSUPPORTED_MEDIA_TYPE,
         )
     if ";base64" not in match["params"].lower():
@@ -117,10 +136,7 @@ def check_count(count: int, max_images: int) -> None:
 
 def from_json(body: bytes, max_bytes: int, max_images: int) -> ImageRequest:
     """``{"image": "<base64 or data URL>"}`` or ``{"images": [...]}`` (a batch)."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadRequest(f"The body is not valid JSON: {error}", Code.INVALID_JSON) from error
+    document = parse_json(body)
     if not isinstance(document, dict):
         raise BadRequest('The JSON body must be an object like {"image": "<base64>"}.', Code.INVALID_JSON)
     if "images" in document:
@@ -133,6 +149,25 @@ def from_json(body: bytes, max_bytes: int, max_images: int) -> ImageRequest:
     if value is None:
         raise BadRequest('The JSON body has no "image" (or "images") field.', Code.MISSING_IMAGE)
     return ImageRequest([_item(value, max_bytes)], batch=False)
+
+
+def _multipart_limit(reason: str, max_bytes: int, max_images: int) -> ClientError:
+    """A limit of the multipart parser, said as the client's mistake it is."""
+    lowered = reason.lower()
+    if "header" in lowered:
+        return BadRequest(
+            f"A multipart part has too many or too long headers ({reason}).", Code.INVALID_MULTIPART
+        )
+    if (
+        "count" in lowered or "part limit" in lowered
+    ):  # images are counted before this: these are other fields
+        return BadRequest(
+            f"The form has too many parts: at most {max_images} images and a few other fields.",
+            Code.INVALID_MULTIPART,
+        )
+    return PayloadTooLarge(
+        f"The upload exceeds a limit: {reason} (at most {max_bytes} bytes per image).", Code.IMAGE_TOO_LARGE
+    )
 
 
 def from_multipart(body: bytes, boundary: str | None, max_bytes: int, max_images: int) -> ImageRequest:
@@ -156,12 +191,11 @@ def from_multipart(body: bytes, boundary: str | None, max_bytes: int, max_images
                 check_image_size(part.size, max_bytes)
                 images.append(part.raw)
     except multipart.ParserLimitReached as error:
-        raise PayloadTooLarge(
-            f"The upload exceeds a limit: {error} (at most {max_bytes} bytes, {max_images} images).",
-            Code.IMAGE_TOO_LARGE,
-        ) from error
+        raise _multipart_limit(str(error), max_bytes, max_images) from error
     except multipart.MultipartError as error:
-        raise BadRequest(f"The multipart body is malformed: {error}", Code.INVALID_MULTIPART) from error
+        raise BadRequest(
+            f"The multipart body is malformed: {excerpt(str(error))}", Code.INVALID_MULTIPART
+        ) from error
     if not images:
         raise BadRequest('The form has no "image" file field.', Code.MISSING_IMAGE)
     return ImageRequest(images, batch=len(images) > 1)
@@ -186,7 +220,7 @@ def parse(body: bytes, content_type: str | None, max_bytes: int, max_images: int
         check_image_size(len(body), max_bytes)
         return ImageRequest([body], batch=False)
     raise UnsupportedMediaType(
-        f"Content-Type {kind or '(none)'} is not accepted: use multipart/form-data, application/json, "
-        "image/* or application/octet-stream.",
+        f"Content-Type {excerpt(kind) or '(none)'} is not accepted: use multipart/form-data, "
+        "application/json, image/* or application/octet-stream.",
         Code.UNSUPPORTED_MEDIA_TYPE,
     )

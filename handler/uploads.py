@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from handler import config, s3
-from handler.errors import BadRequest, Code, NotConfigured, NotFound, UnsupportedMediaType
+from handler.errors import BadRequest, Code, NotConfigured, NotFound, UnsupportedMediaType, excerpt
 
 EXTENSIONS = {
     "image/jpeg": "jpg",
@@ -46,7 +46,7 @@ def new_upload(content_type: str) -> dict[str, Any]:
     kind = content_type.split(";")[0].strip().lower()
     if kind not in EXTENSIONS:
         raise UnsupportedMediaType(
-            f"Cannot upload {kind or 'an unnamed type'}: declare one of {', '.join(EXTENSIONS)}.",
+            f"Cannot upload {excerpt(kind) or 'an unnamed type'}: declare one of {', '.join(EXTENSIONS)}.",
             Code.UNSUPPORTED_MEDIA_TYPE,
         )
     upload_id = f"{uuid.uuid4().hex}.{EXTENSIONS[kind]}"

@@ -61,6 +61,7 @@ def rest_event(
     headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
     query: str | dict[str, str] | None = None,
     stage: str = "prod",
+    domain_name: str = "localhost",
 ) -> dict:
     """A REST API (v1) Lambda proxy event: ``headers`` holds the last value of a repeated header,
     ``multiValueHeaders`` all of them, as API Gateway does."""
@@ -90,6 +91,7 @@ def rest_event(
             "accountId": "123456789012",
             "apiId": "local",
             "protocol": "HTTP/1.1",
+            "domainName": domain_name,
             "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("User-Agent", "local")},
         },
         "body": _encode(body, encoded) if body else None,
@@ -105,6 +107,7 @@ def http_event(
     headers: dict[str, str] | None = None,
     query: str | None = None,
     stage: str = "$default",
+    domain_name: str = "localhost",
 ) -> dict:
     """An HTTP API (v2) Lambda proxy event (payload format 2.0)."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
@@ -122,7 +125,7 @@ def http_event(
         "requestContext": {
             "accountId": "123456789012",
             "apiId": "local",
-            "domainName": "localhost",
+            "domainName": domain_name,
             "http": {
                 "method": method.upper(),
                 "path": path,

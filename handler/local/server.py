@@ -4,15 +4,18 @@ Each request becomes a REST API (v1) proxy event, with bodies of binary media ty
 base64-encoded as API Gateway does; the handler's answer is written back, base64-decoded when
 ``isBase64Encoded``. Like API Gateway it serves under a stage path when given one (``/prod/...``,
 anything else is 403), keeps repeated headers and query parameters in the multi-value fields,
-and refuses bodies over 10 MB. One invocation at a time, like one Lambda execution environment.
+and refuses bodies over 10 MB. Its own refusals (413, 414, 431, 501, a bad ``Content-Length``, a
+body that stops arriving) are JSON in the project's ``{"error", "code"}`` shape. Requests are
+served concurrently, each invocation in its own thread, as Lambda runs concurrent requests in
+separate execution environments.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,13 +25,25 @@ from handler.local.events import rest_event
 
 # API Gateway refuses bodies over 10 MB before Lambda sees them.
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+# A client that announces more body than it sends is dropped after this long, never waited on.
+READ_TIMEOUT_SECONDS = 10.0
+GATEWAY_CODES = {
+    400: "bad_request",
+    403: "forbidden",
+    408: "request_timeout",
+    413: "request_too_large",
+    414: "uri_too_long",
+    431: "headers_too_large",
+    501: "method_not_implemented",
+    502: "bad_gateway",
+}
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 def _gateway_error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
-    body = json.dumps({"message": message}).encode()
-    return status, {"Content-Type": "application/json"}, body
+    body = json.dumps({"error": message, "code": GATEWAY_CODES.get(status, "gateway_error")}).encode()
+    return status, {"Content-Type": "application/json", "Cache-Control": "no-store"}, body
 
 
 def call_handler(handler: Handler, event: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
@@ -52,35 +67,34 @@ def split_stage(path: str, stage: str | None) -> str | None:
     return None
 
 
-def make_request_handler(handler: Handler, stage: str | None) -> type[BaseHTTPRequestHandler]:
-    lock = threading.Lock()
+def _content_length(value: str | None) -> int | None:
+    """The announced body length, or None when it is not a non-negative decimal integer."""
+    if value is None:
+        return 0
+    value = value.strip()
+    return int(value) if value.isdigit() and len(value) <= 12 else None
 
+
+def make_request_handler(handler: Handler, stage: str | None) -> type[BaseHTTPRequestHandler]:
     class ProxyRequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "image-recognition-local"
+        sys_version = ""  # no "Python/3.x" banner
 
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            url = urlsplit(self.path)
-            path = split_stage(url.path, stage)
-            if length > API_GATEWAY_MAX_BODY:
-                status, headers, body = _gateway_error(413, "Request Entity Too Large")
-                self.close_connection = True
-            elif path is None:  # API Gateway's answer for a path outside the stage
-                self.rfile.read(length)
-                status, headers, body = _gateway_error(403, "Missing Authentication Token")
-            else:
-                body_in = self.rfile.read(length) if length else b""
-                event = rest_event(
-                    self.command,
-                    path,
-                    body=body_in,
-                    headers=self.headers.items(),
-                    query=url.query,
-                    stage=stage or "",
-                )
-                with lock:
-                    status, headers, body = call_handler(handler, event)
+        def setup(self) -> None:
+            self.timeout = self.server.read_timeout  # type: ignore[attr-defined]
+            super().setup()
+
+        def version_string(self) -> str:
+            return self.server_version
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """http.server's own refusals (414, 431, 501, malformed requests) in the project's shape."""
+            phrase = message or HTTPStatus(code).phrase
+            self._reply(*_gateway_error(code, phrase))
+            self.close_connection = True
+
+        def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -88,6 +102,49 @@ def make_request_handler(handler: Handler, stage: str | None) -> type[BaseHTTPRe
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
+
+        def _read_body(self) -> bytes | tuple[int, dict[str, str], bytes]:
+            length = _content_length(self.headers.get("Content-Length"))
+            if length is None:
+                self.close_connection = True
+                return _gateway_error(400, "Content-Length must be a non-negative integer.")
+            if length > API_GATEWAY_MAX_BODY:
+                self.close_connection = True
+                return _gateway_error(413, f"The request body is over {API_GATEWAY_MAX_BODY} bytes.")
+            try:
+                body = self.rfile.read(length) if length else b""
+            except TimeoutError:
+                body = b""
+            if len(body) < length:
+                self.close_connection = True
+                return _gateway_error(400, "The body is shorter than its Content-Length.")
+            return body
+
+        def _serve(self) -> None:
+            url = urlsplit(self.path)
+            path = split_stage(url.path, stage)
+            body_in = self._read_body()
+            if isinstance(body_in, tuple):
+                self._reply(*body_in)
+                return
+            if path is None:  # API Gateway's answer for a path outside the stage
+                self._reply(*_gateway_error(403, "Missing Authentication Token"))
+                return
+            host, port = self.server.server_address[:2]
+            event = rest_event(
+                self.command,
+                path,
+                body=body_in,
+                headers=self.headers.items(),
+                query=url.query,
+                stage=stage or "",
+                domain_name=f"{host}:{port}",
+            )
+            try:
+                self._reply(*call_handler(handler, event))
+            except Exception as error:  # the function crashed: API Gateway answers 502
+                self.server.log(f"handler raised {type(error).__name__}: {error}")  # type: ignore[attr-defined]
+                self._reply(*_gateway_error(502, "The function failed; see the server log."))
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
 
@@ -111,10 +168,12 @@ class LocalApiServer(ThreadingHTTPServer):
         host: str = "127.0.0.1",
         quiet: bool = False,
         stage: str | None = None,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
     ):
         super().__init__((host, port), make_request_handler(handler, stage))
         self.quiet = quiet
         self.stage = stage
+        self.read_timeout = read_timeout
 
     @property
     def url(self) -> str:

@@ -44,7 +44,7 @@ def test_documents_exactly_the_routes_served(document: dict) -> None:
     }
     for path, method in documented:
         concrete = path.replace("{upload_id}", "0" * 32 + ".jpg")
-        response = api.rest_resolver.resolve(rest_event(method, concrete), LocalContext())
+        response = api.resolvers()[0].resolve(rest_event(method, concrete), LocalContext())
         assert '"code":"not_found"' not in response["body"].replace(" ", ""), (path, method)
 
 

@@ -43,8 +43,11 @@ def uploads_bucket(moto_s3: str) -> Iterator[tuple[str, FaultyProxy]]:
 
 def request_upload(app, content_type: str | None = "image/jpeg", door=rest_event) -> dict:
     body = json.dumps({"content_type": content_type}).encode() if content_type else b""
-    headers = {"Content-Type": "application/json", "Host": "api.example.org", "X-Forwarded-Proto": "https"}
-    result = app.api_handler(door("POST", "/uploads", body=body, headers=headers), LocalContext())
+    # A client's Host and X-Forwarded-* headers must not steer result_url: API Gateway's domain does.
+    headers = {"Content-Type": "application/json", "Host": "evil.example", "X-Forwarded-Proto": "gopher"}
+    event = door("POST", "/uploads", body=body, headers=headers)
+    event["requestContext"]["domainName"] = "api.example.org"
+    result = app.api_handler(event, LocalContext())
     assert result["statusCode"] == 201, result["body"]
     return body_json(result)
 

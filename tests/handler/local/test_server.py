@@ -30,7 +30,7 @@ def test_paths_outside_the_stage_are_refused_like_api_gateway(api_url: str) -> N
     root = api_url.removesuffix("prod/")
     response = requests.get(f"{root}health", timeout=30)
     assert response.status_code == 403
-    assert response.json() == {"message": "Missing Authentication Token"}
+    assert response.json() == {"error": "Missing Authentication Token", "code": "forbidden"}
     assert requests.get(f"{root}production/health", timeout=30).status_code == 403
 
 
