@@ -31,18 +31,16 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler import config, model, recognition
-from handler.errors import ClientError, Code, check_image_size
+from handler.errors import ClientError, Code, check_image_size, excerpt
 
 logger = Logger(child=True)
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
 
 TEST_EVENT = "s3:TestEvent"
 # S3 error codes that mean "try again later"; any other 4xx is the object's fault, not the moment's.
@@ -60,6 +58,10 @@ class Status(StrEnum):
 
 class TransientError(Exception):
     """S3 could not be reached or asked us to slow down: the record must be retried."""
+
+
+class InvalidEvent(ValueError):
+    """The function was invoked with something that is not an S3 or SQS event (a misconfiguration)."""
 
 
 class MalformedMessage(Exception):
@@ -278,34 +280,55 @@ def summary(outcomes: dict[Upload, Status | TransientError]) -> dict[str, Any]:
     }
 
 
-def handle_sqs(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """SQS batch: one model call for all messages; ``batchItemFailures`` lists only the retries."""
+def _failed_messages(records: list[SQSRecord]) -> list[str]:
+    """Process these messages' objects together (one model call); the ids of the ones to retry."""
     planned: dict[str, list[Upload] | MalformedMessage] = {}
-    for record in SQSEvent(event).records:
+    for record in records:
         try:
             planned[record.message_id] = uploads_in_message(record)
         except MalformedMessage as error:
+            logger.warning(
+                "not an S3 notification", extra={"message_id": record.message_id, "error": str(error)}
+            )
             planned[record.message_id] = error
-    outcomes = process(u for uploads in planned.values() if isinstance(uploads, list) for u in uploads)
+    try:
+        outcomes = process(u for uploads in planned.values() if isinstance(uploads, list) for u in uploads)
+    except Exception:  # a bug or an exhausted resource: retry these messages, isolated on redelivery
+        logger.exception("batch failed", extra={"messages": len(records)})
+        metrics.add_metric(name="BatchFailures", unit=MetricUnit.Count, value=1)
+        return [record.message_id for record in records]
+    return [
+        message_id
+        for message_id, uploads in planned.items()
+        if isinstance(uploads, MalformedMessage)
+        or any(isinstance(outcomes[upload], TransientError) for upload in uploads)
+    ]
 
-    def record_handler(record: SQSRecord) -> None:
-        uploads = planned[record.message_id]
-        if isinstance(uploads, MalformedMessage):
-            raise uploads
-        for upload in uploads:
-            outcome = outcomes[upload]
-            if isinstance(outcome, TransientError):
-                raise outcome
 
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+def handle_sqs(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """SQS batch: one model call for all messages; ``batchItemFailures`` lists only the retries.
+
+    A batch that comes back (``ApproximateReceiveCount`` > 1) may hold the message that failed it,
+    so it is processed one message at a time: a bad one fails alone while the others complete.
+    """
+    records = list(SQSEvent(event).records)
+    redelivered = any(int(r.attributes.approximate_receive_count or 1) > 1 for r in records)
+    groups = [[record] for record in records] if redelivered else [records]
+    if redelivered:
+        logger.info("redelivered batch: one message at a time", extra={"messages": len(records)})
+    failed = [message_id for group in groups for message_id in _failed_messages(group)]
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Entry for both shapes. A direct S3 event with a transient failure raises, so Lambda's
     asynchronous retries run it again; answered objects are then skipped."""
-    records = event.get("Records") or []
+    if not isinstance(event, dict) or not (event.get("Records") or event.get("Event") == TEST_EVENT):
+        raise InvalidEvent(
+            "s3_handler takes an S3 ObjectCreated notification or an SQS batch of them; "
+            f"got {excerpt(json.dumps(event, default=str))}"
+        )
+    records = event["Records"] if event.get("Records") else []
     if records and records[0].get("eventSource") == "aws:sqs":
         return handle_sqs(event, context)
     if event.get("Event") == TEST_EVENT:

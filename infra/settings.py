@@ -42,12 +42,20 @@ class Settings:
     model_backend: str = field(default="litert", metadata={"doc": "litert or keras (keras adds TensorFlow)"})
     throttle_rate_limit: int = field(default=50, metadata={"doc": "stage steady-state requests per second"})
     throttle_burst_limit: int = field(default=100, metadata={"doc": "stage burst requests"})
+    uploads_throttle_rate_limit: int = field(
+        default=5, metadata={"doc": "POST /uploads steady-state requests per second (its own, lower limit)"}
+    )
+    uploads_throttle_burst_limit: int = field(default=10, metadata={"doc": "POST /uploads burst requests"})
     usage_plan_quota_per_day: int = field(default=100_000, metadata={"doc": "usage-plan requests per day"})
     api_key_required: bool = field(default=False, metadata={"doc": "require an API key (x-api-key)"})
     max_image_bytes: int = field(default=6 * 1024 * 1024, metadata={"doc": "largest image (MAX_IMAGE_BYTES)"})
     max_upload_bytes: int = field(default=20 * 1024 * 1024, metadata={"doc": "largest presigned upload"})
     max_images_per_request: int = field(default=16, metadata={"doc": "images in one batch request"})
     max_image_pixels: int = field(default=40_000_000, metadata={"doc": "largest decoded image in pixels"})
+    max_decode_bytes: int = field(
+        default=512 * 1024 * 1024,
+        metadata={"doc": "decode memory of one request's images together (MAX_DECODE_BYTES)"},
+    )
     allowed_origins: str = field(default="*", metadata={"doc": "CORS origins, comma-separated"})
     alarm_email: str = field(
         default="", metadata={"doc": "e-mail subscribed to the alarm topic (empty: none)"}
@@ -59,7 +67,9 @@ class Settings:
     sqs_max_batching_window_seconds: int = field(default=5, metadata={"doc": "wait to fill a batch"})
     sqs_max_receive_count: int = field(default=5, metadata={"doc": "deliveries before the DLQ"})
     log_retention_days: int = field(default=30, metadata={"doc": "days of function and access logs"})
-    enable_waf: bool = field(default=False, metadata={"doc": "attach a WAF web ACL to the stage"})
+    enable_waf: bool = field(
+        default=True, metadata={"doc": "WAF web ACL on the stage (per-IP rate, body size); false: none"}
+    )
     waf_rate_limit_per_5min: int = field(default=1000, metadata={"doc": "WAF requests per IP per 5 minutes"})
     waf_max_content_length: int = field(
         default=7_000_000, metadata={"doc": "WAF blocks Content-Length >= this (d x 10^k bytes)"}
@@ -70,6 +80,9 @@ class Settings:
         default="uploads/", metadata={"doc": "S3 prefix that triggers classification"}
     )
     results_prefix: str = field(default="results/", metadata={"doc": "S3 prefix of result records"})
+    expire_after_days: int = field(
+        default=30, metadata={"doc": "days before uploads and results expire (0: keep them)"}
+    )
     stage_name: str = field(default="prod", metadata={"doc": "API Gateway stage"})
 
     def __post_init__(self) -> None:
@@ -90,6 +103,10 @@ class Settings:
         prefixes = (self.uploads_prefix, self.results_prefix)
         if prefixes[0].startswith(prefixes[1]) or prefixes[1].startswith(prefixes[0]):
             raise ValueError("uploads_prefix and results_prefix must not overlap (results would trigger us)")
+        if self.expire_after_days < 0:
+            raise ValueError("expire_after_days must be 0 (keep) or a number of days")
+        if self.uploads_throttle_rate_limit > self.throttle_rate_limit:
+            raise ValueError("uploads_throttle_rate_limit must not exceed throttle_rate_limit")
         digits = str(self.waf_max_content_length)
         if digits.strip("0") != digits[0]:
             raise ValueError("waf_max_content_length must be one digit followed by zeros, e.g. 7000000")

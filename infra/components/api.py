@@ -53,6 +53,13 @@ class Api(Construct):
                 stage_name=settings.stage_name,
                 throttling_rate_limit=settings.throttle_rate_limit,
                 throttling_burst_limit=settings.throttle_burst_limit,
+                # Each upload form lets an anonymous client store up to MAX_UPLOAD_BYTES: a lower limit.
+                method_options={
+                    "/uploads/POST": apigw.MethodDeploymentOptions(
+                        throttling_rate_limit=settings.uploads_throttle_rate_limit,
+                        throttling_burst_limit=settings.uploads_throttle_burst_limit,
+                    )
+                },
                 tracing_enabled=True,
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,  # bodies are photos: never log them

@@ -38,6 +38,7 @@ class ClassifierFunctions(Construct):
             "MODEL_BACKEND": settings.model_backend,
             "MAX_IMAGE_BYTES": str(settings.max_image_bytes),
             "MAX_IMAGE_PIXELS": str(settings.max_image_pixels),
+            "MAX_DECODE_BYTES": str(settings.max_decode_bytes),
             "ALLOWED_ORIGINS": settings.allowed_origins,
             "RESULTS_BUCKET": bucket_name,
             "RESULTS_PREFIX": settings.results_prefix,

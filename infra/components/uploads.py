@@ -50,7 +50,8 @@ class Uploads(Construct):
                     id="expire-old-versions",
                     noncurrent_version_expiration=Duration.days(30),
                     abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
+                ),
+                *self._expiry_rules(settings),
             ],
             # Browsers POST large photos straight to the bucket with the API's presigned forms.
             cors=[
@@ -89,6 +90,18 @@ class Uploads(Construct):
                 destination,
                 s3.NotificationKeyFilter(prefix=settings.uploads_prefix, suffix=suffix),
             )
+
+    @staticmethod
+    def _expiry_rules(settings: Settings) -> list[s3.LifecycleRule]:
+        """Anyone may upload through a presigned form: uploads and their results do not pile up forever."""
+        if settings.expire_after_days == 0:
+            return []
+        return [
+            s3.LifecycleRule(
+                id=f"expire-{name}", prefix=prefix, expiration=Duration.days(settings.expire_after_days)
+            )
+            for name, prefix in (("uploads", settings.uploads_prefix), ("results", settings.results_prefix))
+        ]
 
     def connect(self, worker: lambda_.IFunction) -> None:
         """Feed the worker from the queue and give it exactly the S3 access it needs."""

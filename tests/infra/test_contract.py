@@ -32,4 +32,5 @@ def test_stack_limits_match_the_handler_defaults(template: Template) -> None:
     env = functions(template)["handler.app.api_handler"]["Properties"]["Environment"]["Variables"]
     assert int(env["MAX_IMAGE_BYTES"]) == defaults.max_image_bytes
     assert int(env["MAX_IMAGE_PIXELS"]) == defaults.max_image_pixels
+    assert int(env["MAX_DECODE_BYTES"]) == defaults.max_decode_bytes
     assert env["RESULTS_PREFIX"] == defaults.results_prefix

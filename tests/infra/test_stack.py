@@ -109,7 +109,6 @@ def test_usage_plan(template: Template) -> None:
     assert plan["Throttle"] == {"BurstLimit": 100, "RateLimit": 50}
     assert len(plan["ApiStages"]) == 1
     assert not template.find_resources("AWS::ApiGateway::ApiKey")
-    assert not template.find_resources("AWS::WAFv2::WebACL")
 
 
 def test_functions_are_one_image_with_two_commands(template: Template) -> None:
@@ -340,7 +339,48 @@ def test_context_changes_the_template(variant_template: Template) -> None:
     assert only(variant_template, "AWS::Lambda::EventSourceMapping")["Properties"]["BatchSize"] == 25
 
 
-def test_waf_rules(variant_template: Template) -> None:
+def test_waf_is_on_by_default_and_off_on_request(template: Template, variant_template: Template) -> None:
+    template.resource_count_is("AWS::WAFv2::WebACL", 1)
+    template.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
+    variant_template.resource_count_is("AWS::WAFv2::WebACL", 0)  # enableWaf=false
+    variant_template.resource_count_is("AWS::WAFv2::WebACLAssociation", 0)
+
+
+def test_uploads_have_their_own_lower_method_throttle(template: Template, variant_template: Template) -> None:
+    def limits(t: Template) -> dict[str, tuple[int, int]]:
+        settings = only(t, "AWS::ApiGateway::Stage")["Properties"]["MethodSettings"]
+        return {
+            f"{m['HttpMethod']} {m['ResourcePath']}": (m["ThrottlingRateLimit"], m["ThrottlingBurstLimit"])
+            for m in settings
+        }
+
+    assert limits(template) == {"* /*": (50, 100), "POST /~1uploads": (5, 10)}
+    assert limits(variant_template)["POST /~1uploads"] == (2, 3)
+
+
+def test_uploads_and_results_expire(template: Template, variant_template: Template) -> None:
+    def expiry_rules(t: Template) -> dict[str, dict]:
+        buckets = t.find_resources("AWS::S3::Bucket")
+        uploads = next(b for b in buckets.values() if "VersioningConfiguration" in b["Properties"])
+        rules = uploads["Properties"]["LifecycleConfiguration"]["Rules"]
+        return {r["Prefix"]: r for r in rules if "ExpirationInDays" in r}
+
+    rules = expiry_rules(template)
+    assert set(rules) == {"uploads/", "results/"}
+    assert {r["ExpirationInDays"] for r in rules.values()} == {30}
+    assert all(r["Status"] == "Enabled" for r in rules.values())
+    assert expiry_rules(variant_template) == {}  # expireAfterDays=0 keeps everything
+
+
+def test_queue_visibility_is_at_least_six_worker_timeouts(template: Template) -> None:
+    worker = functions(template)["handler.app.s3_handler"]["Properties"]
+    queues = template.find_resources("AWS::SQS::Queue")
+    main = next(q for q in queues.values() if "RedrivePolicy" in q["Properties"])["Properties"]
+    assert main["VisibilityTimeout"] >= 6 * worker["Timeout"]
+
+
+def test_waf_rules(template: Template) -> None:
+    variant_template = template
     acl = only(variant_template, "AWS::WAFv2::WebACL")["Properties"]
     assert acl["Scope"] == "REGIONAL"
     rules = {r["Name"]: r for r in acl["Rules"]}
