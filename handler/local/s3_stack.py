@@ -1,5 +1,6 @@
-"""S3 on your machine: moto's server on 127.0.0.1, an uploads bucket, and a notifier that stands in
-for S3 -> SQS -> Lambda by calling ``s3_handler`` for each new object under the uploads prefix.
+"""S3 on your machine: moto's server on 127.0.0.1 behind a proxy that checks presigned POST
+policies as S3 does (``s3_proxy``), an uploads bucket, and a notifier that stands in for
+S3 -> SQS -> Lambda by calling ``s3_handler`` for each new object under the uploads prefix.
 
 Used by ``python -m handler serve --s3`` (uploads and results work end to end, in the demo page
 too) and ``python -m handler s3-demo``. Dev only: moto is a development dependency.
@@ -15,8 +16,10 @@ from typing import Any
 
 from handler.local.context import LocalContext
 from handler.local.events import s3_event
+from handler.local.s3_proxy import S3Proxy
 
 DEFAULT_BUCKET = "image-recognition-local"
+LOCAL_SECRET_KEY = "local"
 
 
 class LocalS3:
@@ -30,12 +33,14 @@ class LocalS3:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        # Clients (boto3, the browser's upload) reach moto through the policy-checking proxy.
+        self.proxy = S3Proxy(f"http://{host}:{port}", post_policy_secret=LOCAL_SECRET_KEY)
+        self.endpoint = self.proxy.url
         os.environ.update(
             {
                 "AWS_ENDPOINT_URL_S3": self.endpoint,
                 "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_KEY,
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "UPLOADS_BUCKET": bucket,
             }
@@ -70,4 +75,5 @@ class LocalS3:
 
     def stop(self) -> None:
         self._stop.set()
+        self.proxy.close()
         self._server.stop()

@@ -14,13 +14,13 @@ import pytest
 from handler import s3
 from handler.local.context import LocalContext
 from handler.local.events import s3_event, sqs_event
-from tests.faults import FaultyProxy
+from handler.local.s3_proxy import S3Proxy
 
 
 @pytest.fixture
-def proxied_handler(moto_s3: str) -> Iterator[FaultyProxy]:
+def proxied_handler(moto_s3: str) -> Iterator[S3Proxy]:
     """Point the handler's S3 client at a fault-injecting proxy in front of moto."""
-    proxy = FaultyProxy(moto_s3)
+    proxy = S3Proxy(moto_s3)
     os.environ["AWS_ENDPOINT_URL_S3"] = proxy.url
     s3.client.cache_clear()
     try:

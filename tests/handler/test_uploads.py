@@ -17,16 +17,16 @@ from PIL import Image
 from handler import config, s3
 from handler.local.context import LocalContext
 from handler.local.events import http_event, rest_event, s3_event
-from tests.faults import FaultyProxy
+from handler.local.s3_proxy import S3Proxy
 from tests.helpers import body_json
 
 
 @pytest.fixture
-def uploads_bucket(moto_s3: str) -> Iterator[tuple[str, FaultyProxy]]:
+def uploads_bucket(moto_s3: str) -> Iterator[tuple[str, S3Proxy]]:
     """Uploads enabled on a fresh bucket; the handler talks to S3 through a policy-checking proxy."""
     bucket = f"uploads-{uuid.uuid4().hex[:10]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
-    proxy = FaultyProxy(moto_s3, post_policy_secret=os.environ["AWS_SECRET_ACCESS_KEY"])
+    proxy = S3Proxy(moto_s3, post_policy_secret=os.environ["AWS_SECRET_ACCESS_KEY"])
     saved = dict(os.environ)
     os.environ.update({"UPLOADS_BUCKET": bucket, "AWS_ENDPOINT_URL_S3": proxy.url})
     config.settings.cache_clear()

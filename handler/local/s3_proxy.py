@@ -1,9 +1,10 @@
-"""A fault-injecting HTTP proxy on 127.0.0.1 in front of moto's S3 server.
+"""An HTTP proxy on 127.0.0.1 in front of moto's S3 server: S3's POST policy checks, and faults.
 
-Requests whose path contains one of ``drop`` are answered by closing the connection without a
-response (what a dying endpoint or a network fault looks like to boto3). With
-``post_policy_secret``, browser POST uploads are checked against their signed policy first, as
-S3 does and moto does not. The rest is forwarded to moto unchanged.
+moto stores browser POST uploads without evaluating their signed policy; with
+``post_policy_secret`` this proxy refuses what S3 would (signature, expiry, size range, key,
+content type), so a local upload cannot write outside its key or over its size (``make dev`` and
+the tests). Requests whose path contains one of ``drop`` are answered by closing the connection
+without a response (what a dying endpoint looks like to boto3). The rest goes to moto unchanged.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
-class FaultyProxy(ThreadingHTTPServer):
+class S3Proxy(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, upstream: str, post_policy_secret: str | None = None) -> None:
@@ -38,7 +39,7 @@ class FaultyProxy(ThreadingHTTPServer):
 
 
 class _Forward(BaseHTTPRequestHandler):
-    server: FaultyProxy
+    server: S3Proxy
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args) -> None:
@@ -85,7 +86,7 @@ class _Forward(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         upstream.close()
 
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_OPTIONS = _forward
 
 
 def post_policy_violation(body: bytes, content_type: str, secret_key: str) -> str | None:
