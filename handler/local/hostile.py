@@ -104,9 +104,10 @@ def png_chunks(count: int = 400_000) -> bytes:
     )
 
 
-def png_split_idat(size: int = 2_000, chunk: int = 1) -> bytes:
-    """A PNG whose image data is cut into ``chunk``-byte IDAT chunks (each one a Python call)."""
-    raw = zlib.compress(b"".join(b"\x00" + b"\x00" * size for _ in range(size)), 9)
+def png_split_idat(size: int = 300, chunk: int = 1) -> bytes:
+    """A PNG whose stored (uncompressed) data is cut into ``chunk``-byte IDAT chunks: 90,000 of
+    them, each one a Python call in Pillow."""
+    raw = zlib.compress(b"".join(b"\x00" + b"\x00" * size for _ in range(size)), 0)
     ihdr = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
     idats = b"".join(_png_chunk(b"IDAT", raw[i : i + chunk]) for i in range(0, len(raw), chunk))
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + idats + _png_chunk(b"IEND", b"")
@@ -205,12 +206,12 @@ IMAGES: tuple[Hostile, ...] = (
     ),
     Hostile("png-400000-chunks", png_chunks, "image/png", 413, "image_too_costly", "PNG with 400,000 chunks"),
     Hostile(
-        "png-1-byte-idat",
+        "png-90000-idat-chunks",
         png_split_idat,
         "image/png",
         413,
         "image_too_costly",
-        "PNG 2000x2000 in 1-byte IDAT chunks",
+        "PNG 300x300 in 90,000 one-byte IDAT chunks",
     ),
     Hostile(
         "gif-1000000-extensions",

@@ -352,3 +352,53 @@ def test_17_images_is_413(app, grace_hopper) -> None:
     result = predict(app, rest_event, body, content_type)
     assert result["statusCode"] == 413
     assert body_json(result)["code"] == "too_many_images"
+
+
+@pytest.mark.parametrize("door", [rest_event, http_event], ids=["rest", "http"])
+def test_every_answer_varies_on_origin(app, door, grace_hopper) -> None:
+    origin = {"Origin": "https://app.example.org"}
+    answers = [
+        invoke(app, door("GET", "/health", headers=origin)),
+        invoke(app, door("POST", "/predict", body=b"nope", headers={**origin, "Content-Type": "text/plain"})),
+        invoke(app, door("GET", "/nowhere", headers=origin)),
+        invoke(
+            app,
+            door(
+                "OPTIONS",
+                "/predict",
+                headers={**origin, "Access-Control-Request-Method": "POST"},
+            ),
+        ),
+    ]
+    for answer in answers:
+        assert header(answer, "Vary") == "Origin", answer
+        assert header(answer, "Access-Control-Allow-Origin") in ("*", "https://app.example.org")
+
+
+@pytest.mark.parametrize("door", [rest_event, http_event], ids=["rest", "http"])
+def test_a_known_path_with_another_method_is_405_with_allow(app, door) -> None:
+    answer = invoke(app, door("GET", "/predict"))
+    assert answer["statusCode"] == 405
+    assert header(answer, "Allow") == "OPTIONS, POST"
+    assert body_json(answer)["code"] == "method_not_allowed"
+    answer = invoke(app, door("DELETE", "/results/0123456789abcdef0123456789abcdef.jpg"))
+    assert (answer["statusCode"], header(answer, "Allow")) == (405, "GET, HEAD, OPTIONS")
+
+
+@pytest.mark.parametrize("door", [rest_event, http_event], ids=["rest", "http"])
+def test_head_is_get_without_a_body(app, door) -> None:
+    get = invoke(app, door("GET", "/health"))
+    head = invoke(app, door("HEAD", "/health"))
+    assert head["statusCode"] == 200 and head["body"] == ""
+    assert header(head, "Content-Type") == header(get, "Content-Type")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [{}, [], "text", {"version": "2.0"}, {"requestContext": {}}, {"Records": []}, None],
+    ids=["empty", "list", "string", "v2-without-context", "context-only", "s3-shaped", "none"],
+)
+def test_events_that_are_not_api_gateway_get_a_clear_400(app, event) -> None:
+    answer = app.api_handler(event, LocalContext())
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"]) == {"error": "Not an API Gateway proxy event.", "code": "invalid_event"}

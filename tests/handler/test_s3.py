@@ -286,3 +286,54 @@ def test_s3_event_fixtures(app, moto_s3, grace_hopper, fixture: str) -> None:
     for key in expected["results"]:
         record = result(expected["bucket"], key)
         assert record["predictions"][0]["label"] == "military_uniform", key
+
+
+def test_a_batch_with_two_hostile_files_completes_with_two_error_records(
+    app, bucket, put, grace_hopper, cat
+) -> None:
+    from handler.local import hostile
+
+    objects = [put(f"{UPLOADS}photo-{i}.jpg", grace_hopper if i % 2 else cat) for i in range(8)]
+    objects.insert(3, put(f"{UPLOADS}rle.bmp", hostile.bmp_rle()))
+    objects.insert(7, put(f"{UPLOADS}scans.jpg", hostile.progressive_jpeg_scans(scans=2_000)))
+    calls = model.classifier().calls
+    assert via_sqs(app, bucket, objects) == {"batchItemFailures": []}
+    assert model.classifier().calls == calls + 1  # the eight photos in one model call
+    records = {key: result(bucket, key) for key, _, _ in objects}
+    errors = {key: r["code"] for key, r in records.items() if "code" in r}
+    assert errors == {f"{UPLOADS}rle.bmp": "image_too_costly", f"{UPLOADS}scans.jpg": "image_too_costly"}
+    assert sum("predictions" in r for r in records.values()) == 8
+
+
+def test_a_redelivered_batch_isolates_the_message_that_fails_it(
+    app, bucket, put, grace_hopper, cat, monkeypatch
+) -> None:
+    from handler import recognition
+
+    poison = grace_hopper + b"poison"  # classifies like the portrait, but this test makes it crash
+    objects = [put(f"{UPLOADS}a.jpg", grace_hopper), put(f"{UPLOADS}poison.jpg", poison)]
+    objects.append(put(f"{UPLOADS}c.bmp", cat))
+    classify = recognition.classify
+
+    def crashing(images, *args, **kwargs):
+        if poison in images:
+            raise MemoryError("a bug or an exhausted resource, triggered by one object")
+        return classify(images, *args, **kwargs)
+
+    monkeypatch.setattr(recognition, "classify", crashing)
+    event = sqs_event([s3_event(bucket, [obj]) for obj in objects])
+    ids = [record["messageId"] for record in event["Records"]]
+    first = app.s3_handler(event, LocalContext())
+    assert first == {"batchItemFailures": [{"itemIdentifier": i} for i in ids]}  # nothing lost
+    assert result_keys(bucket) == []
+    for record in event["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = "2"
+    again = app.s3_handler(event, LocalContext())
+    assert again == {"batchItemFailures": [{"itemIdentifier": ids[1]}]}
+    assert result_keys(bucket) == [f"results/{UPLOADS}a.jpg.json", f"results/{UPLOADS}c.bmp.json"]
+
+
+@pytest.mark.parametrize("event", [{}, {"Records": []}, {"detail": {"bucket": "x"}}, []])
+def test_events_that_are_not_s3_notifications_get_a_clear_error(app, event) -> None:
+    with pytest.raises(s3.InvalidEvent, match="S3 ObjectCreated notification or an SQS batch"):
+        app.s3_handler(event, LocalContext())

@@ -163,3 +163,91 @@ def test_many_concurrent_clients_are_queued_not_reset(api_url: str) -> None:
 
     with ThreadPoolExecutor(48) as pool:
         assert set(pool.map(get, range(192))) == {200}
+
+
+def raw_request(url: str, data: bytes, read_timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (a malformed request), read the answer."""
+    import socket
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=read_timeout) as sock:
+        sock.sendall(data)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
+
+
+def test_its_own_refusals_are_json_in_the_projects_shape(api_url: str) -> None:
+    base = urlsplit(api_url)
+    cases = {
+        414: f"GET {base.path}{'a' * 70_000} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        431: f"GET {base.path}health HTTP/1.1\r\nHost: x\r\n".encode()
+        + b"".join(f"X-H{i}: v\r\n".encode() for i in range(120))
+        + b"\r\n",
+        501: f"BREW {base.path}health HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        400: f"POST {base.path}predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".encode(),
+    }
+    for status, request in cases.items():
+        got, headers, body = raw_request(api_url, request)
+        assert got == status, (status, body)
+        assert headers["Content-Type"] == "application/json"
+        answer = json.loads(body)
+        assert set(answer) == {"error", "code"} and answer["code"], answer
+        assert "Python" not in headers.get("Server", "")
+
+
+def test_no_version_banner(api_url: str) -> None:
+    assert requests.get(f"{api_url}health", timeout=30).headers["Server"] == "image-recognition-local"
+
+
+def test_wrong_method_on_a_known_path_is_405_with_allow(api_url: str) -> None:
+    response = requests.get(f"{api_url}predict", timeout=30)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "OPTIONS, POST"
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_head_where_get_exists(api_url: str) -> None:
+    response = requests.head(f"{api_url}health", timeout=30)
+    assert response.status_code == 200 and response.content == b""
+    assert int(response.headers["Content-Length"]) == 0
+
+
+def test_a_body_shorter_than_its_content_length_is_400_after_the_read_timeout(app) -> None:
+    server = local_server.LocalApiServer(app.api_handler, port=0, quiet=True, read_timeout=0.5)
+    with serving(server) as url:
+        head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n"
+        request = head + b"\r\nabc"
+        status, _, body = raw_request(url, request, read_timeout=10)
+    assert status == 400
+    assert json.loads(body)["code"] == "bad_request"
+
+
+def test_one_slow_invocation_does_not_block_others() -> None:
+    import threading
+
+    release = threading.Event()
+
+    def handler(event, context):
+        if event["path"] == "/slow":
+            release.wait(30)
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": "{}"}
+
+    with serving(local_server.LocalApiServer(handler, port=0, quiet=True)) as url:
+        slow = threading.Thread(target=requests.get, args=(f"{url}slow",), kwargs={"timeout": 60})
+        slow.start()
+        try:
+            assert requests.get(f"{url}health", timeout=10).status_code == 200  # while /slow waits
+            assert slow.is_alive()
+        finally:
+            release.set()
+            slow.join()
+
+
+def test_a_crashing_function_is_a_json_502(app) -> None:
+    def crash(event, context):
+        raise RuntimeError("boom")
+
+    with serving(local_server.LocalApiServer(crash, port=0, quiet=True)) as url:
+        response = requests.get(f"{url}health", timeout=30)
+    assert response.status_code == 502 and response.json()["code"] == "bad_gateway"
