@@ -26,11 +26,11 @@ CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" node_modules/.bin/cdk --no-notices
 
 REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt infra/requirements.txt tests/requirements.txt
 
-.PHONY: bench fuzz layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+.PHONY: bench fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
@@ -115,6 +115,9 @@ layers: model ## zip packaging without Docker: runtime + model layers and the co
 
 fuzz: model ## property-based fuzzing of the API handler: 10,000 examples
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handler/test_fuzz.py --hypothesis-show-statistics
+
+hostile: model ## decode time and memory of each hostile input, in fresh processes: writes docs/reliability.md
+	$(PY) -m bench.hostile $(HOSTILE_ARGS)
 
 load: model ## load and soak the local server (2,000 requests, 16 at a time): writes docs/reliability.md
 	$(PY) -m bench.load $(LOAD_ARGS)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import requests
 
+from bench.hostile import existing_section
 from bench.photos import REPO, portrait
 from handler.local.fixtures import png_header
 
@@ -148,8 +149,8 @@ the real AWS runtime client. Everything here runs in `make test`, except the lon
 
 ## Load and soak (`make load`, {load["date"]})
 
-`python -m handler serve` on 127.0.0.1 (one invocation at a time, like one Lambda execution
-environment), driven from a second process: {load["requests"]} requests, {load["concurrency"]} at a time,
+`python -m handler serve` on 127.0.0.1 (invocations run concurrently, as Lambda runs concurrent
+requests in separate execution environments), driven from a second process: {load["requests"]} requests, {load["concurrency"]} at a time,
 cycling through: {", ".join(load["mix"])}.
 
 | measure | value | target |
@@ -173,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     from tests.corpus import cases
 
     text = report(load).replace("{corpus}", str(len(cases())))
+    kept = existing_section(args.out / "reliability.md")  # make hostile's part of the document
+    text = text + "\n" + kept + "\n" if kept else text
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "reliability.md").write_text(text)
     (args.out / "reliability.json").write_text(json.dumps(load, indent=2) + "\n")

@@ -161,3 +161,19 @@ def test_uploads_without_a_bucket_are_501(app) -> None:
     result = app.api_handler(rest_event("POST", "/uploads"), LocalContext())
     assert result["statusCode"] == 501
     assert body_json(result)["code"] == "uploads_disabled"
+
+
+def test_make_devs_local_s3_enforces_the_post_policy_as_s3_does(app) -> None:
+    """``serve --s3`` (what ``make dev`` runs): a local upload cannot exceed its size or leave its key."""
+    from tests.helpers import local_site
+
+    with local_site(app, uploads=True) as url:
+        form = requests.post(f"{url}uploads", json={"content_type": "image/png"}, timeout=30).json()
+        too_big = send(form, b"\x89PNG" + b"\0" * (20 * 1024 * 1024), "image/png")
+        assert too_big.status_code == 400 and b"EntityTooLarge" in too_big.content
+        elsewhere = dict(
+            form, upload={**form["upload"], "fields": {**form["upload"]["fields"], "key": "x/y.png"}}
+        )
+        moved = send(elsewhere, b"\x89PNG small", "image/png")
+        assert moved.status_code == 403 and b"Policy Condition failed: key" in moved.content
+        assert send(form, b"\x89PNG small", "image/png").status_code == 204
