@@ -146,6 +146,9 @@ the real AWS runtime client. Everything here runs in `make test`, except the lon
 | S3 faults on moto: object deleted before the read, a bucket policy denying reads, an endpoint dropping the connection | `tests/handler/test_s3_faults.py` | result, error record or retry for each; the retry succeeds |
 | no stack trace or internal path in any answer; `nosniff` on every answer; no image bytes in logs | `tests/handler/test_bad_inputs.py`, `test_api.py` | asserted |
 | least-privilege IAM (S3 actions scoped to the two prefixes; the API function has none) | `tests/infra/test_stack.py` | asserted |
+| decoder bombs and the worst file that still passes, per format; JSON and multipart edge cases; the memory budget | `handler/local/hostile.py`, `tests/handler/test_hostile.py`, `make hostile` | each refused before its decoder runs (asserted), or classified; the figures are below |
+| schemathesis against the local server's own `/openapi.json` (uploads on) | `tests/handler/test_schema_fuzz.py` | 40 examples per operation: no 5xx, every answer as documented |
+| an SQS batch holding two hostile files; a redelivered batch with a message that crashes the worker | `tests/handler/test_s3.py` | eight results and two error records in one model call; the crashing message fails alone |
 
 ## Load and soak (`make load`, {load["date"]})
 
