@@ -32,9 +32,10 @@ REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt in
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: $(REQUIREMENTS)
+$(VENV)/.installed: $(REQUIREMENTS) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -64,7 +65,7 @@ $(MODEL_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/ma
 model: $(MODEL_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + labels + manifest) to $MODEL_DIR
 
 dev: model ## set up and serve the API on http://127.0.0.1:$PORT with the real model
-	$(PY) -m handler serve --port $(PORT) --s3
+	$(VENV)/bin/imgrec serve --port $(PORT) --s3
 
 test: model node_modules/.installed browser ## set up and run every check: ruff, then the whole pytest suite
 	$(PY) -m ruff check .
@@ -80,13 +81,13 @@ format: setup ## apply ruff's formatting and safe fixes
 	$(PY) -m ruff format .
 
 invoke: model ## run an event through its entry point: make invoke EVENT=events/api-rest-health.json
-	$(PY) -m handler invoke $(EVENT)
+	$(VENV)/bin/imgrec invoke $(EVENT)
 
 predict: model ## classify photos: make predict IMAGES="a.jpg b.png"
-	$(PY) -m handler predict $(or $(IMAGES),$(SHARED)/images/grace_hopper.jpg)
+	$(VENV)/bin/imgrec predict $(or $(IMAGES),$(SHARED)/images/grace_hopper.jpg)
 
 events: setup ## regenerate the events/ fixtures and events/expected.json
-	$(PY) -m handler.local.fixtures --out events
+	$(PY) -m devtools.fixtures --out events
 
 synth: setup ## cdk synth offline into cdk.out (cdk-nag runs; no Docker needed)
 	$(CDK) synth --quiet
@@ -104,7 +105,7 @@ clean: ## remove build outputs and caches (keeps .venv and node_modules)
 	rm -rf build cdk.out test-output .pytest_cache .ruff_cache
 
 s3-demo: model ## the S3 path locally: moto S3 on 127.0.0.1, upload photos (PHOTOS=folder), print results
-	$(PY) -m handler s3-demo $(or $(PHOTOS),$(SHARED)/images)
+	$(VENV)/bin/imgrec s3-demo $(or $(PHOTOS),$(SHARED)/images)
 
 bench: model ## benchmark vs the tutorial's app: writes docs/benchmarks.md, .json and .png
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -1,6 +1,6 @@
 """``make hostile``: what each hostile input costs the service, measured as Lambda runs it.
 
-Every input of ``handler.local.hostile`` (the bombs, and the worst files that still pass, one per
+Every input of ``devtools.hostile`` (the bombs, and the worst files that still pass, one per
 format) and the worst batch requests go through ``api_handler`` in the main thread of a fresh
 process (a cold start, as a new execution environment would serve it). For each: the answer, the
 decode time of the image alone, the request's time, the process's peak RSS and its RSS after.
@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.photos import REPO
-from handler.local import hostile
-from handler.local.events import multipart_body
+from devtools import hostile
+from devtools.events import multipart_body
 
 DECODE_TARGET_S = 0.5
 PEAK_TARGET_MB = 1024
@@ -123,10 +123,10 @@ def measure_one(path: Path, content_type: str, single: bool, allocator: bool = T
 
         memory.configure = lambda: False
         memory.release = lambda: None
+    from devtools.context import LocalContext
+    from devtools.events import rest_event
     from handler import app, imaging, recognition
     from handler.errors import ClientError
-    from handler.local.context import LocalContext
-    from handler.local.events import rest_event
 
     data = path.read_bytes()
     event = rest_event("POST", "/predict", body=data, headers={"Content-Type": content_type})

@@ -1,6 +1,6 @@
 """``make load``: the local server under load from a second process, then ``docs/reliability.md``.
 
-Starts ``python -m handler serve`` on 127.0.0.1, warms it up, then sends a bounded mix of good and
+Starts ``imgrec serve`` on 127.0.0.1, warms it up, then sends a bounded mix of good and
 bad requests (2,000 requests, 16 at a time) and records throughput, latency, every status that
 was not the one expected, and the server's RSS before and after.
 """
@@ -26,7 +26,7 @@ import requests
 
 from bench.hostile import existing_section
 from bench.photos import REPO, portrait
-from handler.local.fixtures import png_header
+from devtools.fixtures import png_header
 
 CAT = REPO.parent / "shared" / "images" / "cat.bmp"
 
@@ -66,7 +66,7 @@ def run(total: int, concurrency: int) -> dict:
     port = free_port()
     env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "2"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "handler", "serve", "--port", str(port)],
+        [sys.executable, "-m", "devtools", "serve", "--port", str(port)],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}/"
@@ -142,17 +142,17 @@ the real AWS runtime client. Everything here runs in `make test`, except the lon
 | --- | --- | --- |
 | bad-input corpus: {{corpus}} generated cases (bombs, truncations, odd modes, bad base64, bad JSON, wrong types, `top_k`…) through REST v1 and HTTP v2 events | `tests/corpus.py`, `tests/handler/test_bad_inputs.py` | each gets its status and error code; no 5xx, no trace |
 | property-based fuzzing of bodies, content types, headers, query strings, base64 flags | `tests/handler/test_fuzz.py` | 150 examples per `make test`; `make fuzz` runs 10,000 |
-| the real `awslambdaric` (the image's bootstrap) on a local Runtime API: fixtures, an oversized event, bad input, an init failure, the S3 entry point | `tests/handler/local/test_runtime_api.py` | every answer as expected; RSS flat (< 10 %) over 200 invocations |
+| the real `awslambdaric` (the image's bootstrap) on a local Runtime API: fixtures, an oversized event, bad input, an init failure, the S3 entry point | `tests/devtools/test_runtime_api.py` | every answer as expected; RSS flat (< 10 %) over 200 invocations |
 | S3 faults on moto: object deleted before the read, a bucket policy denying reads, an endpoint dropping the connection | `tests/handler/test_s3_faults.py` | result, error record or retry for each; the retry succeeds |
 | no stack trace or internal path in any answer; `nosniff` on every answer; no image bytes in logs | `tests/handler/test_bad_inputs.py`, `test_api.py` | asserted |
 | least-privilege IAM (S3 actions scoped to the two prefixes; the API function has none) | `tests/infra/test_stack.py` | asserted |
-| decoder bombs and the worst file that still passes, per format; JSON and multipart edge cases; the memory budget | `handler/local/hostile.py`, `tests/handler/test_hostile.py`, `make hostile` | each refused before its decoder runs (asserted), or classified; the figures are below |
+| decoder bombs and the worst file that still passes, per format; JSON and multipart edge cases; the memory budget | `devtools/hostile.py`, `tests/handler/test_hostile.py`, `make hostile` | each refused before its decoder runs (asserted), or classified; the figures are below |
 | schemathesis against the local server's own `/openapi.json` (uploads on) | `tests/handler/test_schema_fuzz.py` | 40 examples per operation: no 5xx, every answer as documented |
 | an SQS batch holding two hostile files; a redelivered batch with a message that crashes the worker | `tests/handler/test_s3.py` | eight results and two error records in one model call; the crashing message fails alone |
 
 ## Load and soak (`make load`, {load["date"]})
 
-`python -m handler serve` on 127.0.0.1 (invocations run concurrently, as Lambda runs concurrent
+`imgrec serve` on 127.0.0.1 (invocations run concurrently, as Lambda runs concurrent
 requests in separate execution environments), driven from a second process: {load["requests"]} requests, {load["concurrency"]} at a time,
 cycling through: {", ".join(load["mix"])}.
 
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     args = parser.parse_args(argv)
     load = run(args.requests, args.concurrency)
-    from tests.corpus import cases
+    from devtools.corpus import cases
 
     text = report(load).replace("{corpus}", str(len(cases())))
     kept = existing_section(args.out / "reliability.md")  # make hostile's part of the document

@@ -28,8 +28,8 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def warm_latency(handler, body: bytes, runs: int) -> dict[str, float]:
-    from handler.local.context import LocalContext
-    from handler.local.events import rest_event
+    from devtools.context import LocalContext
+    from devtools.events import rest_event
 
     event = rest_event("POST", "/predict", body=body, headers={"Content-Type": "image/jpeg"})
     context = LocalContext()

@@ -30,7 +30,6 @@ PLATFORMS = {
 }
 STRIP_DIRS = {"__pycache__", "tests", "test", "testing_data"}
 STRIP_SUFFIXES = {".pyc", ".pyi", ".c", ".h", ".cpp", ".pxd", ".pyx"}
-DEV_ONLY = ("local", "__main__.py")
 
 
 def install_runtime(target: Path, python_version: str, architecture: str) -> None:
@@ -78,9 +77,7 @@ def build(out: Path, model_dir: Path, python_version: str, architecture: str) ->
     strip(runtime_root)
     # The zip packaging serves the litert backend: TensorFlow alone is over Lambda's 250 MB limit.
     shutil.copytree(model_dir, model_root / "model", ignore=shutil.ignore_patterns(KERAS_FILE))
-    shutil.copytree(
-        REPO / "handler", function_root / "handler", ignore=shutil.ignore_patterns("__pycache__", *DEV_ONLY)
-    )
+    shutil.copytree(REPO / "handler", function_root / "handler", ignore=shutil.ignore_patterns("__pycache__"))
     zip_tree(runtime_root, out / "runtime-layer.zip")
     zip_tree(model_root, out / "model-layer.zip")
     sizes = {

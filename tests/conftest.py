@@ -7,21 +7,14 @@ message saying how to get them; tests never fall back to random weights or skip.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("SHARED", REPO.parent / "shared"))
-PHOTOS = SHARED / "images"
-EVENTS = REPO / "events"
+from tests.support import MODEL_DIR, PHOTOS, SHARED
 
-os.environ.setdefault("MODEL_DIR", str(REPO / "build" / "model"))
+os.environ.setdefault("MODEL_DIR", str(MODEL_DIR))
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon here
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-MODEL_DIR = Path(os.environ["MODEL_DIR"])
-
-CAT_CLASSES = {"Egyptian_cat", "tabby", "tiger_cat"}
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

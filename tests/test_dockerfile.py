@@ -17,9 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MODEL_DIR, REPO
-from tests.infra.conftest import app_with
-from tests.rehearsal import run_fixtures
+from tests.support import MODEL_DIR, REPO, app_with, package_files, run_fixtures
 
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -109,7 +107,8 @@ def test_build_context_is_small_and_clean(build_context: Path) -> None:
     names = {p.relative_to(build_context).parts[0] for p in files}
     assert names <= {"Dockerfile", ".dockerignore", "handler", "layers"}, names
     assert not [p for p in files if p.suffix in {".h5", ".tflite", ".keras", ".pyc"}]
-    assert not (build_context / "handler" / "local").exists(), "dev-only code stays out of the image"
+    # The image gets the handler package, exactly: no dev tools, with no exclusion list needed.
+    assert package_files(build_context) == package_files(REPO)
 
 
 def test_image_rehearsal_classifies_grace_hopper(build_context: Path, tmp_path: Path) -> None:

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from handler.errors import Code
-from tests.conftest import PHOTOS, REPO
-from tests.helpers import local_site
+from tests.support import PHOTOS, REPO, local_site
 
 DOC = (REPO / "docs" / "api.md").read_text()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", DOC, flags=re.DOTALL)

@@ -10,10 +10,9 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
-from handler.local.context import LocalContext
-from handler.local.events import http_event, multipart_body, rest_event
-from tests.conftest import EVENTS
-from tests.helpers import body_json, header
+from devtools.context import LocalContext
+from devtools.events import http_event, multipart_body, rest_event
+from tests.support import EVENTS, body_json, header
 
 DOORS = {"rest": rest_event, "http": http_event}
 
@@ -174,7 +173,7 @@ def test_too_many_bytes_is_413(app, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_too_many_pixels_is_413(app) -> None:
-    from handler.local.fixtures import png_header
+    from devtools.fixtures import png_header
 
     result = predict(app, http_event, png_header(7_000, 7_000), "image/png")
     assert result["statusCode"] == 413

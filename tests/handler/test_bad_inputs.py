@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from handler.local.context import LocalContext
-from handler.local.events import http_event, rest_event
-from tests import corpus
-from tests.helpers import header
+from devtools import corpus
+from devtools.context import LocalContext
+from devtools.events import http_event, rest_event
+from tests.support import header
 
 DOORS = {"rest": rest_event, "http": http_event}
 CASES = {case.name: case for case in corpus.cases()}

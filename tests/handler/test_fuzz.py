@@ -8,9 +8,9 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handler.local.context import LocalContext
-from handler.local.events import http_event, multipart_body, rest_event
-from tests.conftest import PHOTOS
+from devtools.context import LocalContext
+from devtools.events import http_event, multipart_body, rest_event
+from tests.support import PHOTOS
 
 JPEG = (PHOTOS / "grace_hopper.jpg").read_bytes()
 CONTENT_TYPES = [

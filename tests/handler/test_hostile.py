@@ -1,4 +1,4 @@
-"""Hostile inputs (``handler.local.hostile``): each is refused before its expensive decode, with its
+"""Hostile inputs (``devtools.hostile``): each is refused before its expensive decode, with its
 4xx and code, or classified when legitimate. Costs are measured by ``make hostile``, not here."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from devtools import hostile
+from devtools.context import LocalContext
+from devtools.events import http_event, multipart_body, rest_event
 from handler import formats, imaging, recognition
 from handler.errors import Code, PayloadTooLarge
-from handler.local import hostile
-from handler.local.context import LocalContext
-from handler.local.events import http_event, multipart_body, rest_event
-from tests.helpers import body_json
+from tests.support import body_json
 
 LIMITS = imaging.Limits(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000)
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devtools.fixtures import png_header
 from handler import imaging
 from handler.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from handler.local.fixtures import png_header
 
 LIMITS = imaging.Limits(max_bytes=6 * 1024 * 1024, max_pixels=40_000_000)
 

@@ -10,7 +10,7 @@ import pytest
 
 from handler import imaging, model
 from handler.manifest import KERAS_FILE, TFLITE_FILE
-from tests.conftest import CAT_CLASSES, MODEL_DIR
+from tests.support import CAT_CLASSES, MODEL_DIR
 
 LIMITS = imaging.Limits(max_bytes=6 * 1024 * 1024, max_pixels=40_000_000)
 

@@ -8,11 +8,11 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
+from devtools.context import LocalContext
+from devtools.events import rest_event
 from handler import api
-from handler.local.context import LocalContext
-from handler.local.events import rest_event
 from handler.schemas import ErrorAnswer, HealthAnswer, PredictionAnswer
-from tests.helpers import body_json
+from tests.support import body_json
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from handler import page as demo_page
-from tests.conftest import PHOTOS, REPO
-from tests.helpers import local_site
+from tests.support import PHOTOS, REPO, local_site
 
 OUTPUT = REPO / "test-output"
 CHROMIUM_FLAGS = [
@@ -166,7 +165,7 @@ def site_with_uploads(app) -> Iterator[str]:
 def test_a_photo_over_the_api_limit_goes_through_an_s3_upload(
     browser: Browser, site_with_uploads: str, tmp_path
 ):
-    from tests.handler.test_uploads import eight_megabyte_photo
+    from tests.support import eight_megabyte_photo
 
     big = tmp_path / "big-portrait.jpg"
     big.write_bytes(eight_megabyte_photo((PHOTOS / "grace_hopper.jpg").read_bytes()))

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
+from devtools.context import LocalContext
+from devtools.events import s3_event, sqs_event
+from devtools.s3_proxy import S3Proxy
 from handler import s3
-from handler.local.context import LocalContext
-from handler.local.events import s3_event, sqs_event
-from handler.local.s3_proxy import S3Proxy
 
 
 @pytest.fixture

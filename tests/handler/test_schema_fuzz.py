@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.helpers import local_site
+from tests.support import local_site
 
 EXAMPLES_PER_OPERATION = 40
 # A schema can say "binary", not "a decodable photo": schema-valid bytes that are no image are

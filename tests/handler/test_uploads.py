@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import uuid
 from collections.abc import Iterator
 
 import boto3
-import numpy as np
 import pytest
 import requests
-from PIL import Image
 
+from devtools.context import LocalContext
+from devtools.events import http_event, rest_event, s3_event
+from devtools.s3_proxy import S3Proxy
 from handler import config, s3
-from handler.local.context import LocalContext
-from handler.local.events import http_event, rest_event, s3_event
-from handler.local.s3_proxy import S3Proxy
-from tests.helpers import body_json
+from tests.support import body_json, eight_megabyte_photo
 
 
 @pytest.fixture
@@ -55,16 +52,6 @@ def request_upload(app, content_type: str | None = "image/jpeg", door=rest_event
 def poll(app, upload_id: str) -> tuple[int, dict]:
     result = app.api_handler(rest_event("GET", f"/results/{upload_id}"), LocalContext())
     return result["statusCode"], body_json(result)
-
-
-def eight_megabyte_photo(photo: bytes) -> bytes:
-    """The portrait at 24 MP with sensor-like noise: about 8 MB of JPEG, over the API's limit."""
-    image = Image.open(io.BytesIO(photo)).convert("RGB").resize((4000, 4700), Image.Resampling.BICUBIC)
-    noise = np.random.default_rng(3).integers(-12, 13, (4700, 4000, 3), dtype=np.int16)
-    pixels = np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=97)
-    return buffer.getvalue()
 
 
 def send(form: dict, data: bytes, content_type: str = "image/jpeg") -> requests.Response:
@@ -165,7 +152,7 @@ def test_uploads_without_a_bucket_are_501(app) -> None:
 
 def test_make_devs_local_s3_enforces_the_post_policy_as_s3_does(app) -> None:
     """``serve --s3`` (what ``make dev`` runs): a local upload cannot exceed its size or leave its key."""
-    from tests.helpers import local_site
+    from tests.support import local_site
 
     with local_site(app, uploads=True) as url:
         form = requests.post(f"{url}uploads", json={"content_type": "image/png"}, timeout=30).json()

@@ -8,8 +8,7 @@ from aws_cdk.assertions import Template
 
 from handler import config
 from infra.components.functions import API_HANDLER, S3_HANDLER
-from tests.conftest import REPO
-from tests.infra.test_stack import functions
+from tests.support import REPO, functions
 
 
 def test_commands_name_real_entry_points(template: Template) -> None:

@@ -10,8 +10,7 @@ import pytest
 
 from infra import nag
 from infra.app import build
-from tests.conftest import REPO
-from tests.infra.conftest import VARIANT, app_with
+from tests.support import REPO, VARIANT, app_with
 
 VARIANTS = {"defaults": {}, "everything-on": VARIANT}
 

@@ -6,22 +6,7 @@ import json
 
 from aws_cdk.assertions import Match, Template
 
-from tests.infra.conftest import CDK_JSON
-
-
-def only(template: Template, kind: str, props: dict | None = None) -> dict:
-    found = template.find_resources(kind, {"Properties": props} if props else None)
-    assert len(found) == 1, f"expected one {kind} matching {props}, found {len(found)}"
-    return next(iter(found.values()))
-
-
-def functions(template: Template) -> dict[str, dict]:
-    """Our two image functions by command (the notification custom resource is not ours)."""
-    return {
-        r["Properties"]["ImageConfig"]["Command"][0]: r
-        for r in template.find_resources("AWS::Lambda::Function").values()
-        if r["Properties"].get("PackageType") == "Image"
-    }
+from tests.support import CDK_JSON, functions, only
 
 
 def policy_statements(template: Template) -> list[dict]:
@@ -407,7 +392,7 @@ def test_cdk_json_context_equals_the_documented_defaults() -> None:
 
 def test_readme_documents_every_context_key() -> None:
     from infra.settings import Settings
-    from tests.conftest import REPO
+    from tests.support import REPO
 
     readme = (REPO / "README.md").read_text()
     missing = [key for key in Settings.defaults() if f"`{key}`" not in readme]

@@ -14,9 +14,7 @@ from aws_cdk.assertions import Template
 from infra.settings import Settings
 from infra.stack import ImageRecognitionStack
 from layers import build
-from tests.conftest import MODEL_DIR
-from tests.infra.conftest import app_with
-from tests.rehearsal import run_fixtures
+from tests.support import MODEL_DIR, REPO, app_with, package_files, run_fixtures
 
 # The rehearsal imports the layer here, so it is built for this interpreter; deploys use 3.12+.
 LOCAL_PYTHON = ".".join(platform.python_version_tuple()[:2])
@@ -49,10 +47,9 @@ def test_layer_layouts_match_lambdas_opt(layers: Path) -> None:
             "model/manifest.json",
             "model/mobilenet_v2.tflite",
         ]
-    function = {p.relative_to(layers / "function").as_posix() for p in (layers / "function").rglob("*.py")}
-    assert "handler/app.py" in function and not any(
-        p.startswith(("handler/local", "handler/__main__")) for p in function
-    )
+    function = {p.name for p in (layers / "function").iterdir()}
+    assert function == {"handler"}, "nothing from devtools, tests or infra"
+    assert package_files(layers / "function") == package_files(REPO), "the handler package, exactly"
 
 
 def test_unzipped_layers_classify_grace_hopper(layers: Path, tmp_path: Path) -> None:

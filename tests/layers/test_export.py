@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from handler import manifest
-from tests.conftest import MODEL_DIR
+from tests.support import MODEL_DIR
 
 
 def test_manifest_describes_the_model() -> None:

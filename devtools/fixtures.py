@@ -1,6 +1,6 @@
 """Regenerate ``events/``: API Gateway event fixtures and the answer each one must get.
 
-    python -m handler.local.fixtures [--photo ../shared/images/grace_hopper.jpg] [--out events]
+    python -m devtools.fixtures [--photo ../shared/images/grace_hopper.jpg] [--out events]
 
 The fixtures embed ``grace_hopper.jpg`` (public domain; also in matplotlib's sample data) and
 small synthetic files; nothing from ``../shared/models``. Each is a complete event, usable as-is
@@ -19,9 +19,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from handler.local.events import http_event, multipart_body, rest_event, s3_event, s3_test_event, sqs_event
+from devtools.events import http_event, multipart_body, rest_event, s3_event, s3_test_event, sqs_event
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PHOTO = REPO.parent / "shared" / "images" / "grace_hopper.jpg"
 FIXED_TIME_MS = 1_795_000_000_000  # fixtures are byte-stable across regenerations
 EXAMPLE_BUCKET = "image-recognition-uploads-example"

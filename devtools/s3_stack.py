@@ -14,9 +14,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from handler.local.context import LocalContext
-from handler.local.events import s3_event
-from handler.local.s3_proxy import S3Proxy
+from devtools.context import LocalContext
+from devtools.events import s3_event
+from devtools.s3_proxy import S3Proxy
 
 DEFAULT_BUCKET = "image-recognition-local"
 LOCAL_SECRET_KEY = "local"

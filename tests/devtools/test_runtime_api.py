@@ -13,9 +13,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from handler.local.events import rest_event, s3_event, sqs_event
-from handler.local.runtime_api import RuntimeApi, start_runtime_client
-from tests.conftest import EVENTS, MODEL_DIR, REPO
+from devtools.events import rest_event, s3_event, sqs_event
+from devtools.runtime_api import RuntimeApi, start_runtime_client
+from tests.support import EVENTS, MODEL_DIR, REPO
 
 QUIET = {"PYTHONPATH": str(REPO), "MODEL_DIR": str(MODEL_DIR), "POWERTOOLS_LOG_LEVEL": "WARNING"}
 

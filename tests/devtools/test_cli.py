@@ -1,4 +1,4 @@
-"""``python -m handler``: invoke, predict and serve as separate processes, like a developer runs them."""
+"""``imgrec``: invoke, predict and serve as separate processes, like a developer runs them."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import time
 
 import requests
 
-from tests.conftest import CAT_CLASSES, EVENTS, PHOTOS, REPO
+from tests.support import CAT_CLASSES, EVENTS, PHOTOS, REPO
 
 
 def run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "handler", *args],
+        [sys.executable, "-m", "devtools", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -62,7 +62,7 @@ def free_port() -> int:
 def test_serve_answers_curl_style_uploads() -> None:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "handler", "serve", "--port", str(port), "--stage", "prod"],
+        [sys.executable, "-m", "devtools", "serve", "--port", str(port), "--stage", "prod"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -105,7 +105,7 @@ def test_upload_through_serve_with_local_s3(tmp_path) -> None:
     """`serve --s3` (moto + notifier) and `upload`: the large-photo flow end to end, as a user runs it."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "handler", "serve", "--port", str(port), "--s3"],
+        [sys.executable, "-m", "devtools", "serve", "--port", str(port), "--s3"],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,6 +1,6 @@
 """The bad-input corpus: hostile, broken and merely odd requests, each with the answer it must get.
 
-    python -m tests.corpus --out build/corpus     # writes one file per body and cases.json
+    python -m devtools.corpus --out build/corpus     # writes one file per body and cases.json
 
 Tests build the same cases in memory (``cases()``) and run each through ``api_handler`` as a
 REST v1 and an HTTP v2 event. Valid-but-odd images must be classified (200); everything else
@@ -20,9 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from handler.local.events import multipart_body
-from handler.local.fixtures import png_header
-from tests.conftest import PHOTOS
+from devtools.events import multipart_body
+from devtools.fixtures import DEFAULT_PHOTO, png_header
 
 MAX_IMAGE_BYTES = 6 * 1024 * 1024
 
@@ -63,13 +62,13 @@ def json_image(value) -> bytes:
 
 @cache
 def photo() -> Image.Image:
-    return Image.open(PHOTOS / "grace_hopper.jpg").convert("RGB")
+    return Image.open(DEFAULT_PHOTO).convert("RGB")
 
 
 @cache
 def cases() -> tuple[Case, ...]:
     upright = photo()
-    jpeg = (PHOTOS / "grace_hopper.jpg").read_bytes()
+    jpeg = (DEFAULT_PHOTO).read_bytes()
     b64 = base64.b64encode(jpeg).decode()
     exif = Image.Exif()
     exif[0x0112] = 8  # "rotate 90 CCW to display": stored turned the other way

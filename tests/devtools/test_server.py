@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from handler.local import server as local_server
-from handler.local.events import is_binary
-from tests.helpers import serving
+from devtools import server as local_server
+from devtools.events import is_binary
+from tests.support import serving
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,13 @@
-"""``python -m handler``: the service on your machine, without Docker or an AWS account.
+"""``imgrec``: the service on your machine, without Docker or an AWS account.
 
-    python -m handler predict PHOTO...          top-5 table per photo
-    python -m handler invoke EVENT.json         run the entry point for an event, print its result
-    python -m handler serve [--port 3000] [--s3]  local API Gateway stand-in on 127.0.0.1
-    python -m handler upload PHOTO [--api URL]  large photo: presigned S3 upload, then its result
-    python -m handler s3-demo [FOLDER]          the S3 path on moto's local S3 server
-    python -m handler rie [--port 9000]         the real awslambdaric on a local Runtime API
+    imgrec predict PHOTO...            top-5 table per photo
+    imgrec invoke EVENT.json           run the entry point for an event, print its result
+    imgrec serve [--port 3000] [--s3]  local API Gateway stand-in on 127.0.0.1
+    imgrec upload PHOTO [--api URL]    large photo: presigned S3 upload, then its result
+    imgrec s3-demo [FOLDER]            the S3 path on moto's local S3 server
+    imgrec rie [--port 9000]           the real awslambdaric on a local Runtime API
+
+``python -m devtools`` is the same command.
 
 Logs and metrics (Powertools writes them to stdout in Lambda) go to stderr here, so stdout
 carries only the result and can be piped (``| jq``).
@@ -53,7 +55,7 @@ def write_table(out: TextIO, title: str, record: dict[str, Any]) -> bool:
 
 
 def invoke(event_path: Path, out: TextIO) -> int:
-    from handler.local.context import LocalContext
+    from devtools.context import LocalContext
 
     event = json.loads(event_path.read_text())
     result = entry_point_for(event)(event, LocalContext())
@@ -71,11 +73,11 @@ def predict(images: list[Path], top_k: int, out: TextIO) -> int:
 
 
 def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
-    from handler.local.server import LocalApiServer
+    from devtools.server import LocalApiServer
 
     local_s3 = None
     if with_s3:  # before the app is imported: it reads UPLOADS_BUCKET once
-        from handler.local.s3_stack import LocalS3
+        from devtools.s3_stack import LocalS3
 
         local_s3 = LocalS3()
     app = _load_app()
@@ -94,7 +96,7 @@ def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m handler", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="imgrec", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("invoke", help="run the matching entry point for an event file")
     run.add_argument("event", type=Path)
@@ -128,16 +130,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "predict":
             return predict(args.images, args.top_k, results)
         if args.command == "upload":
-            from handler.local.upload import upload
+            from devtools.upload import upload
 
             record = upload(args.photo, args.api, args.timeout, results)
             return 1 if write_table(results, f"{args.photo} ({record.get('key', '')})", record) else 0
         if args.command == "rie":
-            from handler.local import runtime_api
+            from devtools import runtime_api
 
             return runtime_api.serve(args.handler, args.port)
         if args.command == "s3-demo":
-            from handler.local import s3_demo
+            from devtools import s3_demo
 
             return s3_demo.run(args.folder, results)
         return serve(args.port, args.host, args.stage, args.s3)

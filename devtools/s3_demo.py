@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import TextIO
 
-from handler.local.context import LocalContext
-from handler.local.events import s3_event, sqs_event
-from handler.local.s3_stack import LocalS3
+from devtools.context import LocalContext
+from devtools.events import s3_event, sqs_event
+from devtools.s3_stack import LocalS3
 
 BUCKET = "image-recognition-demo"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}

@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from handler.local.context import LocalContext
-from handler.local.events import rest_event
+from devtools.context import LocalContext
+from devtools.events import rest_event
 
 # API Gateway refuses bodies over 10 MB before Lambda sees them.
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024

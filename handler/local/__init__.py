@@ -1,1 +1,0 @@
-"""Local stand-ins for what AWS provides: event builders, a Lambda context, an HTTP server (dev only)."""

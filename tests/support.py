@@ -1,0 +1,225 @@
+"""What the tests share, in one place: where things are, reading proxy results, local servers,
+synthesizing the stack, and the clean-interpreter rehearsal. Tests import this, never each other."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SHARED", REPO.parent / "shared"))
+PHOTOS = SHARED / "images"
+EVENTS = REPO / "events"
+MODEL_DIR = Path(os.environ.get("MODEL_DIR", REPO / "build" / "model"))
+CAT_CLASSES = {"Egyptian_cat", "tabby", "tiger_cat"}
+
+
+def body_json(result: dict) -> dict:
+    """The JSON body of a Lambda proxy result."""
+    assert not result.get("isBase64Encoded"), "JSON answers must not be base64-encoded"
+    return json.loads(result["body"])
+
+
+def header(result: dict, name: str) -> str | None:
+    """A response header from either ``headers`` (HTTP v2) or ``multiValueHeaders`` (REST v1)."""
+    for key, value in (result.get("headers") or {}).items():
+        if key.lower() == name.lower():
+            return value
+    for key, values in (result.get("multiValueHeaders") or {}).items():
+        if key.lower() == name.lower():
+            return ", ".join(values)
+    return None
+
+
+@contextlib.contextmanager
+def serving(server) -> Iterator[str]:
+    """Run a ``LocalApiServer`` in a thread; yield its URL; shut it down afterwards."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def local_site(app, stage: str | None = None, uploads: bool = False) -> Iterator[str]:
+    """The local API server on 127.0.0.1 in a thread; with ``uploads``, moto's S3 and the notifier.
+
+    Yields the base URL. Environment and cached settings are restored afterwards, so the rest of
+    the session sees the configuration it had.
+    """
+    from devtools.server import LocalApiServer
+    from handler import config, s3
+
+    saved = dict(os.environ)
+    local = None
+    if uploads:
+        from devtools.s3_stack import LocalS3
+
+        local = LocalS3(bucket=f"site-{uuid.uuid4().hex[:8]}")
+        config.settings.cache_clear()
+        local.notify(app.s3_handler)
+    try:
+        with serving(LocalApiServer(app.api_handler, port=0, quiet=True, stage=stage)) as url:
+            yield url
+    finally:
+        if local:
+            local.stop()
+            os.environ.clear()
+            os.environ.update(saved)
+            config.settings.cache_clear()
+            s3.client.cache_clear()
+
+
+def package_files(root: Path, package: str = "handler") -> set[str]:
+    """The files of ``package`` under ``root`` (bytecode caches aside), as relative POSIX paths."""
+    return {
+        path.relative_to(root).as_posix()
+        for path in (root / package).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+# --- The stack, synthesized offline (no Docker, no AWS) with cdk.json's context plus overrides.
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+CDK_JSON = json.loads((REPO / "cdk.json").read_text())
+
+# Everything switched away from its default, to prove context reaches the template.
+VARIANT = {
+    "memorySize": "3008",
+    "architecture": "arm64",
+    "throttleRateLimit": "7",
+    "throttleBurstLimit": "11",
+    "usagePlanQuotaPerDay": "1234",
+    "apiKeyRequired": "true",
+    "enableWaf": "false",
+    "expireAfterDays": "0",
+    "uploadsThrottleRateLimit": "2",
+    "uploadsThrottleBurstLimit": "3",
+    "logRetentionDays": "14",
+    "alarmP99LatencyMs": "1500",
+    "alarmEmail": "ops@example.org",
+    "provisionedConcurrency": "2",
+    "reservedConcurrency": "20",
+    "sqsBatchSize": "25",
+    "modelBackend": "keras",
+}
+
+
+def app_with(overrides: dict[str, str] | None = None, outdir: str | None = None):
+    import aws_cdk as cdk
+
+    return cdk.App(context={**CDK_JSON["context"], **(overrides or {})}, outdir=outdir)
+
+
+def template_for(overrides: dict[str, str] | None = None):
+    """The stack's template (a fresh App without cdk-nag, as assertion tests should use)."""
+    from aws_cdk.assertions import Template
+
+    from infra.settings import Settings
+    from infra.stack import ImageRecognitionStack
+
+    app = app_with(overrides)
+    stack = ImageRecognitionStack(app, "ImageRecognition", settings=Settings.from_context(app.node))
+    return Template.from_stack(stack)
+
+
+def only(template, kind: str, props: dict | None = None) -> dict:
+    found = template.find_resources(kind, {"Properties": props} if props else None)
+    assert len(found) == 1, f"expected one {kind} matching {props}, found {len(found)}"
+    return next(iter(found.values()))
+
+
+def functions(template) -> dict[str, dict]:
+    """Our two image functions by command (the notification custom resource is not ours)."""
+    return {
+        r["Properties"]["ImageConfig"]["Command"][0]: r
+        for r in template.find_resources("AWS::Lambda::Function").values()
+        if r["Properties"].get("PackageType") == "Image"
+    }
+
+
+# --- The API fixtures in a fresh interpreter that sees only a given set of directories.
+# ``python -I -S``: no site-packages, no user site, no PYTHON* variables; ``sys.path`` is the
+# standard library plus exactly the roots given (a task root, a layer's ``python/``), as in Lambda.
+
+SCRIPT = r"""
+import json, sys
+roots = json.loads(sys.argv[1])
+sys.path[:0] = roots
+try:
+    import tensorflow  # noqa: F401
+    sys.exit("tensorflow is importable: the litert package must not need it")
+except ImportError:
+    pass
+
+class Context:
+    function_name = "rehearsal"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 2048
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:rehearsal"
+    aws_request_id = "rehearsal"
+    def get_remaining_time_in_millis(self):
+        return 30000
+
+from handler import app
+assert app.__file__.startswith(roots[0]), app.__file__
+answers = {}
+for path in sys.argv[2:]:
+    result = app.api_handler(json.load(open(path)), Context())
+    answers[path.rsplit("/", 1)[-1]] = {"status": result["statusCode"], "body": json.loads(result["body"])}
+print("REHEARSAL " + json.dumps(answers))
+"""
+
+
+def run_fixtures(roots: list[Path], env: dict[str, str]) -> dict[str, dict]:
+    """Answers to every ``events/api-*.json`` fixture, checked against ``expected.json``."""
+    fixtures = sorted(str(p) for p in EVENTS.glob("api-*.json"))
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", SCRIPT, json.dumps([str(r) for r in roots]), *fixtures],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "POWERTOOLS_SERVICE_NAME": "image-recognition",
+            "POWERTOOLS_METRICS_NAMESPACE": "ImageRecognition",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    answers = json.loads(done.stdout.split("REHEARSAL ", 1)[1])
+    expected = json.loads((EVENTS / "expected.json").read_text())
+    for name, answer in answers.items():
+        assert answer["status"] == expected[name]["status"], (name, answer)
+        if "top1" in expected[name]:
+            assert answer["body"]["predictions"][0]["label"] == expected[name]["top1"]
+    assert answers["api-rest-predict-multipart.json"]["body"]["predictions"][0]["label"] == "military_uniform"
+    return answers
+
+
+# --- Photos made from the shared ones.
+
+
+def eight_megabyte_photo(photo: bytes) -> bytes:
+    """The portrait at 24 MP with sensor-like noise: about 8 MB of JPEG, over the API's limit."""
+    image = Image.open(io.BytesIO(photo)).convert("RGB").resize((4000, 4700), Image.Resampling.BICUBIC)
+    noise = np.random.default_rng(3).integers(-12, 13, (4700, 4000, 3), dtype=np.int16)
+    pixels = np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=97)
+    return buffer.getvalue()
