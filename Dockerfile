@@ -14,7 +14,7 @@ COPY layers/model/requirements.txt layers/model/requirements.txt
 RUN pip install -r layers/model/requirements.txt
 COPY layers/__init__.py layers/__init__.py
 COPY layers/model/__init__.py layers/model/export.py layers/model/
-COPY handler/__init__.py handler/config.py handler/manifest.py handler/
+COPY handler/__init__.py handler/config.py handler/contract.py handler/manifest.py handler/
 # Keras downloads the official ImageNet weights and class index (it checks the index's md5).
 # Pin the weights too by passing --build-arg WEIGHTS_SHA256=<sha256 of the .h5 you trust>.
 ARG WEIGHTS_SHA256=""

@@ -126,7 +126,7 @@ def measure_one(path: Path, content_type: str, single: bool, allocator: bool = T
     from devtools.context import LocalContext
     from devtools.events import rest_event
     from handler import app, imaging, recognition
-    from handler.errors import ClientError
+    from handler.errors import ClientMistake
 
     data = path.read_bytes()
     event = rest_event("POST", "/predict", body=data, headers={"Content-Type": content_type})
@@ -149,7 +149,7 @@ def measure_one(path: Path, content_type: str, single: bool, allocator: bool = T
     }
     if single:
         started = time.perf_counter()
-        with contextlib.suppress(ClientError):
+        with contextlib.suppress(ClientMistake):
             imaging.decode(imaging.open_image(data, recognition.limits()))
         result["decode_s"] = round(time.perf_counter() - started, 3)
     return result

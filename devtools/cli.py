@@ -64,26 +64,29 @@ def invoke(event_path: Path, out: TextIO) -> int:
 
 
 def predict(images: list[Path], top_k: int, out: TextIO) -> int:
-    from handler import recognition
-
-    _load_app()
-    outcomes = recognition.classify([path.read_bytes() for path in images], top_k, queue_over_budget=True)
+    recognizer = _load_app().function.runtime.recognizer
+    outcomes = recognizer.classify([path.read_bytes() for path in images], top_k, queue_over_budget=True)
     failures = [write_table(out, str(path), o.to_dict()) for path, o in zip(images, outcomes, strict=True)]
     return 1 if any(failures) else 0
 
 
 def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
-    from devtools.server import LocalApiServer
+    from dataclasses import replace
 
-    local_s3 = None
-    if with_s3:  # before the app is imported: it reads UPLOADS_BUCKET once
+    from devtools.server import LocalApiServer
+    from handler import config
+    from handler.function import Function
+
+    settings, local_s3 = config.read_settings(), None
+    if with_s3:
         from devtools.s3_stack import LocalS3
 
         local_s3 = LocalS3()
-    app = _load_app()
+        settings = replace(settings, uploads_bucket=local_s3.bucket)
+    function = Function.start(settings, s3_client=local_s3.client if local_s3 else None)
     if local_s3:
-        local_s3.notify(app.s3_handler)
-    with LocalApiServer(app.api_handler, port=port, host=host, stage=stage) as server:
+        local_s3.notify(function.s3_handler)
+    with LocalApiServer(function.api_handler, port=port, host=host, stage=stage) as server:
         print(f"Demo page and API on {server.url}  (Ctrl+C to stop)", flush=True)
         print(f"  curl -F image=@photo.jpg {server.url}predict", flush=True)
         if local_s3:

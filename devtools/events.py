@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote_plus
 
-# The stack's binary media types (infra sets the same list on the REST API).
-BINARY_MEDIA_TYPES = ("image/*", "multipart/form-data", "application/octet-stream")
+from handler.contract import BINARY_MEDIA_TYPES
+
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 
 

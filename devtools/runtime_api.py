@@ -5,7 +5,7 @@ bootstrap); the runtime client then long-polls ``/runtime/invocation/next`` on
 ``$AWS_LAMBDA_RUNTIME_API``. This module is that endpoint, plus what the Runtime Interface
 Emulator adds for callers: ``POST /2015-03-31/functions/function/invocations`` runs one event.
 
-    python -m handler rie [--handler handler.app.api_handler] [--port 9000]
+    imgrec rie [--handler handler.app.api_handler] [--port 9000]
     curl -d @events/api-rest-health.json http://127.0.0.1:9000/2015-03-31/functions/function/invocations
 
 The runtime client segfaults when ``/next`` lacks any of the ``Lambda-Runtime-*`` headers sent
@@ -158,7 +158,7 @@ def start_runtime_client(
 
 
 def serve(handler: str, port: int) -> int:
-    """``python -m handler rie``: the Runtime API, the runtime client, and the invoke endpoint."""
+    """``imgrec rie``: the Runtime API, the runtime client, and the invoke endpoint."""
     api = RuntimeApi(port=port, timeout_s=60)
     threading.Thread(target=api.serve_forever, daemon=True).start()
     client = start_runtime_client(api, handler)

@@ -1,7 +1,7 @@
 """The S3 path end to end on your machine: moto's S3 server on 127.0.0.1, real photos, real model.
 
 Starts the server, uploads every image of a folder under ``uploads/``, runs ``s3_handler`` with
-the SQS batch S3 -> SQS would deliver, prints each result record, and stops.
+the SQS batch S3 -> SQS would deliver, prints each result record as stored, and stops.
 Needs the dev dependencies (moto); nothing leaves the machine.
 """
 
@@ -14,15 +14,9 @@ from typing import TextIO
 from devtools.context import LocalContext
 from devtools.events import s3_event, sqs_event
 from devtools.s3_stack import LocalS3
+from handler.contract import IMAGE_SUFFIXES
 
 BUCKET = "image-recognition-demo"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
-
-
-def describe(record: dict) -> str:
-    if "error" in record:
-        return f"error {record['code']}: {record['error']}"
-    return ", ".join(f"{p['label']} {p['probability']:.1%}" for p in record["predictions"][:3])
 
 
 def run(folder: Path, out: TextIO) -> int:
@@ -32,8 +26,13 @@ def run(folder: Path, out: TextIO) -> int:
         return 1
     local = LocalS3(BUCKET)
     try:
-        from handler import app
+        from dataclasses import replace
 
+        from handler import config
+        from handler.function import Function
+
+        settings = replace(config.read_settings(), uploads_bucket=BUCKET)
+        function = Function.start(settings, s3_client=local.client)
         objects = []
         for photo in photos:
             key = f"uploads/{photo.name}"
@@ -42,12 +41,12 @@ def run(folder: Path, out: TextIO) -> int:
         out.write(
             f"moto S3 on {local.endpoint}: uploaded {len(objects)} photo(s) to s3://{BUCKET}/uploads/\n"
         )
-        answer = app.s3_handler(sqs_event([s3_event(BUCKET, [obj]) for obj in objects]), LocalContext())
+        answer = function.s3_handler(sqs_event([s3_event(BUCKET, [obj]) for obj in objects]), LocalContext())
         out.write(f"s3_handler answered {json.dumps(answer)}\n")
         for key, _, _ in objects:
             result_key = f"results/{key}.json"
             record = json.loads(local.client.get_object(Bucket=BUCKET, Key=result_key)["Body"].read())
-            out.write(f"  s3://{BUCKET}/{result_key}: {describe(record)}\n")
+            out.write(f"\ns3://{BUCKET}/{result_key}\n{json.dumps(record, indent=2)}\n")
         return 1 if answer.get("batchItemFailures") else 0
     finally:
         local.stop()

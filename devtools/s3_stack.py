@@ -2,14 +2,13 @@
 policies as S3 does (``s3_proxy``), an uploads bucket, and a notifier that stands in for
 S3 -> SQS -> Lambda by calling ``s3_handler`` for each new object under the uploads prefix.
 
-Used by ``python -m handler serve --s3`` (uploads and results work end to end, in the demo page
-too) and ``python -m handler s3-demo``. Dev only: moto is a development dependency.
+Used by ``imgrec serve --s3`` (uploads and results work end to end, in the demo page
+too) and ``imgrec s3-demo``. Dev only: moto is a development dependency.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -23,9 +22,12 @@ LOCAL_SECRET_KEY = "local"
 
 
 class LocalS3:
-    """Start with ``LocalS3()``, before ``handler.app`` is imported (settings are read once)."""
+    """moto's S3 on 127.0.0.1 with a bucket, and a client for it. Configures nothing globally: give
+    ``client`` and ``bucket`` to the function you build (``Function.start(settings, client)``)."""
 
     def __init__(self, bucket: str = DEFAULT_BUCKET) -> None:
+        import boto3
+        from botocore.config import Config
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the notifier polls: no access log
@@ -36,20 +38,14 @@ class LocalS3:
         # Clients (boto3, the browser's upload) reach moto through the policy-checking proxy.
         self.proxy = S3Proxy(f"http://{host}:{port}", post_policy_secret=LOCAL_SECRET_KEY)
         self.endpoint = self.proxy.url
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL_S3": self.endpoint,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_KEY,
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "UPLOADS_BUCKET": bucket,
-            }
+        self.client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key=LOCAL_SECRET_KEY,
+            config=Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3}),
         )
-        os.environ.pop("AWS_PROFILE", None)
-        from handler import s3
-
-        s3.client.cache_clear()
-        self.client = s3.client()
         self.client.create_bucket(Bucket=bucket)
         self._stop = threading.Event()
 

@@ -1,20 +1,21 @@
 """Every setting of the function, read once from the environment, each with a documented default.
 
-The CDK stack sets these variables on the function; locally the Makefile and tests set them.
-Nothing else in ``handler`` reads ``os.environ``.
+The CDK stack sets these variables on the function. ``read_settings`` runs once, where the
+function starts (``handler.app``), and the result is passed down; nothing else in ``handler``
+reads ``os.environ``. Tests and dev tools build their own ``Settings`` instead of patching it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
+
+from handler.contract import BACKENDS, METRICS_NAMESPACE, SERVICE_NAME, Defaults
 
 REPO_MODEL_DIR = Path(__file__).resolve().parent.parent / "build" / "model"
 LAMBDA_MODEL_DIR = Path("/opt/model")
-
-BACKENDS = ("litert", "keras")
 
 
 def _available_cpus() -> int:
@@ -25,9 +26,9 @@ def _available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _default_model_dir() -> Path:
+def _default_model_dir(environ: Mapping[str, str]) -> Path:
     """``/opt/model`` inside Lambda (image and layer put it there), the ``make model`` output otherwise."""
-    return LAMBDA_MODEL_DIR if os.environ.get("LAMBDA_TASK_ROOT") else REPO_MODEL_DIR
+    return LAMBDA_MODEL_DIR if environ.get("LAMBDA_TASK_ROOT") else REPO_MODEL_DIR
 
 
 @dataclass(frozen=True)
@@ -52,55 +53,66 @@ class Settings:
     upload_expires_seconds: int
 
 
-def _int(name: str, default: int, minimum: int = 1) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw[:40]!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+class _Reader:
+    """Typed reads of one environment mapping; a bad value names its variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def text(self, name: str, default: str) -> str:
+        return self.environ.get(name, "").strip() or default
+
+    def optional(self, name: str) -> str | None:
+        return self.environ.get(name, "").strip() or None
+
+    def integer(self, name: str, default: int, minimum: int = 1) -> int:
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {raw[:40]!r}") from None
+        if value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        return value
 
 
-def read_settings() -> Settings:
-    """Build settings from the environment; raise ``ValueError`` on a bad value (fail at init)."""
-    backend = os.environ.get("MODEL_BACKEND", "litert").strip().lower() or "litert"
+def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``environ`` (the process environment by default); raise ``ValueError``
+    naming the variable on a bad value, so a misconfigured function fails at init."""
+    environ = os.environ if environ is None else environ
+    read = _Reader(environ)
+    backend = read.text("MODEL_BACKEND", Defaults.MODEL_BACKEND).lower()
     if backend not in BACKENDS:
-        raise ValueError(f"MODEL_BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    origins = tuple(o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "*").split(",") if o.strip())
-    return Settings(
-        model_dir=Path(os.environ.get("MODEL_DIR") or _default_model_dir()),
-        backend=backend,
-        threads=_int("MODEL_THREADS", _available_cpus()),
-        max_image_bytes=_int("MAX_IMAGE_BYTES", 6 * 1024 * 1024),
-        max_image_pixels=_int("MAX_IMAGE_PIXELS", 40_000_000),
-        default_top_k=_int("DEFAULT_TOP_K", 5),
-        max_top_k=_int("MAX_TOP_K", 20),
-        allowed_origins=origins or ("*",),
-        results_bucket=os.environ.get("RESULTS_BUCKET", "").strip() or None,
-        results_prefix=os.environ.get("RESULTS_PREFIX", "results/").strip() or "results/",
-        max_images_per_request=_int("MAX_IMAGES_PER_REQUEST", 16),
-        max_decode_bytes=_int("MAX_DECODE_BYTES", 512 * 1024 * 1024),
-        uploads_bucket=os.environ.get("UPLOADS_BUCKET", "").strip() or None,
-        uploads_prefix=os.environ.get("UPLOADS_PREFIX", "uploads/").strip() or "uploads/",
-        max_upload_bytes=_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
-        upload_expires_seconds=_int("UPLOAD_EXPIRES_SECONDS", 300),
+        raise ValueError(f"MODEL_BACKEND must be one of {', '.join(BACKENDS)}, got {backend[:40]!r}")
+    origins = tuple(
+        o.strip() for o in read.text("ALLOWED_ORIGINS", Defaults.ALLOWED_ORIGINS).split(",") if o.strip()
     )
-
-
-@cache
-def settings() -> Settings:
-    """The process-wide settings, read on first use."""
-    return read_settings()
+    return Settings(
+        model_dir=Path(read.optional("MODEL_DIR") or _default_model_dir(environ)),
+        backend=backend,
+        threads=read.integer("MODEL_THREADS", _available_cpus()),
+        max_image_bytes=read.integer("MAX_IMAGE_BYTES", Defaults.MAX_IMAGE_BYTES),
+        max_image_pixels=read.integer("MAX_IMAGE_PIXELS", Defaults.MAX_IMAGE_PIXELS),
+        default_top_k=read.integer("DEFAULT_TOP_K", 5),
+        max_top_k=read.integer("MAX_TOP_K", 20),
+        allowed_origins=origins or ("*",),
+        results_bucket=read.optional("RESULTS_BUCKET"),
+        results_prefix=read.text("RESULTS_PREFIX", Defaults.RESULTS_PREFIX),
+        max_images_per_request=read.integer("MAX_IMAGES_PER_REQUEST", Defaults.MAX_IMAGES_PER_REQUEST),
+        max_decode_bytes=read.integer("MAX_DECODE_BYTES", Defaults.MAX_DECODE_BYTES),
+        uploads_bucket=read.optional("UPLOADS_BUCKET"),
+        uploads_prefix=read.text("UPLOADS_PREFIX", Defaults.UPLOADS_PREFIX),
+        max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", Defaults.MAX_UPLOAD_BYTES),
+        upload_expires_seconds=read.integer("UPLOAD_EXPIRES_SECONDS", 300),
+    )
 
 
 # Powertools reads its own variables; these defaults make local runs emit the same names as Lambda.
 POWERTOOLS_DEFAULTS = {
-    "POWERTOOLS_SERVICE_NAME": "image-recognition",
-    "POWERTOOLS_METRICS_NAMESPACE": "ImageRecognition",
+    "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
 }
 
 

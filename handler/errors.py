@@ -42,7 +42,7 @@ class Code(StrEnum):
     SOURCE_UNREADABLE = "source_unreadable"
 
 
-class ClientError(Exception):
+class ClientMistake(Exception):
     """A request the service cannot serve because of what the client sent."""
 
     status: HTTPStatus = HTTPStatus.BAD_REQUEST
@@ -56,37 +56,37 @@ class ClientError(Exception):
         return {"error": self.message, "code": self.code}
 
 
-class BadRequest(ClientError):
+class BadRequest(ClientMistake):
     """Malformed request: no image, bad base64, bad JSON, bad parameter."""
 
     status = HTTPStatus.BAD_REQUEST
 
 
-class PayloadTooLarge(ClientError):
+class PayloadTooLarge(ClientMistake):
     """Too many encoded bytes or decoded pixels."""
 
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
-class UnsupportedMediaType(ClientError):
+class UnsupportedMediaType(ClientMistake):
     """Not an image type the service decodes (or a request content type it does not read)."""
 
     status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 
 
-class NotFound(ClientError):
+class NotFound(ClientMistake):
     """The request names something that does not exist (an upload id never used)."""
 
     status = HTTPStatus.NOT_FOUND
 
 
-class NotConfigured(ClientError):
+class NotConfigured(ClientMistake):
     """The deployment does not offer this feature (no uploads bucket): not a client mistake, not a crash."""
 
     status = HTTPStatus.NOT_IMPLEMENTED
 
 
-class Unprocessable(ClientError):
+class Unprocessable(ClientMistake):
     """A supported image type that cannot be decoded into pixels (truncated, corrupt)."""
 
     status = HTTPStatus.UNPROCESSABLE_ENTITY

@@ -1,8 +1,8 @@
 """The model directory, its manifest, the two inference backends and one ``classify(batch)``.
 
 Knows nothing of events or Pillow: it takes float32 arrays of shape (n, 224, 224, 3) already
-scaled by ``imaging.scale`` and returns ranked labels. The model is loaded once per process
-(``classifier()`` is cached) and reads only ``MODEL_DIR``: no network, no writes.
+scaled by ``imaging.scale`` and returns ranked labels. ``load_classifier`` runs once, where the
+function starts, and reads only the model directory: no network, no writes.
 """
 
 from __future__ import annotations
@@ -10,43 +10,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass
-from functools import cache
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from handler import config, manifest
+from handler import manifest
 from handler.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE, IntegrityError, ModelError
+from handler.schemas import ModelInfo, Prediction
 
-__all__ = ["Classifier", "IntegrityError", "ModelError", "Prediction", "classifier", "load_classifier"]
+__all__ = ["Classifier", "IntegrityError", "ModelError", "ModelInfo", "Prediction", "load_classifier"]
 
 BACKEND_FILES = {"litert": TFLITE_FILE, "keras": KERAS_FILE}
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One ranked class: the Keras label name, its WordNet id and the softmax probability."""
-
-    label: str
-    probability: float
-    class_id: str
-
-    def to_dict(self) -> dict[str, str | float]:
-        return {"label": self.label, "probability": round(self.probability, 6), "class_id": self.class_id}
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What answered: reported in every prediction so results can be traced to a model build."""
-
-    name: str
-    version: str
-    backend: str
-
-    def to_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 class Backend(Protocol):
@@ -169,10 +144,3 @@ def load_classifier(model_dir: Path, backend: str, threads: int) -> Classifier:
     shape = fields["input"]
     classifier.warm_up((shape["height"], shape["width"], shape["channels"]))
     return classifier
-
-
-@cache
-def classifier() -> Classifier:
-    """The process's classifier, loaded on first call (the entry points call it at import)."""
-    settings = config.settings()
-    return load_classifier(settings.model_dir, settings.backend, settings.threads)

@@ -15,7 +15,9 @@ from typing import Any
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.models import Server
 
-from handler.uploads import EXTENSIONS, UPLOAD_ID
+from handler.config import Settings
+from handler.contract import UPLOAD_EXTENSIONS
+from handler.uploads import UPLOAD_ID
 
 TITLE = "Image recognition API"
 VERSION = "1.0.0"
@@ -64,7 +66,7 @@ UPLOADS_REQUEST_BODY: dict[str, Any] = {
                 "properties": {
                     "content_type": {
                         "type": "string",
-                        "enum": list(EXTENSIONS),
+                        "enum": list(UPLOAD_EXTENSIONS),
                         "default": "image/jpeg",
                     }
                 },
@@ -86,8 +88,8 @@ def _only_produced_errors(paths: dict[str, Any]) -> None:
 
 
 @cache
-def document(resolver: ApiGatewayResolver) -> dict[str, Any]:
-    """The document for the routes of ``resolver``; built once per process, on first request."""
+def document(resolver: ApiGatewayResolver, settings: Settings) -> dict[str, Any]:
+    """The document for the routes of ``resolver`` under ``settings``; built once per resolver."""
     generated = json.loads(
         resolver.get_openapi_json_schema(
             title=TITLE,
@@ -104,6 +106,15 @@ def document(resolver: ApiGatewayResolver) -> dict[str, Any]:
         if parameter["name"] == "upload_id":
             parameter["schema"]["pattern"] = UPLOAD_ID.pattern
     _only_produced_errors(paths)
+    for parameter in paths["/predict"]["post"]["parameters"]:
+        if parameter["name"] == "top_k":  # the bounds this deployment serves (DEFAULT_TOP_K, MAX_TOP_K)
+            parameter["schema"] = {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": settings.max_top_k,
+                "default": settings.default_top_k,
+                "title": "Top K",
+            }
     schemas = generated["components"]["schemas"]
     if "HTTPValidationError" not in json.dumps(paths):
         for name in VALIDATION_SCHEMAS:

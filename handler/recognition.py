@@ -1,11 +1,13 @@
 """The one road every image travels: bytes -> pixels -> one batched model call -> ranked labels.
 
-The API (one image) and the S3 path (a batch) both call ``classify``; neither decodes or runs the
-model itself. A bad image fails alone: its slot holds the ``ClientError``, the others are
-classified in the same model call.
+The API (one image or a batch), the S3 worker and the CLI all call ``Recognizer.classify``; none
+decodes or runs the model itself. Stages, each timed: *preprocess* reads every header and holds
+the batch to the memory budget, then decodes (``imaging``); *inference* is one model call;
+*postprocess* puts each answer back in its slot. A bad image fails alone: its slot holds the
+``ClientMistake``, the others are classified in the same model call.
 
-Memory is budgeted before anything is decoded: every header is read first and each image's peak
-decode memory estimated (``imaging.open_image``). An API request whose images together exceed
+Memory is budgeted before anything is decoded: each image's peak decode memory is estimated from
+its header (``imaging.open_image``). An API request whose images together exceed
 ``MAX_DECODE_BYTES`` is refused whole (413); a worker batch is decoded in waves that each fit.
 """
 
@@ -15,14 +17,15 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from handler import config, imaging, memory, model
-from handler.errors import ClientError, Code, PayloadTooLarge
+from handler import imaging, memory
+from handler.config import Settings
+from handler.errors import ClientMistake, Code, PayloadTooLarge
+from handler.model import Classifier, Prediction
 
 # After a request whose decodes held this much, hand freed memory back to the OS (costs ~1 ms).
 RELEASE_AFTER_BYTES = 32 * 1024 * 1024
@@ -34,10 +37,10 @@ metrics = Metrics()
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one image: predictions, or the client error that stopped it."""
+    """What became of one image: predictions, or the client mistake that stopped it."""
 
-    predictions: list[model.Prediction] | None = None
-    error: ClientError | None = None
+    predictions: list[Prediction] | None = None
+    error: ClientMistake | None = None
 
     def to_dict(self) -> dict:
         """The API's shape for one image: its predictions, or its error."""
@@ -46,35 +49,21 @@ class Outcome:
         return {"predictions": [p.to_dict() for p in self.predictions or []]}
 
 
-def limits(max_bytes: int | None = None) -> imaging.Limits:
-    """The API's limits, or ``max_bytes`` instead (S3 objects are not bound by Lambda's payload)."""
-    settings = config.settings()
-    return imaging.Limits(
-        max_bytes=max_bytes or settings.max_image_bytes, max_pixels=settings.max_image_pixels
-    )
-
-
-@cache
-def _decoders() -> ThreadPoolExecutor:
-    """Pillow releases the GIL while decoding: a batch decodes on every CPU Lambda gives us."""
-    return ThreadPoolExecutor(max_workers=config.settings().threads, thread_name_prefix="decode")
-
-
-def _open(data: bytes | ClientError, bounds: imaging.Limits) -> imaging.Opened | ClientError:
-    if isinstance(data, ClientError):  # already refused upstream (a bad item of a batch request)
+def _open(data: bytes | ClientMistake, bounds: imaging.Limits) -> imaging.Opened | ClientMistake:
+    if isinstance(data, ClientMistake):  # already refused upstream (a bad item of a batch request)
         return data
     try:
         return imaging.open_image(data, bounds)
-    except ClientError as error:
+    except ClientMistake as error:
         return error
 
 
-def _decode(item: imaging.Opened | ClientError) -> np.ndarray | ClientError:
-    if isinstance(item, ClientError):
+def _decode(item: imaging.Opened | ClientMistake) -> np.ndarray | ClientMistake:
+    if isinstance(item, ClientMistake):
         return item
     try:
         return imaging.decode(item)
-    except ClientError as error:
+    except ClientMistake as error:
         return error
 
 
@@ -86,7 +75,7 @@ def _over_budget(cost: int, budget: int) -> PayloadTooLarge:
     )
 
 
-def waves(opened: list[imaging.Opened | ClientError], budget: int) -> list[list[int]]:
+def waves(opened: list[imaging.Opened | ClientMistake], budget: int) -> list[list[int]]:
     """Indexes of the images to decode together, in order, each group within ``budget`` bytes."""
     groups: list[list[int]] = []
     current: list[int] = []
@@ -101,9 +90,12 @@ def waves(opened: list[imaging.Opened | ClientError], budget: int) -> list[list[
     return [*groups, current] if current else groups
 
 
-def _decode_all(
-    opened: list[imaging.Opened | ClientError], budget: int, queue_over_budget: bool
-) -> list[np.ndarray | ClientError]:
+def decode_within_budget(
+    opened: list[imaging.Opened | ClientMistake],
+    budget: int,
+    queue_over_budget: bool,
+    pool: ThreadPoolExecutor | None = None,
+) -> list[np.ndarray | ClientMistake]:
     """Decode within the memory budget: refuse the request over it, or decode it in waves."""
     total = sum(item.cost for item in opened if isinstance(item, imaging.Opened))
     if total > budget and not queue_over_budget:
@@ -115,10 +107,10 @@ def _decode_all(
         if isinstance(item, imaging.Opened) and item.cost > budget:
             item.image.close()
             opened[index] = _over_budget(item.cost, budget)
-    decoded: list[np.ndarray | ClientError] = [None] * len(opened)  # type: ignore[list-item]
+    decoded: list[np.ndarray | ClientMistake] = [None] * len(opened)  # type: ignore[list-item]
     for group in waves(opened, budget):
         items = [opened[index] for index in group]
-        results = list(_decoders().map(_decode, items)) if len(items) > 1 else [_decode(items[0])]
+        results = list(pool.map(_decode, items)) if pool and len(items) > 1 else [_decode(i) for i in items]
         for index, result in zip(group, results, strict=True):
             decoded[index] = result
     if total > RELEASE_AFTER_BYTES:
@@ -126,52 +118,85 @@ def _decode_all(
     return decoded
 
 
-@tracer.capture_method(capture_response=False)
-def classify(
-    images: Sequence[bytes | ClientError],
-    top_k: int,
-    max_bytes: int | None = None,
-    queue_over_budget: bool = False,
-) -> list[Outcome]:
-    """Classify each image in one model call; failures (given or found) are returned in place.
+class Recognizer:
+    """The loaded model and the settings it serves under; built once where the function starts."""
 
-    Over the decode memory budget, raise ``PayloadTooLarge`` (an API request), or with
-    ``queue_over_budget`` decode in waves (a worker batch, the CLI).
-    """
-    bounds = limits(max_bytes)
-    for data in images:  # here, not in the decoder threads: the metric set is not thread-safe
-        if isinstance(data, bytes):
-            metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
-    started = time.perf_counter()
-    opened = [_open(data, bounds) for data in images]  # headers only: milliseconds
-    decoded = _decode_all(opened, config.settings().max_decode_bytes, queue_over_budget)
-    decode_ms = (time.perf_counter() - started) * 1000
-    metrics.add_metric(name="DecodeMs", unit=MetricUnit.Milliseconds, value=decode_ms)
-    arrays = [item for item in decoded if isinstance(item, np.ndarray)]
-    outcomes: list[Outcome | None] = [
-        Outcome(error=item) if isinstance(item, ClientError) else None for item in decoded
-    ]
-    if arrays:
+    def __init__(self, classifier: Classifier, settings: Settings) -> None:
+        self.classifier = classifier
+        self.settings = settings
+        # Pillow releases the GIL while decoding: a batch decodes on every CPU Lambda gives us.
+        self._decoders = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="decode")
+
+    def limits(self, max_bytes: int | None = None) -> imaging.Limits:
+        """The API's limits, or ``max_bytes`` instead (S3 objects are not bound by Lambda's payload)."""
+        return imaging.Limits(
+            max_bytes=max_bytes or self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+        )
+
+    @tracer.capture_method(capture_response=False)
+    def classify(
+        self,
+        images: Sequence[bytes | ClientMistake],
+        top_k: int,
+        max_bytes: int | None = None,
+        queue_over_budget: bool = False,
+    ) -> list[Outcome]:
+        """Classify each image in one model call; failures (given or found) are returned in place.
+
+        Over the decode memory budget, raise ``PayloadTooLarge`` (an API request), or with
+        ``queue_over_budget`` decode in waves (a worker batch, the CLI).
+        """
+        decoded, decode_ms = self._preprocess(images, self.limits(max_bytes), queue_over_budget)
+        arrays = [item for item in decoded if isinstance(item, np.ndarray)]
+        ranked: list[list[Prediction]] = []
+        if arrays:
+            ranked = self._inference(np.stack(arrays), top_k, decode_ms)
+        return self._postprocess(decoded, ranked)
+
+    def classify_one(self, image: bytes, top_k: int) -> list[Prediction]:
+        """Classify a single image; raise its ``ClientMistake`` if it cannot be used."""
+        (outcome,) = self.classify([image], top_k)
+        if outcome.error:
+            raise outcome.error
+        return outcome.predictions or []
+
+    def _preprocess(
+        self, images: Sequence[bytes | ClientMistake], bounds: imaging.Limits, queue_over_budget: bool
+    ) -> tuple[list[np.ndarray | ClientMistake], float]:
+        for data in images:  # here, not in the decoder threads: the metric set is not thread-safe
+            if isinstance(data, bytes):
+                metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
         started = time.perf_counter()
-        ranked = iter(model.classifier().classify(np.stack(arrays), top_k=top_k))
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=elapsed_ms)
-        metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(arrays))
+        opened = [_open(data, bounds) for data in images]  # headers only: milliseconds
+        decoded = decode_within_budget(
+            opened, self.settings.max_decode_bytes, queue_over_budget, self._decoders
+        )
+        decode_ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="DecodeMs", unit=MetricUnit.Milliseconds, value=decode_ms)
+        return decoded, decode_ms
+
+    def _inference(self, batch: np.ndarray, top_k: int, decode_ms: float) -> list[list[Prediction]]:
+        started = time.perf_counter()
+        ranked = self.classifier.classify(batch, top_k=top_k)
+        inference_ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=inference_ms)
+        metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(batch))
         logger.debug(
             "model call",
             extra={
-                "batch_size": len(arrays),
+                "batch_size": len(batch),
                 "decode_ms": round(decode_ms, 2),
-                "inference_ms": round(elapsed_ms, 2),
+                "inference_ms": round(inference_ms, 2),
             },
         )
-        outcomes = [outcome or Outcome(predictions=next(ranked)) for outcome in outcomes]
-    return outcomes  # type: ignore[return-value]
+        return ranked
 
-
-def classify_one(image: bytes, top_k: int) -> list[model.Prediction]:
-    """Classify a single image; raise its ``ClientError`` if it cannot be used."""
-    (outcome,) = classify([image], top_k)
-    if outcome.error:
-        raise outcome.error
-    return outcome.predictions or []
+    @staticmethod
+    def _postprocess(
+        decoded: list[np.ndarray | ClientMistake], ranked: list[list[Prediction]]
+    ) -> list[Outcome]:
+        answers = iter(ranked)
+        return [
+            Outcome(error=item) if isinstance(item, ClientMistake) else Outcome(predictions=next(answers))
+            for item in decoded
+        ]

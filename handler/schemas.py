@@ -1,25 +1,37 @@
-"""The API's answer shapes, for the OpenAPI document (the routes build plain dicts of this shape).
-
-Tests check real answers against these models, so the document cannot drift from the code.
-"""
+"""The answer shapes, defined once: the model returns these objects and the OpenAPI document
+describes them, so the document cannot drift from the code (tests also check real answers)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Prediction(BaseModel):
+    """One ranked class."""
+
+    model_config = ConfigDict(frozen=True)
+
     label: str = Field(description="Keras ImageNet class name", examples=["military_uniform"])
     probability: float = Field(ge=0, le=1, description="softmax probability", examples=[0.93])
     class_id: str = Field(description="WordNet id of the class", examples=["n03763968"])
 
+    def to_dict(self) -> dict[str, str | float]:
+        return {"label": self.label, "probability": round(self.probability, 6), "class_id": self.class_id}
+
 
 class ModelInfo(BaseModel):
+    """What answered: reported in every prediction so results can be traced to a model build."""
+
+    model_config = ConfigDict(frozen=True)
+
     name: str = Field(examples=["mobilenet_v2"])
     version: str = Field(examples=["1.0.0"])
     backend: Literal["litert", "keras"]
+
+    def to_dict(self) -> dict[str, str]:
+        return self.model_dump()
 
 
 class PredictionAnswer(BaseModel):

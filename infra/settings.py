@@ -13,8 +13,9 @@ from typing import Any
 
 from constructs import Node
 
+from handler.contract import BACKENDS, Defaults
+
 ARCHITECTURES = ("x86_64", "arm64")
-BACKENDS = ("litert", "keras")
 PACKAGINGS = ("image", "zip")
 PYTHON_RUNTIMES = ("3.12", "3.13")
 
@@ -39,7 +40,9 @@ class Settings:
         default=29, metadata={"doc": "API function timeout (API Gateway waits 29 s)"}
     )
     s3_timeout_seconds: int = field(default=120, metadata={"doc": "S3 worker timeout for one SQS batch"})
-    model_backend: str = field(default="litert", metadata={"doc": "litert or keras (keras adds TensorFlow)"})
+    model_backend: str = field(
+        default=Defaults.MODEL_BACKEND, metadata={"doc": "litert or keras (keras adds TensorFlow)"}
+    )
     throttle_rate_limit: int = field(default=50, metadata={"doc": "stage steady-state requests per second"})
     throttle_burst_limit: int = field(default=100, metadata={"doc": "stage burst requests"})
     uploads_throttle_rate_limit: int = field(
@@ -48,15 +51,25 @@ class Settings:
     uploads_throttle_burst_limit: int = field(default=10, metadata={"doc": "POST /uploads burst requests"})
     usage_plan_quota_per_day: int = field(default=100_000, metadata={"doc": "usage-plan requests per day"})
     api_key_required: bool = field(default=False, metadata={"doc": "require an API key (x-api-key)"})
-    max_image_bytes: int = field(default=6 * 1024 * 1024, metadata={"doc": "largest image (MAX_IMAGE_BYTES)"})
-    max_upload_bytes: int = field(default=20 * 1024 * 1024, metadata={"doc": "largest presigned upload"})
-    max_images_per_request: int = field(default=16, metadata={"doc": "images in one batch request"})
-    max_image_pixels: int = field(default=40_000_000, metadata={"doc": "largest decoded image in pixels"})
+    max_image_bytes: int = field(
+        default=Defaults.MAX_IMAGE_BYTES, metadata={"doc": "largest image (MAX_IMAGE_BYTES)"}
+    )
+    max_upload_bytes: int = field(
+        default=Defaults.MAX_UPLOAD_BYTES, metadata={"doc": "largest presigned upload"}
+    )
+    max_images_per_request: int = field(
+        default=Defaults.MAX_IMAGES_PER_REQUEST, metadata={"doc": "images in one batch request"}
+    )
+    max_image_pixels: int = field(
+        default=Defaults.MAX_IMAGE_PIXELS, metadata={"doc": "largest decoded image in pixels"}
+    )
     max_decode_bytes: int = field(
-        default=512 * 1024 * 1024,
+        default=Defaults.MAX_DECODE_BYTES,
         metadata={"doc": "decode memory of one request's images together (MAX_DECODE_BYTES)"},
     )
-    allowed_origins: str = field(default="*", metadata={"doc": "CORS origins, comma-separated"})
+    allowed_origins: str = field(
+        default=Defaults.ALLOWED_ORIGINS, metadata={"doc": "CORS origins, comma-separated"}
+    )
     alarm_email: str = field(
         default="", metadata={"doc": "e-mail subscribed to the alarm topic (empty: none)"}
     )
@@ -77,9 +90,11 @@ class Settings:
     alarm_5xx_rate_percent: float = field(default=1.0, metadata={"doc": "alarm: API 5xx % over 5 minutes"})
     alarm_p99_latency_ms: int = field(default=3000, metadata={"doc": "alarm: API p99 latency (ms)"})
     uploads_prefix: str = field(
-        default="uploads/", metadata={"doc": "S3 prefix that triggers classification"}
+        default=Defaults.UPLOADS_PREFIX, metadata={"doc": "S3 prefix that triggers classification"}
     )
-    results_prefix: str = field(default="results/", metadata={"doc": "S3 prefix of result records"})
+    results_prefix: str = field(
+        default=Defaults.RESULTS_PREFIX, metadata={"doc": "S3 prefix of result records"}
+    )
     expire_after_days: int = field(
         default=30, metadata={"doc": "days before uploads and results expire (0: keep them)"}
     )

@@ -1,20 +1,28 @@
-"""Shared test setup: the real model, the real photos, and event helpers.
+"""Shared test setup: the real model, the real photos, moto's S3, and the function under test.
 
 Nothing here fakes the model. If the model or the photos are missing the session stops with a
 message saying how to get them; tests never fall back to random weights or skip.
+
+The function is configured in one place, ``configure``: settings built from the defaults plus a
+test's overrides, and an S3 client given explicitly. No test edits the environment or clears a
+cache to reconfigure it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 
 import pytest
 
-from tests.support import MODEL_DIR, PHOTOS, SHARED
+from tests.support import MODEL_DIR, PHOTOS, SHARED, s3_client_for
 
-os.environ.setdefault("MODEL_DIR", str(MODEL_DIR))
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon here
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Libraries only, once per session: no X-Ray daemon here, quiet TensorFlow."""
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -45,33 +53,55 @@ def cat() -> bytes:
 
 
 @pytest.fixture(scope="session")
-def app():
-    """``handler.app`` imported once: the cold start (model load + warm-up) happens here."""
-    from handler import app as lambda_app
-
-    return lambda_app
-
-
-@pytest.fixture(scope="session")
-def moto_s3():
-    """moto's S3 server on 127.0.0.1 for the whole session; the handler's boto3 client talks to it."""
+def moto_s3() -> str:
+    """moto's S3 server on 127.0.0.1 for the whole session; its endpoint URL."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL_S3": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
-    )
-    os.environ.pop("AWS_PROFILE", None)
-    yield endpoint
+    yield f"http://{host}:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_client(moto_s3: str):
+    """A boto3 client for the session's moto server (tests' own view of S3)."""
+    return s3_client_for(moto_s3)
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    """The real model, loaded once for the session (each configured function shares it)."""
+    from handler import model
+
+    return model.load_classifier(MODEL_DIR, "litert", threads=os.cpu_count() or 1)
+
+
+@pytest.fixture(scope="session")
+def configure(classifier, s3_client) -> Callable[..., object]:
+    """The one way tests configure the function: ``configure(uploads_bucket="b", s3_client=c)``.
+
+    Settings are the defaults (as Lambda would read them with no variables set) plus the given
+    overrides; the S3 client is the session's moto one unless another is given.
+    """
+    from handler import config
+    from handler.function import Function
+    from handler.runtime import Runtime
+
+    defaults = config.read_settings({"MODEL_DIR": str(MODEL_DIR)})
+
+    def build(s3_client=s3_client, **overrides) -> Function:
+        settings = dataclasses.replace(defaults, **overrides)
+        return Function(Runtime.with_classifier(settings, classifier, s3_client))
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def app(configure):
+    """The function with its default settings: ``app.api_handler``, ``app.s3_handler``."""
+    return configure()
 
 
 # Property-based fuzzing: a short run in `make test`, 10,000 examples with `make fuzz`.

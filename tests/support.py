@@ -54,33 +54,41 @@ def serving(server) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def local_site(app, stage: str | None = None, uploads: bool = False) -> Iterator[str]:
-    """The local API server on 127.0.0.1 in a thread; with ``uploads``, moto's S3 and the notifier.
-
-    Yields the base URL. Environment and cached settings are restored afterwards, so the rest of
-    the session sees the configuration it had.
-    """
+def local_site(configure, stage: str | None = None, uploads: bool = False) -> Iterator[str]:
+    """The local API server on 127.0.0.1 in a thread, serving a function built by ``configure``;
+    with ``uploads``, moto's S3 (behind S3's POST policy checks) and the notifier. Yields the URL."""
     from devtools.server import LocalApiServer
-    from handler import config, s3
 
-    saved = dict(os.environ)
     local = None
     if uploads:
         from devtools.s3_stack import LocalS3
 
         local = LocalS3(bucket=f"site-{uuid.uuid4().hex[:8]}")
-        config.settings.cache_clear()
-        local.notify(app.s3_handler)
+        function = configure(s3_client=local.client, uploads_bucket=local.bucket)
+        local.notify(function.s3_handler)
+    else:
+        function = configure()
     try:
-        with serving(LocalApiServer(app.api_handler, port=0, quiet=True, stage=stage)) as url:
+        with serving(LocalApiServer(function.api_handler, port=0, quiet=True, stage=stage)) as url:
             yield url
     finally:
         if local:
             local.stop()
-            os.environ.clear()
-            os.environ.update(saved)
-            config.settings.cache_clear()
-            s3.client.cache_clear()
+
+
+def s3_client_for(endpoint: str, secret: str = "testing"):
+    """A boto3 S3 client for a local endpoint (moto, or a proxy in front of it), credentials given."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key=secret,
+        config=Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3}),
+    )
 
 
 def package_files(root: Path, package: str = "handler") -> set[str]:
@@ -223,3 +231,16 @@ def eight_megabyte_photo(photo: bytes) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=97)
     return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def captured_logs() -> Iterator[io.StringIO]:
+    """Powertools' logger keeps the stdout it found at import: swap its stream for one we can read."""
+    from handler import function
+
+    stream = io.StringIO()
+    previous = function.logger.registered_handler.setStream(stream)
+    try:
+        yield stream
+    finally:
+        function.logger.registered_handler.setStream(previous)

@@ -9,11 +9,9 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from handler.contract import BINARY_MEDIA_TYPES
 from infra.components.common import log_retention
 from infra.settings import Settings
-
-# Exactly what the handler decodes; "*/*" would also base64 the CORS preflight and break it.
-BINARY_MEDIA_TYPES = ["image/*", "multipart/form-data", "application/octet-stream"]
 
 # API Gateway's own refusals (throttling, missing key, validation, too large) in the handler's shape.
 ERROR_TEMPLATE = '{"error": $context.error.messageString, "code": "$context.error.responseType"}'
@@ -41,7 +39,7 @@ class Api(Construct):
             self,
             "RestApi",
             description="MobileNetV2 image recognition",
-            binary_media_types=BINARY_MEDIA_TYPES,
+            binary_media_types=list(BINARY_MEDIA_TYPES),
             cloud_watch_role=True,
             endpoint_types=[apigw.EndpointType.REGIONAL],
             default_cors_preflight_options=apigw.CorsOptions(

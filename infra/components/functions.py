@@ -15,12 +15,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from handler.contract import API_HANDLER, METRICS_NAMESPACE, S3_HANDLER, SERVICE_NAME
 from infra.components.common import log_retention
 from infra.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-API_HANDLER = "handler.app.api_handler"
-S3_HANDLER = "handler.app.s3_handler"
 
 ARCHITECTURES = {"x86_64": lambda_.Architecture.X86_64, "arm64": lambda_.Architecture.ARM_64}
 PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
@@ -46,8 +45,8 @@ class ClassifierFunctions(Construct):
             "UPLOADS_PREFIX": settings.uploads_prefix,
             "MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
             "MAX_IMAGES_PER_REQUEST": str(settings.max_images_per_request),
-            "POWERTOOLS_SERVICE_NAME": "image-recognition",
-            "POWERTOOLS_METRICS_NAMESPACE": "ImageRecognition",
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
         }
         self.api = self._function(

@@ -12,11 +12,12 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from handler.contract import METRICS_NAMESPACE, SERVICE_NAME
 from infra.settings import Settings
 
 FIVE_MINUTES = Duration.minutes(5)
-NAMESPACE = "ImageRecognition"  # POWERTOOLS_METRICS_NAMESPACE of the functions
-SERVICE = "image-recognition"
+NAMESPACE = METRICS_NAMESPACE  # the functions' POWERTOOLS_METRICS_NAMESPACE
+SERVICE = SERVICE_NAME
 
 
 class Monitoring(Construct):

@@ -11,14 +11,12 @@ from aws_cdk import aws_s3_notifications as notifications
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from handler.contract import IMAGE_SUFFIXES
 from infra.settings import Settings
 
 # S3 suffix filters are case-sensitive: phones and cameras write upper-case extensions too.
-IMAGE_SUFFIXES = [
-    ext
-    for base in (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
-    for ext in (base, base.upper())
-]
+# S3 notification filters are case-sensitive: lower and upper case of each image suffix.
+NOTIFIED_SUFFIXES = [ext for base in IMAGE_SUFFIXES for ext in (base, base.upper())]
 
 
 class Uploads(Construct):
@@ -84,7 +82,7 @@ class Uploads(Construct):
             ),
         )
         destination = notifications.SqsDestination(self.queue)
-        for suffix in IMAGE_SUFFIXES:
+        for suffix in NOTIFIED_SUFFIXES:
             self.bucket.add_event_notification(
                 s3.EventType.OBJECT_CREATED,
                 destination,

@@ -90,15 +90,17 @@ def test_serve_answers_curl_style_uploads() -> None:
         process.wait(timeout=10)
 
 
-def test_s3_demo_prints_a_result_per_photo() -> None:
+def test_s3_demo_prints_each_result_record_as_stored() -> None:
     done = run("s3-demo", str(PHOTOS))
     assert done.returncode == 0, done.stderr
     assert 's3_handler answered {"batchItemFailures": []}' in done.stdout
-    answers = dict(line.strip().split(".json: ", 1) for line in done.stdout.splitlines() if ".json: " in line)
-    assert answers["s3://image-recognition-demo/results/uploads/grace_hopper.jpg"].startswith(
-        "military_uniform"
-    )
-    assert answers["s3://image-recognition-demo/results/uploads/cat.bmp"].split()[0] in CAT_CLASSES
+    # After the summary line: "s3://bucket/key" then the record's JSON, for each photo.
+    blocks = done.stdout.split("\ns3://image-recognition-demo/")[1:]
+    records = {block.split("\n", 1)[0]: json.loads(block.split("\n", 1)[1]) for block in blocks}
+    portrait = records["results/uploads/grace_hopper.jpg.json"]
+    assert portrait["predictions"][0]["label"] == "military_uniform"
+    assert portrait["key"] == "uploads/grace_hopper.jpg" and portrait["model"]["backend"] == "litert"
+    assert records["results/uploads/cat.bmp.json"]["predictions"][0]["label"] in CAT_CLASSES
 
 
 def test_upload_through_serve_with_local_s3(tmp_path) -> None:

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from devtools.events import rest_event, s3_event, sqs_event
@@ -90,12 +89,18 @@ def test_init_failure_is_reported_to_the_runtime_api(runtime, tmp_path: Path) ->
     assert error["errorType"] == "ModelError" and "make model" in error["errorMessage"]
 
 
-def test_s3_handler_under_the_runtime_client(runtime, moto_s3: str, grace_hopper: bytes) -> None:
+def test_s3_handler_under_the_runtime_client(runtime, moto_s3: str, s3_client, grace_hopper: bytes) -> None:
     bucket = f"ric-{uuid.uuid4().hex[:10]}"
-    s3 = boto3.client("s3")
+    s3 = s3_client
     s3.create_bucket(Bucket=bucket)
     etag = s3.put_object(Bucket=bucket, Key="uploads/g.jpg", Body=grace_hopper)["ETag"].strip('"')
-    api, client = runtime("handler.app.s3_handler", AWS_ENDPOINT_URL_S3=moto_s3)
+    # The function process is configured as Lambda configures it: by its environment.
+    aws = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    api, client = runtime("handler.app.s3_handler", AWS_ENDPOINT_URL_S3=moto_s3, **aws)
     kind, answer = api.invoke(sqs_event([s3_event(bucket, [("uploads/g.jpg", etag, len(grace_hopper))])]))
     assert (kind, answer) == ("response", {"batchItemFailures": []})
     record = json.loads(s3.get_object(Bucket=bucket, Key="results/uploads/g.jpg.json")["Body"].read())

@@ -26,8 +26,8 @@ def blocks(language: str, containing: str = "") -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def base_url(app) -> Iterator[str]:
-    with local_site(app, uploads=True) as url:
+def base_url(configure) -> Iterator[str]:
+    with local_site(configure, uploads=True) as url:
         yield url
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from devtools.context import LocalContext
 from devtools.events import http_event, multipart_body, rest_event
-from tests.support import EVENTS, body_json, header
+from tests.support import EVENTS, body_json, captured_logs, header
 
 DOORS = {"rest": rest_event, "http": http_event}
 
@@ -163,10 +163,8 @@ def test_client_errors(app, door, name, body, content_type, status, code) -> Non
         assert answer["code"] == code
 
 
-def test_too_many_bytes_is_413(app, monkeypatch: pytest.MonkeyPatch) -> None:
-    from handler import api
-
-    limit = api.settings.max_image_bytes
+def test_too_many_bytes_is_413(app) -> None:
+    limit = app.runtime.settings.max_image_bytes
     result = predict(app, rest_event, b"\xff\xd8" + b"\x00" * limit, "image/jpeg")
     assert result["statusCode"] == 413
     assert body_json(result)["code"] == "image_too_large"
@@ -195,12 +193,10 @@ def test_invalid_base64_body_flag_is_400(app) -> None:
 
 
 def test_unexpected_failure_is_500_without_details(app, grace_hopper: bytes, monkeypatch) -> None:
-    from handler import recognition
-
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(recognition, "classify_one", explode)
+    monkeypatch.setattr(app.runtime.recognizer, "classify_one", explode)
     result = predict(app, rest_event, grace_hopper, "image/jpeg")
     assert result["statusCode"] == 500
     assert body_json(result) == {"error": "Internal error; it has been logged.", "code": "internal_error"}
@@ -279,13 +275,9 @@ def test_metrics_are_emitted_as_emf(app, grace_hopper: bytes, capsys: pytest.Cap
 
 def test_logs_carry_the_request_id_and_never_the_image(app, grace_hopper: bytes) -> None:
     """Powertools' logger keeps the stdout it found at import: read its stream directly."""
-    stream = io.StringIO()
-    previous = app.logger.registered_handler.setStream(stream)
-    try:
+    with captured_logs() as stream:
         event = rest_event("POST", "/predict", body=grace_hopper, headers={"Content-Type": "image/jpeg"})
         invoke(app, event)
-    finally:
-        app.logger.registered_handler.setStream(previous)
     predict_log = stream.getvalue()
     records = [json.loads(line) for line in predict_log.splitlines() if line.startswith('{"level"')]
     classified = next(r for r in records if r["message"] == "classified")
@@ -309,8 +301,6 @@ def ten_images(grace_hopper: bytes, cat: bytes) -> list[tuple[bytes, str]]:
 
 @pytest.mark.parametrize("style", ["multipart", "json"])
 def test_a_10_image_batch_equals_10_single_requests_in_one_model_call(app, grace_hopper, cat, style) -> None:
-    from handler import model
-
     images = ten_images(grace_hopper, cat)
     if style == "multipart":
         body, content_type = multipart_body(
@@ -319,9 +309,9 @@ def test_a_10_image_batch_equals_10_single_requests_in_one_model_call(app, grace
     else:
         encoded = [base64.b64encode(data).decode() for data, _ in images]
         body, content_type = json.dumps({"images": encoded}).encode(), "application/json"
-    calls = model.classifier().calls
+    calls = app.runtime.recognizer.classifier.calls
     batch = body_json(predict(app, rest_event, body, content_type))
-    assert model.classifier().calls == calls + 1, "ten images, one model call"
+    assert app.runtime.recognizer.classifier.calls == calls + 1, "ten images, one model call"
     singles = [body_json(predict(app, rest_event, data, kind))["predictions"] for data, kind in images]
     assert len(batch["results"]) == 10
     for together, alone in zip(batch["results"], singles, strict=True):

@@ -10,7 +10,7 @@ import pytest
 from devtools import corpus
 from devtools.context import LocalContext
 from devtools.events import http_event, rest_event
-from tests.support import header
+from tests.support import captured_logs, header
 
 DOORS = {"rest": rest_event, "http": http_event}
 CASES = {case.name: case for case in corpus.cases()}
@@ -68,16 +68,10 @@ def test_non_api_events_get_a_400_not_a_crash(app, event) -> None:
 
 
 def test_logs_never_carry_image_bytes_or_base64_bodies(app) -> None:
-    import io
-
-    stream = io.StringIO()
-    previous = app.logger.registered_handler.setStream(stream)
-    try:
+    with captured_logs() as stream:
         for name in ("json-base64-newlines", "json-invalid-base64", "truncated-jpeg", "multipart-grace"):
             for door in DOORS:
                 app.api_handler(event_for(door, CASES[name]), LocalContext())
-    finally:
-        app.logger.registered_handler.setStream(previous)
     logs = stream.getvalue()
     assert logs.count('"message":"classified"') == 4  # the logs were captured
     photo_base64 = json.loads(CASES["json-data-url"].body)["image"].split(",", 1)[1]

@@ -128,10 +128,10 @@ def test_worker_batches_over_the_budget_are_decoded_in_waves() -> None:
     opened = [imaging.open_image(photo, LIMITS) for _ in range(5)]
     cost = opened[0].cost
     assert recognition.waves(list(opened), budget=2 * cost) == [[0, 1], [2, 3], [4]]
-    decoded = recognition._decode_all(list(opened), 2 * cost, queue_over_budget=True)
+    decoded = recognition.decode_within_budget(list(opened), 2 * cost, queue_over_budget=True)
     assert all(isinstance(item, np.ndarray) for item in decoded)
     alone = [imaging.open_image(photo, LIMITS)]
-    (refused,) = recognition._decode_all(alone, cost - 1, queue_over_budget=True)
+    (refused,) = recognition.decode_within_budget(alone, cost - 1, queue_over_budget=True)
     assert isinstance(refused, PayloadTooLarge) and refused.code == Code.REQUEST_TOO_MANY_PIXELS
 
 

@@ -10,7 +10,7 @@ from openapi_spec_validator import validate
 
 from devtools.context import LocalContext
 from devtools.events import rest_event
-from handler import api
+from handler import routes
 from handler.schemas import ErrorAnswer, HealthAnswer, PredictionAnswer
 from tests.support import body_json
 
@@ -27,11 +27,11 @@ def test_is_valid_openapi_3(document: dict) -> None:
     validate(document)
 
 
-def test_documents_exactly_the_routes_served(document: dict) -> None:
+def test_documents_exactly_the_routes_served(app, document: dict) -> None:
     documented = {(path, method.upper()) for path, item in document["paths"].items() for method in item}
     # The router's registrations: (rule, methods, ...) keys, the source both resolvers serve from.
     served = {
-        (re.sub(r"<(\w+)>", r"{\1}", key[0]), method) for key in api.router._routes for method in key[1]
+        (re.sub(r"<(\w+)>", r"{\1}", key[0]), method) for key in routes.router._routes for method in key[1]
     }
     assert documented == served
     assert served == {
@@ -44,7 +44,7 @@ def test_documents_exactly_the_routes_served(document: dict) -> None:
     }
     for path, method in documented:
         concrete = path.replace("{upload_id}", "0" * 32 + ".jpg")
-        response = api.resolvers()[0].resolve(rest_event(method, concrete), LocalContext())
+        response = app.api.resolvers()[0].resolve(rest_event(method, concrete), LocalContext())
         assert '"code":"not_found"' not in response["body"].replace(" ", ""), (path, method)
 
 

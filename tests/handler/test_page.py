@@ -25,8 +25,8 @@ CHROMIUM_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def site(app) -> Iterator[str]:
-    with local_site(app, stage="prod") as url:
+def site(configure) -> Iterator[str]:
+    with local_site(configure, stage="prod") as url:
         yield url
 
 
@@ -156,9 +156,9 @@ def test_page_is_self_contained_under_a_strict_csp() -> None:
 
 
 @pytest.fixture(scope="module")
-def site_with_uploads(app) -> Iterator[str]:
+def site_with_uploads(configure) -> Iterator[str]:
     """The local server with uploads on: moto's S3 on 127.0.0.1 and the S3-notification stand-in."""
-    with local_site(app, stage="prod", uploads=True) as url:
+    with local_site(configure, stage="prod", uploads=True) as url:
         yield url
 
 

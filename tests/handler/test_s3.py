@@ -7,23 +7,37 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 
-import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 from PIL import Image, ImageOps
 
 from devtools.context import LocalContext
 from devtools.events import s3_event, s3_test_event, sqs_event
-from handler import model, s3
-from tests.support import CAT_CLASSES, EVENTS
+from handler import storage, worker
+from tests.support import CAT_CLASSES, EVENTS, s3_client_for
 
 UPLOADS = "uploads/"
 
 
+S3 = None  # the session's moto client, set for every test of this module by ``_s3``
+
+
+@pytest.fixture(autouse=True)
+def _s3(s3_client) -> None:
+    global S3
+    S3 = s3_client
+
+
+@pytest.fixture(scope="module")
+def app(configure, moto_s3):
+    """The function with an S3 client of its own, so hooks on it never see the tests' calls."""
+    return configure(s3_client=s3_client_for(moto_s3))
+
+
 @pytest.fixture
-def bucket(moto_s3: str) -> str:
+def bucket(s3_client) -> str:
     name = f"uploads-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=name)
+    s3_client.create_bucket(Bucket=name)
     return name
 
 
@@ -32,19 +46,19 @@ def put(bucket: str) -> Callable[..., tuple[str, str, int]]:
     """Upload bytes; return what the notification would carry: (key, etag, size)."""
 
     def upload(key: str, data: bytes, target: str | None = None) -> tuple[str, str, int]:
-        answer = boto3.client("s3").put_object(Bucket=target or bucket, Key=key, Body=data)
+        answer = S3.put_object(Bucket=target or bucket, Key=key, Body=data)
         return key, answer["ETag"].strip('"'), len(data)
 
     return upload
 
 
 def result(bucket: str, key: str) -> dict:
-    body = boto3.client("s3").get_object(Bucket=bucket, Key=f"results/{key}.json")["Body"].read()
+    body = S3.get_object(Bucket=bucket, Key=f"results/{key}.json")["Body"].read()
     return json.loads(body)
 
 
 def result_keys(bucket: str) -> list[str]:
-    listing = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="results/")
+    listing = S3.list_objects_v2(Bucket=bucket, Prefix="results/")
     return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
@@ -64,17 +78,17 @@ def jpeg(image: Image.Image, **params) -> bytes:
 
 
 @pytest.fixture
-def get_object_hook() -> Iterator[Callable]:
+def get_object_hook(app) -> Iterator[Callable]:
     """Attach a botocore hook to the handler's client at the AWS boundary, removed afterwards."""
     registered = []
 
     def attach(event_name: str, hook: Callable) -> None:
-        s3.client().meta.events.register(event_name, hook)
+        app.runtime.storage.client.meta.events.register(event_name, hook)
         registered.append((event_name, hook))
 
     yield attach
     for event_name, hook in registered:
-        s3.client().meta.events.unregister(event_name, hook)
+        app.runtime.storage.client.meta.events.unregister(event_name, hook)
 
 
 def test_direct_event_writes_one_result_per_photo(app, bucket, put, grace_hopper, cat) -> None:
@@ -116,12 +130,14 @@ def test_a_10_object_batch_is_one_model_call_and_matches_one_by_one(
     photos = ten_photos(grace_hopper, cat)
     assert len(photos) == 10
     objects = [put(f"{UPLOADS}{name}", data) for name, data in photos.items()]
-    calls = model.classifier().calls
+    calls = app.runtime.recognizer.classifier.calls
     assert via_sqs(app, bucket, objects) == {"batchItemFailures": []}
-    assert model.classifier().calls == calls + 1, "all ten images must go through one model call"
+    assert app.runtime.recognizer.classifier.calls == calls + 1, (
+        "all ten images must go through one model call"
+    )
 
     single_bucket = f"single-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=single_bucket)
+    S3.create_bucket(Bucket=single_bucket)
     for name, data in photos.items():
         direct(app, s3_event(single_bucket, [put(f"{UPLOADS}{name}", data, target=single_bucket)]))
     for name in photos:
@@ -144,7 +160,7 @@ def test_permanent_failures_get_error_records_and_the_rest_succeeds(
         put(f"{UPLOADS}huge.jpg", oversize),
         put(f"{UPLOADS}deleted.jpg", grace_hopper),
     ]
-    boto3.client("s3").delete_object(Bucket=bucket, Key=f"{UPLOADS}deleted.jpg")
+    S3.delete_object(Bucket=bucket, Key=f"{UPLOADS}deleted.jpg")
     downloads = []
     get_object_hook("before-send.s3.GetObject", lambda request, **_: downloads.append(request.url))
 
@@ -194,21 +210,21 @@ def test_a_transient_failure_in_a_direct_event_raises_for_lambda_to_retry(
             raise EndpointConnectionError(endpoint_url=request.url)
 
     get_object_hook("before-send.s3.GetObject", unreachable)
-    with pytest.raises(s3.TransientError, match=r"flaky\.jpg"):
+    with pytest.raises(storage.TransientError, match=r"flaky\.jpg"):
         direct(app, s3_event(bucket, objects))
     assert result_keys(bucket) == ["results/uploads/ok.jpg.json"]
 
 
 def test_redelivery_writes_nothing_new(app, bucket, put, grace_hopper) -> None:
-    client = boto3.client("s3")
+    client = S3
     client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     objects = [put(f"{UPLOADS}grace.jpg", grace_hopper)]
     event = sqs_event([s3_event(bucket, objects)])
     app.s3_handler(event, LocalContext())
     first = client.head_object(Bucket=bucket, Key="results/uploads/grace.jpg.json")
-    calls = model.classifier().calls
+    calls = app.runtime.recognizer.classifier.calls
     assert app.s3_handler(event, LocalContext()) == {"batchItemFailures": []}
-    assert model.classifier().calls == calls, "a re-delivered object is not classified again"
+    assert app.runtime.recognizer.classifier.calls == calls, "a re-delivered object is not classified again"
     versions = client.list_object_versions(Bucket=bucket, Prefix="results/")["Versions"]
     assert len(versions) == 1
     assert client.head_object(Bucket=bucket, Key="results/uploads/grace.jpg.json")["ETag"] == first["ETag"]
@@ -222,10 +238,10 @@ def test_a_new_version_of_the_same_key_gets_a_new_result(app, bucket, put, grace
 
 def test_results_are_never_processed(app, bucket, put, grace_hopper) -> None:
     objects = [put("results/uploads/x.jpg", grace_hopper), put("results/old.json", b"{}")]
-    calls = model.classifier().calls
+    calls = app.runtime.recognizer.classifier.calls
     summary = direct(app, s3_event(bucket, objects))
     assert [o["status"] for o in summary["objects"]] == ["skipped", "skipped"]
-    assert model.classifier().calls == calls
+    assert app.runtime.recognizer.classifier.calls == calls
     assert result_keys(bucket) == ["results/old.json", "results/uploads/x.jpg"]
 
 
@@ -275,7 +291,7 @@ def test_metrics_count_processed_and_failed(app, bucket, put, grace_hopper, caps
 def test_s3_event_fixtures(app, moto_s3, grace_hopper, fixture: str) -> None:
     """Every S3/SQS fixture works once its objects exist: the expected results appear."""
     expected = json.loads((EVENTS / "expected.json").read_text())[fixture]
-    client = boto3.client("s3")
+    client = S3
     client.create_bucket(Bucket=expected["bucket"])
     for key in expected["results"]:
         client.put_object(Bucket=expected["bucket"], Key=key, Body=grace_hopper)
@@ -296,9 +312,9 @@ def test_a_batch_with_two_hostile_files_completes_with_two_error_records(
     objects = [put(f"{UPLOADS}photo-{i}.jpg", grace_hopper if i % 2 else cat) for i in range(8)]
     objects.insert(3, put(f"{UPLOADS}rle.bmp", hostile.bmp_rle()))
     objects.insert(7, put(f"{UPLOADS}scans.jpg", hostile.progressive_jpeg_scans(scans=2_000)))
-    calls = model.classifier().calls
+    calls = app.runtime.recognizer.classifier.calls
     assert via_sqs(app, bucket, objects) == {"batchItemFailures": []}
-    assert model.classifier().calls == calls + 1  # the eight photos in one model call
+    assert app.runtime.recognizer.classifier.calls == calls + 1  # the eight photos in one model call
     records = {key: result(bucket, key) for key, _, _ in objects}
     errors = {key: r["code"] for key, r in records.items() if "code" in r}
     assert errors == {f"{UPLOADS}rle.bmp": "image_too_costly", f"{UPLOADS}scans.jpg": "image_too_costly"}
@@ -308,19 +324,17 @@ def test_a_batch_with_two_hostile_files_completes_with_two_error_records(
 def test_a_redelivered_batch_isolates_the_message_that_fails_it(
     app, bucket, put, grace_hopper, cat, monkeypatch
 ) -> None:
-    from handler import recognition
-
     poison = grace_hopper + b"poison"  # classifies like the portrait, but this test makes it crash
     objects = [put(f"{UPLOADS}a.jpg", grace_hopper), put(f"{UPLOADS}poison.jpg", poison)]
     objects.append(put(f"{UPLOADS}c.bmp", cat))
-    classify = recognition.classify
+    classify = app.runtime.recognizer.classify
 
     def crashing(images, *args, **kwargs):
         if poison in images:
             raise MemoryError("a bug or an exhausted resource, triggered by one object")
         return classify(images, *args, **kwargs)
 
-    monkeypatch.setattr(recognition, "classify", crashing)
+    monkeypatch.setattr(app.runtime.recognizer, "classify", crashing)
     event = sqs_event([s3_event(bucket, [obj]) for obj in objects])
     ids = [record["messageId"] for record in event["Records"]]
     first = app.s3_handler(event, LocalContext())
@@ -335,5 +349,5 @@ def test_a_redelivered_batch_isolates_the_message_that_fails_it(
 
 @pytest.mark.parametrize("event", [{}, {"Records": []}, {"detail": {"bucket": "x"}}, []])
 def test_events_that_are_not_s3_notifications_get_a_clear_error(app, event) -> None:
-    with pytest.raises(s3.InvalidEvent, match="S3 ObjectCreated notification or an SQS batch"):
+    with pytest.raises(worker.InvalidEvent, match="S3 ObjectCreated notification or an SQS batch"):
         app.s3_handler(event, LocalContext())

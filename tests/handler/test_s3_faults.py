@@ -4,36 +4,38 @@ record, or a retry (its SQS message in ``batchItemFailures``), and a retry later
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from devtools.context import LocalContext
 from devtools.events import s3_event, sqs_event
 from devtools.s3_proxy import S3Proxy
-from handler import s3
+from tests.support import s3_client_for
 
 
 @pytest.fixture
 def proxied_handler(moto_s3: str) -> Iterator[S3Proxy]:
-    """Point the handler's S3 client at a fault-injecting proxy in front of moto."""
+    """A fault-injecting proxy in front of moto."""
     proxy = S3Proxy(moto_s3)
-    os.environ["AWS_ENDPOINT_URL_S3"] = proxy.url
-    s3.client.cache_clear()
     try:
         yield proxy
     finally:
-        os.environ["AWS_ENDPOINT_URL_S3"] = moto_s3
-        s3.client.cache_clear()
         proxy.close()
 
 
-def test_every_object_ends_as_a_result_an_error_record_or_a_retry(app, proxied_handler, grace_hopper) -> None:
+@pytest.fixture
+def app(configure, proxied_handler):
+    """In this module the function reaches S3 through the proxy."""
+    return configure(s3_client=s3_client_for(proxied_handler.url))
+
+
+def test_every_object_ends_as_a_result_an_error_record_or_a_retry(
+    app, proxied_handler, s3_client, grace_hopper
+) -> None:
     bucket = f"faults-{uuid.uuid4().hex[:10]}"
-    client = boto3.client("s3")
+    client = s3_client
     client.create_bucket(Bucket=bucket)
     keys = ["uploads/good.jpg", "uploads/deleted.jpg", "uploads/denied.jpg", "uploads/flaky.jpg"]
     objects = []

@@ -21,8 +21,8 @@ NOT_APPLICABLE = [positive_data_acceptance]
 
 
 @pytest.fixture(scope="module")
-def base_url(app):
-    with local_site(app, uploads=True) as url:  # uploads on: every route does real work
+def base_url(configure):
+    with local_site(configure, uploads=True) as url:  # uploads on: every route does real work
         yield url
 
 

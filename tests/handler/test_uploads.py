@@ -3,39 +3,35 @@
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 
-import boto3
 import pytest
 import requests
 
 from devtools.context import LocalContext
 from devtools.events import http_event, rest_event, s3_event
 from devtools.s3_proxy import S3Proxy
-from handler import config, s3
-from tests.support import body_json, eight_megabyte_photo
+from tests.support import body_json, eight_megabyte_photo, s3_client_for
 
 
 @pytest.fixture
-def uploads_bucket(moto_s3: str) -> Iterator[tuple[str, S3Proxy]]:
-    """Uploads enabled on a fresh bucket; the handler talks to S3 through a policy-checking proxy."""
+def uploads_bucket(moto_s3: str, s3_client, configure) -> Iterator[tuple[str, S3Proxy, object]]:
+    """Uploads enabled on a fresh bucket; the function talks to S3 through a policy-checking proxy."""
     bucket = f"uploads-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    proxy = S3Proxy(moto_s3, post_policy_secret=os.environ["AWS_SECRET_ACCESS_KEY"])
-    saved = dict(os.environ)
-    os.environ.update({"UPLOADS_BUCKET": bucket, "AWS_ENDPOINT_URL_S3": proxy.url})
-    config.settings.cache_clear()
-    s3.client.cache_clear()
+    s3_client.create_bucket(Bucket=bucket)
+    proxy = S3Proxy(moto_s3, post_policy_secret="testing")
+    function = configure(s3_client=s3_client_for(proxy.url), uploads_bucket=bucket)
     try:
-        yield bucket, proxy
+        yield bucket, proxy, function
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        config.settings.cache_clear()
-        s3.client.cache_clear()
         proxy.close()
+
+
+@pytest.fixture
+def app(uploads_bucket):
+    """In this module the function has uploads on."""
+    return uploads_bucket[2]
 
 
 def request_upload(app, content_type: str | None = "image/jpeg", door=rest_event) -> dict:
@@ -63,9 +59,9 @@ def send(form: dict, data: bytes, content_type: str = "image/jpeg") -> requests.
 
 
 def test_an_8_mb_photo_goes_through_the_presigned_post_and_gets_its_result(
-    app, uploads_bucket, grace_hopper
+    app, uploads_bucket, s3_client, grace_hopper
 ) -> None:
-    bucket, proxy = uploads_bucket
+    bucket, proxy, _ = uploads_bucket
     photo = eight_megabyte_photo(grace_hopper)
     assert 7_000_000 < len(photo) < 20 * 1024 * 1024
     form = request_upload(app)
@@ -80,7 +76,7 @@ def test_an_8_mb_photo_goes_through_the_presigned_post_and_gets_its_result(
     status, pending = poll(app, upload_id)
     assert (status, pending["status"]) == (202, "pending")
 
-    head = boto3.client("s3").head_object(Bucket=bucket, Key=f"uploads/{upload_id}")
+    head = s3_client.head_object(Bucket=bucket, Key=f"uploads/{upload_id}")
     event = s3_event(bucket, [(f"uploads/{upload_id}", head["ETag"].strip('"'), head["ContentLength"])])
     assert app.s3_handler(event, LocalContext())["objects"][0]["status"] == "classified"
     status, record = poll(app, upload_id)
@@ -89,8 +85,8 @@ def test_an_8_mb_photo_goes_through_the_presigned_post_and_gets_its_result(
     assert record["key"] == f"uploads/{upload_id}"
 
 
-def test_s3_refuses_an_upload_over_the_range_or_not_an_image(app, uploads_bucket) -> None:
-    bucket, proxy = uploads_bucket
+def test_s3_refuses_an_upload_over_the_range_or_not_an_image(app, uploads_bucket, s3_client) -> None:
+    bucket, proxy, _ = uploads_bucket
     form = request_upload(app)
     too_big = send(form, b"\xff\xd8" + b"\0" * (20 * 1024 * 1024))
     assert too_big.status_code == 400 and "EntityTooLarge" in too_big.text
@@ -100,7 +96,7 @@ def test_s3_refuses_an_upload_over_the_range_or_not_an_image(app, uploads_bucket
         form, upload=dict(form["upload"], fields=dict(form["upload"]["fields"], key="results/x.json"))
     )
     assert send(tampered, b"\xff\xd8\xff").status_code == 403
-    listing = boto3.client("s3").list_objects_v2(Bucket=bucket)
+    listing = s3_client.list_objects_v2(Bucket=bucket)
     assert listing["KeyCount"] == 0, "nothing refused reached the bucket"
     assert len(proxy.refused) == 3
 
@@ -135,7 +131,7 @@ def test_unknown_ids_are_404(app, uploads_bucket) -> None:
     ],
 )
 def test_malformed_ids_are_400_and_never_reach_s3(app, uploads_bucket, upload_id) -> None:
-    _, proxy = uploads_bucket
+    _, proxy, _ = uploads_bucket
     for door in (rest_event, http_event):
         result = app.api_handler(door("GET", f"/results/{upload_id}"), LocalContext())
         assert result["statusCode"] == 400, (upload_id, result["body"])
@@ -143,18 +139,19 @@ def test_malformed_ids_are_400_and_never_reach_s3(app, uploads_bucket, upload_id
     assert not proxy.dropped and not proxy.refused
 
 
-def test_uploads_without_a_bucket_are_501(app) -> None:
-    assert config.settings().uploads_bucket is None
-    result = app.api_handler(rest_event("POST", "/uploads"), LocalContext())
+def test_uploads_without_a_bucket_are_501(configure) -> None:
+    function = configure()
+    assert function.runtime.settings.uploads_bucket is None
+    result = function.api_handler(rest_event("POST", "/uploads"), LocalContext())
     assert result["statusCode"] == 501
     assert body_json(result)["code"] == "uploads_disabled"
 
 
-def test_make_devs_local_s3_enforces_the_post_policy_as_s3_does(app) -> None:
+def test_make_devs_local_s3_enforces_the_post_policy_as_s3_does(configure) -> None:
     """``serve --s3`` (what ``make dev`` runs): a local upload cannot exceed its size or leave its key."""
     from tests.support import local_site
 
-    with local_site(app, uploads=True) as url:
+    with local_site(configure, uploads=True) as url:
         form = requests.post(f"{url}uploads", json={"content_type": "image/png"}, timeout=30).json()
         too_big = send(form, b"\x89PNG" + b"\0" * (20 * 1024 * 1024), "image/png")
         assert too_big.status_code == 400 and b"EntityTooLarge" in too_big.content

@@ -7,8 +7,8 @@ import importlib
 from aws_cdk.assertions import Template
 
 from handler import config
-from infra.components.functions import API_HANDLER, S3_HANDLER
-from tests.support import REPO, functions
+from handler.contract import API_HANDLER, S3_HANDLER
+from tests.support import functions
 
 
 def test_commands_name_real_entry_points(template: Template) -> None:
@@ -17,13 +17,27 @@ def test_commands_name_real_entry_points(template: Template) -> None:
         assert callable(getattr(importlib.import_module(module), name)), command
 
 
-def test_every_variable_the_stack_sets_is_read_by_the_handler(template: Template) -> None:
-    handler_source = (REPO / "handler" / "config.py").read_text()
+def _changed(value: str) -> str:
+    """Another value of the same kind (a number plus one, a string with a suffix)."""
+    return str(int(value) + 1) if value.isdigit() else f"{value}x"
+
+
+def test_every_variable_the_stack_sets_changes_the_handlers_settings(template: Template) -> None:
+    """Each variable, set to another value, changes what ``read_settings`` returns or is refused by
+    name: the handler really reads it (a name only mentioned in the source would not pass)."""
+    defaults = config.read_settings({})
     for function in functions(template).values():
-        for name in function["Properties"]["Environment"]["Variables"]:
+        for name, value in function["Properties"]["Environment"]["Variables"].items():
             if name.startswith("POWERTOOLS_"):
                 continue  # read by Powertools itself
-            assert f'"{name}"' in handler_source, f"{name} is set by the stack but not read in config.py"
+            if not isinstance(value, str):  # a reference resolved at deploy time (a bucket name)
+                value = "bucket-name"
+            try:
+                changed = config.read_settings({name: _changed(value)})
+            except ValueError as refused:
+                assert name in str(refused)
+                continue
+            assert changed != defaults, f"{name} is set by the stack but the handler ignores it"
 
 
 def test_stack_limits_match_the_handler_defaults(template: Template) -> None:

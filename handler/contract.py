@@ -1,0 +1,45 @@
+"""Where the function and the stack meet: names and defaults both sides must agree on.
+
+Imported by ``handler`` and by ``infra`` (and the dev tools); it imports nothing, so the CDK app
+can read it without loading the function. Each value is defined here and nowhere else.
+"""
+
+from __future__ import annotations
+
+SERVICE_NAME = "image-recognition"  # POWERTOOLS_SERVICE_NAME: logs and the metrics' service dimension
+METRICS_NAMESPACE = "ImageRecognition"  # POWERTOOLS_METRICS_NAMESPACE
+
+API_HANDLER = "handler.app.api_handler"
+S3_HANDLER = "handler.app.s3_handler"
+
+# The request bodies API Gateway must base64-encode: exactly what the handler decodes ("*/*" would
+# also encode the CORS preflight and break it).
+BINARY_MEDIA_TYPES = ("image/*", "multipart/form-data", "application/octet-stream")
+
+# Image types an upload may declare, and the key extension each gets (the S3 trigger filters on it).
+UPLOAD_EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/gif": "gif",
+    "image/webp": "webp",
+    "image/bmp": "bmp",
+    "image/tiff": "tiff",
+}
+# Key suffixes that are images (the S3 notification filters; S3 filters are case-sensitive).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+
+BACKENDS = ("litert", "keras")
+
+
+class Defaults:
+    """Function settings whose default the stack also ships (``cdk.json`` and ``infra/settings.py``)."""
+
+    MODEL_BACKEND = "litert"
+    MAX_IMAGE_BYTES = 6 * 1024 * 1024  # Lambda's 6 MB synchronous payload
+    MAX_IMAGE_PIXELS = 40_000_000
+    MAX_IMAGES_PER_REQUEST = 16
+    MAX_DECODE_BYTES = 512 * 1024 * 1024
+    MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+    UPLOADS_PREFIX = "uploads/"
+    RESULTS_PREFIX = "results/"
+    ALLOWED_ORIGINS = "*"

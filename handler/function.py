@@ -1,0 +1,55 @@
+"""The function's entry points for one runtime, wrapped in Powertools' Logger, Tracer and Metrics.
+
+``handler.app`` builds one from the environment at import (Lambda's init phase); tests and the
+dev tools build their own from the settings and S3 client they choose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handler import worker
+from handler.api import Api
+from handler.config import Settings
+from handler.runtime import Runtime
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+class Function:
+    """``api_handler`` and ``s3_handler`` bound to one runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.api = Api(runtime)
+        metrics.set_default_dimensions(backend=runtime.recognizer.classifier.info.backend)
+
+        @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+        @tracer.capture_lambda_handler(capture_response=False)
+        @metrics.log_metrics(capture_cold_start_metric=True)
+        def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            """API Gateway (REST v1 proxy or HTTP API v2) -> JSON answer."""
+            return self.api.resolve(event, context)
+
+        @logger.inject_lambda_context
+        @tracer.capture_lambda_handler(capture_response=False)
+        @metrics.log_metrics(capture_cold_start_metric=True)
+        def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            """S3 ``ObjectCreated`` notifications, direct or in an SQS batch -> result records in S3."""
+            return worker.handle(self.runtime, event)
+
+        self.api_handler = api_handler
+        self.s3_handler = s3_handler
+
+    @classmethod
+    def start(cls, settings: Settings, s3_client: Any = None) -> Function:
+        """The cold start: configure the process, verify and load the model, warm it up."""
+        function = cls(Runtime.start(settings, s3_client))
+        logger.info("model ready", extra={"model": function.runtime.recognizer.classifier.info.to_dict()})
+        return function

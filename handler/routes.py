@@ -1,0 +1,180 @@
+"""The API's routes, as small plain functions; what each needs arrives through ``Depends``.
+
+``current_runtime`` and ``current_resolver`` are placeholders: every resolver ``api.Api`` builds
+overrides them (``dependency_overrides``) with its own runtime and itself.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import Request, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
+from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.metrics import MetricUnit
+
+from handler import openapi, page, payload, uploads
+from handler.errors import BadRequest, Code
+from handler.runtime import Runtime
+from handler.schemas import HealthAnswer, PredictionAnswer
+from handler.web import base_url, error_responses, json_response, request_body
+
+logger = Logger(child=True)
+metrics = Metrics()
+router = Router()
+
+
+def current_runtime() -> Runtime:
+    raise LookupError("no runtime: resolvers are built by api.Api, which provides one")
+
+
+def current_resolver() -> ApiGatewayResolver:
+    raise LookupError("no resolver: resolvers are built by api.Api, which provides themselves")
+
+
+RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
+
+
+@router.post(
+    "/predict",
+    summary="Classify an image",
+    description="Multipart field `image`, JSON base64 / data URL, or a raw `image/*` body.",
+    tags=["classification"],
+    responses={
+        200: {"description": "Ranked classes", "content": {"application/json": {"model": PredictionAnswer}}},
+        **error_responses(400, 413, 415, 422, 500),
+    },
+)
+def predict(
+    request: Request,
+    runtime: RuntimeDep,
+    top_k: Annotated[int | None, Query(ge=1, description="How many classes to return, best first.")] = None,
+):
+    """Classify one image (multipart field ``image``, JSON base64/data URL, raw bytes), or a batch:
+    several ``image`` fields or JSON ``{"images": [...]}``, answered in order, one model call."""
+    settings = runtime.settings
+    top_k = settings.default_top_k if top_k is None else top_k
+    if top_k > settings.max_top_k:
+        raise BadRequest(f"top_k must be an integer from 1 to {settings.max_top_k}.", Code.INVALID_PARAMETER)
+    event = request.resolved_event
+    images = payload.parse(
+        request_body(event),
+        event.headers.get("content-type"),
+        settings.max_image_bytes,
+        settings.max_images_per_request,
+    )
+    info = runtime.recognizer.classifier.info.to_dict()
+    if images.batch:
+        outcomes = runtime.recognizer.classify(images.images, top_k)
+        logger.info("classified a batch", extra={"images": len(outcomes)})
+        return json_response(HTTPStatus.OK, {"results": [o.to_dict() for o in outcomes], "model": info})
+    (image,) = images.images
+    predictions = runtime.recognizer.classify_one(image, top_k)
+    best = predictions[0]
+    logger.info(
+        "classified", extra={"image_bytes": len(image), "top1": best.label, "probability": best.probability}
+    )
+    return json_response(HTTPStatus.OK, {"predictions": [p.to_dict() for p in predictions], "model": info})
+
+
+@router.post(
+    "/uploads",
+    summary="Upload a large photo to S3",
+    description="A presigned S3 POST form for one photo up to MAX_UPLOAD_BYTES; then poll `result_url`.",
+    tags=["classification"],
+    responses={
+        201: {"description": "The form to POST the photo to, and the id of its result"},
+        **error_responses(400, 415, 501),
+    },
+)
+def create_upload(request: Request, runtime: RuntimeDep):
+    """Body (optional): ``{"content_type": "image/png"}``; JPEG by default."""
+    event = request.resolved_event
+    body = request_body(event)
+    declared = "image/jpeg"
+    if body:
+        document = payload.parse_json(body)
+        if not isinstance(document, dict):
+            raise BadRequest('The body must be JSON like {"content_type": "image/png"}.', Code.INVALID_JSON)
+        declared = document.get("content_type", declared)
+    if not isinstance(declared, str):
+        raise BadRequest('"content_type" must be a string.', Code.INVALID_JSON)
+    form = uploads.new_upload(runtime.storage, declared)
+    form["result_url"] = f"{base_url(event)}results/{form['id']}"
+    metrics.add_metric(name="UploadsIssued", unit=MetricUnit.Count, value=1)
+    return json_response(HTTPStatus.CREATED, form)
+
+
+@router.get(
+    "/results/<upload_id>",
+    summary="The result of an upload",
+    tags=["classification"],
+    responses={
+        200: {"description": "The result record (predictions) or the error record"},
+        202: {"description": "Not classified yet: poll again"},
+        **error_responses(400, 404, 501),
+    },
+)
+def upload_result(upload_id: str, runtime: RuntimeDep):
+    done, record = uploads.result(runtime.storage, upload_id)
+    return json_response(HTTPStatus.OK if done else HTTPStatus.ACCEPTED, record)
+
+
+@router.get(
+    "/health",
+    summary="What is loaded",
+    tags=["operations"],
+    responses={
+        200: {"description": "The model and limits", "content": {"application/json": {"model": HealthAnswer}}}
+    },
+)
+def health(runtime: RuntimeDep):
+    """Liveness and what is loaded: the model is loaded at cold start, so this is cheap."""
+    settings = runtime.settings
+    return json_response(
+        HTTPStatus.OK,
+        {
+            "status": "ok",
+            "model": runtime.recognizer.classifier.info.to_dict(),
+            "limits": {
+                "max_image_bytes": settings.max_image_bytes,
+                "max_image_pixels": settings.max_image_pixels,
+                "max_images_per_request": settings.max_images_per_request,
+                "max_upload_bytes": settings.max_upload_bytes,
+            },
+            "uploads": settings.uploads_bucket is not None,
+        },
+    )
+
+
+@router.get(
+    "/",
+    summary="Demo page",
+    tags=["operations"],
+    responses={200: {"description": "A page to try the API", "content": {"text/html": {}}}},
+)
+def demo_page(runtime: RuntimeDep):
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type="text/html; charset=utf-8",
+        body=page.HTML,
+        headers=page.headers(uploads.upload_origin(runtime.storage)),
+    )
+
+
+@router.get(
+    "/openapi.json",
+    summary="This API's OpenAPI document",
+    tags=["operations"],
+    responses={200: {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
+)
+def openapi_document(runtime: RuntimeDep, resolver: Annotated[ApiGatewayResolver, Depends(current_resolver)]):
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=openapi.document(resolver, runtime.settings),
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=300"},
+    )

@@ -1,0 +1,164 @@
+"""S3 as the function uses it: the client, what its errors mean, where records go, and whether an
+object was already answered. Knows nothing of events or the model.
+
+Every S3 failure is sorted into one of two kinds: permanent (a ``ClientMistake`` with a
+``source_*`` code, which becomes the object's error record) or ``TransientError`` (throttling,
+5xx, timeouts: the object is retried and, in the end, kept by the dead-letter queue).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from handler.config import Settings
+from handler.errors import ClientMistake, Code, check_image_size
+
+# S3 error codes that mean "try again later"; any other 4xx is the object's fault, not the moment's.
+TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "Throttling", "RequestTimeout"}
+GONE_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NotFound"}
+DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled", "InvalidObjectState"}
+
+
+class TransientError(Exception):
+    """S3 could not be reached or asked us to slow down: the object must be retried."""
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """One object to classify (its key already URL-decoded)."""
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    etag: str = ""
+
+    def source(self) -> dict[str, str | None]:
+        return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id, "etag": self.etag}
+
+
+def new_client():
+    """An S3 client: standard retries, bounded timeouts, SigV4 (presigned POST forms default to V2)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=30,
+        signature_version="s3v4",
+    )
+    # A session of its own: credentials are read now, not whatever boto3's default session cached.
+    return boto3.session.Session().client("s3", config=config)
+
+
+def classify_s3_error(error: Exception, what: str) -> Exception:
+    """Map an SDK error to a permanent ``ClientMistake`` (error record) or a ``TransientError``."""
+    from botocore.exceptions import ClientError as SdkError  # botocore's, not ours
+
+    if not isinstance(error, SdkError):  # connection, timeout and other botocore failures
+        return TransientError(f"{what}: {error}")
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    if code in TRANSIENT_CODES or status >= 500 or status == 429:
+        return TransientError(f"{what}: {code or status}")
+    if code in GONE_CODES or status == 404:
+        return ClientMistake(f"The object no longer exists ({what}).", Code.SOURCE_NOT_FOUND)
+    if code in DENIED_CODES or status == 403:
+        return ClientMistake(f"Access to the object was denied ({what}).", Code.SOURCE_ACCESS_DENIED)
+    return ClientMistake(f"The object cannot be read ({what}: {code or status}).", Code.SOURCE_UNREADABLE)
+
+
+def is_missing(error: Exception) -> bool:
+    """Whether an SDK error means "no such object" (as opposed to denied, throttled, unreachable)."""
+    mapped = classify_s3_error(error, "lookup")
+    return isinstance(mapped, ClientMistake) and mapped.code == Code.SOURCE_NOT_FOUND
+
+
+class Storage:
+    """The function's S3: given a client (tests, local S3) or creating one on first use, so the
+    API path never imports boto3 unless uploads are used."""
+
+    def __init__(self, settings: Settings, client: Any = None) -> None:
+        self.settings = settings
+        self._given = client
+
+    @cached_property
+    def client(self):
+        return self._given if self._given is not None else new_client()
+
+    def result_location(self, obj: S3Object) -> tuple[str, str]:
+        return self.settings.results_bucket or obj.bucket, f"{self.settings.results_prefix}{obj.key}.json"
+
+    def is_result_key(self, obj: S3Object) -> bool:
+        """Recursion guard: never process what we (or another run) wrote under the results prefix."""
+        return obj.key.startswith(self.settings.results_prefix)
+
+    def already_answered(self, obj: S3Object) -> bool:
+        """True when the result for this exact object version exists (a re-delivered notification)."""
+        bucket, key = self.result_location(obj)
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except Exception as error:
+            if is_missing(error):
+                return False
+            # Unreadable results (throttled, denied): retry rather than guess; the DLQ keeps it.
+            raise TransientError(f"reading the result s3://{bucket}/{key}: {error}") from error
+        metadata = head.get("Metadata", {})
+        return metadata.get("source-etag") == obj.etag and metadata.get("source-version-id", "") == (
+            obj.version_id or ""
+        )
+
+    def download(self, obj: S3Object, max_bytes: int) -> bytes:
+        """HEAD for the size (refuse before downloading), then GET this exact version."""
+        version = {"VersionId": obj.version_id} if obj.version_id else {}
+        try:
+            head = self.client.head_object(Bucket=obj.bucket, Key=obj.key, **version)
+            check_image_size(int(head["ContentLength"]), max_bytes)
+            return self.client.get_object(Bucket=obj.bucket, Key=obj.key, **version)["Body"].read()
+        except ClientMistake:
+            raise
+        except Exception as error:
+            raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
+
+    def write_record(self, obj: S3Object, record: dict[str, Any]) -> None:
+        """Write the result or error record; its metadata ties it to the source version."""
+        bucket, key = self.result_location(obj)
+        body = {
+            **obj.source(),
+            **record,
+            "processed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        }
+        try:
+            self.client.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=json.dumps(body, indent=2).encode(),
+                ContentType="application/json",
+                Metadata={"source-etag": obj.etag, "source-version-id": obj.version_id or ""},
+            )
+        except Exception as error:
+            mapped = classify_s3_error(error, f"writing s3://{bucket}/{key}")
+            raise (mapped if isinstance(mapped, TransientError) else TransientError(str(mapped))) from error
+
+    def read_record(self, obj: S3Object) -> dict[str, Any] | None:
+        """The result or error record of ``obj``, or None while there is none."""
+        bucket, key = self.result_location(obj)
+        try:
+            return json.loads(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except Exception as error:
+            if is_missing(error):
+                return None
+            raise
+
+    def exists(self, obj: S3Object) -> bool:
+        try:
+            self.client.head_object(Bucket=obj.bucket, Key=obj.key)
+        except Exception as error:
+            if is_missing(error):
+                return False
+            raise
+        return True

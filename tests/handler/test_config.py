@@ -1,0 +1,87 @@
+"""``config.read_settings``: every variable, its default, and the message a bad value gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from handler import config
+from handler.contract import Defaults
+
+
+def test_defaults_with_no_variables_set() -> None:
+    settings = config.read_settings({})
+    assert settings.backend == Defaults.MODEL_BACKEND
+    assert settings.max_image_bytes == Defaults.MAX_IMAGE_BYTES == 6 * 1024 * 1024
+    assert settings.max_image_pixels == Defaults.MAX_IMAGE_PIXELS
+    assert settings.max_decode_bytes == Defaults.MAX_DECODE_BYTES
+    assert (settings.default_top_k, settings.max_top_k) == (5, 20)
+    assert settings.allowed_origins == ("*",)
+    assert settings.uploads_bucket is None and settings.results_bucket is None
+    assert (settings.uploads_prefix, settings.results_prefix) == ("uploads/", "results/")
+    assert settings.model_dir == config.REPO_MODEL_DIR
+    assert settings.threads >= 1
+
+
+def test_inside_lambda_the_model_is_read_from_opt() -> None:
+    assert config.read_settings({"LAMBDA_TASK_ROOT": "/var/task"}).model_dir == Path("/opt/model")
+
+
+def test_every_variable_is_read() -> None:
+    settings = config.read_settings(
+        {
+            "MODEL_DIR": "/models/x",
+            "MODEL_BACKEND": " Keras ",
+            "MODEL_THREADS": "3",
+            "MAX_IMAGE_BYTES": "1000",
+            "MAX_IMAGE_PIXELS": "2000",
+            "DEFAULT_TOP_K": "2",
+            "MAX_TOP_K": "7",
+            "ALLOWED_ORIGINS": "https://a.example, https://b.example,",
+            "RESULTS_BUCKET": "results-bucket",
+            "RESULTS_PREFIX": "out/",
+            "MAX_IMAGES_PER_REQUEST": "4",
+            "MAX_DECODE_BYTES": "3000",
+            "UPLOADS_BUCKET": "uploads-bucket",
+            "UPLOADS_PREFIX": "in/",
+            "MAX_UPLOAD_BYTES": "5000",
+            "UPLOAD_EXPIRES_SECONDS": "60",
+        }
+    )
+    assert settings == config.Settings(
+        model_dir=Path("/models/x"),
+        backend="keras",
+        threads=3,
+        max_image_bytes=1000,
+        max_image_pixels=2000,
+        default_top_k=2,
+        max_top_k=7,
+        allowed_origins=("https://a.example", "https://b.example"),
+        results_bucket="results-bucket",
+        results_prefix="out/",
+        max_images_per_request=4,
+        max_decode_bytes=3000,
+        uploads_bucket="uploads-bucket",
+        uploads_prefix="in/",
+        max_upload_bytes=5000,
+        upload_expires_seconds=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("MAX_IMAGE_BYTES", "six", "MAX_IMAGE_BYTES must be an integer, got 'six'"),
+        ("MODEL_THREADS", "0", "MODEL_THREADS must be >= 1, got 0"),
+        ("MAX_TOP_K", "2.5", "MAX_TOP_K must be an integer"),
+        ("MODEL_BACKEND", "onnx", "MODEL_BACKEND must be one of litert, keras, got 'onnx'"),
+    ],
+)
+def test_a_bad_value_names_its_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        config.read_settings({name: value})
+
+
+def test_blank_values_mean_the_default() -> None:
+    assert config.read_settings({"MAX_IMAGE_BYTES": "  ", "UPLOADS_BUCKET": ""}) == config.read_settings({})
