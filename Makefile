@@ -26,7 +26,7 @@ CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" node_modules/.bin/cdk --no-notices
 
 REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt infra/requirements.txt tests/requirements.txt
 
-.PHONY: bench fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+.PHONY: check bench fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
@@ -71,6 +71,11 @@ test: model node_modules/.installed browser ## set up and run every check: ruff,
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+check: setup model ## the fast tier for the inner loop (< 1 minute): ruff, then tests not marked slow/browser/network/aws_shape
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -q -m "not slow and not browser and not network and not aws_shape" $(PYTEST_ARGS)
 
 lint: setup ## ruff check and format check
 	$(PY) -m ruff check .

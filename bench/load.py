@@ -11,7 +11,7 @@ import argparse
 import base64
 import json
 import os
-import socket
+import re
 import statistics
 import subprocess
 import sys
@@ -56,20 +56,24 @@ def rss_mb(pid: int) -> float:
     return round(kilobytes / 1024, 1)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def start_server() -> tuple[subprocess.Popen, str]:
+    """``imgrec serve --port 0``: the OS picks the port; the line the server prints when it listens
+    gives the URL (awaited, not polled). Its output is drained afterwards so it never blocks."""
+    env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "devtools", "serve", "--port", "0"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    for line in server.stdout:
+        found = re.search(r"Demo page and API on (http://\S+)", line)
+        if found:
+            threading.Thread(target=server.stdout.read, daemon=True).start()
+            return server, found.group(1)
+    raise SystemExit("the local server did not start")
 
 
 def run(total: int, concurrency: int) -> dict:
-    port = free_port()
-    env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "devtools", "serve", "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}/"
+    server, base = start_server()
     local = threading.local()
     requests_mix = mix()
 
@@ -87,15 +91,6 @@ def run(total: int, concurrency: int) -> dict:
         return name, expected, response.status_code, elapsed
 
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                requests.get(base + "health", timeout=5)
-                break
-            except requests.ConnectionError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("the local server did not start") from None
-                time.sleep(0.2)
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(send, range(len(requests_mix) * 10)))  # warm-up
             rss_before = rss_mb(server.pid)

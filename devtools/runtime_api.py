@@ -52,6 +52,7 @@ class RuntimeApi(ThreadingHTTPServer):
         self.pending: queue.Queue[Invocation] = queue.Queue()
         self.invocations: dict[str, Invocation] = {}
         self.init_error: bytes | None = None
+        self.init_failed = threading.Event()  # set when the runtime client reports an init error
         self.timeout_s = timeout_s
         super().__init__(("127.0.0.1", port), _Handler)
 
@@ -125,6 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.path == f"{PREFIX}/init/error":
             self.server.init_error = body
+            self.server.init_failed.set()
             self._reply(202, b'{"status":"OK"}')
             return
         parts = self.path.removeprefix(f"{PREFIX}/invocation/").split("/")

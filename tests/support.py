@@ -45,7 +45,7 @@ def header(result: dict, name: str) -> str | None:
 @contextlib.contextmanager
 def serving(server) -> Iterator[str]:
     """Run a ``LocalApiServer`` in a thread; yield its URL; shut it down afterwards."""
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield server.url
     finally:
@@ -244,3 +244,34 @@ def captured_logs() -> Iterator[io.StringIO]:
         yield stream
     finally:
         function.logger.registered_handler.setStream(previous)
+
+
+@contextlib.contextmanager
+def cli_server(*args: str, timeout: float = 90) -> Iterator[str]:
+    """``imgrec serve --port 0 ARGS`` in a process: the OS picks the port, the server prints its URL
+    when it listens, and that line is awaited (no port probing, no polling). Yields the URL."""
+    import queue
+    import re
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtools", "serve", "--port", "0", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    try:
+        seen = []
+        while True:
+            line = lines.get(timeout=timeout)
+            seen.append(line)
+            found = re.search(r"Demo page and API on (http://\S+)", line)
+            if found:
+                break
+            assert process.poll() is None, "".join(seen)
+        yield found.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -19,6 +19,8 @@ import pytest
 
 from tests.support import MODEL_DIR, REPO, app_with, package_files, run_fixtures
 
+pytestmark = [pytest.mark.aws_shape]
+
 DOCKERFILE = REPO / "Dockerfile"
 
 
@@ -115,6 +117,8 @@ def test_build_context_is_small_and_clean(build_context: Path) -> None:
     assert package_files(build_context) == package_files(REPO)
 
 
+@pytest.mark.network
+@pytest.mark.slow
 def test_image_rehearsal_classifies_grace_hopper(build_context: Path, tmp_path: Path) -> None:
     task_root, opt_model = tmp_path / "var" / "task", tmp_path / "opt" / "model"
     pip = subprocess.run(

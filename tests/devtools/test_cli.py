@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 
+import pytest
 import requests
 
-from tests.support import CAT_CLASSES, EVENTS, PHOTOS, REPO
+from tests.support import CAT_CLASSES, EVENTS, PHOTOS, REPO, cli_server
+
+pytestmark = [pytest.mark.slow]
 
 
 def run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
@@ -53,41 +54,14 @@ def test_predict_prints_a_table_per_image(tmp_path) -> None:
     assert "error unsupported_image_type: Not a supported image type" in done.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_serve_answers_curl_style_uploads() -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "devtools", "serve", "--port", str(port), "--stage", "prod"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                health = requests.get(f"http://127.0.0.1:{port}/prod/health", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, process.stdout.read()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
-        assert health.json()["model"]["name"] == "mobilenet_v2"
+    with cli_server("--stage", "prod") as url:
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/prod/")
+        assert requests.get(f"{url}health", timeout=30).json()["model"]["name"] == "mobilenet_v2"
         with (PHOTOS / "grace_hopper.jpg").open("rb") as photo:
-            answer = requests.post(
-                f"http://127.0.0.1:{port}/prod/predict", files={"image": photo}, timeout=30
-            )
+            answer = requests.post(f"{url}predict", files={"image": photo}, timeout=30)
         assert answer.status_code == 200
         assert answer.json()["predictions"][0]["label"] == "military_uniform"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_s3_demo_prints_each_result_record_as_stored() -> None:
@@ -105,31 +79,13 @@ def test_s3_demo_prints_each_result_record_as_stored() -> None:
 
 def test_upload_through_serve_with_local_s3(tmp_path) -> None:
     """`serve --s3` (moto + notifier) and `upload`: the large-photo flow end to end, as a user runs it."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "devtools", "serve", "--port", str(port), "--s3"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/health", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None and time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+    with cli_server("--s3") as url:
         photo = tmp_path / "portrait.png"
         photo.write_bytes(_png_of(PHOTOS / "grace_hopper.jpg"))
-        done = run("upload", str(photo), "--api", f"http://127.0.0.1:{port}/", "--timeout", "60")
+        done = run("upload", str(photo), "--api", url, "--timeout", "60")
         assert done.returncode == 0, done.stderr
         assert "uploaded portrait.png" in done.stderr and "done" in done.stderr
         assert done.stdout.strip().splitlines()[1].split()[:2] == ["1.", "military_uniform"]
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def _png_of(path) -> bytes:

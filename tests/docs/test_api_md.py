@@ -16,6 +16,8 @@ import pytest
 from handler.errors import Code
 from tests.support import PHOTOS, REPO, local_site
 
+pytestmark = [pytest.mark.slow]
+
 DOC = (REPO / "docs" / "api.md").read_text()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", DOC, flags=re.DOTALL)
 DOCUMENTED_BASE = "http://127.0.0.1:3000/"

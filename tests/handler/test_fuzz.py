@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from devtools.context import LocalContext
 from devtools.events import http_event, multipart_body, rest_event
 from tests.support import PHOTOS
+
+pytestmark = [pytest.mark.slow]
 
 JPEG = (PHOTOS / "grace_hopper.jpg").read_bytes()
 CONTENT_TYPES = [

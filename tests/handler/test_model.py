@@ -15,7 +15,7 @@ from tests.support import CAT_CLASSES, MODEL_DIR
 LIMITS = imaging.Limits(max_bytes=6 * 1024 * 1024, max_pixels=40_000_000)
 
 
-@pytest.fixture(scope="module", params=["litert", "keras"])
+@pytest.fixture(scope="module", params=["litert", pytest.param("keras", marks=pytest.mark.slow)])
 def classifier(request: pytest.FixtureRequest) -> model.Classifier:
     return model.load_classifier(MODEL_DIR, request.param, threads=2)
 
@@ -57,6 +57,7 @@ def test_model_info_names_the_backend(classifier: model.Classifier) -> None:
     assert classifier.info.version
 
 
+@pytest.mark.slow
 def test_both_backends_rank_the_top5_identically(photos: np.ndarray) -> None:
     litert = model.load_classifier(MODEL_DIR, "litert", threads=2).classify(photos, top_k=5)
     keras = model.load_classifier(MODEL_DIR, "keras", threads=2).classify(photos, top_k=5)
@@ -74,7 +75,7 @@ def model_copy(tmp_path: Path) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("backend", ["litert", "keras"])
+@pytest.mark.parametrize("backend", ["litert", pytest.param("keras", marks=pytest.mark.slow)])
 def test_a_tampered_model_file_fails_loudly(model_copy: Path, backend: str) -> None:
     target = model_copy / (TFLITE_FILE if backend == "litert" else KERAS_FILE)
     data = bytearray(target.read_bytes())

@@ -13,6 +13,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from handler import page as demo_page
 from tests.support import PHOTOS, REPO, local_site
 
+pytestmark = [pytest.mark.browser]
+
 OUTPUT = REPO / "test-output"
 CHROMIUM_FLAGS = [
     "--headless",

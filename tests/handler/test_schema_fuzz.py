@@ -14,6 +14,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.support import local_site
 
+pytestmark = [pytest.mark.slow]
+
 EXAMPLES_PER_OPERATION = 40
 # A schema can say "binary", not "a decodable photo": schema-valid bytes that are no image are
 # rightly refused (415/422), so the "valid data must be accepted" check does not apply here.

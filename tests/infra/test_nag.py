@@ -12,6 +12,8 @@ from infra import nag
 from infra.app import build
 from tests.support import REPO, VARIANT, app_with
 
+pytestmark = [pytest.mark.aws_shape, pytest.mark.slow]
+
 VARIANTS = {"defaults": {}, "everything-on": VARIANT}
 
 

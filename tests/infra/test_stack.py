@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from aws_cdk.assertions import Match, Template
 
 from tests.support import CDK_JSON, functions, only
+
+pytestmark = [pytest.mark.aws_shape]
 
 
 def policy_statements(template: Template) -> list[dict]:

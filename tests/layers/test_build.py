@@ -16,6 +16,8 @@ from infra.stack import ImageRecognitionStack
 from layers import build
 from tests.support import MODEL_DIR, REPO, app_with, package_files, run_fixtures
 
+pytestmark = [pytest.mark.aws_shape, pytest.mark.network, pytest.mark.slow]
+
 # The rehearsal imports the layer here, so it is built for this interpreter; deploys use 3.12+.
 LOCAL_PYTHON = ".".join(platform.python_version_tuple()[:2])
 ARCH = {"x86_64": "x86_64", "aarch64": "arm64"}[platform.machine()]
