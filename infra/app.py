@@ -16,9 +16,10 @@ from infra.stack import ImageRecognitionStack
 
 def build(app: cdk.App) -> ImageRecognitionStack:
     """The stack with the app's context settings and the nag checks; shared with the tests."""
-    stack = ImageRecognitionStack(app, "ImageRecognition", settings=Settings.from_context(app.node))
+    settings = Settings.from_context(app.node)
+    stack = ImageRecognitionStack(app, "ImageRecognition", settings=settings)
     nag.add_checks(app)
-    nag.acknowledge(stack)
+    nag.acknowledge(stack, waf_enabled=settings.enable_waf)
     return stack
 
 

@@ -61,12 +61,6 @@ ACCEPTED = (
         ("Api/RestApi/Default",),
     ),
     Accepted(
-        "AwsSolutions-APIG3",
-        "WAF costs money per web ACL and request, so it is opt-in: context enableWaf=true attaches "
-        "a rate-based and a Content-Length rule to this stage.",
-        ("Api/RestApi/DeploymentStage",),
-    ),
-    Accepted(
         "AwsSolutions-COG4",
         "No end-user identity to authenticate: see APIG4. Teams needing it add an authorizer.",
         ("Api/RestApi/Default",),
@@ -74,14 +68,28 @@ ACCEPTED = (
 )
 
 
+# Only when the operator turns the default WAF off (-c enableWaf=false).
+WAF_OFF = Accepted(
+    "AwsSolutions-APIG3",
+    "The WAF web ACL is on by default; this deployment turned it off explicitly (enableWaf=false), "
+    "accepting the stage throttle and usage plan as its only abuse limits.",
+    ("Api/RestApi/DeploymentStage",),
+)
+
+
+def accepted_for(waf_enabled: bool) -> tuple[Accepted, ...]:
+    """The findings this deployment accepts: the fixed ones, plus APIG3 when WAF is off."""
+    return ACCEPTED if waf_enabled else (*ACCEPTED, WAF_OFF)
+
+
 def add_checks(app: App) -> None:
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
 
-def acknowledge(stack: Stack) -> None:
+def acknowledge(stack: Stack, waf_enabled: bool) -> None:
     """Acknowledge each accepted finding on the constructs it was accepted for."""
     root = stack.node.path
-    for accepted in ACCEPTED:
+    for accepted in accepted_for(waf_enabled):
         prefixes = tuple(f"{root}/{scope}" for scope in accepted.scopes)
         targets = [c for c in stack.node.find_all() if c.node.path.startswith(prefixes)]
         if not targets:

@@ -22,8 +22,17 @@ def api_url(app) -> Iterator[str]:
         yield url
 
 
-def test_binds_to_loopback_only_under_the_stage(api_url: str) -> None:
-    assert api_url.startswith("http://127.0.0.1:") and api_url.endswith("/prod/")
+def test_binds_to_loopback_by_default_on_a_port_the_os_picked() -> None:
+    def ok(event, context):
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": "{}"}
+
+    server = local_server.LocalApiServer(ok, port=0, quiet=True, stage="prod")
+    try:
+        host, port = server.socket.getsockname()[:2]
+        assert host == "127.0.0.1" and port > 0
+        assert server.url == f"http://127.0.0.1:{port}/prod/"
+    finally:
+        server.server_close()
 
 
 def test_paths_outside_the_stage_are_refused_like_api_gateway(api_url: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,7 +34,14 @@ def base_url(configure) -> Iterator[str]:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    shutil.copy(PHOTOS / "grace_hopper.jpg", tmp_path / "photo.jpg")
+    """``photo.jpg``: the portrait at 4x its size, about 400 KB, as a phone photo would be. Its
+    base64 is over the shell's argument limit for one word, so a ``-d "$(base64 …)"`` example fails."""
+    from PIL import Image
+
+    with Image.open(PHOTOS / "grace_hopper.jpg") as portrait:
+        big = portrait.resize((portrait.width * 2, portrait.height * 2), Image.Resampling.BICUBIC)
+    big.save(tmp_path / "photo.jpg", quality=95)
+    assert (tmp_path / "photo.jpg").stat().st_size > 200_000
     return tmp_path
 
 
@@ -76,7 +82,7 @@ def test_python_examples(example: str, base_url: str, workdir: Path) -> None:
     if "uploads" in example:
         assert lines[-1].startswith("military_uniform")
     else:
-        assert lines[0].startswith("military_uniform 93")
+        assert re.fullmatch(r"military_uniform 9\d\.\d%", lines[0]), lines[0]
         assert lines[1].startswith("['military_uniform',") and lines[1].count("'") == 6
 
 
@@ -86,7 +92,7 @@ def test_javascript_example(base_url: str, workdir: Path) -> None:
     script.write_text(example.replace(DOCUMENTED_BASE, base_url))
     output = run(["node", str(script)], workdir)
     assert "label: 'military_uniform'" in output
-    assert "[ 'military_uniform', 'racket', 'mortarboard' ] litert" in output
+    assert re.search(r"\[ 'military_uniform', '\w+', '\w+' \] litert", output), output
 
 
 def test_documented_error_codes_are_exactly_the_code_enum() -> None:
