@@ -125,7 +125,7 @@ def measure_one(path: Path, content_type: str, single: bool, allocator: bool = T
         memory.release = lambda: None
     from devtools.context import LocalContext
     from devtools.events import rest_event
-    from handler import app, imaging, recognition
+    from handler import app, imaging
     from handler.errors import ClientMistake
 
     data = path.read_bytes()
@@ -150,7 +150,7 @@ def measure_one(path: Path, content_type: str, single: bool, allocator: bool = T
     if single:
         started = time.perf_counter()
         with contextlib.suppress(ClientMistake):
-            imaging.decode(imaging.open_image(data, recognition.limits()))
+            imaging.decode(imaging.open_image(data, app.function.runtime.recognizer.limits()))
         result["decode_s"] = round(time.perf_counter() - started, 3)
     return result
 

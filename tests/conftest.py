@@ -20,9 +20,10 @@ from tests.support import MODEL_DIR, PHOTOS, SHARED, s3_client_for
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Libraries only, once per session: no X-Ray daemon here, quiet TensorFlow."""
+    """Libraries only, once per session: no X-Ray daemon here, quiet TensorFlow, no jsii banner."""
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -102,7 +102,6 @@ def package_files(root: Path, package: str = "handler") -> set[str]:
 
 # --- The stack, synthesized offline (no Docker, no AWS) with cdk.json's context plus overrides.
 
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 CDK_JSON = json.loads((REPO / "cdk.json").read_text())
 
 # Everything switched away from its default, to prove context reaches the template.
