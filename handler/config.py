@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from handler.contract import BACKENDS, METRICS_NAMESPACE, SERVICE_NAME, Defaults
+from handler.contract import BACKENDS, METRICS_NAMESPACE, PRECISIONS, SERVICE_NAME, Defaults
 
 REPO_MODEL_DIR = Path(__file__).resolve().parent.parent / "build" / "model"
 LAMBDA_MODEL_DIR = Path("/opt/model")
@@ -37,6 +37,7 @@ class Settings:
 
     model_dir: Path
     backend: str
+    precision: str
     threads: int
     max_image_bytes: int
     max_image_pixels: int
@@ -51,6 +52,7 @@ class Settings:
     uploads_prefix: str
     max_upload_bytes: int
     upload_expires_seconds: int
+    min_confidence: float | None = None
 
 
 class _Reader:
@@ -64,6 +66,18 @@ class _Reader:
 
     def optional(self, name: str) -> str | None:
         return self.environ.get(name, "").strip() or None
+
+    def fraction(self, name: str) -> float | None:
+        raw = self.environ.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a number from 0 to 1, got {raw[:40]!r}") from None
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be a number from 0 to 1, got {value}")
+        return value
 
     def integer(self, name: str, default: int, minimum: int = 1) -> int:
         raw = self.environ.get(name, "").strip()
@@ -92,6 +106,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         model_dir=Path(read.optional("MODEL_DIR") or _default_model_dir(environ)),
         backend=backend,
+        precision=_precision(read, backend),
         threads=read.integer("MODEL_THREADS", _available_cpus()),
         max_image_bytes=read.integer("MAX_IMAGE_BYTES", Defaults.MAX_IMAGE_BYTES),
         max_image_pixels=read.integer("MAX_IMAGE_PIXELS", Defaults.MAX_IMAGE_PIXELS),
@@ -106,7 +121,17 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         uploads_prefix=read.text("UPLOADS_PREFIX", Defaults.UPLOADS_PREFIX),
         max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", Defaults.MAX_UPLOAD_BYTES),
         upload_expires_seconds=read.integer("UPLOAD_EXPIRES_SECONDS", 300),
+        min_confidence=read.fraction("MIN_CONFIDENCE"),
     )
+
+
+def _precision(read: _Reader, backend: str) -> str:
+    precision = read.text("MODEL_PRECISION", "fp32").lower()
+    if precision not in PRECISIONS or (precision == "int8" and backend != "litert"):
+        raise ValueError(
+            f"MODEL_PRECISION must be fp32, or int8 with the litert backend; got {precision[:40]!r}"
+        )
+    return precision
 
 
 # Powertools reads its own variables; these defaults make local runs emit the same names as Lambda.

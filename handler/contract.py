@@ -29,6 +29,7 @@ UPLOAD_EXTENSIONS = {
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
 
 BACKENDS = ("litert", "keras")
+PRECISIONS = ("fp32", "int8")  # int8: the full-integer .tflite a model directory may carry
 
 
 class Defaults:

@@ -16,6 +16,24 @@ KERAS_FILE = "mobilenet_v2.keras"
 TFLITE_FILE = "mobilenet_v2.tflite"
 
 
+# Which file serves each backend and precision; a manifest may name others (``artifacts``).
+DEFAULT_ARTIFACTS = {"keras": KERAS_FILE, "tflite": TFLITE_FILE}
+
+
+def artifact(manifest: dict, kind: str) -> str:
+    """The file of ``kind`` (``keras``, ``tflite``, ``tflite_int8``) in this model directory."""
+    name = manifest.get("artifacts", {}).get(kind) or DEFAULT_ARTIFACTS.get(kind)
+    if not name:
+        raise ModelError(f"This model has no {kind} file: rebuild it with the option that adds it")
+    return name
+
+
+def labels(entries: list) -> list[tuple[str | None, str]]:
+    """``labels.json`` entries as ``(class_id, label)``: ImageNet's ``[wnid, label]`` pairs, or plain
+    label strings for your own classes (which have no id)."""
+    return [(None, entry) if isinstance(entry, str) else (entry[0] or None, entry[1]) for entry in entries]
+
+
 class ModelError(RuntimeError):
     """The model directory is missing or unusable: the function must not start."""
 

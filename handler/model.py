@@ -16,12 +16,11 @@ from typing import Protocol
 import numpy as np
 
 from handler import manifest
-from handler.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE, IntegrityError, ModelError
+from handler.contract import PRECISIONS
+from handler.manifest import LABELS_FILE, IntegrityError, ModelError
 from handler.schemas import ModelInfo, Prediction
 
 __all__ = ["Classifier", "IntegrityError", "ModelError", "ModelInfo", "Prediction", "load_classifier"]
-
-BACKEND_FILES = {"litert": TFLITE_FILE, "keras": KERAS_FILE}
 
 
 class Backend(Protocol):
@@ -102,11 +101,22 @@ BACKENDS: dict[str, type[LiteRTBackend] | type[KerasBackend]] = {
 class Classifier:
     """A backend plus its labels: the only thing the entry points call."""
 
-    def __init__(self, backend: Backend, labels: list[tuple[str, str]], info: ModelInfo) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        labels: list[tuple[str | None, str]],
+        info: ModelInfo,
+        manifest: dict | None = None,
+    ) -> None:
         self._backend = backend
         self._labels = labels
         self.info = info
+        self.manifest = manifest or {}  # what the model directory says of itself (and its card)
         self.calls = 0  # model invocations so far: lets tests and logs see that batches stay batched
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for _, label in self._labels]
 
     def classify(self, batch: np.ndarray, top_k: int = 5) -> list[list[Prediction]]:
         """Rank the classes of each image in ``batch`` (one model call for the whole batch)."""
@@ -130,17 +140,20 @@ class Classifier:
         return (time.perf_counter() - started) * 1000
 
 
-def load_classifier(model_dir: Path, backend: str, threads: int) -> Classifier:
-    """Verify and load the model for ``backend``, then warm it up."""
+def load_classifier(model_dir: Path, backend: str, threads: int, precision: str = "fp32") -> Classifier:
+    """Verify and load the model for ``backend`` (``litert`` at ``fp32`` or ``int8``), then warm it up."""
     if backend not in BACKENDS:
         raise ModelError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS or (precision == "int8" and backend != "litert"):
+        raise ModelError(f"MODEL_PRECISION={precision!r}: fp32, or int8 with the litert backend")
     fields = manifest.read(model_dir)
-    model_file = BACKEND_FILES[backend]
+    kind = "keras" if backend == "keras" else ("tflite_int8" if precision == "int8" else "tflite")
+    model_file = manifest.artifact(fields, kind)
     manifest.verify(model_dir, fields, [model_file, LABELS_FILE])
-    labels = [tuple(pair) for pair in json.loads((model_dir / LABELS_FILE).read_text())]
+    labels = manifest.labels(json.loads((model_dir / LABELS_FILE).read_text()))
     engine = BACKENDS[backend](model_dir / model_file, threads)
     info = ModelInfo(name=fields["name"], version=fields["version"], backend=backend)
-    classifier = Classifier(engine, labels, info)
+    classifier = Classifier(engine, labels, info, fields)
     shape = fields["input"]
     classifier.warm_up((shape["height"], shape["width"], shape["channels"]))
     return classifier

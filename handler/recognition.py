@@ -42,11 +42,20 @@ class Outcome:
     predictions: list[Prediction] | None = None
     error: ClientMistake | None = None
 
-    def to_dict(self) -> dict:
-        """The API's shape for one image: its predictions, or its error."""
+    def to_dict(self, min_confidence: float | None = None) -> dict:
+        """The API's shape for one image: its predictions (``uncertain`` when a threshold is set),
+        or its error."""
         if self.error:
             return self.error.to_dict()
-        return {"predictions": [p.to_dict() for p in self.predictions or []]}
+        return answer_for(self.predictions or [], min_confidence)
+
+
+def answer_for(predictions: list[Prediction], min_confidence: float | None) -> dict:
+    """``{"predictions": [...]}``, plus ``"uncertain"`` when a confidence threshold applies."""
+    answer: dict = {"predictions": [p.to_dict() for p in predictions]}
+    if min_confidence is not None:
+        answer["uncertain"] = not predictions or predictions[0].probability < min_confidence
+    return answer
 
 
 def _open(data: bytes | ClientMistake, bounds: imaging.Limits) -> imaging.Opened | ClientMistake:

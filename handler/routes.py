@@ -18,8 +18,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from handler import openapi, page, payload, uploads
 from handler.errors import BadRequest, Code
+from handler.recognition import answer_for
 from handler.runtime import Runtime
-from handler.schemas import HealthAnswer, PredictionAnswer
+from handler.schemas import HealthAnswer, ModelAnswer, PredictionAnswer
 from handler.web import base_url, error_responses, json_response, request_body
 
 logger = Logger(child=True)
@@ -56,9 +57,10 @@ def predict(
     """Classify one image (multipart field ``image``, JSON base64/data URL, raw bytes), or a batch:
     several ``image`` fields or JSON ``{"images": [...]}``, answered in order, one model call."""
     settings = runtime.settings
-    top_k = settings.default_top_k if top_k is None else top_k
-    if top_k > settings.max_top_k:
-        raise BadRequest(f"top_k must be an integer from 1 to {settings.max_top_k}.", Code.INVALID_PARAMETER)
+    default_k, most = runtime.top_k_limits
+    top_k = default_k if top_k is None else top_k
+    if top_k > most:
+        raise BadRequest(f"top_k must be an integer from 1 to {most}.", Code.INVALID_PARAMETER)
     event = request.resolved_event
     images = payload.parse(
         request_body(event),
@@ -70,14 +72,15 @@ def predict(
     if images.batch:
         outcomes = runtime.recognizer.classify(images.images, top_k)
         logger.info("classified a batch", extra={"images": len(outcomes)})
-        return json_response(HTTPStatus.OK, {"results": [o.to_dict() for o in outcomes], "model": info})
+        results = [o.to_dict(runtime.min_confidence) for o in outcomes]
+        return json_response(HTTPStatus.OK, {"results": results, "model": info})
     (image,) = images.images
     predictions = runtime.recognizer.classify_one(image, top_k)
     best = predictions[0]
     logger.info(
         "classified", extra={"image_bytes": len(image), "top1": best.label, "probability": best.probability}
     )
-    return json_response(HTTPStatus.OK, {"predictions": [p.to_dict() for p in predictions], "model": info})
+    return json_response(HTTPStatus.OK, {**answer_for(predictions, runtime.min_confidence), "model": info})
 
 
 @router.post(
@@ -139,6 +142,7 @@ def health(runtime: RuntimeDep):
         {
             "status": "ok",
             "model": runtime.recognizer.classifier.info.to_dict(),
+            "classes": len(runtime.recognizer.classifier.labels),
             "limits": {
                 "max_image_bytes": settings.max_image_bytes,
                 "max_image_pixels": settings.max_image_pixels,
@@ -146,6 +150,33 @@ def health(runtime: RuntimeDep):
                 "max_upload_bytes": settings.max_upload_bytes,
             },
             "uploads": settings.uploads_bucket is not None,
+        },
+    )
+
+
+@router.get(
+    "/model",
+    summary="The model served and its card",
+    tags=["operations"],
+    responses={
+        200: {"description": "Model metadata", "content": {"application/json": {"model": ModelAnswer}}}
+    },
+)
+def model_metadata(runtime: RuntimeDep):
+    """What TensorFlow Serving's metadata API says of a model, plus its card: classes, input,
+    preprocessing, and (for a trained model) its data, settings and validation metrics."""
+    classifier = runtime.recognizer.classifier
+    manifest = classifier.manifest
+    return json_response(
+        HTTPStatus.OK,
+        {
+            "model_spec": {"name": classifier.info.name, "version": classifier.info.version},
+            "backend": classifier.info.backend,
+            "classes": classifier.labels,
+            "input": manifest.get("input", {}),
+            "preprocessing": manifest.get("preprocessing", {}),
+            "min_confidence": runtime.min_confidence,
+            "card": manifest.get("card", {}),
         },
     )
 

@@ -21,11 +21,27 @@ class Runtime:
     recognizer: Recognizer
     storage: Storage
 
+    @property
+    def min_confidence(self) -> float | None:
+        """Below this top-1 probability an answer says ``"uncertain": true`` (a person should look):
+        ``MIN_CONFIDENCE``, else the model card's, else never."""
+        if self.settings.min_confidence is not None:
+            return self.settings.min_confidence
+        return self.recognizer.classifier.manifest.get("card", {}).get("min_confidence")
+
+    @property
+    def top_k_limits(self) -> tuple[int, int]:
+        """(default, most) classes per answer: the settings, bounded by the model's class count."""
+        classes = len(self.recognizer.classifier.labels)
+        return min(self.settings.default_top_k, classes), min(self.settings.max_top_k, classes)
+
     @classmethod
     def start(cls, settings: Settings, s3_client: Any = None) -> Runtime:
         """Configure the process and load the model (the cold start)."""
         memory.configure()  # before any image is decoded: freed memory returns to the OS
-        classifier = model.load_classifier(settings.model_dir, settings.backend, settings.threads)
+        classifier = model.load_classifier(
+            settings.model_dir, settings.backend, settings.threads, settings.precision
+        )
         return cls.with_classifier(settings, classifier, s3_client)
 
     @classmethod

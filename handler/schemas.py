@@ -15,10 +15,17 @@ class Prediction(BaseModel):
 
     label: str = Field(description="Keras ImageNet class name", examples=["military_uniform"])
     probability: float = Field(ge=0, le=1, description="softmax probability", examples=[0.93])
-    class_id: str = Field(description="WordNet id of the class", examples=["n03763968"])
+    class_id: str | None = Field(
+        default=None,
+        description="WordNet id of an ImageNet class; absent for your own classes",
+        examples=["n03763968"],
+    )
 
     def to_dict(self) -> dict[str, str | float]:
-        return {"label": self.label, "probability": round(self.probability, 6), "class_id": self.class_id}
+        answer: dict[str, str | float] = {"label": self.label, "probability": round(self.probability, 6)}
+        if self.class_id:
+            answer["class_id"] = self.class_id
+        return answer
 
 
 class ModelInfo(BaseModel):
@@ -37,6 +44,24 @@ class ModelInfo(BaseModel):
 class PredictionAnswer(BaseModel):
     predictions: list[Prediction] = Field(description="best first; top_k entries (default 5)")
     model: ModelInfo
+    uncertain: bool | None = Field(
+        default=None, description="present when MIN_CONFIDENCE applies: top-1 below it, refer to a person"
+    )
+
+
+class ModelSpec(BaseModel):
+    name: str
+    version: str
+
+
+class ModelAnswer(BaseModel):
+    model_spec: ModelSpec
+    backend: Literal["litert", "keras"]
+    classes: list[str] = Field(description="the labels, in output order")
+    input: dict
+    preprocessing: dict
+    min_confidence: float | None
+    card: dict = Field(description="the model card (trained models): data, settings, validation metrics")
 
 
 class ErrorAnswer(BaseModel):
@@ -56,5 +81,6 @@ class Limits(BaseModel):
 class HealthAnswer(BaseModel):
     status: Literal["ok"]
     model: ModelInfo
+    classes: int = Field(description="how many classes the model tells apart")
     limits: Limits
     uploads: bool = Field(description="whether POST /uploads is available")

@@ -78,6 +78,16 @@ def is_missing(error: Exception) -> bool:
     return isinstance(mapped, ClientMistake) and mapped.code == Code.SOURCE_NOT_FOUND
 
 
+def _record_metadata(obj: S3Object, model: dict[str, str]) -> dict[str, str]:
+    """What a record's S3 metadata says it answers: this source version, by this model."""
+    return {
+        "source-etag": obj.etag,
+        "source-version-id": obj.version_id or "",
+        "model-name": model["name"],
+        "model-version": model["version"],
+    }
+
+
 class Storage:
     """The function's S3: given a client (tests, local S3) or creating one on first use, so the
     API path never imports boto3 unless uploads are used."""
@@ -97,8 +107,9 @@ class Storage:
         """Recursion guard: never process what we (or another run) wrote under the results prefix."""
         return obj.key.startswith(self.settings.results_prefix)
 
-    def already_answered(self, obj: S3Object) -> bool:
-        """True when the result for this exact object version exists (a re-delivered notification)."""
+    def already_answered(self, obj: S3Object, model: dict[str, str]) -> bool:
+        """True when this exact object version was answered by this model name and version (a
+        re-delivered notification); a new model version answers it again."""
         bucket, key = self.result_location(obj)
         try:
             head = self.client.head_object(Bucket=bucket, Key=key)
@@ -107,10 +118,7 @@ class Storage:
                 return False
             # Unreadable results (throttled, denied): retry rather than guess; the DLQ keeps it.
             raise TransientError(f"reading the result s3://{bucket}/{key}: {error}") from error
-        metadata = head.get("Metadata", {})
-        return metadata.get("source-etag") == obj.etag and metadata.get("source-version-id", "") == (
-            obj.version_id or ""
-        )
+        return head.get("Metadata", {}) == _record_metadata(obj, model)
 
     def download(self, obj: S3Object, max_bytes: int) -> bytes:
         """HEAD for the size (refuse before downloading), then GET this exact version."""
@@ -124,8 +132,8 @@ class Storage:
         except Exception as error:
             raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
 
-    def write_record(self, obj: S3Object, record: dict[str, Any]) -> None:
-        """Write the result or error record; its metadata ties it to the source version."""
+    def write_record(self, obj: S3Object, record: dict[str, Any], model: dict[str, str]) -> None:
+        """Write the result or error record; its metadata ties it to the source version and model."""
         bucket, key = self.result_location(obj)
         body = {
             **obj.source(),
@@ -138,7 +146,7 @@ class Storage:
                 Key=key,
                 Body=json.dumps(body, indent=2).encode(),
                 ContentType="application/json",
-                Metadata={"source-etag": obj.etag, "source-version-id": obj.version_id or ""},
+                Metadata=_record_metadata(obj, model),
             )
         except Exception as error:
             mapped = classify_s3_error(error, f"writing s3://{bucket}/{key}")

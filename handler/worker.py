@@ -64,7 +64,7 @@ Outcomes = dict[S3Object, Status | TransientError]
 
 def _error_record(runtime: Runtime, obj: S3Object, error: ClientMistake) -> Status:
     logger.warning("cannot classify", extra={"key": obj.key, "code": error.code, "error": error.message})
-    runtime.storage.write_record(obj, error.to_dict())
+    runtime.storage.write_record(obj, error.to_dict(), model=runtime.recognizer.classifier.info.to_dict())
     metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
     return Status.ERROR_RECORD
 
@@ -75,7 +75,7 @@ def _fetch(runtime: Runtime, obj: S3Object) -> bytes | Status:
     if storage.is_result_key(obj):
         logger.info("skipping a results key", extra={"key": obj.key})
         return Status.SKIPPED
-    if storage.already_answered(obj):
+    if storage.already_answered(obj, runtime.recognizer.classifier.info.to_dict()):
         logger.info("already answered", extra={"key": obj.key})
         return Status.SKIPPED
     try:
@@ -118,10 +118,9 @@ def process(runtime: Runtime, objects: Iterable[S3Object]) -> Outcomes:
             if answer.error:
                 outcomes[obj] = _error_record(runtime, obj, answer.error)
                 continue
-            predictions = [p.to_dict() for p in answer.predictions or []]
-            runtime.storage.write_record(
-                obj, {"predictions": predictions, "model": info, "batch_ms": batch_ms}
-            )
+            record = {**answer.to_dict(runtime.min_confidence), "model": info, "batch_ms": batch_ms}
+            predictions = record["predictions"]
+            runtime.storage.write_record(obj, record, model=info)
             metrics.add_metric(name="ImagesProcessed", unit=MetricUnit.Count, value=1)
             logger.info("classified", extra={"key": obj.key, "top1": predictions[0]["label"]})
             outcomes[obj] = Status.CLASSIFIED

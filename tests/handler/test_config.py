@@ -32,7 +32,9 @@ def test_every_variable_is_read() -> None:
     settings = config.read_settings(
         {
             "MODEL_DIR": "/models/x",
-            "MODEL_BACKEND": " Keras ",
+            "MODEL_BACKEND": " LiteRT ",
+            "MODEL_PRECISION": "INT8",
+            "MIN_CONFIDENCE": "0.6",
             "MODEL_THREADS": "3",
             "MAX_IMAGE_BYTES": "1000",
             "MAX_IMAGE_PIXELS": "2000",
@@ -51,7 +53,8 @@ def test_every_variable_is_read() -> None:
     )
     assert settings == config.Settings(
         model_dir=Path("/models/x"),
-        backend="keras",
+        backend="litert",
+        precision="int8",
         threads=3,
         max_image_bytes=1000,
         max_image_pixels=2000,
@@ -66,6 +69,7 @@ def test_every_variable_is_read() -> None:
         uploads_prefix="in/",
         max_upload_bytes=5000,
         upload_expires_seconds=60,
+        min_confidence=0.6,
     )
 
 
@@ -76,11 +80,18 @@ def test_every_variable_is_read() -> None:
         ("MODEL_THREADS", "0", "MODEL_THREADS must be >= 1, got 0"),
         ("MAX_TOP_K", "2.5", "MAX_TOP_K must be an integer"),
         ("MODEL_BACKEND", "onnx", "MODEL_BACKEND must be one of litert, keras, got 'onnx'"),
+        ("MIN_CONFIDENCE", "high", "MIN_CONFIDENCE must be a number from 0 to 1"),
+        ("MIN_CONFIDENCE", "1.5", "MIN_CONFIDENCE must be a number from 0 to 1, got 1.5"),
     ],
 )
 def test_a_bad_value_names_its_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config.read_settings({name: value})
+
+
+def test_int8_needs_the_litert_backend() -> None:
+    with pytest.raises(ValueError, match="MODEL_PRECISION must be fp32, or int8 with the litert backend"):
+        config.read_settings({"MODEL_BACKEND": "keras", "MODEL_PRECISION": "int8"})
 
 
 def test_blank_values_mean_the_default() -> None:

@@ -37,6 +37,7 @@ def test_documents_exactly_the_routes_served(app, document: dict) -> None:
     assert served == {
         ("/predict", "POST"),
         ("/health", "GET"),
+        ("/model", "GET"),
         ("/", "GET"),
         ("/openapi.json", "GET"),
         ("/uploads", "POST"),
@@ -80,4 +81,5 @@ def test_real_answers_match_the_documented_schemas(app, grace_hopper: bytes) -> 
     ErrorAnswer.model_validate(body_json(bad))
     health = app.api_handler(rest_event("GET", "/health"), LocalContext())
     HealthAnswer.model_validate(body_json(health))
-    assert json.loads(ok["body"]).keys() == PredictionAnswer.model_fields.keys()
+    # "uncertain" appears only when a confidence threshold applies (none for ImageNet by default).
+    assert json.loads(ok["body"]).keys() == PredictionAnswer.model_fields.keys() - {"uncertain"}
