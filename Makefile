@@ -26,7 +26,7 @@ CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" node_modules/.bin/cdk --no-notices
 
 REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt infra/requirements.txt tests/requirements.txt
 
-.PHONY: check bench fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+.PHONY: check train evaluate train-examples bench fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
@@ -111,6 +111,17 @@ clean: ## remove build outputs and caches (keeps .venv and node_modules)
 
 s3-demo: model ## the S3 path locally: moto S3 on 127.0.0.1, upload photos (PHOTOS=folder), print results
 	$(VENV)/bin/imgrec s3-demo $(or $(PHOTOS),$(SHARED)/images)
+
+train: model ## your own classes: make train DATA=folder NAME=name [TRAIN_ARGS="--epochs 20 --quantize int8"] -> build/models/NAME
+	@test -n "$(DATA)" || { echo "usage: make train DATA=folder-with-one-subfolder-per-class NAME=name"; exit 2; }
+	$(VENV)/bin/imgrec train "$(DATA)" --out build/models/$(or $(NAME),$(notdir $(DATA))) --name $(or $(NAME),$(notdir $(DATA))) $(TRAIN_ARGS)
+
+evaluate: model ## the serving classifier on labelled photos: make evaluate DATA=folder MODEL_DIR=build/models/NAME
+	@test -n "$(DATA)" || { echo "usage: make evaluate DATA=folder-with-one-subfolder-per-class [MODEL_DIR=...]"; exit 2; }
+	$(VENV)/bin/imgrec evaluate "$(DATA)" --model-dir "$(MODEL_DIR)"
+
+train-examples: model ## train both shared datasets with the documented settings: writes docs/models.md
+	$(PY) -m bench.models $(TRAIN_EXAMPLES_ARGS)
 
 bench: model ## benchmark vs the tutorial's app: writes docs/benchmarks.md, .json and .png
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -6,6 +6,8 @@
     imgrec upload PHOTO [--api URL]    large photo: presigned S3 upload, then its result
     imgrec s3-demo [FOLDER]            the S3 path on moto's local S3 server
     imgrec rie [--port 9000]           the real awslambdaric on a local Runtime API
+    imgrec train DATA_DIR --out DIR    your own classes: train, export, evaluate (needs TensorFlow)
+    imgrec evaluate DATA_DIR [--model-dir DIR]   the serving classifier on labelled photos: a report
 
 ``python -m devtools`` is the same command.
 
@@ -98,6 +100,52 @@ def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
     return 0
 
 
+def learn_or_judge(args: argparse.Namespace, out: TextIO) -> int:
+    """``train`` and ``evaluate``: a bad dataset is a message, never a traceback."""
+    from training.dataset import DatasetError
+
+    try:
+        if args.command == "train":
+            from training.train import Options, train
+
+            options = Options(
+                name=args.name or args.data_dir.resolve().name,
+                version=args.version,
+                epochs=args.epochs,
+                fine_tune_layers=args.fine_tune_layers,
+                fine_tune_epochs=args.fine_tune_epochs,
+                validation_split=args.validation_split,
+                seed=args.seed,
+                quantize=args.quantize,
+                min_confidence=args.min_confidence,
+            )
+            card = train(args.data_dir, args.out, options)["card"]
+            out.write(f"model written to {args.out}\n{summary(card)}\n")
+            return 0
+        from handler import config
+        from training.evaluate import run
+
+        model_dir = args.model_dir or config.read_settings().model_dir
+        report = run(args.data_dir, model_dir, args.out, precision=args.precision)
+        out.write(
+            f"report written to {args.out or model_dir / 'evaluation'}\n{summary({'validation': report})}\n"
+        )
+        return 0
+    except DatasetError as error:
+        out.write(f"error: {error}\n")
+        return 2
+
+
+def summary(card: dict) -> str:
+    figures = card["validation"]
+    line = f"accuracy {figures['accuracy']:.3f}, balanced accuracy {figures['balanced_accuracy']:.3f}"
+    if "roc_auc" in figures:
+        line += f", ROC AUC {figures['roc_auc']:.3f}"
+    if "int8" in card:
+        line += f"; int8 top-1 agreement {card['int8']['top1_agreement']:.3f}"
+    return line + f" ({figures['images']} images)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgrec", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +170,23 @@ def main(argv: list[str] | None = None) -> int:
     rie.add_argument("--port", type=int, default=9000)
     demo = commands.add_parser("s3-demo", help="upload photos to a local moto S3 and run s3_handler")
     demo.add_argument("folder", type=Path, nargs="?", default=DEFAULT_PHOTOS)
+    learn = commands.add_parser("train", help="train a classifier of your own classes (folder per class)")
+    learn.add_argument("data_dir", type=Path, help="one sub-folder of photos per class")
+    learn.add_argument("--out", type=Path, required=True, help="model directory to write")
+    learn.add_argument("--name", default=None, help="model name (default: the folder's name)")
+    learn.add_argument("--version", default="1.0.0")
+    learn.add_argument("--epochs", type=int, default=15)
+    learn.add_argument("--fine-tune-layers", type=int, default=0, help="also fine-tune the top N base layers")
+    learn.add_argument("--fine-tune-epochs", type=int, default=10)
+    learn.add_argument("--validation-split", type=float, default=0.2)
+    learn.add_argument("--seed", type=int, default=7)
+    learn.add_argument("--quantize", choices=["int8"], default=None, help="add a full-integer int8 .tflite")
+    learn.add_argument("--min-confidence", type=float, default=None, help="below it answers say uncertain")
+    judge = commands.add_parser("evaluate", help="evaluate the serving classifier on labelled photos")
+    judge.add_argument("data_dir", type=Path, help="one sub-folder per class (label or WordNet id)")
+    judge.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
+    judge.add_argument("--out", type=Path, default=None, help="report folder (default: MODEL_DIR/evaluation)")
+    judge.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     args = parser.parse_args(argv)
 
     results = sys.stdout
@@ -141,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             from devtools import runtime_api
 
             return runtime_api.serve(args.handler, args.port)
+        if args.command in ("train", "evaluate"):
+            return learn_or_judge(args, results)
         if args.command == "s3-demo":
             from devtools import s3_demo
 

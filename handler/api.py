@@ -132,7 +132,7 @@ class Api:
     @cached_property
     def _route_methods(self) -> tuple[tuple[re.Pattern[str], frozenset[str]], ...]:
         """Each route's path pattern and the methods it answers, from the OpenAPI document."""
-        paths = openapi.document(self.resolvers()[0], self.runtime.settings)["paths"]
+        paths = openapi.document(self.resolvers()[0], self.runtime.top_k_limits)["paths"]
         return tuple(
             (
                 re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),

@@ -15,7 +15,6 @@ from typing import Any
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.models import Server
 
-from handler.config import Settings
 from handler.contract import UPLOAD_EXTENSIONS
 from handler.uploads import UPLOAD_ID
 
@@ -88,8 +87,9 @@ def _only_produced_errors(paths: dict[str, Any]) -> None:
 
 
 @cache
-def document(resolver: ApiGatewayResolver, settings: Settings) -> dict[str, Any]:
-    """The document for the routes of ``resolver`` under ``settings``; built once per resolver."""
+def document(resolver: ApiGatewayResolver, top_k: tuple[int, int]) -> dict[str, Any]:
+    """The document for the routes of ``resolver``, with ``top_k``'s (default, maximum) as this
+    deployment serves them (settings bounded by the class count); built once per resolver."""
     generated = json.loads(
         resolver.get_openapi_json_schema(
             title=TITLE,
@@ -111,8 +111,8 @@ def document(resolver: ApiGatewayResolver, settings: Settings) -> dict[str, Any]
             parameter["schema"] = {
                 "type": "integer",
                 "minimum": 1,
-                "maximum": settings.max_top_k,
-                "default": settings.default_top_k,
+                "maximum": top_k[1],
+                "default": top_k[0],
                 "title": "Top K",
             }
     schemas = generated["components"]["schemas"]

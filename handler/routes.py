@@ -206,6 +206,6 @@ def openapi_document(runtime: RuntimeDep, resolver: Annotated[ApiGatewayResolver
     return Response(
         status_code=HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
-        body=openapi.document(resolver, runtime.settings),
+        body=openapi.document(resolver, runtime.top_k_limits),
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=300"},
     )

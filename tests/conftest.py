@@ -84,7 +84,8 @@ def configure(classifier, s3_client) -> Callable[..., object]:
     """The one way tests configure the function: ``configure(uploads_bucket="b", s3_client=c)``.
 
     Settings are the defaults (as Lambda would read them with no variables set) plus the given
-    overrides; the S3 client is the session's moto one unless another is given.
+    overrides; the S3 client is the session's moto one unless another is given; ``model`` serves
+    another loaded classifier (a trained one) instead of the session's ImageNet model.
     """
     from handler import config
     from handler.function import Function
@@ -92,9 +93,9 @@ def configure(classifier, s3_client) -> Callable[..., object]:
 
     defaults = config.read_settings({"MODEL_DIR": str(MODEL_DIR)})
 
-    def build(s3_client=s3_client, **overrides) -> Function:
+    def build(s3_client=s3_client, model=None, **overrides) -> Function:
         settings = dataclasses.replace(defaults, **overrides)
-        return Function(Runtime.with_classifier(settings, classifier, s3_client))
+        return Function(Runtime.with_classifier(settings, model or classifier, s3_client))
 
     return build
 

@@ -1,0 +1,158 @@
+"""Train on a few dozen shared photos (two epochs), then serve the result through every door."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from devtools.context import LocalContext
+from devtools.events import rest_event, s3_event, sqs_event
+from handler import model
+from handler.schemas import ModelInfo
+from tests.support import PHOTOS, SHARED, body_json
+
+pytestmark = [pytest.mark.slow]
+
+HYMENOPTERA = SHARED / "datasets" / "hymenoptera" / "train"
+WEIGHTS = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.train import Options, train
+
+    if not HYMENOPTERA.is_dir():
+        pytest.fail(f"The training tests need the shared datasets at {HYMENOPTERA.parents[1]} (see README).")
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    if not (keras_home / "models" / WEIGHTS).is_file():
+        pytest.fail(f"No {WEIGHTS} in {keras_home}/models: `make keras-cache` links ../shared/models.")
+    data = tmp_path_factory.mktemp("ants-and-bees")
+    for name in ("ants", "bees"):
+        (data / name).mkdir()
+        for photo in sorted((HYMENOPTERA / name).iterdir())[:14]:
+            shutil.copy(photo, data / name / photo.name)
+    (data / "bees" / "README.txt").write_text("not a photo")  # listed, skipped, counted in the card
+    out = tmp_path_factory.mktemp("models") / "ants-and-bees"
+    train(data, out, Options(name="ants-and-bees", version="1.0.0", epochs=2, quantize="int8"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def card(trained: Path) -> dict:
+    return json.loads((trained / "manifest.json").read_text())["card"]
+
+
+@pytest.fixture(scope="module")
+def custom(trained: Path, configure):
+    return configure(model=model.load_classifier(trained, "litert", threads=2))
+
+
+def test_the_model_directory_has_every_file_pinned(trained: Path) -> None:
+    manifest = json.loads((trained / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"model.keras", "model.tflite", "model_int8.tflite", "labels.json"}
+    assert json.loads((trained / "labels.json").read_text()) == ["ants", "bees"]
+    assert manifest["output"]["classes"] == 2 and manifest["artifacts"]["tflite_int8"] == "model_int8.tflite"
+    assert {p.name for p in (trained / "evaluation").iterdir()} >= {"report.md", "report.json", "roc.png"}
+
+
+def test_the_card_is_complete(card: dict) -> None:
+    assert {"base_model", "classes", "data", "hyperparameters", "history", "validation"} <= set(card)
+    assert card["classes"] == {"ants": {"train": 11, "validation": 3}, "bees": {"train": 11, "validation": 3}}
+    assert len(card["data"]["fingerprint_sha256"]) == 64 and card["data"]["images"] == 28
+    assert [s["file"] for s in card["data"]["skipped"]] == ["bees/README.txt"]
+    assert card["hyperparameters"]["epochs"] == 2 and card["training_seconds"] > 0
+    assert {"accuracy", "balanced_accuracy", "roc_auc", "per_class"} <= set(card["validation"])
+
+
+def test_the_tflite_and_the_keras_model_agree(card: dict) -> None:
+    agreement = card["tflite_vs_keras"]
+    assert agreement["images"] == 6
+    assert agreement["top1_agreement"] >= 5 / 6  # all but a rounding case
+    assert agreement["max_abs_probability_difference"] <= 1e-3
+
+
+def test_int8_agreement_is_measured(card: dict) -> None:
+    int8 = card["int8"]
+    assert int8["images"] == 6 and 0 <= int8["top1_agreement"] <= 1
+    assert 0 <= int8["validation_accuracy"] <= 1 and int8["max_abs_probability_difference"] < 0.5
+
+
+def test_int8_is_served_with_model_precision(trained: Path) -> None:
+    classifier = model.load_classifier(trained, "litert", threads=2, precision="int8")
+    (ranked,) = classifier.classify(_photo_array(), top_k=2)
+    assert {p.label for p in ranked} == {"ants", "bees"}
+
+
+def _photo_array():
+    from handler import imaging
+
+    return imaging.to_array(
+        (HYMENOPTERA / "ants" / sorted(p.name for p in (HYMENOPTERA / "ants").iterdir())[0]).read_bytes(),
+        imaging.Limits(50_000_000, 40_000_000),
+    )[None]
+
+
+def test_the_api_answers_with_the_custom_classes(custom) -> None:
+    photo = (PHOTOS / "grace_hopper.jpg").read_bytes()
+    event = rest_event("POST", "/predict", body=photo, headers={"Content-Type": "image/jpeg"})
+    answer = body_json(custom.api_handler(event, LocalContext()))
+    assert [p["label"] for p in answer["predictions"]] in (["ants", "bees"], ["bees", "ants"])
+    assert all("class_id" not in p for p in answer["predictions"])  # no WordNet ids for own classes
+    assert answer["model"] == {"name": "ants-and-bees", "version": "1.0.0", "backend": "litert"}
+    too_many = rest_event(
+        "POST", "/predict", body=photo, headers={"Content-Type": "image/jpeg"}, query="top_k=3"
+    )
+    refused = custom.api_handler(too_many, LocalContext())
+    assert refused["statusCode"] == 400 and "from 1 to 2" in body_json(refused)["error"]
+
+
+def test_health_model_and_openapi_reflect_the_model(custom, card: dict) -> None:
+    health = body_json(custom.api_handler(rest_event("GET", "/health"), LocalContext()))
+    assert health["classes"] == 2 and health["model"]["name"] == "ants-and-bees"
+    metadata = body_json(custom.api_handler(rest_event("GET", "/model"), LocalContext()))
+    assert metadata["model_spec"] == {"name": "ants-and-bees", "version": "1.0.0"}
+    assert metadata["classes"] == ["ants", "bees"] and metadata["card"] == card
+    document = body_json(custom.api_handler(rest_event("GET", "/openapi.json"), LocalContext()))
+    (top_k,) = [p for p in document["paths"]["/predict"]["post"]["parameters"] if p["name"] == "top_k"]
+    assert top_k["schema"]["maximum"] == 2 and top_k["schema"]["default"] == 2
+
+
+def test_min_confidence_marks_uncertain_answers(trained: Path, configure) -> None:
+    classifier = model.load_classifier(trained, "litert", threads=2)
+    photo = (PHOTOS / "cat.bmp").read_bytes()
+    event = rest_event("POST", "/predict", body=photo, headers={"Content-Type": "image/bmp"})
+    strict = body_json(configure(model=classifier, min_confidence=1.0).api_handler(event, LocalContext()))
+    lenient = body_json(configure(model=classifier, min_confidence=0.0).api_handler(event, LocalContext()))
+    assert strict["uncertain"] is True and lenient["uncertain"] is False
+
+
+def test_s3_records_carry_the_model_and_a_new_version_recomputes(trained: Path, configure, s3_client) -> None:
+    classifier = model.load_classifier(trained, "litert", threads=2)
+    bucket = "custom-model-records"
+    s3_client.create_bucket(Bucket=bucket)
+    photo = (PHOTOS / "grace_hopper.jpg").read_bytes()
+    etag = s3_client.put_object(Bucket=bucket, Key="uploads/p.jpg", Body=photo)["ETag"].strip('"')
+    event = sqs_event([s3_event(bucket, [("uploads/p.jpg", etag, len(photo))])])
+
+    def record() -> dict:
+        return json.loads(
+            s3_client.get_object(Bucket=bucket, Key="results/uploads/p.jpg.json")["Body"].read()
+        )
+
+    first = configure(model=classifier)
+    assert first.s3_handler(event, LocalContext()) == {"batchItemFailures": []}
+    assert record()["model"]["version"] == "1.0.0" and record()["predictions"][0]["label"] in {"ants", "bees"}
+    calls = classifier.calls
+    first.s3_handler(event, LocalContext())
+    assert classifier.calls == calls, "the same object and model version is not classified again"
+    newer = model.Classifier(
+        classifier._backend,
+        classifier._labels,
+        ModelInfo(name="ants-and-bees", version="1.1.0", backend="litert"),
+    )
+    configure(model=newer).s3_handler(event, LocalContext())
+    assert newer.calls == 1 and record()["model"]["version"] == "1.1.0"
