@@ -5,9 +5,13 @@
 # 3.12+: the Lambda base images from 3.12 on are Amazon Linux 2023 (glibc 2.34); ai-edge-litert ships
 # manylinux_2_27 wheels only, which the 3.11 image (Amazon Linux 2, glibc 2.26) cannot install.
 ARG PYTHON_VERSION=3.12
+# Where /opt/model comes from: "export" (stage 1 exports the ImageNet model) or "given" (a model
+# directory, e.g. `make train` output, passed as the named build context "model-dir"; the CDK
+# stack does this for `-c modelDir=build/models/NAME`).
+ARG MODEL_ORIGIN=export
 
 # --- Stage 1: export the model with TensorFlow (build platform only: the files are portable) ---
-FROM --platform=$BUILDPLATFORM python:${PYTHON_VERSION}-slim AS model
+FROM --platform=$BUILDPLATFORM python:${PYTHON_VERSION}-slim AS model-export
 WORKDIR /build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2 KERAS_HOME=/build/keras-home
 COPY layers/model/requirements.txt layers/model/requirements.txt
@@ -23,6 +27,12 @@ RUN python -m layers.model.export --out /opt/model --version "${MODEL_VERSION}" 
  && if [ -n "${WEIGHTS_SHA256}" ]; then \
       echo "${WEIGHTS_SHA256}  ${KERAS_HOME}/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5" \
       | sha256sum -c -; fi
+
+# --- Or a model directory given as a build context (BuildKit skips the stage not chosen) ---
+FROM scratch AS model-given
+COPY --from=model-dir / /opt/model/
+
+FROM model-${MODEL_ORIGIN} AS model
 
 # --- Stage 2: the Lambda runtime image: runtime requirements, the code, the model at /opt/model ---
 FROM public.ecr.aws/lambda/python:${PYTHON_VERSION} AS runtime

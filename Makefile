@@ -10,8 +10,11 @@ PORT ?= 3000
 EVENT ?= events/api-rest-predict-multipart.json
 PYTEST_ARGS ?=
 
-# Where the model is built and served from (the image and layers put it at /opt/model).
-export MODEL_DIR ?= $(CURDIR)/build/model
+# The ImageNet export (make model), and the model directory served (MODEL_DIR: that export unless
+# you pass your own, e.g. make dev MODEL_DIR=build/models/skin-lesions; the image and layers put it
+# at /opt/model).
+IMAGENET_DIR := $(CURDIR)/build/model
+export MODEL_DIR ?= $(IMAGENET_DIR)
 # Keras' download cache. Offline machines seed it from ../shared/models (same file names Keras
 # caches), so the unmodified MobileNetV2(weights="imagenet") loads without a network.
 export KERAS_HOME ?= $(CURDIR)/build/keras-home
@@ -58,11 +61,11 @@ keras-cache: ## link ../shared/models into $KERAS_HOME/models when present (offl
 	  echo "Keras cache $(KERAS_HOME)/models seeded from $(SHARED)/models"; \
 	else echo "No $(SHARED)/models: Keras will download the weights into $(KERAS_HOME)/models"; fi
 
-$(MODEL_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/manifest.py
+$(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/manifest.py
 	$(MAKE) --no-print-directory keras-cache
-	$(PY) -m layers.model.export --out "$(MODEL_DIR)"
+	$(PY) -m layers.model.export --out "$(IMAGENET_DIR)"
 
-model: $(MODEL_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + labels + manifest) to $MODEL_DIR
+model: $(IMAGENET_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + labels + manifest) to build/model
 
 dev: model ## set up and serve the API on http://127.0.0.1:$PORT with the real model
 	$(VENV)/bin/imgrec serve --port $(PORT) --s3
@@ -112,7 +115,7 @@ clean: ## remove build outputs and caches (keeps .venv and node_modules)
 s3-demo: model ## the S3 path locally: moto S3 on 127.0.0.1, upload photos (PHOTOS=folder), print results
 	$(VENV)/bin/imgrec s3-demo $(or $(PHOTOS),$(SHARED)/images)
 
-train: model ## your own classes: make train DATA=folder NAME=name [TRAIN_ARGS="--epochs 20 --quantize int8"] -> build/models/NAME
+train: model keras-cache ## your own classes: make train DATA=folder NAME=name [TRAIN_ARGS="--epochs 20 --quantize int8"] -> build/models/NAME
 	@test -n "$(DATA)" || { echo "usage: make train DATA=folder-with-one-subfolder-per-class NAME=name"; exit 2; }
 	$(VENV)/bin/imgrec train "$(DATA)" --out build/models/$(or $(NAME),$(notdir $(DATA))) --name $(or $(NAME),$(notdir $(DATA))) $(TRAIN_ARGS)
 
@@ -120,7 +123,7 @@ evaluate: model ## the serving classifier on labelled photos: make evaluate DATA
 	@test -n "$(DATA)" || { echo "usage: make evaluate DATA=folder-with-one-subfolder-per-class [MODEL_DIR=...]"; exit 2; }
 	$(VENV)/bin/imgrec evaluate "$(DATA)" --model-dir "$(MODEL_DIR)"
 
-train-examples: model ## train both shared datasets with the documented settings: writes docs/models.md
+train-examples: model keras-cache ## train both shared datasets with the documented settings: writes docs/models.md
 	$(PY) -m bench.models $(TRAIN_EXAMPLES_ARGS)
 
 bench: model ## benchmark vs the tutorial's app: writes docs/benchmarks.md, .json and .png
@@ -128,7 +131,7 @@ bench: model ## benchmark vs the tutorial's app: writes docs/benchmarks.md, .jso
 
 layers: model ## zip packaging without Docker: runtime + model layers and the code in build/layers
 	$(PY) -m layers.build --out build/layers --python-version $(or $(LAMBDA_PYTHON),3.12) \
-	  --architecture $(or $(ARCH),x86_64)
+	  --architecture $(or $(ARCH),x86_64) --model-dir "$(MODEL_DIR)"
 
 fuzz: model ## property-based fuzzing of the API handler: 10,000 examples
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handler/test_fuzz.py --hypothesis-show-statistics

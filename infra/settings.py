@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from constructs import Node
 
 from handler.contract import BACKENDS, Defaults
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ARCHITECTURES = ("x86_64", "arm64")
 PACKAGINGS = ("image", "zip")
@@ -40,6 +43,9 @@ class Settings:
         default=29, metadata={"doc": "API function timeout (API Gateway waits 29 s)"}
     )
     s3_timeout_seconds: int = field(default=120, metadata={"doc": "S3 worker timeout for one SQS batch"})
+    model_dir: str = field(
+        default="", metadata={"doc": "a model directory to serve instead of the ImageNet export (make train)"}
+    )
     model_backend: str = field(
         default=Defaults.MODEL_BACKEND, metadata={"doc": "litert or keras (keras adds TensorFlow)"}
     )
@@ -118,6 +124,11 @@ class Settings:
         prefixes = (self.uploads_prefix, self.results_prefix)
         if prefixes[0].startswith(prefixes[1]) or prefixes[1].startswith(prefixes[0]):
             raise ValueError("uploads_prefix and results_prefix must not overlap (results would trigger us)")
+        if self.model_dir and not (REPO_ROOT / self.model_dir / "manifest.json").is_file():
+            raise ValueError(
+                f"modelDir {self.model_dir}: no manifest.json there; train one first "
+                "(make train DATA=folder NAME=name writes build/models/NAME)"
+            )
         if self.expire_after_days < 0:
             raise ValueError("expire_after_days must be 0 (keep) or a number of days")
         if self.uploads_throttle_rate_limit > self.throttle_rate_limit:

@@ -19,8 +19,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-from handler.manifest import KERAS_FILE
-
 REPO = Path(__file__).resolve().parent.parent
 LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
 PLATFORMS = {
@@ -76,7 +74,8 @@ def build(out: Path, model_dir: Path, python_version: str, architecture: str) ->
     install_runtime(runtime_root / "python", python_version, architecture)
     strip(runtime_root)
     # The zip packaging serves the litert backend: TensorFlow alone is over Lambda's 250 MB limit.
-    shutil.copytree(model_dir, model_root / "model", ignore=shutil.ignore_patterns(KERAS_FILE))
+    # The zip serves the litert backend: no .keras file, no evaluation report.
+    shutil.copytree(model_dir, model_root / "model", ignore=shutil.ignore_patterns("*.keras", "evaluation"))
     shutil.copytree(REPO / "handler", function_root / "handler", ignore=shutil.ignore_patterns("__pycache__"))
     zip_tree(runtime_root, out / "runtime-layer.zip")
     zip_tree(model_root, out / "model-layer.zip")

@@ -69,11 +69,15 @@ def test_every_copy_source_is_in_the_build_context(build_context: Path) -> None:
                 assert (build_context / source).exists(), f"COPY {source}: not in the build context"
 
 
-def test_copy_from_names_a_stage() -> None:
+def test_copy_from_names_a_stage_or_the_model_context() -> None:
     stages = {args.split()[-1] for keyword, args in instructions() if keyword == "FROM" and " AS " in args}
-    assert stages == {"model", "runtime"}
+    assert stages == {"model-export", "model-given", "model", "runtime"}
+    # "model-dir" is the named build context the stack passes with -c modelDir (test_stack checks it).
     for stage, _, _ in copies():
-        assert stage in (None, *stages)
+        assert stage in (None, "model-dir", *stages)
+    (chosen,) = [args for keyword, args in instructions() if keyword == "FROM" and args.endswith(" AS model")]
+    assert chosen == "model-${MODEL_ORIGIN} AS model"
+    assert "ARG MODEL_ORIGIN=export" in DOCKERFILE.read_text()
 
 
 def test_run_steps_use_files_the_image_has(build_context: Path) -> None:

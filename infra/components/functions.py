@@ -7,6 +7,8 @@ optionally with SnapStart.
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy
@@ -75,6 +77,8 @@ class ClassifierFunctions(Construct):
 
     def _layers(self) -> list[lambda_.ILayerVersion]:
         layers_dir = REPO_ROOT / self.settings.layers_dir
+        if self.settings.model_dir:
+            self._check_model_layer(layers_dir / "model-layer.zip")
         runtime = RUNTIMES[self.settings.python_version]
         architecture = ARCHITECTURES[self.settings.architecture]
         return [
@@ -103,20 +107,39 @@ class ClassifierFunctions(Construct):
                 "layers": self.layers,
                 "snap_start": lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if settings.snap_start else None,
             }
+        build_args = {"MODEL_BACKEND": settings.model_backend, "PYTHON_VERSION": settings.python_version}
+        given: dict = {}
+        if settings.model_dir:  # ship that directory at /opt/model instead of the ImageNet export
+            model_dir = REPO_ROOT / settings.model_dir
+            build_args["MODEL_ORIGIN"] = "given"
+            given = {
+                "build_contexts": {"model-dir": str(model_dir.resolve())},
+                # The context is outside the asset's directory: its manifest (which pins every
+                # file by sha256) makes a new model a new image.
+                "extra_hash": hashlib.sha256((model_dir / "manifest.json").read_bytes()).hexdigest(),
+            }
         return {
             "code": lambda_.Code.from_asset_image(
                 str(REPO_ROOT),
                 file="Dockerfile",
                 cmd=[command],
                 platform=PLATFORMS[settings.architecture],
-                build_args={
-                    "MODEL_BACKEND": settings.model_backend,
-                    "PYTHON_VERSION": settings.python_version,
-                },
+                build_args=build_args,
+                **given,
             ),
             "handler": lambda_.Handler.FROM_IMAGE,
             "runtime": lambda_.Runtime.FROM_IMAGE,
         }
+
+    def _check_model_layer(self, archive: Path) -> None:
+        """The model layer must hold the model directory asked for (``make layers MODEL_DIR=...``)."""
+        wanted = (REPO_ROOT / self.settings.model_dir / "manifest.json").read_bytes()
+        hint = f"run `make layers MODEL_DIR={self.settings.model_dir}` before synth"
+        if not archive.is_file():
+            raise ValueError(f"packaging=zip with modelDir: no {archive}; {hint}")
+        with zipfile.ZipFile(archive) as layer:
+            if layer.read("model/manifest.json") != wanted:
+                raise ValueError(f"{archive} holds another model than {self.settings.model_dir}; {hint}")
 
     def _function(
         self,

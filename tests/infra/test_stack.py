@@ -7,7 +7,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from tests.support import CDK_JSON, functions, only
+from tests.support import CDK_JSON, REPO, app_with, functions, only, template_for
 
 pytestmark = [pytest.mark.aws_shape]
 
@@ -400,3 +400,41 @@ def test_readme_documents_every_context_key() -> None:
     readme = (REPO / "README.md").read_text()
     missing = [key for key in Settings.defaults() if f"`{key}`" not in readme]
     assert not missing, f"README's context table lacks {missing}"
+
+
+def test_model_dir_ships_that_model_in_the_image(tmp_path) -> None:
+    """-c modelDir: the image takes /opt/model from that directory (a named build context)."""
+    from infra.app import build
+
+    app = app_with({"modelDir": "build/model"}, outdir=str(tmp_path))
+    build(app)
+    app.synth()
+    assets = json.loads((tmp_path / "ImageRecognition.assets.json").read_text())
+    (image,) = {json.dumps(a["source"], sort_keys=True) for a in assets["dockerImages"].values()}
+    source = json.loads(image)
+    assert source["dockerBuildArgs"]["MODEL_ORIGIN"] == "given"
+    assert source["dockerBuildContexts"] == {"model-dir": str((REPO / "build" / "model").resolve())}
+
+
+def test_model_dir_must_hold_a_model() -> None:
+    with pytest.raises(
+        ValueError, match=r"modelDir nowhere/at-all: no manifest\.json there; train one first"
+    ):
+        template_for({"modelDir": "nowhere/at-all"})
+
+
+def test_model_dir_with_zip_needs_layers_built_from_it(tmp_path) -> None:
+    import zipfile
+
+    layers = tmp_path / "layers"
+    (layers / "function" / "handler").mkdir(parents=True)
+    with zipfile.ZipFile(layers / "runtime-layer.zip", "w") as runtime:
+        runtime.writestr("python/placeholder.txt", "")
+    with zipfile.ZipFile(layers / "model-layer.zip", "w") as model:
+        model.writestr("model/manifest.json", '{"name": "another model"}')
+    settings = {"packaging": "zip", "modelDir": "build/model", "layersDir": str(layers)}
+    with pytest.raises(ValueError, match=r"holds another model than build/model; run `make layers MODEL_DIR"):
+        template_for(settings)
+    with zipfile.ZipFile(layers / "model-layer.zip", "w") as model:
+        model.writestr("model/manifest.json", (REPO / "build" / "model" / "manifest.json").read_bytes())
+    template_for(settings).resource_count_is("AWS::Lambda::LayerVersion", 2)
