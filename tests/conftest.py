@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.support import MODEL_DIR, PHOTOS, SHARED, s3_client_for
+from tests.support import CHROMIUM_FLAGS, MODEL_DIR, PHOTOS, SHARED, s3_client_for
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -98,6 +98,21 @@ def configure(classifier, s3_client) -> Callable[..., object]:
         return Function(Runtime.with_classifier(settings, model or classifier, s3_client))
 
     return build
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, with the flags this machine needs (no background networking)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    assert executable, "Debian's chromium is needed: `make browser` installs it (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
 
 
 @pytest.fixture(scope="session")

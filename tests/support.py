@@ -23,6 +23,14 @@ PHOTOS = SHARED / "images"
 EVENTS = REPO / "events"
 MODEL_DIR = Path(os.environ.get("MODEL_DIR", REPO / "build" / "model"))
 CAT_CLASSES = {"Egyptian_cat", "tabby", "tiger_cat"}
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def body_json(result: dict) -> dict:
@@ -54,7 +62,7 @@ def serving(server) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def local_site(configure, stage: str | None = None, uploads: bool = False) -> Iterator[str]:
+def local_site(configure, stage: str | None = None, uploads: bool = False, **overrides) -> Iterator[str]:
     """The local API server on 127.0.0.1 in a thread, serving a function built by ``configure``;
     with ``uploads``, moto's S3 (behind S3's POST policy checks) and the notifier. Yields the URL."""
     from devtools.server import LocalApiServer
@@ -64,10 +72,10 @@ def local_site(configure, stage: str | None = None, uploads: bool = False) -> It
         from devtools.s3_stack import LocalS3
 
         local = LocalS3(bucket=f"site-{uuid.uuid4().hex[:8]}")
-        function = configure(s3_client=local.client, uploads_bucket=local.bucket)
+        function = configure(s3_client=local.client, uploads_bucket=local.bucket, **overrides)
         local.notify(function.s3_handler)
     else:
-        function = configure()
+        function = configure(**overrides)
     try:
         with serving(LocalApiServer(function.api_handler, port=0, quiet=True, stage=stage)) as url:
             yield url

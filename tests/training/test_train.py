@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from devtools.context import LocalContext
 from devtools.events import rest_event, s3_event, sqs_event
 from handler import model
 from handler.schemas import ModelInfo
-from tests.support import PHOTOS, SHARED, body_json
+from tests.support import PHOTOS, SHARED, body_json, local_site
 
 pytestmark = [pytest.mark.slow]
 
@@ -156,3 +157,23 @@ def test_s3_records_carry_the_model_and_a_new_version_recomputes(trained: Path, 
     )
     configure(model=newer).s3_handler(event, LocalContext())
     assert newer.calls == 1 and record()["model"]["version"] == "1.1.0"
+
+
+@pytest.mark.browser
+def test_the_page_names_the_model_and_shows_its_labels(trained: Path, configure, browser) -> None:
+    from playwright.sync_api import expect
+
+    classifier = model.load_classifier(trained, "litert", threads=2)
+    with local_site(configure, model=classifier) as url:
+        context = browser.new_context(locale="en-US")
+        page = context.new_page()
+        page.goto(url)
+        expect(page.locator("#subtitle")).to_have_text(
+            "ants-and-bees 1.0.0 tells apart 2 classes: ants, bees."
+        )
+        page.set_input_files("#file", sorted((HYMENOPTERA / "bees").iterdir())[0])
+        page.click("#analyze")
+        labels = page.locator("#results .predictions li .label")
+        expect(labels.first).to_have_text(re.compile("^(ants|bees)$"), timeout=30_000)
+        assert sorted(labels.all_text_contents()) == ["ants", "bees"]
+        context.close()
