@@ -21,7 +21,7 @@ DATASETS = REPO.parent / "shared" / "datasets"
 # name: (folder under ../shared/datasets, training options). The documented settings.
 EXAMPLES = {
     "hymenoptera": ("hymenoptera/train", {"epochs": 15, "quantize": "int8"}),
-    "skin-lesions": ("skin-lesions", {"epochs": 15, "quantize": "int8", "min_confidence": 0.6}),
+    "skin-lesions": ("skin-lesions", {"epochs": 30, "quantize": "int8", "min_confidence": 0.6}),
 }
 
 

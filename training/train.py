@@ -54,7 +54,7 @@ class Options:
     learning_rate: float = 1e-4
     fine_tune_learning_rate: float = 1e-5
     dropout: float = 0.3
-    patience: int = 4
+    patience: int = 6
     quantize: str | None = None  # "int8"
     min_confidence: float | None = None
 
@@ -100,11 +100,15 @@ def fit(trainer, base, train: Dataset, validation: Dataset, options: Options) ->
     import keras
 
     weights = class_weights(train.labels, len(train.classes))
+    # Early stopping follows the validation ROC AUC (one-vs-rest, micro-averaged): on a small,
+    # imbalanced split the loss is noisy and accuracy rewards the majority class.
     stop = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=options.patience, restore_best_weights=True
+        monitor="val_auc", mode="max", patience=options.patience, restore_best_weights=True
     )
+    classes = len(train.classes)
+    targets, validation_targets = np.eye(classes)[train.labels], np.eye(classes)[validation.labels]
     common = {
-        "validation_data": (validation.images, validation.labels),
+        "validation_data": (validation.images, validation_targets),
         "batch_size": options.batch_size,
         "class_weight": weights,
         "callbacks": [stop],
@@ -112,10 +116,10 @@ def fit(trainer, base, train: Dataset, validation: Dataset, options: Options) ->
     }
     trainer.compile(
         optimizer=keras.optimizers.Adam(options.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss="categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
     )
-    history = {"head": trainer.fit(train.images, train.labels, epochs=options.epochs, **common).history}
+    history = {"head": trainer.fit(train.images, targets, epochs=options.epochs, **common).history}
     if options.fine_tune_layers:
         base.trainable = True
         for layer in base.layers[: -options.fine_tune_layers]:
@@ -125,12 +129,11 @@ def fit(trainer, base, train: Dataset, validation: Dataset, options: Options) ->
                 layer.trainable = False
         trainer.compile(
             optimizer=keras.optimizers.Adam(options.fine_tune_learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            loss="categorical_crossentropy",
+            metrics=["accuracy", keras.metrics.AUC(name="auc")],
         )
-        stop.best = None  # a fresh patience for the second phase
         history["fine_tune"] = trainer.fit(
-            train.images, train.labels, epochs=options.fine_tune_epochs, **common
+            train.images, targets, epochs=options.fine_tune_epochs, **common
         ).history
     return {
         phase: {k: [round(float(v), 4) for v in values] for k, values in h.items()}
