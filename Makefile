@@ -29,7 +29,9 @@ CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" node_modules/.bin/cdk --no-notices
 
 REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt infra/requirements.txt tests/requirements.txt
 
-.PHONY: check train evaluate train-examples bench fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+FORCE:
+
+.PHONY: FORCE check train evaluate train-examples bench fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
@@ -61,11 +63,11 @@ keras-cache: ## link ../shared/models into $KERAS_HOME/models when present (offl
 	  echo "Keras cache $(KERAS_HOME)/models seeded from $(SHARED)/models"; \
 	else echo "No $(SHARED)/models: Keras will download the weights into $(KERAS_HOME)/models"; fi
 
-$(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/manifest.py
+$(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/manifest.py $(if $(QUANTIZE),FORCE)
 	$(MAKE) --no-print-directory keras-cache
-	$(PY) -m layers.model.export --out "$(IMAGENET_DIR)"
+	$(PY) -m layers.model.export --out "$(IMAGENET_DIR)" $(if $(QUANTIZE),--quantize $(QUANTIZE))
 
-model: $(IMAGENET_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + labels + manifest) to build/model
+model: $(IMAGENET_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + labels + manifest) to build/model; QUANTIZE=int8 adds int8
 
 dev: model ## set up and serve the API on http://127.0.0.1:$PORT with the real model
 	$(VENV)/bin/imgrec serve --port $(PORT) --s3
