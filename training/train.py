@@ -89,6 +89,21 @@ def build(classes: int, options: Options):
     return trainer, served, base
 
 
+def auc_metric(classes: int):
+    """ROC AUC to stop on: of the positive (second) class for two classes, as the card reports it;
+    one-vs-rest, micro-averaged, for more."""
+    import keras
+
+    if classes != 2:
+        return keras.metrics.AUC(name="auc")
+
+    class PositiveClassAUC(keras.metrics.AUC):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            return super().update_state(y_true[:, 1], y_pred[:, 1], sample_weight)
+
+    return PositiveClassAUC(name="auc")
+
+
 def class_weights(labels: np.ndarray, classes: int) -> dict[int, float]:
     """Balanced weights: each class counts as much as the others, whatever its size."""
     counts = np.bincount(labels, minlength=classes)
@@ -100,8 +115,8 @@ def fit(trainer, base, train: Dataset, validation: Dataset, options: Options) ->
     import keras
 
     weights = class_weights(train.labels, len(train.classes))
-    # Early stopping follows the validation ROC AUC (one-vs-rest, micro-averaged): on a small,
-    # imbalanced split the loss is noisy and accuracy rewards the majority class.
+    # Early stopping follows the validation ROC AUC: on a small, imbalanced split the loss is noisy
+    # and accuracy rewards the majority class.
     stop = keras.callbacks.EarlyStopping(
         monitor="val_auc", mode="max", patience=options.patience, restore_best_weights=True
     )
@@ -117,7 +132,7 @@ def fit(trainer, base, train: Dataset, validation: Dataset, options: Options) ->
     trainer.compile(
         optimizer=keras.optimizers.Adam(options.learning_rate),
         loss="categorical_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        metrics=["accuracy", auc_metric(classes)],
     )
     history = {"head": trainer.fit(train.images, targets, epochs=options.epochs, **common).history}
     if options.fine_tune_layers:
@@ -130,7 +145,7 @@ def fit(trainer, base, train: Dataset, validation: Dataset, options: Options) ->
         trainer.compile(
             optimizer=keras.optimizers.Adam(options.fine_tune_learning_rate),
             loss="categorical_crossentropy",
-            metrics=["accuracy", keras.metrics.AUC(name="auc")],
+            metrics=["accuracy", auc_metric(classes)],
         )
         history["fine_tune"] = trainer.fit(
             train.images, targets, epochs=options.fine_tune_epochs, **common
