@@ -21,7 +21,19 @@ DATASETS = REPO.parent / "shared" / "datasets"
 # name: (folder under ../shared/datasets, training options). The documented settings.
 EXAMPLES = {
     "hymenoptera": ("hymenoptera/train", {"epochs": 15, "quantize": "int8"}),
-    "skin-lesions": ("skin-lesions", {"epochs": 30, "quantize": "int8", "min_confidence": 0.6}),
+    # Dermoscopy has no "up": any rotation; more zoom, more dropout, more patience (small, noisy split).
+    "skin-lesions": (
+        "skin-lesions",
+        {
+            "epochs": 40,
+            "patience": 10,
+            "rotation": 0.5,
+            "zoom": 0.2,
+            "dropout": 0.5,
+            "quantize": "int8",
+            "min_confidence": 0.6,
+        },
+    ),
 }
 
 
@@ -45,7 +57,16 @@ def section(run: dict, plots: Path) -> str:
     card = run["manifest"]["card"]
     figures = card["validation"]
     counts = ", ".join(f"{c} {n['train']}+{n['validation']}" for c, n in card["classes"].items())
-    shown = ("epochs", "fine_tune_layers", "quantize", "min_confidence")
+    shown = (
+        "epochs",
+        "patience",
+        "rotation",
+        "zoom",
+        "dropout",
+        "fine_tune_layers",
+        "quantize",
+        "min_confidence",
+    )
     settings = json.dumps({k: v for k, v in card["hyperparameters"].items() if k in shown})
     lines = [
         f"## {run['name']}",

@@ -118,6 +118,10 @@ def learn_or_judge(args: argparse.Namespace, out: TextIO) -> int:
                 seed=args.seed,
                 quantize=args.quantize,
                 min_confidence=args.min_confidence,
+                rotation=args.rotation,
+                zoom=args.zoom,
+                dropout=args.dropout,
+                patience=args.patience,
             )
             card = train(args.data_dir, args.out, options)["card"]
             out.write(f"model written to {args.out}\n{summary(card)}\n")
@@ -182,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     learn.add_argument("--seed", type=int, default=7)
     learn.add_argument("--quantize", choices=["int8"], default=None, help="add a full-integer int8 .tflite")
     learn.add_argument("--min-confidence", type=float, default=None, help="below it answers say uncertain")
+    learn.add_argument("--rotation", type=float, default=0.1, help="augmentation: RandomRotation factor")
+    learn.add_argument("--zoom", type=float, default=0.1, help="augmentation: RandomZoom factor")
+    learn.add_argument("--dropout", type=float, default=0.3)
+    learn.add_argument("--patience", type=int, default=6, help="epochs without a better validation AUC")
     judge = commands.add_parser("evaluate", help="evaluate the serving classifier on labelled photos")
     judge.add_argument("data_dir", type=Path, help="one sub-folder per class (label or WordNet id)")
     judge.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")

@@ -54,6 +54,8 @@ class Options:
     learning_rate: float = 1e-4
     fine_tune_learning_rate: float = 1e-5
     dropout: float = 0.3
+    rotation: float = 0.1  # RandomRotation factor (0.5: any angle, for photos with no "up")
+    zoom: float = 0.1
     patience: int = 6
     quantize: str | None = None  # "int8"
     min_confidence: float | None = None
@@ -71,7 +73,11 @@ def build(classes: int, options: Options):
     base = keras.Model(full.input, full.get_layer("out_relu").output, name="mobilenet_v2_base")
     base.trainable = False
     augmentation = keras.Sequential(
-        [layers.RandomFlip("horizontal_and_vertical"), layers.RandomRotation(0.1), layers.RandomZoom(0.1)],
+        [
+            layers.RandomFlip("horizontal_and_vertical"),
+            layers.RandomRotation(options.rotation),
+            layers.RandomZoom(options.zoom),
+        ],
         name="augmentation",
     )
     pool = layers.GlobalAveragePooling2D()
