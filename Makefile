@@ -72,7 +72,7 @@ model: $(IMAGENET_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + l
 dev: model ## set up and serve the API on http://127.0.0.1:$PORT with the real model
 	$(VENV)/bin/imgrec serve --port $(PORT) --s3
 
-test: model node_modules/.installed browser ## set up and run every check: ruff, then the whole pytest suite
+test: model keras-cache node_modules/.installed browser ## set up and run every check: ruff, then the whole pytest suite
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
