@@ -14,3 +14,4 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 function = Function.start(config.read_settings())
 api_handler = function.api_handler
 s3_handler = function.s3_handler
+bulk_handler = function.bulk_handler

@@ -11,6 +11,7 @@ METRICS_NAMESPACE = "ImageRecognition"  # POWERTOOLS_METRICS_NAMESPACE
 
 API_HANDLER = "handler.app.api_handler"
 S3_HANDLER = "handler.app.s3_handler"
+BULK_HANDLER = "handler.app.bulk_handler"
 
 # The request bodies API Gateway must base64-encode: exactly what the handler decodes ("*/*" would
 # also encode the CORS preflight and break it).

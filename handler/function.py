@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler import worker
+from handler import bulk, worker
 from handler.api import Api
 from handler.config import Settings
 from handler.runtime import Runtime
@@ -23,7 +23,7 @@ metrics = Metrics()
 
 
 class Function:
-    """``api_handler`` and ``s3_handler`` bound to one runtime."""
+    """``api_handler``, ``s3_handler`` and ``bulk_handler`` bound to one runtime."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
@@ -44,8 +44,16 @@ class Function:
             """S3 ``ObjectCreated`` notifications, direct or in an SQS batch -> result records in S3."""
             return worker.handle(self.runtime, event)
 
+        @logger.inject_lambda_context
+        @tracer.capture_lambda_handler(capture_response=False)
+        @metrics.log_metrics(capture_cold_start_metric=True)
+        def bulk_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            """Distributed Map batches and S3 Batch Operations tasks -> result records in S3."""
+            return bulk.handle(self.runtime, event)
+
         self.api_handler = api_handler
         self.s3_handler = s3_handler
+        self.bulk_handler = bulk_handler
 
     @classmethod
     def start(cls, settings: Settings, s3_client: Any = None) -> Function:

@@ -162,6 +162,16 @@ class Storage:
                 return None
             raise
 
+    def identified(self, obj: S3Object) -> S3Object:
+        """``obj`` with its ETag (and version) read from S3, for callers that name keys only (S3 Batch
+        Operations): idempotency compares ETags. A missing or denied object raises its ``ClientMistake``."""
+        version = {"VersionId": obj.version_id} if obj.version_id else {}
+        try:
+            head = self.client.head_object(Bucket=obj.bucket, Key=obj.key, **version)
+        except Exception as error:
+            raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
+        return S3Object(obj.bucket, obj.key, obj.version_id, str(head.get("ETag", "")).strip('"'))
+
     def exists(self, obj: S3Object) -> bool:
         try:
             self.client.head_object(Bucket=obj.bucket, Key=obj.key)

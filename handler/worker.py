@@ -69,13 +69,13 @@ def _error_record(runtime: Runtime, obj: S3Object, error: ClientMistake) -> Stat
     return Status.ERROR_RECORD
 
 
-def _fetch(runtime: Runtime, obj: S3Object) -> bytes | Status:
+def _fetch(runtime: Runtime, obj: S3Object, force: bool = False) -> bytes | Status:
     """The object's bytes, or the status it already ended in (skipped / error record)."""
     storage = runtime.storage
     if storage.is_result_key(obj):
         logger.info("skipping a results key", extra={"key": obj.key})
         return Status.SKIPPED
-    if storage.already_answered(obj, runtime.recognizer.classifier.info.to_dict()):
+    if not force and storage.already_answered(obj, runtime.recognizer.classifier.info.to_dict()):
         logger.info("already answered", extra={"key": obj.key})
         return Status.SKIPPED
     try:
@@ -85,15 +85,16 @@ def _fetch(runtime: Runtime, obj: S3Object) -> bytes | Status:
 
 
 @tracer.capture_method(capture_response=False)
-def process(runtime: Runtime, objects: Iterable[S3Object]) -> Outcomes:
-    """Answer every object once; classify all downloaded images in one model call."""
+def process(runtime: Runtime, objects: Iterable[S3Object], force: bool = False) -> Outcomes:
+    """Answer every object once; classify all downloaded images in one model call. ``force``
+    recomputes objects already answered by this model version."""
     started = time.perf_counter()
     settings = runtime.settings
     outcomes: Outcomes = {}
     downloaded: dict[S3Object, bytes] = {}
     for obj in dict.fromkeys(objects):  # the same object twice in a batch is answered once
         try:
-            fetched = _fetch(runtime, obj)
+            fetched = _fetch(runtime, obj, force)
         except TransientError as error:
             outcomes[obj] = error
             continue

@@ -1,0 +1,116 @@
+"""Classify what is already stored: Step Functions Distributed Map batches and S3 Batch Operations
+tasks, through the worker's road (one model call per batch) and its records.
+
+- Distributed Map (``ItemReader`` over ListObjectsV2, ``ItemBatcher``): ``{"Items": [{"Key", "Etag",
+  "Size", ...}], "BatchInput": {"bucket", "force"}}`` -> a record per object and a small summary.
+  A transient S3 failure raises, so the Map's ``Retry`` runs the batch again (answered objects are
+  then skipped); folder markers (``.../``) and keys under the results prefix are skipped.
+- S3 Batch Operations (``invocationSchemaVersion`` 1.0 and 2.0): one result per task,
+  ``Succeeded`` (classified, or already answered), ``PermanentFailure`` (its error record says
+  why) or ``TemporaryFailure`` (S3 Batch Operations retries it); ``userArguments.force`` (2.0).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import (
+    S3BatchOperationEvent,
+    S3BatchOperationResponse,
+    S3BatchOperationResponseRecord,
+)
+
+from handler import worker
+from handler.errors import ClientMistake, excerpt
+from handler.storage import S3Object, TransientError
+
+if TYPE_CHECKING:
+    from handler.runtime import Runtime
+
+logger = Logger(child=True)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
+def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
+    """One Distributed Map child batch: every listed object ends with a record, or the batch fails."""
+    batch_input = event.get("BatchInput") or {}
+    bucket = batch_input.get("bucket")
+    if not bucket:
+        raise worker.InvalidEvent('A Distributed Map batch needs "BatchInput": {"bucket": ...}.')
+    force = _truthy(batch_input.get("force", False))
+    items = event.get("Items") or []
+    objects = [
+        S3Object(bucket, item["Key"], etag=str(item.get("Etag") or item.get("ETag") or "").strip('"'))
+        for item in items
+        if not item["Key"].endswith("/")
+    ]
+    outcomes = worker.process(runtime, objects, force=force)
+    failed = [obj.key for obj, outcome in outcomes.items() if isinstance(outcome, TransientError)]
+    if failed:
+        raise TransientError(
+            f"{len(failed)} object(s) failed transiently; the Map retries the batch: {failed[:5]}"
+        )
+    counts = Counter(str(outcome) for outcome in outcomes.values())
+    return {
+        "items": len(items),
+        "classified": counts[worker.Status.CLASSIFIED],
+        "error_records": counts[worker.Status.ERROR_RECORD],
+        "skipped": counts[worker.Status.SKIPPED] + (len(items) - len(objects)),
+    }
+
+
+def batch_operations(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
+    """S3 Batch Operations: one task per invocation, one result per task."""
+    parsed = S3BatchOperationEvent(event)
+    arguments = (parsed.job.user_arguments or {}) if parsed.invocation_schema_version == "2.0" else {}
+    force = _truthy(arguments.get("force", False))
+    response = S3BatchOperationResponse(
+        parsed.invocation_schema_version, parsed.invocation_id, "PermanentFailure"
+    )
+    for task in parsed.tasks:
+        response.add_result(_task_result(runtime, task, force))
+    return response.asdict()
+
+
+def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationResponseRecord:
+    obj = S3Object(task.s3_bucket, task.s3_key, task.s3_version_id or None)
+
+    def result(code: str, text: str) -> S3BatchOperationResponseRecord:
+        return S3BatchOperationResponseRecord(task.task_id, code, excerpt(text, 200))
+
+    try:
+        obj = runtime.storage.identified(obj)
+    except TransientError as error:
+        return result("TemporaryFailure", str(error))
+    except ClientMistake as error:  # gone or denied before we could read it: its error record says so
+        try:
+            runtime.storage.write_record(
+                obj, error.to_dict(), model=runtime.recognizer.classifier.info.to_dict()
+            )
+        except TransientError as write_error:
+            return result("TemporaryFailure", str(write_error))
+        return result("PermanentFailure", f"{error.code}: {error.message}")
+    outcome = worker.process(runtime, [obj], force=force)[obj]
+    if isinstance(outcome, TransientError):
+        return result("TemporaryFailure", str(outcome))
+    if outcome is worker.Status.ERROR_RECORD:
+        record = runtime.storage.read_record(obj) or {}
+        return result("PermanentFailure", f"{record.get('code', 'error')}: {record.get('error', '')}")
+    return result("Succeeded", str(outcome))
+
+
+def handle(runtime: Runtime, event: Any) -> dict[str, Any]:
+    """Entry for both bulk shapes."""
+    if isinstance(event, dict) and "Items" in event:
+        return map_batch(runtime, event)
+    if isinstance(event, dict) and "invocationSchemaVersion" in event:
+        return batch_operations(runtime, event)
+    raise worker.InvalidEvent(
+        'bulk_handler takes a Distributed Map batch ({"Items": [...], "BatchInput": {...}}) or an '
+        "S3 Batch Operations event (invocationSchemaVersion 1.0 or 2.0)."
+    )

@@ -1,0 +1,130 @@
+"""``bulk_handler`` against moto's S3: Distributed Map batches and S3 Batch Operations 1.0/2.0."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from urllib.parse import quote_plus
+
+import pytest
+
+from devtools.context import LocalContext
+from handler import storage
+from tests.support import PHOTOS, s3_client_for
+
+UNICODE_KEY = "archive/Été 2026/Grace Hopper + ü.jpg"
+
+
+@pytest.fixture(scope="module")
+def app(configure, moto_s3):
+    return configure(s3_client=s3_client_for(moto_s3))
+
+
+@pytest.fixture
+def archive(s3_client) -> tuple[str, dict[str, str]]:
+    """A bucket of existing objects: photos, a corrupt file, a text file, a folder marker, a result."""
+    bucket = f"archive-{uuid.uuid4().hex[:10]}"
+    s3_client.create_bucket(Bucket=bucket)
+    photo = (PHOTOS / "grace_hopper.jpg").read_bytes()
+    objects = {
+        "archive/portrait.jpg": photo,
+        "archive/cat.bmp": (PHOTOS / "cat.bmp").read_bytes(),
+        UNICODE_KEY: photo,
+        "archive/corrupt.jpg": photo[:3000],
+        "archive/notes.txt": b"not a photo",
+        "archive/folder/": b"",
+        "results/archive/old.jpg.json": b"{}",
+    }
+    etags = {}
+    for key, body in objects.items():
+        etags[key] = s3_client.put_object(Bucket=bucket, Key=key, Body=body)["ETag"]
+    return bucket, etags
+
+
+def record(s3_client, bucket: str, key: str) -> dict:
+    return json.loads(s3_client.get_object(Bucket=bucket, Key=f"results/{key}.json")["Body"].read())
+
+
+def map_event(bucket: str, etags: dict[str, str], keys: list[str], **batch_input) -> dict:
+    items = [
+        {"Key": key, "Etag": etags.get(key, '"0"'), "Size": 1, "StorageClass": "STANDARD"} for key in keys
+    ]
+    return {"Items": items, "BatchInput": {"bucket": bucket, **batch_input}}
+
+
+def test_a_map_batch_answers_every_object_in_one_model_call(app, archive, s3_client) -> None:
+    bucket, etags = archive
+    s3_client.delete_object(Bucket=bucket, Key="archive/cat.bmp")  # listed, then deleted before the read
+    calls = app.runtime.recognizer.classifier.calls
+    summary = app.bulk_handler(map_event(bucket, etags, list(etags)), LocalContext())
+    assert app.runtime.recognizer.classifier.calls == calls + 1
+    assert summary == {"items": 7, "classified": 2, "error_records": 3, "skipped": 2}
+    assert record(s3_client, bucket, "archive/portrait.jpg")["predictions"][0]["label"] == "military_uniform"
+    assert record(s3_client, bucket, UNICODE_KEY)["predictions"][0]["label"] == "military_uniform"
+    assert record(s3_client, bucket, "archive/corrupt.jpg")["code"] == "corrupt_image"
+    assert record(s3_client, bucket, "archive/notes.txt")["code"] == "unsupported_image_type"
+    assert record(s3_client, bucket, "archive/cat.bmp")["code"] == "source_not_found"
+    again = app.bulk_handler(map_event(bucket, etags, list(etags)), LocalContext())
+    assert again["skipped"] == 7 and app.runtime.recognizer.classifier.calls == calls + 1, (
+        "a rerun writes nothing"
+    )
+    forced = app.bulk_handler(map_event(bucket, etags, ["archive/portrait.jpg"], force=True), LocalContext())
+    assert forced["classified"] == 1
+
+
+def test_a_transient_failure_fails_the_map_batch_for_its_retry(app, archive, monkeypatch) -> None:
+    bucket, etags = archive
+
+    def unreachable(*args, **kwargs):
+        raise storage.TransientError("S3 is slowing us down")
+
+    monkeypatch.setattr(app.runtime.storage, "download", unreachable)
+    with pytest.raises(storage.TransientError, match="the Map retries the batch"):
+        app.bulk_handler(map_event(bucket, etags, ["archive/portrait.jpg"]), LocalContext())
+
+
+def batch_operations_event(bucket: str, key: str, version: str, **arguments) -> dict:
+    task = {"taskId": "task-1", "s3Key": quote_plus(key, safe="/"), "s3VersionId": None}
+    event = {"invocationSchemaVersion": version, "invocationId": "invocation-1", "tasks": [task]}
+    if version == "1.0":
+        task["s3BucketArn"] = f"arn:aws:s3:::{bucket}"
+        event["job"] = {"id": "job-1"}
+    else:
+        task["s3Bucket"] = bucket
+        event["job"] = {"id": "job-1", "userArguments": {k: str(v) for k, v in arguments.items()}}
+    return event
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+@pytest.mark.parametrize(
+    ("key", "code", "text"),
+    [
+        (UNICODE_KEY, "Succeeded", "classified"),
+        ("archive/corrupt.jpg", "PermanentFailure", "corrupt_image"),
+        ("archive/gone.jpg", "PermanentFailure", "source_not_found"),
+    ],
+)
+def test_s3_batch_operations_get_one_result_per_task(
+    app, archive, s3_client, version, key, code, text
+) -> None:
+    bucket, _ = archive
+    answer = app.bulk_handler(batch_operations_event(bucket, key, version), LocalContext())
+    assert answer["invocationSchemaVersion"] == version and answer["invocationId"] == "invocation-1"
+    (result,) = answer["results"]
+    assert result["taskId"] == "task-1" and result["resultCode"] == code and text in result["resultString"]
+    assert "code" in record(s3_client, bucket, key) or "predictions" in record(s3_client, bucket, key)
+    if code == "Succeeded":
+        again = app.bulk_handler(batch_operations_event(bucket, key, version), LocalContext())
+        assert again["results"][0]["resultString"] == "skipped"
+        if version == "2.0":
+            forced = app.bulk_handler(
+                batch_operations_event(bucket, key, version, force=True), LocalContext()
+            )
+            assert forced["results"][0]["resultString"] == "classified"
+
+
+def test_anything_else_is_a_clear_error(app) -> None:
+    from handler import worker
+
+    with pytest.raises(worker.InvalidEvent, match="Distributed Map batch"):
+        app.bulk_handler({"Records": []}, LocalContext())
