@@ -2,7 +2,8 @@
 ``docs/models.md`` (each card's validation figures, training time on this machine, the plots).
 
 The models land in ``build/models/<name>/`` like ``make train``; their evaluation plots are
-copied to ``docs/models/``. Datasets come from ``../shared/datasets`` (never committed).
+copied to ``docs/model-plots/`` (charts, never dataset photos). Datasets come from
+``../shared/datasets`` (never committed).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs")
     args = parser.parse_args(argv)
     runs = [train_one(name, *EXAMPLES[name]) for name in (args.only or EXAMPLES)]
-    plots = args.out / "models"
+    plots = args.out / "model-plots"
     plots.mkdir(parents=True, exist_ok=True)
     for run in runs:
         evaluation = REPO / "build" / "models" / run["name"] / "evaluation"

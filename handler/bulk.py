@@ -89,9 +89,7 @@ def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationRespons
         return result("TemporaryFailure", str(error))
     except ClientMistake as error:  # gone or denied before we could read it: its error record says so
         try:
-            runtime.storage.write_record(
-                obj, error.to_dict(), model=runtime.recognizer.classifier.info.to_dict()
-            )
+            worker.error_record(runtime, obj, error)
         except TransientError as write_error:
             return result("TemporaryFailure", str(write_error))
         return result("PermanentFailure", f"{error.code}: {error.message}")

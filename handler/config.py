@@ -67,26 +67,26 @@ class _Reader:
     def optional(self, name: str) -> str | None:
         return self.environ.get(name, "").strip() or None
 
-    def fraction(self, name: str) -> float | None:
+    def _number(self, name: str, convert: type[int] | type[float], expected: str) -> int | float | None:
+        """The variable converted, None when unset; a bad value is refused by name."""
         raw = self.environ.get(name, "").strip()
         if not raw:
             return None
         try:
-            value = float(raw)
+            return convert(raw)
         except ValueError:
-            raise ValueError(f"{name} must be a number from 0 to 1, got {raw[:40]!r}") from None
-        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be {expected}, got {raw[:40]!r}") from None
+
+    def fraction(self, name: str) -> float | None:
+        value = self._number(name, float, "a number from 0 to 1")
+        if value is not None and not 0 <= value <= 1:
             raise ValueError(f"{name} must be a number from 0 to 1, got {value}")
         return value
 
     def integer(self, name: str, default: int, minimum: int = 1) -> int:
-        raw = self.environ.get(name, "").strip()
-        if not raw:
+        value = self._number(name, int, "an integer")
+        if value is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"{name} must be an integer, got {raw[:40]!r}") from None
         if value < minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {value}")
         return value

@@ -90,7 +90,7 @@ def _identify(data: bytes) -> Image.Image:
             Code.UNSUPPORTED_IMAGE_TYPE,
         ) from error
     except Image.DecompressionBombError as error:  # a GIF frame larger than its screen
-        raise PayloadTooLarge(str(error)[:100], Code.IMAGE_TOO_MANY_PIXELS) from error
+        raise PayloadTooLarge(excerpt(str(error)), Code.IMAGE_TOO_MANY_PIXELS) from error
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:  # header found but broken
         raise Unprocessable(
             f"The image header cannot be read: {excerpt(str(error))}", Code.CORRUPT_IMAGE
@@ -206,7 +206,7 @@ def decode(opened: Opened) -> np.ndarray:
         small = _resizable(image).resize(INPUT_SIZE, Image.Resampling.BILINEAR)
         rgb = _to_rgb(_upright(small, orientation))
     except Image.DecompressionBombError as error:  # a later frame or tile claims more pixels
-        raise PayloadTooLarge(str(error)[:100], Code.IMAGE_TOO_MANY_PIXELS) from error
+        raise PayloadTooLarge(excerpt(str(error)), Code.IMAGE_TOO_MANY_PIXELS) from error
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as error:
         # Pillow reports truncated or corrupt data with any of these, depending on the decoder.
         raise Unprocessable(

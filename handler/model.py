@@ -110,13 +110,23 @@ class Classifier:
     ) -> None:
         self._backend = backend
         self._labels = labels
+        self.labels = [label for _, label in labels]  # read per request (top_k bound): built once
         self.info = info
         self.manifest = manifest or {}  # what the model directory says of itself (and its card)
         self.calls = 0  # model invocations so far: lets tests and logs see that batches stay batched
 
     @property
-    def labels(self) -> list[str]:
-        return [label for _, label in self._labels]
+    def entries(self) -> list[tuple[str | None, str]]:
+        """``(class_id, label)`` in output order."""
+        return list(self._labels)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax outputs for ``batch`` (evaluation needs them all, not a ranking)."""
+        return self._backend.probabilities(batch)
+
+    def renamed(self, info: ModelInfo) -> Classifier:
+        """The same loaded model answering under another name or version."""
+        return Classifier(self._backend, self._labels, info, self.manifest)
 
     def classify(self, batch: np.ndarray, top_k: int = 5) -> list[list[Prediction]]:
         """Rank the classes of each image in ``batch`` (one model call for the whole batch)."""

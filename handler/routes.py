@@ -192,7 +192,7 @@ def demo_page(runtime: RuntimeDep):
         status_code=HTTPStatus.OK,
         content_type="text/html; charset=utf-8",
         body=page.HTML,
-        headers=page.headers(uploads.upload_origin(runtime.storage)),
+        headers=page.headers(runtime.storage.post_origin),
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 from handler.config import Settings
 from handler.errors import ClientMistake, Code, check_image_size
@@ -99,6 +100,16 @@ class Storage:
     @cached_property
     def client(self):
         return self._given if self._given is not None else new_client()
+
+    @cached_property
+    def post_origin(self) -> str | None:
+        """Where browsers POST presigned uploads (scheme and host); None without an uploads bucket.
+        Presigning is local signing, no request; computed once."""
+        bucket = self.settings.uploads_bucket
+        if not bucket:
+            return None
+        url = urlsplit(self.client.generate_presigned_post(Bucket=bucket, Key="origin-probe")["url"])
+        return f"{url.scheme}://{url.netloc}"
 
     def result_location(self, obj: S3Object) -> tuple[str, str]:
         return self.settings.results_bucket or obj.bucket, f"{self.settings.results_prefix}{obj.key}.json"

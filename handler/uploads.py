@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Any
-from urllib.parse import urlsplit
 
 from handler.contract import UPLOAD_EXTENSIONS
 from handler.errors import BadRequest, Code, NotConfigured, NotFound, UnsupportedMediaType, excerpt
@@ -58,18 +57,6 @@ def new_upload(storage: Storage, content_type: str) -> dict[str, Any]:
         "expires_in": settings.upload_expires_seconds,
         "max_bytes": settings.max_upload_bytes,
     }
-
-
-def upload_origin(storage: Storage) -> str | None:
-    """Where browsers POST uploads (for the page's CSP ``connect-src``); None without uploads.
-
-    Presigning is local signing, no request: this costs no network call.
-    """
-    bucket = storage.settings.uploads_bucket
-    if not bucket:
-        return None
-    url = urlsplit(storage.client.generate_presigned_post(Bucket=bucket, Key="origin-probe")["url"])
-    return f"{url.scheme}://{url.netloc}"
 
 
 def validate_id(upload_id: str) -> str:

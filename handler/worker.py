@@ -62,7 +62,8 @@ class MalformedMessage(Exception):
 Outcomes = dict[S3Object, Status | TransientError]
 
 
-def _error_record(runtime: Runtime, obj: S3Object, error: ClientMistake) -> Status:
+def error_record(runtime: Runtime, obj: S3Object, error: ClientMistake) -> Status:
+    """Write ``error``'s record for ``obj`` (logged and counted): the object's permanent answer."""
     logger.warning("cannot classify", extra={"key": obj.key, "code": error.code, "error": error.message})
     runtime.storage.write_record(obj, error.to_dict(), model=runtime.recognizer.classifier.info.to_dict())
     metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
@@ -81,7 +82,7 @@ def _fetch(runtime: Runtime, obj: S3Object, force: bool = False) -> bytes | Stat
     try:
         return storage.download(obj, runtime.settings.max_upload_bytes)
     except ClientMistake as error:
-        return _error_record(runtime, obj, error)
+        return error_record(runtime, obj, error)
 
 
 @tracer.capture_method(capture_response=False)
@@ -117,7 +118,7 @@ def process(runtime: Runtime, objects: Iterable[S3Object], force: bool = False) 
     for obj, answer in zip(downloaded, answers, strict=True):
         try:
             if answer.error:
-                outcomes[obj] = _error_record(runtime, obj, answer.error)
+                outcomes[obj] = error_record(runtime, obj, answer.error)
                 continue
             record = {**answer.to_dict(runtime.min_confidence), "model": info, "batch_ms": batch_ms}
             predictions = record["predictions"]

@@ -22,14 +22,14 @@ BATCH = 32
 
 def probabilities(classifier: serving.Classifier, images: np.ndarray) -> np.ndarray:
     """Softmax outputs of the serving backend, batch by batch."""
-    out = [classifier._backend.probabilities(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
+    out = [classifier.probabilities(images[i : i + BATCH]) for i in range(0, len(images), BATCH)]
     return np.concatenate(out) if out else np.zeros((0, len(classifier.labels)), np.float32)
 
 
 def _class_map(classifier: serving.Classifier, folders: list[str]) -> list[int]:
     """Each folder's output index: its label, or (ImageNet) its WordNet id."""
-    by_name = {label: index for index, (_, label) in enumerate(classifier._labels)}
-    by_id = {class_id: index for index, (class_id, _) in enumerate(classifier._labels) if class_id}
+    by_name = {label: index for index, (_, label) in enumerate(classifier.entries)}
+    by_id = {class_id: index for index, (class_id, _) in enumerate(classifier.entries) if class_id}
     mapped = []
     for folder in folders:
         index = by_name.get(folder, by_id.get(folder))

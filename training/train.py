@@ -187,11 +187,6 @@ def agreement(reference: np.ndarray, other: np.ndarray) -> dict:
     }
 
 
-def _probabilities(model_dir: Path, precision: str, images: np.ndarray) -> np.ndarray:
-    classifier = serving.load_classifier(model_dir, "litert", threads=2, precision=precision)
-    return evaluate.probabilities(classifier, images)
-
-
 def train(data_dir: Path, out: Path, options: Options) -> dict:
     """Train on ``data_dir`` and write the model directory ``out``; return its manifest."""
     import keras
@@ -262,9 +257,9 @@ def train(data_dir: Path, out: Path, options: Options) -> dict:
     # The exported files checked against each other on the validation photos, then the serving
     # classifier (what would be deployed) evaluated the way `imgrec evaluate` does.
     keras_probabilities = served.predict(validation.images, batch_size=options.batch_size, verbose=0)
-    fp32 = _probabilities(staging, "fp32", validation.images)
-    card["tflite_vs_keras"] = agreement(keras_probabilities, fp32)
     classifier = serving.load_classifier(staging, "litert", threads=2)
+    fp32 = evaluate.probabilities(classifier, validation.images)
+    card["tflite_vs_keras"] = agreement(keras_probabilities, fp32)
     report = evaluate.evaluate(
         classifier, validation, staging / "evaluation", f"{options.name}: validation split"
     )
@@ -272,7 +267,8 @@ def train(data_dir: Path, out: Path, options: Options) -> dict:
     if "roc_auc" in report:
         card["validation"]["roc_auc"] = report["roc_auc"]
     if options.quantize == "int8":
-        int8 = _probabilities(staging, "int8", validation.images)
+        int8_classifier = serving.load_classifier(staging, "litert", threads=2, precision="int8")
+        int8 = evaluate.probabilities(int8_classifier, validation.images)
         truth = validation.labels
         card["int8"] = {
             **agreement(fp32, int8),

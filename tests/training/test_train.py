@@ -150,11 +150,7 @@ def test_s3_records_carry_the_model_and_a_new_version_recomputes(trained: Path, 
     calls = classifier.calls
     first.s3_handler(event, LocalContext())
     assert classifier.calls == calls, "the same object and model version is not classified again"
-    newer = model.Classifier(
-        classifier._backend,
-        classifier._labels,
-        ModelInfo(name="ants-and-bees", version="1.1.0", backend="litert"),
-    )
+    newer = classifier.renamed(ModelInfo(name="ants-and-bees", version="1.1.0", backend="litert"))
     configure(model=newer).s3_handler(event, LocalContext())
     assert newer.calls == 1 and record()["model"]["version"] == "1.1.0"
 
