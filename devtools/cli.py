@@ -41,7 +41,12 @@ def entry_point_for(event: dict[str, Any]):
         return app.api_handler
     if "Records" in event or event.get("Event") == "s3:TestEvent":
         return app.s3_handler
-    raise SystemExit("Unrecognised event: expected an API Gateway (REST v1 / HTTP v2), S3 or SQS event.")
+    if "Items" in event or "invocationSchemaVersion" in event:
+        return app.bulk_handler
+    raise SystemExit(
+        "Unrecognised event: expected an API Gateway (REST v1 / HTTP v2), S3, SQS, Distributed Map "
+        "batch or S3 Batch Operations event."
+    )
 
 
 def write_table(out: TextIO, title: str, record: dict[str, Any]) -> bool:

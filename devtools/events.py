@@ -239,3 +239,54 @@ def sqs_event(
             for index, message in enumerate(messages)
         ]
     }
+
+
+def map_items(objects: Iterable[tuple[str, str, int]]) -> list[dict]:
+    """Distributed Map items as ``S3ObjectsItemReader`` lists them (ListObjectsV2, quoted ETag)."""
+    return [
+        {
+            "Etag": f'"{etag.strip(chr(34))}"',
+            "Key": key,
+            "LastModified": 1_795_000_000,
+            "Size": size,
+            "StorageClass": "STANDARD",
+        }
+        for key, etag, size in objects
+    ]
+
+
+def map_batch_event(bucket: str, objects: Iterable[tuple[str, str, int]], **batch_input: object) -> dict:
+    """A Distributed Map child batch (``ItemBatcher``): the items and the ``BatchInput`` we set."""
+    return {"Items": map_items(objects), "BatchInput": {"bucket": bucket, **batch_input}}
+
+
+def batch_operations_event(
+    bucket: str,
+    keys: Iterable[str],
+    version: str = "2.0",
+    user_arguments: Mapping[str, str] | None = None,
+    version_ids: Mapping[str, str] | None = None,
+) -> dict:
+    """An S3 Batch Operations ``LambdaInvoke`` event, schema 1.0 (bucket ARN per task) or 2.0
+    (bucket name, ``userArguments``); keys URL-encoded as S3 Batch Operations sends them."""
+    tasks = []
+    for index, key in enumerate(keys):
+        task = {
+            "taskId": f"task-{index:04d}",
+            "s3Key": quote_plus(key, safe="/"),
+            "s3VersionId": (version_ids or {}).get(key),
+        }
+        if version == "1.0":
+            task["s3BucketArn"] = f"arn:aws:s3:::{bucket}"
+        else:
+            task["s3Bucket"] = bucket
+        tasks.append(task)
+    job: dict[str, object] = {"id": "00000000-0000-4000-8000-00000000b0b0"}
+    if version == "2.0":
+        job["userArguments"] = dict(user_arguments or {})
+    return {
+        "invocationSchemaVersion": version,
+        "invocationId": "ZXhhbXBsZS1pbnZvY2F0aW9uLWlk",
+        "job": job,
+        "tasks": tasks,
+    }

@@ -19,13 +19,23 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from devtools.events import http_event, multipart_body, rest_event, s3_event, s3_test_event, sqs_event
+from devtools.events import (
+    batch_operations_event,
+    http_event,
+    map_batch_event,
+    multipart_body,
+    rest_event,
+    s3_event,
+    s3_test_event,
+    sqs_event,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PHOTO = REPO.parent / "shared" / "images" / "grace_hopper.jpg"
 FIXED_TIME_MS = 1_795_000_000_000  # fixtures are byte-stable across regenerations
 EXAMPLE_BUCKET = "image-recognition-uploads-example"
 UNICODE_KEY = "uploads/Été 2026/Grace Hopper (portrait) + ü.jpg"
+ARCHIVE_UNICODE_KEY = "archive/Été 2019/Grace Hopper (portrait) + ü.jpg"
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -129,11 +139,37 @@ def build_s3(photo: bytes) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
     }
 
 
+def build_bulk(photo: bytes) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Bulk fixtures (``bulk_handler``): a Distributed Map batch and S3 Batch Operations 1.0/2.0
+    tasks. ``results`` are the keys that must exist and get a result; ``answer`` is the summary
+    (Map) or the result codes (Batch Operations) expected."""
+    etag = hashlib.md5(photo).hexdigest()
+    photos = ["archive/2019/grace_hopper.jpg", ARCHIVE_UNICODE_KEY]
+    listed = [*photos, "archive/2019/", "results/archive/2019/old.jpg.json"]
+    return {
+        "bulk-map-batch.json": (
+            map_batch_event(EXAMPLE_BUCKET, [(key, etag, len(photo)) for key in listed]),
+            {
+                "bucket": EXAMPLE_BUCKET,
+                "results": photos,
+                "answer": {"items": 4, "classified": 2, "error_records": 0, "skipped": 2},
+            },
+        ),
+        **{
+            f"bulk-s3-batch-operations-{version}.json": (
+                batch_operations_event(EXAMPLE_BUCKET, [ARCHIVE_UNICODE_KEY], version=version),
+                {"bucket": EXAMPLE_BUCKET, "results": [ARCHIVE_UNICODE_KEY], "answer": ["Succeeded"]},
+            )
+            for version in ("1.0", "2.0")
+        },
+    }
+
+
 def write(out_dir: Path, photo: bytes) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     expected = {}
     written = []
-    for name, (event, expectation) in {**build(photo), **build_s3(photo)}.items():
+    for name, (event, expectation) in {**build(photo), **build_s3(photo), **build_bulk(photo)}.items():
         path = out_dir / name
         path.write_text(json.dumps(_stable(event, name.removesuffix(".json")), indent=2) + "\n")
         expected[name] = expectation

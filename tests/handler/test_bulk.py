@@ -10,7 +10,7 @@ import pytest
 
 from devtools.context import LocalContext
 from handler import storage
-from tests.support import PHOTOS, s3_client_for
+from tests.support import EVENTS, PHOTOS, s3_client_for
 
 UNICODE_KEY = "archive/Été 2026/Grace Hopper + ü.jpg"
 
@@ -128,3 +128,22 @@ def test_anything_else_is_a_clear_error(app) -> None:
 
     with pytest.raises(worker.InvalidEvent, match="Distributed Map batch"):
         app.bulk_handler({"Records": []}, LocalContext())
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in EVENTS.glob("bulk-*.json")))
+def test_bulk_event_fixtures(app, s3_client, fixture: str) -> None:
+    """Each bulk fixture, once its objects exist, gets the expected answer and result records."""
+    expected = json.loads((EVENTS / "expected.json").read_text())[fixture]
+    bucket = expected["bucket"]
+    s3_client.create_bucket(Bucket=bucket)
+    photo = (PHOTOS / "grace_hopper.jpg").read_bytes()
+    for key in expected["results"]:
+        s3_client.put_object(Bucket=bucket, Key=key, Body=photo)
+        s3_client.delete_object(Bucket=bucket, Key=f"results/{key}.json")  # a previous fixture's
+    answer = app.bulk_handler(json.loads((EVENTS / fixture).read_text()), LocalContext())
+    if "results" in answer:
+        assert [r["resultCode"] for r in answer["results"]] == expected["answer"]
+    else:
+        assert answer == expected["answer"]
+    for key in expected["results"]:
+        assert record(s3_client, bucket, key)["predictions"][0]["label"] == "military_uniform", key
