@@ -19,7 +19,7 @@ def build(app: cdk.App) -> ImageRecognitionStack:
     settings = Settings.from_context(app.node)
     stack = ImageRecognitionStack(app, "ImageRecognition", settings=settings)
     nag.add_checks(app)
-    nag.acknowledge(stack, waf_enabled=settings.enable_waf)
+    nag.acknowledge(stack, settings)
     return stack
 
 

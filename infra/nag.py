@@ -12,8 +12,16 @@ from dataclasses import dataclass
 from aws_cdk import Acknowledgment, App, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 
+from infra.settings import Settings
+
 PLUGIN = "AwsSolutions"
 LAMBDA_BASIC = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+BUCKET = "<UploadsBucketC4B27CC7.Arn>"
+BULK_WORKER = "<FunctionsBulkWorker44DFE178.Arn>"
+CHILD_EXECUTIONS = (
+    "arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+    '{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"BackfillStateMachine395F6B27"}]}]}'
+)
 APIGW_LOGS = "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
 
 
@@ -29,24 +37,25 @@ ACCEPTED = (
         f"AwsSolutions-IAM4[{LAMBDA_BASIC}]",
         "AWSLambdaBasicExecutionRole only allows writing the function's own CloudWatch logs; "
         "it is the AWS-maintained least-privilege policy for that.",
-        ("Functions/Api", "Functions/Worker", "BucketNotificationsHandler"),
+        ("Functions/Api", "Functions/Worker", "Functions/BulkWorker", "BucketNotificationsHandler"),
     ),
     Accepted(
         "AwsSolutions-IAM5[Resource::*]",
-        "X-Ray's PutTraceSegments and PutTelemetryRecords do not support resource-level permissions.",
-        ("Functions/Api", "Functions/Worker"),
+        "X-Ray's PutTraceSegments and PutTelemetryRecords, and the CloudWatch Logs log-delivery "
+        "actions Step Functions logging needs, do not support resource-level permissions.",
+        ("Functions/Api", "Functions/Worker", "Functions/BulkWorker", "Backfill/StateMachine"),
     ),
     Accepted(
-        "AwsSolutions-IAM5[Resource::<UploadsBucketC4B27CC7.Arn>/uploads/*]",
+        f"AwsSolutions-IAM5[Resource::{BUCKET}/uploads/*]",
         "The worker reads any object under the uploads prefix (only): keys are random ids. The API "
         "presigns POST forms for new keys there and checks that an upload arrived.",
         ("Functions/Worker", "Functions/Api"),
     ),
     Accepted(
-        "AwsSolutions-IAM5[Resource::<UploadsBucketC4B27CC7.Arn>/results/*]",
-        "The worker writes (and reads back, for idempotency) one record per upload under results/ "
+        f"AwsSolutions-IAM5[Resource::{BUCKET}/results/*]",
+        "The workers write (and read back, for idempotency) one record per object under results/ "
         "only; the API reads them for GET /results/{id}.",
-        ("Functions/Worker", "Functions/Api"),
+        ("Functions/Worker", "Functions/Api", "Functions/BulkWorker"),
     ),
     Accepted(
         f"AwsSolutions-IAM4[{APIGW_LOGS}]",
@@ -77,19 +86,60 @@ WAF_OFF = Accepted(
 )
 
 
-def accepted_for(waf_enabled: bool) -> tuple[Accepted, ...]:
-    """The findings this deployment accepts: the fixed ones, plus APIG3 when WAF is off."""
-    return ACCEPTED if waf_enabled else (*ACCEPTED, WAF_OFF)
+def backfill_accepted(settings: Settings) -> tuple[Accepted, ...]:
+    """What the Backfill construct (``enableBackfill``) needs; its read scope is ``backfillPrefix``."""
+    state_machine, batch_operations = "Backfill/StateMachine", "Backfill/BatchOperationsRole"
+    return (
+        Accepted(
+            f"AwsSolutions-IAM5[Resource::{BUCKET}/{settings.backfill_prefix}*]",
+            "The bulk worker reads the objects under backfillPrefix, the prefix the operator allowed "
+            "backfills to classify (an archive of existing keys, unknown in advance).",
+            ("Functions/BulkWorker",),
+        ),
+        Accepted(
+            f"AwsSolutions-IAM5[Resource::{BULK_WORKER}:*]",
+            "Invoke the bulk worker and its versions (CDK's grant for a function); no other function.",
+            (state_machine, batch_operations),
+        ),
+        Accepted(
+            f"AwsSolutions-IAM5[Resource::{BUCKET}/results/backfill-runs/*]",
+            "The Distributed Map writes its run manifest (one per execution, named by AWS) there only.",
+            (state_machine,),
+        ),
+        Accepted(
+            f"AwsSolutions-IAM5[Resource::{CHILD_EXECUTIONS}:*]",
+            "A Distributed Map describes and stops its own child executions (AWS's documented policy), "
+            "scoped to this state machine.",
+            (state_machine,),
+        ),
+        Accepted(
+            f"AwsSolutions-IAM5[Resource::{CHILD_EXECUTIONS}/*:*]",
+            "A Distributed Map run can be redriven (its failed batches only): scoped to this state machine.",
+            (state_machine,),
+        ),
+        Accepted(
+            f"AwsSolutions-IAM5[Resource::{BUCKET}/results/batch-operations/*]",
+            "S3 Batch Operations jobs read their manifest and write their completion report there only.",
+            (batch_operations,),
+        ),
+    )
+
+
+def accepted_for(settings: Settings) -> tuple[Accepted, ...]:
+    """The findings this deployment accepts: the fixed ones, APIG3 when WAF is off, and the
+    Backfill's when it is on."""
+    accepted = ACCEPTED if settings.enable_waf else (*ACCEPTED, WAF_OFF)
+    return (*accepted, *backfill_accepted(settings)) if settings.enable_backfill else accepted
 
 
 def add_checks(app: App) -> None:
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
 
-def acknowledge(stack: Stack, waf_enabled: bool) -> None:
+def acknowledge(stack: Stack, settings: Settings) -> None:
     """Acknowledge each accepted finding on the constructs it was accepted for."""
     root = stack.node.path
-    for accepted in accepted_for(waf_enabled):
+    for accepted in accepted_for(settings):
         prefixes = tuple(f"{root}/{scope}" for scope in accepted.scopes)
         targets = [c for c in stack.node.find_all() if c.node.path.startswith(prefixes)]
         if not targets:

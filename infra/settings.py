@@ -105,6 +105,27 @@ class Settings:
         default=30, metadata={"doc": "days before uploads and results expire (0: keep them)"}
     )
     stage_name: str = field(default="prod", metadata={"doc": "API Gateway stage"})
+    enable_backfill: bool = field(
+        default=True,
+        metadata={"doc": "Backfill: state machine, bulk worker, S3 Batch Operations role (false: none)"},
+    )
+    backfill_prefix: str = field(
+        default="",
+        metadata={"doc": "what a backfill may list and read in the bucket (empty: all but results)"},
+    )
+    backfill_batch_size: int = field(
+        default=50, metadata={"doc": "Distributed Map ItemBatcher: most objects per worker invocation"}
+    )
+    backfill_max_batch_bytes: int = field(
+        default=262_144, metadata={"doc": "ItemBatcher: most bytes of a batch's JSON input (AWS max 256 KiB)"}
+    )
+    backfill_max_concurrency: int = field(
+        default=20, metadata={"doc": "Distributed Map: most worker invocations at once"}
+    )
+    backfill_tolerated_failure_percent: int = field(
+        default=1, metadata={"doc": "failed batches (after retries) a run tolerates, in % of batches"}
+    )
+    backfill_timeout_seconds: int = field(default=300, metadata={"doc": "bulk worker timeout for one batch"})
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -133,6 +154,12 @@ class Settings:
             raise ValueError("expire_after_days must be 0 (keep) or a number of days")
         if self.uploads_throttle_rate_limit > self.throttle_rate_limit:
             raise ValueError("uploads_throttle_rate_limit must not exceed throttle_rate_limit")
+        if self.backfill_prefix.startswith(self.results_prefix):
+            raise ValueError("backfill_prefix must not be under results_prefix (results are not photos)")
+        if not 1 <= self.backfill_max_batch_bytes <= 262_144:
+            raise ValueError("backfill_max_batch_bytes must be between 1 and 262144 (Step Functions' limit)")
+        if not 0 <= self.backfill_tolerated_failure_percent <= 100:
+            raise ValueError("backfill_tolerated_failure_percent must be between 0 and 100")
         digits = str(self.waf_max_content_length)
         if digits.strip("0") != digits[0]:
             raise ValueError("waf_max_content_length must be one digit followed by zeros, e.g. 7000000")

@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from infra.components.api import Api
+from infra.components.backfill import Backfill
 from infra.components.functions import ClassifierFunctions
 from infra.components.monitoring import Monitoring
 from infra.components.uploads import Uploads
@@ -34,6 +35,12 @@ class ImageRecognitionStack(Stack):
             queue=uploads.queue,
             dead_letters=uploads.dead_letters,
         )
+        if functions.bulk_worker is not None:
+            backfill = Backfill(
+                self, "Backfill", settings=settings, bucket=uploads.bucket, worker=functions.bulk_worker
+            )
+            monitoring.watch_backfill(backfill.state_machine, functions.bulk_worker)
+            self._backfill_outputs(backfill)
         CfnOutput(self, "ApiUrl", value=api.rest_api.url, description="POST {url}predict with a photo")
         CfnOutput(
             self, "UploadsBucket", value=uploads.bucket.bucket_name, description="put photos under uploads/"
@@ -45,3 +52,32 @@ class ImageRecognitionStack(Stack):
         CfnOutput(self, "DeadLetterQueueUrl", value=uploads.dead_letters.queue_url)
         CfnOutput(self, "DashboardUrl", value=monitoring.dashboard_url)
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
+
+    def _backfill_outputs(self, backfill: Backfill) -> None:
+        CfnOutput(
+            self,
+            "BackfillStateMachineArn",
+            value=backfill.state_machine.state_machine_arn,
+            description='aws stepfunctions start-execution --input \'{"prefix": "archive/"}\'',
+        )
+        CfnOutput(
+            self, "BackfillRunsLocation", value=f"s3://{backfill.bucket.bucket_name}/{backfill.runs_prefix}"
+        )
+        CfnOutput(
+            self,
+            "BulkWorkerArn",
+            value=backfill.worker.function_arn,
+            description="S3 Batch Operations LambdaInvoke FunctionArn",
+        )
+        CfnOutput(
+            self,
+            "BatchOperationsRoleArn",
+            value=backfill.batch_operations_role.role_arn,
+            description="aws s3control create-job --role-arn",
+        )
+        CfnOutput(
+            self,
+            "BatchOperationsLocation",
+            value=f"s3://{backfill.bucket.bucket_name}/{backfill.batch_operations_prefix}",
+            description="manifests and completion reports of S3 Batch Operations jobs",
+        )

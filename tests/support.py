@@ -131,6 +131,7 @@ VARIANT = {
     "reservedConcurrency": "20",
     "sqsBatchSize": "25",
     "modelBackend": "keras",
+    "enableBackfill": "false",
 }
 
 

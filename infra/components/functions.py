@@ -1,4 +1,4 @@
-"""The two Lambda functions: one package, two entry points (API and S3 worker).
+"""The Lambda functions: one package, one entry point each (API, S3 worker, bulk worker).
 
 ``packaging=image`` (default) builds the repository's Dockerfile; ``packaging=zip`` deploys the
 code with the two layers ``make layers`` builds (runtime dependencies, model at /opt/model),
@@ -17,7 +17,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from handler.contract import API_HANDLER, METRICS_NAMESPACE, S3_HANDLER, SERVICE_NAME
+from handler.contract import API_HANDLER, BULK_HANDLER, METRICS_NAMESPACE, S3_HANDLER, SERVICE_NAME
 from infra.components.common import log_retention
 from infra.settings import Settings
 
@@ -29,7 +29,8 @@ RUNTIMES = {"3.12": lambda_.Runtime.PYTHON_3_12, "3.13": lambda_.Runtime.PYTHON_
 
 
 class ClassifierFunctions(Construct):
-    """``api`` (behind API Gateway, alias ``live``) and ``worker`` (SQS batches of S3 uploads)."""
+    """``api`` (behind API Gateway, alias ``live``), ``worker`` (SQS batches of S3 uploads) and,
+    with ``enableBackfill``, ``bulk_worker`` (Distributed Map batches, S3 Batch Operations tasks)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, bucket_name: str) -> None:
         super().__init__(scope, construct_id)
@@ -73,6 +74,18 @@ class ClassifierFunctions(Construct):
             timeout=settings.s3_timeout_seconds,
             description="Classifies photos uploaded to S3 (SQS batches) and writes result records",
             reserved=None,
+        )
+        self.bulk_worker = (
+            self._function(
+                "BulkWorker",
+                BULK_HANDLER,
+                environment,
+                timeout=settings.backfill_timeout_seconds,
+                description="Classifies stored photos: Distributed Map batches, S3 Batch Operations tasks",
+                reserved=None,
+            )
+            if settings.enable_backfill
+            else None
         )
 
     def _layers(self) -> list[lambda_.ILayerVersion]:

@@ -10,6 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from handler.contract import METRICS_NAMESPACE, SERVICE_NAME
@@ -163,6 +164,51 @@ class Monitoring(Construct):
             graph("Dead-letter queue depth", [dlq_depth]),
         )
         self.dashboard.add_widgets(graph("Model inference p50 (ms)", [inference]))
+        self._graph = graph
+
+    def watch_backfill(self, state_machine: sfn.StateMachine, bulk_worker: lambda_.Function) -> None:
+        """A failed backfill run is an alarm; its progress, worker and images on the dashboard."""
+        failed = state_machine.metric_failed(period=FIVE_MINUTES, statistic="Sum")
+        alarm = failed.create_alarm(
+            self,
+            "BackfillExecutionsFailed",
+            alarm_description="A backfill run failed: more batches failed than tolerated, or bad input. "
+            "Its manifest under results/backfill-runs/ lists the failed batches; redrive or rerun it.",
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(actions.SnsAction(self.topic))
+        alarm.add_ok_action(actions.SnsAction(self.topic))
+        self.alarms.append(alarm)
+        images = [
+            cw.Metric(
+                namespace=NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": SERVICE},
+                statistic="Sum",
+                period=Duration.minutes(1),
+            )
+            for name in ("ImagesProcessed", "ImagesFailed")
+        ]
+        self.dashboard.add_widgets(
+            self._graph(
+                "Backfill runs",
+                [
+                    state_machine.metric_started(),
+                    state_machine.metric_succeeded(),
+                    failed,
+                    state_machine.metric_aborted(),
+                ],
+            ),
+            self._graph(
+                "Bulk worker: duration p50/p99 (ms), concurrency",
+                [bulk_worker.metric_duration(statistic=s) for s in ("p50", "p99")],
+                right=[bulk_worker.metric("ConcurrentExecutions", statistic="Maximum")],
+            ),
+            self._graph("Images per minute (all workers): classified, error records", images),
+        )
 
     @property
     def dashboard_url(self) -> str:

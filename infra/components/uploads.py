@@ -94,11 +94,13 @@ class Uploads(Construct):
         """Anyone may upload through a presigned form: uploads and their results do not pile up forever."""
         if settings.expire_after_days == 0:
             return []
+        # Only the uploads' results expire with them: a backfill's records of a stored archive stay.
+        upload_results = f"{settings.results_prefix}{settings.uploads_prefix}"
         return [
             s3.LifecycleRule(
                 id=f"expire-{name}", prefix=prefix, expiration=Duration.days(settings.expire_after_days)
             )
-            for name, prefix in (("uploads", settings.uploads_prefix), ("results", settings.results_prefix))
+            for name, prefix in (("uploads", settings.uploads_prefix), ("results", upload_results))
         ]
 
     def connect(self, worker: lambda_.IFunction) -> None:

@@ -11,11 +11,12 @@ import pytest
 
 from infra import nag
 from infra.app import build
+from infra.settings import Settings
 from tests.support import REPO, VARIANT, app_with
 
 pytestmark = [pytest.mark.aws_shape, pytest.mark.slow]
 
-VARIANTS = {"defaults": {}, "everything-on": VARIANT}
+VARIANTS = {"defaults": {}, "everything-on": VARIANT, "backfill-archive": {"backfillPrefix": "archive/"}}
 
 
 @pytest.fixture(scope="module", params=VARIANTS.values(), ids=VARIANTS.keys())
@@ -41,8 +42,10 @@ def test_every_acknowledgment_is_used_with_its_reason(synthesized: Path) -> None
     report = json.loads((synthesized / "validation-report.json").read_text())
     (plugin,) = [p for p in report["pluginReports"] if p["pluginName"] == nag.PLUGIN]
     suppressed = {(v["ruleName"], v["reason"]) for v in plugin["suppressedViolations"]}
-    waf_enabled = synthesized.name.startswith("defaults")  # the variant turns WAF off
-    accepted = nag.accepted_for(waf_enabled)
+    overrides = next(o for name, o in VARIANTS.items() if synthesized.name.startswith(name))
+    settings = Settings.from_context(app_with(overrides).node)
+    waf_enabled = settings.enable_waf
+    accepted = nag.accepted_for(settings)
     assert len({a.rule for a in accepted}) == len(accepted)
     unused = [a.rule for a in accepted if (a.rule, a.reason) not in suppressed]
     assert unused == [], "acknowledgments that suppress nothing: remove them"

@@ -99,12 +99,19 @@ def test_usage_plan(template: Template) -> None:
     assert not template.find_resources("AWS::ApiGateway::ApiKey")
 
 
-def test_functions_are_one_image_with_two_commands(template: Template) -> None:
+def test_functions_are_one_image_with_three_commands(template: Template) -> None:
     by_command = functions(template)
-    assert set(by_command) == {"handler.app.api_handler", "handler.app.s3_handler"}
+    assert set(by_command) == {
+        "handler.app.api_handler",
+        "handler.app.s3_handler",
+        "handler.app.bulk_handler",
+    }
     api, worker = by_command["handler.app.api_handler"], by_command["handler.app.s3_handler"]
-    assert api["Properties"]["Code"] == worker["Properties"]["Code"], "same image"
-    for function, timeout in ((api, 29), (worker, 120)):
+    bulk = by_command["handler.app.bulk_handler"]
+    assert api["Properties"]["Code"] == worker["Properties"]["Code"] == bulk["Properties"]["Code"], (
+        "same image"
+    )
+    for function, timeout in ((api, 29), (worker, 120), (bulk, 300)):
         props = function["Properties"]
         assert props["PackageType"] == "Image"
         assert props["MemorySize"] == 2048
@@ -130,7 +137,7 @@ def test_alias_live(template: Template, variant_template: Template) -> None:
 
 def test_log_groups_have_retention(template: Template) -> None:
     groups = template.find_resources("AWS::Logs::LogGroup")
-    assert len(groups) == 3  # two functions and the API access logs
+    assert len(groups) == 5  # three functions, the API access logs, the backfill state machine
     assert {g["Properties"]["RetentionInDays"] for g in groups.values()} == {30}
 
 
@@ -258,6 +265,7 @@ def test_every_alarm_and_its_threshold(template: Template) -> None:
         "WorkerErrors": 1,
         "WorkerThrottles": 1,
         "DeadLettersNotEmpty": 1,
+        "BackfillExecutionsFailed": 1,
     }
     found = {}
     for logical_id, props in alarms.items():
@@ -354,7 +362,8 @@ def test_uploads_and_results_expire(template: Template, variant_template: Templa
         return {r["Prefix"]: r for r in rules if "ExpirationInDays" in r}
 
     rules = expiry_rules(template)
-    assert set(rules) == {"uploads/", "results/"}
+    # Results of uploads expire with them; a backfill's records of a stored archive stay.
+    assert set(rules) == {"uploads/", "results/uploads/"}
     assert {r["ExpirationInDays"] for r in rules.values()} == {30}
     assert all(r["Status"] == "Enabled" for r in rules.values())
     assert expiry_rules(variant_template) == {}  # expireAfterDays=0 keeps everything
