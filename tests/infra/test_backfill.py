@@ -13,6 +13,13 @@ from tests.support import REPO, functions, only, template_for
 
 pytestmark = [pytest.mark.aws_shape]
 
+BUCKET_ARN = '{"Fn::GetAtt": ["UploadsBucketC4B27CC7", "Arn"]}'
+
+
+def objects_under(prefix: str) -> str:
+    return f'{{"Fn::Join": ["", [{BUCKET_ARN}, "/{prefix}*"]]}}'
+
+
 FAKE = {
     "AWS::Partition": "aws",
     "AWS::Region": "us-east-1",
@@ -156,10 +163,8 @@ def test_iam_is_scoped_to_the_backfill_prefix_and_the_results(archive_template: 
     granted = actions_on(role_statements(archive_template, machine_role))
     s3_grants = {resource: actions for resource, actions in granted.items() if "s3:" in " ".join(actions)}
     assert s3_grants == {
-        '{"Fn::GetAtt": ["UploadsBucketC4B27CC7", "Arn"]}{"StringLike": {"s3:prefix": ["archive/*"]}}': {
-            "s3:ListBucket"
-        },
-        '{"Fn::Join": ["", [{"Fn::GetAtt": ["UploadsBucketC4B27CC7", "Arn"]}, "/results/backfill-runs/*"]]}': {
+        BUCKET_ARN + '{"StringLike": {"s3:prefix": ["archive/*"]}}': {"s3:ListBucket"},
+        objects_under("results/backfill-runs/"): {
             "s3:PutObject",
             "s3:GetObject",
             "s3:ListMultipartUploadParts",
@@ -175,9 +180,7 @@ def test_iam_is_scoped_to_the_backfill_prefix_and_the_results(archive_template: 
     assert all("/archive/*" in r or "/results/*" in r for r in reads) and len(reads) == 2
     assert all("/results/*" in r for r in writes) and len(writes) == 1
     lists = [r for r, actions in worker.items() if "s3:ListBucket" in actions]
-    assert lists == [
-        '{"Fn::GetAtt": ["UploadsBucketC4B27CC7", "Arn"]}{"StringLike": {"s3:prefix": ["archive/*", "results/*"]}}'
-    ]
+    assert lists == [BUCKET_ARN + '{"StringLike": {"s3:prefix": ["archive/*", "results/*"]}}']
 
 
 def test_s3_batch_operations_may_invoke_the_bulk_worker_only(archive_template: Template) -> None:
@@ -196,9 +199,7 @@ def test_s3_batch_operations_may_invoke_the_bulk_worker_only(archive_template: T
     invoked = {r for r, actions in granted.items() if "lambda:InvokeFunction" in actions}
     assert invoked and all("FunctionsBulkWorker" in r for r in invoked)
     objects = {r: a for r, a in granted.items() if "s3:PutObject" in a or "s3:GetObject" in a}
-    assert list(objects) == [
-        '{"Fn::Join": ["", [{"Fn::GetAtt": ["UploadsBucketC4B27CC7", "Arn"]}, "/results/batch-operations/*"]]}'
-    ]
+    assert list(objects) == [objects_under("results/batch-operations/")]
     assert {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"} == next(iter(objects.values()))
 
 
