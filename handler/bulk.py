@@ -31,36 +31,63 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 
+# Source bytes one model call holds at most: a batch of large photos is classified in parts.
+BATCH_BYTES = 256 * 1024 * 1024
+
 
 def _truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes")
 
 
+def chunks_within(objects: list[tuple[S3Object, int]], budget: int) -> list[list[S3Object]]:
+    """Consecutive groups whose listed sizes add up to at most ``budget`` bytes (an object larger
+    than the budget alone): a batch of large photos is not all held in memory at once."""
+    groups: list[list[S3Object]] = []
+    held = budget + 1
+    for obj, size in objects:
+        if held + size > budget:
+            groups.append([])
+            held = 0
+        groups[-1].append(obj)
+        held += size
+    return groups
+
+
 def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
-    """One Distributed Map child batch: every listed object ends with a record, or the batch fails."""
+    """One Distributed Map child batch: every listed object ends with a record, or the batch fails.
+    The output counts the outcomes and lists each key's (error records with their code)."""
     batch_input = event.get("BatchInput") or {}
     bucket = batch_input.get("bucket")
     if not bucket:
         raise worker.InvalidEvent('A Distributed Map batch needs "BatchInput": {"bucket": ...}.')
     force = _truthy(batch_input.get("force", False))
     items = event.get("Items") or []
-    objects = [
-        S3Object(bucket, item["Key"], etag=str(item.get("Etag") or item.get("ETag") or "").strip('"'))
+    folders = [item["Key"] for item in items if item["Key"].endswith("/")]
+    listed = [
+        (
+            S3Object(bucket, item["Key"], etag=str(item.get("Etag") or item.get("ETag") or "").strip('"')),
+            int(item.get("Size") or 0),
+        )
         for item in items
         if not item["Key"].endswith("/")
     ]
-    outcomes = worker.process(runtime, objects, force=force)
+    outcomes: worker.Outcomes = {}
+    for group in chunks_within(listed, BATCH_BYTES):
+        outcomes.update(worker.process(runtime, group, force=force))
     failed = [obj.key for obj, outcome in outcomes.items() if isinstance(outcome, TransientError)]
     if failed:
         raise TransientError(
             f"{len(failed)} object(s) failed transiently; the Map retries the batch: {failed[:5]}"
         )
-    counts = Counter(str(outcome) for outcome in outcomes.values())
+    objects = worker.summary(outcomes)["objects"]
+    objects += [{"key": key, "status": str(worker.Status.SKIPPED)} for key in folders]
+    counts = Counter(entry["status"] for entry in objects)
     return {
         "items": len(items),
         "classified": counts[worker.Status.CLASSIFIED],
         "error_records": counts[worker.Status.ERROR_RECORD],
-        "skipped": counts[worker.Status.SKIPPED] + (len(items) - len(objects)),
+        "skipped": counts[worker.Status.SKIPPED],
+        "objects": objects,
     }
 
 
@@ -96,9 +123,8 @@ def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationRespons
     outcome = worker.process(runtime, [obj], force=force)[obj]
     if isinstance(outcome, TransientError):
         return result("TemporaryFailure", str(outcome))
-    if outcome is worker.Status.ERROR_RECORD:
-        record = runtime.storage.read_record(obj) or {}
-        return result("PermanentFailure", f"{record.get('code', 'error')}: {record.get('error', '')}")
+    if isinstance(outcome, ClientMistake):
+        return result("PermanentFailure", f"{outcome.code}: {outcome.message}")
     return result("Succeeded", str(outcome))
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
@@ -59,79 +60,110 @@ class MalformedMessage(Exception):
     """An SQS message that is not an S3 notification: left to the queue's redrive policy (DLQ)."""
 
 
-Outcomes = dict[S3Object, Status | TransientError]
+# An object's end: a status, the error its record holds, or a transient failure (to retry).
+Outcome = Status | ClientMistake | TransientError
+Outcomes = dict[S3Object, Outcome]
+
+# S3 requests in flight per invocation: a batch's HEADs, GETs and PUTs wait on latency, not CPU.
+IO_THREADS = 8
 
 
-def error_record(runtime: Runtime, obj: S3Object, error: ClientMistake) -> Status:
-    """Write ``error``'s record for ``obj`` (logged and counted): the object's permanent answer."""
+def status_of(outcome: Outcome) -> Status:
+    if isinstance(outcome, ClientMistake):
+        return Status.ERROR_RECORD
+    return Status.RETRY if isinstance(outcome, TransientError) else outcome
+
+
+def _count_error(obj: S3Object, error: ClientMistake) -> None:
     logger.warning("cannot classify", extra={"key": obj.key, "code": error.code, "error": error.message})
-    runtime.storage.write_record(obj, error.to_dict(), model=runtime.recognizer.classifier.info.to_dict())
     metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
-    return Status.ERROR_RECORD
 
 
-def _fetch(runtime: Runtime, obj: S3Object, force: bool = False) -> bytes | Status:
-    """The object's bytes, or the status it already ended in (skipped / error record)."""
+def error_record(runtime: Runtime, obj: S3Object, error: ClientMistake) -> ClientMistake:
+    """Write ``error``'s record for ``obj`` (logged and counted): the object's permanent answer."""
+    runtime.storage.write_record(obj, error.to_dict(), model=runtime.recognizer.classifier.info.to_dict())
+    _count_error(obj, error)
+    return error
+
+
+def _fetch(runtime: Runtime, obj: S3Object, force: bool) -> bytes | Status | ClientMistake | TransientError:
+    """The object's bytes, the status it already ended in (skipped), or why it cannot be read.
+    Runs in the I/O threads: no logging of outcomes or metrics here."""
     storage = runtime.storage
-    if storage.is_result_key(obj):
-        logger.info("skipping a results key", extra={"key": obj.key})
-        return Status.SKIPPED
-    if not force and storage.already_answered(obj, runtime.recognizer.classifier.info.to_dict()):
-        logger.info("already answered", extra={"key": obj.key})
-        return Status.SKIPPED
     try:
+        if storage.is_result_key(obj):
+            return Status.SKIPPED
+        if not force and storage.already_answered(obj, runtime.recognizer.classifier.info.to_dict()):
+            return Status.SKIPPED
         return storage.download(obj, runtime.settings.max_upload_bytes)
-    except ClientMistake as error:
-        return error_record(runtime, obj, error)
+    except (ClientMistake, TransientError) as error:
+        return error
+
+
+def _write(runtime: Runtime, obj: S3Object, record: dict[str, Any] | ClientMistake) -> Outcome:
+    """Write the object's result or error record (in an I/O thread)."""
+    info = runtime.recognizer.classifier.info.to_dict()
+    try:
+        if isinstance(record, ClientMistake):
+            runtime.storage.write_record(obj, record.to_dict(), model=info)
+            return record
+        runtime.storage.write_record(obj, record, model=info)
+    except TransientError as error:
+        return error
+    return Status.CLASSIFIED
 
 
 @tracer.capture_method(capture_response=False)
 def process(runtime: Runtime, objects: Iterable[S3Object], force: bool = False) -> Outcomes:
     """Answer every object once; classify all downloaded images in one model call. ``force``
-    recomputes objects already answered by this model version."""
+    recomputes objects already answered by this model version. S3 requests run in parallel."""
     started = time.perf_counter()
     settings = runtime.settings
+    unique = list(dict.fromkeys(objects))  # the same object twice in a batch is answered once
     outcomes: Outcomes = {}
     downloaded: dict[S3Object, bytes] = {}
-    for obj in dict.fromkeys(objects):  # the same object twice in a batch is answered once
-        try:
-            fetched = _fetch(runtime, obj, force)
-        except TransientError as error:
-            outcomes[obj] = error
-            continue
-        if isinstance(fetched, bytes):
-            downloaded[obj] = fetched
-        else:
-            outcomes[obj] = fetched
-    answers = (
-        runtime.recognizer.classify(
-            list(downloaded.values()),
-            settings.default_top_k,
-            settings.max_upload_bytes,
-            queue_over_budget=True,
+    to_write: dict[S3Object, dict[str, Any] | ClientMistake] = {}
+    with ThreadPoolExecutor(IO_THREADS) as pool:
+        for obj, fetched in zip(unique, pool.map(lambda o: _fetch(runtime, o, force), unique), strict=True):
+            if isinstance(fetched, bytes):
+                downloaded[obj] = fetched
+            elif isinstance(fetched, ClientMistake):
+                to_write[obj] = fetched
+            else:
+                outcomes[obj] = fetched
+                if fetched is Status.SKIPPED:
+                    logger.info("skipped: a results key or already answered", extra={"key": obj.key})
+        answers = (
+            runtime.recognizer.classify(
+                list(downloaded.values()),
+                settings.default_top_k,
+                settings.max_upload_bytes,
+                queue_over_budget=True,
+            )
+            if downloaded
+            else []
         )
-        if downloaded
-        else []
-    )
-    batch_ms = round((time.perf_counter() - started) * 1000, 2)
-    info = runtime.recognizer.classifier.info.to_dict()
-    for obj, answer in zip(downloaded, answers, strict=True):
-        try:
-            if answer.error:
-                outcomes[obj] = error_record(runtime, obj, answer.error)
-                continue
-            record = {**answer.to_dict(runtime.min_confidence), "model": info, "batch_ms": batch_ms}
-            predictions = record["predictions"]
-            runtime.storage.write_record(obj, record, model=info)
-            metrics.add_metric(name="ImagesProcessed", unit=MetricUnit.Count, value=1)
-            logger.info("classified", extra={"key": obj.key, "top1": predictions[0]["label"]})
-            outcomes[obj] = Status.CLASSIFIED
-        except TransientError as error:
-            outcomes[obj] = error
+        batch_ms = round((time.perf_counter() - started) * 1000, 2)
+        info = runtime.recognizer.classifier.info.to_dict()
+        for obj, answer in zip(downloaded, answers, strict=True):
+            to_write[obj] = answer.error or {
+                **answer.to_dict(runtime.min_confidence),
+                "model": info,
+                "batch_ms": batch_ms,
+            }
+        written = pool.map(lambda o: _write(runtime, o, to_write[o]), to_write)
+        for obj, outcome in zip(to_write, written, strict=True):
+            outcomes[obj] = outcome
+            if isinstance(outcome, ClientMistake):
+                _count_error(obj, outcome)
+            elif outcome is Status.CLASSIFIED:
+                metrics.add_metric(name="ImagesProcessed", unit=MetricUnit.Count, value=1)
+                top1 = to_write[obj]["predictions"][0]["label"]  # type: ignore[index]
+                logger.info("classified", extra={"key": obj.key, "top1": top1})
     retries = sum(isinstance(outcome, TransientError) for outcome in outcomes.values())
     if retries:
         metrics.add_metric(name="TransientFailures", unit=MetricUnit.Count, value=retries)
-    return outcomes
+    return {obj: outcomes[obj] for obj in unique}
 
 
 def objects_in(notification: S3Event) -> list[S3Object]:
@@ -164,9 +196,11 @@ def objects_in_message(record: SQSRecord) -> list[S3Object]:
 
 
 def summary(outcomes: Outcomes) -> dict[str, Any]:
+    """Each object's status, and its error code when its record is an error."""
     return {
         "objects": [
-            {"key": o.key, "status": str(s) if isinstance(s, Status) else Status.RETRY.value}
+            {"key": o.key, "status": str(status_of(s))}
+            | ({"code": str(s.code)} if isinstance(s, ClientMistake) else {})
             for o, s in outcomes.items()
         ]
     }

@@ -10,7 +10,7 @@ import pytest
 
 from devtools.context import LocalContext
 from handler import storage
-from tests.support import EVENTS, PHOTOS, s3_client_for
+from tests.support import CAT_CLASSES, EVENTS, PHOTOS, s3_client_for
 
 UNICODE_KEY = "archive/Été 2026/Grace Hopper + ü.jpg"
 
@@ -58,7 +58,18 @@ def test_a_map_batch_answers_every_object_in_one_model_call(app, archive, s3_cli
     calls = app.runtime.recognizer.classifier.calls
     summary = app.bulk_handler(map_event(bucket, etags, list(etags)), LocalContext())
     assert app.runtime.recognizer.classifier.calls == calls + 1
-    assert summary == {"items": 7, "classified": 2, "error_records": 3, "skipped": 2}
+    counts = {k: summary[k] for k in ("items", "classified", "error_records", "skipped")}
+    assert counts == {"items": 7, "classified": 2, "error_records": 3, "skipped": 2}
+    outcomes = {entry["key"]: (entry["status"], entry.get("code")) for entry in summary["objects"]}
+    assert outcomes == {
+        "archive/portrait.jpg": ("classified", None),
+        UNICODE_KEY: ("classified", None),
+        "archive/corrupt.jpg": ("error_record", "corrupt_image"),
+        "archive/notes.txt": ("error_record", "unsupported_image_type"),
+        "archive/cat.bmp": ("error_record", "source_not_found"),
+        "archive/folder/": ("skipped", None),
+        "results/archive/old.jpg.json": ("skipped", None),
+    }, "every listed key, in the output the Map's ResultWriter keeps"
     assert record(s3_client, bucket, "archive/portrait.jpg")["predictions"][0]["label"] == "military_uniform"
     assert record(s3_client, bucket, UNICODE_KEY)["predictions"][0]["label"] == "military_uniform"
     assert record(s3_client, bucket, "archive/corrupt.jpg")["code"] == "corrupt_image"
@@ -72,15 +83,47 @@ def test_a_map_batch_answers_every_object_in_one_model_call(app, archive, s3_cli
     assert forced["classified"] == 1
 
 
-def test_a_transient_failure_fails_the_map_batch_for_its_retry(app, archive, monkeypatch) -> None:
+def test_a_transient_failure_fails_the_map_batch_and_its_retry_completes_it(
+    app, archive, s3_client, monkeypatch
+) -> None:
     bucket, etags = archive
+    keys = ["archive/portrait.jpg", "archive/cat.bmp", UNICODE_KEY]
+    download = app.runtime.storage.download
+    throttled = {"archive/cat.bmp"}
 
-    def unreachable(*args, **kwargs):
-        raise storage.TransientError("S3 is slowing us down")
+    def slow_down_once(obj, max_bytes):
+        if obj.key in throttled:
+            throttled.discard(obj.key)
+            raise storage.TransientError("SlowDown")
+        return download(obj, max_bytes)
 
-    monkeypatch.setattr(app.runtime.storage, "download", unreachable)
+    monkeypatch.setattr(app.runtime.storage, "download", slow_down_once)
     with pytest.raises(storage.TransientError, match="the Map retries the batch"):
-        app.bulk_handler(map_event(bucket, etags, ["archive/portrait.jpg"]), LocalContext())
+        app.bulk_handler(map_event(bucket, etags, keys), LocalContext())
+    assert "predictions" in record(s3_client, bucket, "archive/portrait.jpg"), "the others are answered"
+    retried = app.bulk_handler(map_event(bucket, etags, keys), LocalContext())  # the Map's Retry
+    assert (retried["classified"], retried["skipped"]) == (1, 2)
+    assert record(s3_client, bucket, "archive/cat.bmp")["predictions"][0]["label"] in CAT_CLASSES
+
+
+def test_a_batch_of_large_objects_is_classified_in_parts(app, archive, s3_client, monkeypatch) -> None:
+    from handler import bulk
+
+    bucket, etags = archive
+    monkeypatch.setattr(bulk, "BATCH_BYTES", 1)  # every listed object is over the budget
+    calls = app.runtime.recognizer.classifier.calls
+    keys = ["archive/portrait.jpg", "archive/cat.bmp"]
+    summary = app.bulk_handler(map_event(bucket, etags, keys, force=True), LocalContext())
+    assert summary["classified"] == 2 and app.runtime.recognizer.classifier.calls == calls + 2
+
+
+def test_chunks_within_a_byte_budget() -> None:
+    from handler.bulk import chunks_within
+    from handler.storage import S3Object
+
+    objects = [(S3Object("b", str(n)), size) for n, size in enumerate([40, 50, 20, 200, 10])]
+    groups = [[o.key for o in group] for group in chunks_within(objects, 100)]
+    assert groups == [["0", "1"], ["2"], ["3"], ["4"]]
 
 
 def batch_operations_event(bucket: str, key: str, version: str, **arguments) -> dict:
@@ -144,6 +187,6 @@ def test_bulk_event_fixtures(app, s3_client, fixture: str) -> None:
     if "results" in answer:
         assert [r["resultCode"] for r in answer["results"]] == expected["answer"]
     else:
-        assert answer == expected["answer"]
+        assert {k: answer[k] for k in expected["answer"]} == expected["answer"]
     for key in expected["results"]:
         assert record(s3_client, bucket, key)["predictions"][0]["label"] == "military_uniform", key
