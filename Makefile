@@ -117,6 +117,9 @@ clean: ## remove build outputs and caches (keeps .venv and node_modules)
 s3-demo: model ## the S3 path locally: moto S3 on 127.0.0.1, upload photos (PHOTOS=folder), print results
 	$(VENV)/bin/imgrec s3-demo $(or $(PHOTOS),$(SHARED)/images)
 
+backfill-demo: model ## a stored archive (~2,750 objects) on moto S3 classified by imgrec backfill, then rerun (all skipped)
+	$(PY) -m devtools.backfill_demo $(BACKFILL_ARGS)
+
 train: model keras-cache ## your own classes: make train DATA=folder NAME=name [TRAIN_ARGS="--epochs 20 --quantize int8"] -> build/models/NAME
 	@test -n "$(DATA)" || { echo "usage: make train DATA=folder-with-one-subfolder-per-class NAME=name"; exit 2; }
 	$(VENV)/bin/imgrec train "$(DATA)" --out build/models/$(or $(NAME),$(notdir $(DATA))) --name $(or $(NAME),$(notdir $(DATA))) $(TRAIN_ARGS)

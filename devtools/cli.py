@@ -5,6 +5,7 @@
     imgrec serve [--port 3000] [--s3]  local API Gateway stand-in on 127.0.0.1
     imgrec upload PHOTO [--api URL]    large photo: presigned S3 upload, then its result
     imgrec s3-demo [FOLDER]            the S3 path on moto's local S3 server
+    imgrec backfill s3://BUCKET/PREFIX classify what is stored: report.csv + summary.json
     imgrec rie [--port 9000]           the real awslambdaric on a local Runtime API
     imgrec train DATA_DIR --out DIR    your own classes: train, export, evaluate (needs TensorFlow)
     imgrec evaluate DATA_DIR [--model-dir DIR]   the serving classifier on labelled photos: a report
@@ -155,6 +156,26 @@ def summary(card: dict) -> str:
     return line + f" ({figures['images']} images)"
 
 
+def backfill(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the backfill; the summary (JSON) on stdout, progress on stderr; 1 if anything failed."""
+    from dataclasses import asdict
+
+    from devtools import backfill as bulk
+
+    options = bulk.Options(
+        args.url,
+        batch_size=args.batch_size,
+        workers=args.workers or bulk.Options.workers,
+        force=args.force,
+        endpoint_url=args.endpoint_url,
+        out_dir=args.out,
+        progress=not args.no_progress,
+    )
+    summary = bulk.run(options)
+    out.write(json.dumps(asdict(summary), indent=2) + "\n")
+    return 1 if summary.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgrec", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -179,6 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     rie.add_argument("--port", type=int, default=9000)
     demo = commands.add_parser("s3-demo", help="upload photos to a local moto S3 and run s3_handler")
     demo.add_argument("folder", type=Path, nargs="?", default=DEFAULT_PHOTOS)
+    fill = commands.add_parser("backfill", help="classify every object under an S3 prefix (bulk worker)")
+    fill.add_argument("url", help="s3://BUCKET/PREFIX")
+    fill.add_argument("--batch-size", type=int, default=50, help="objects per worker invocation")
+    fill.add_argument("--workers", type=int, default=None, help="worker processes (default: cores - 1)")
+    fill.add_argument("--force", action="store_true", help="classify again what this model already answered")
+    fill.add_argument(
+        "--endpoint-url", default=None, help="another S3 endpoint (moto: http://127.0.0.1:PORT)"
+    )
+    fill.add_argument(
+        "--out", type=Path, default=None, help="report folder (default: build/backfill/BUCKET/TIME)"
+    )
+    fill.add_argument("--no-progress", action="store_true", help="no progress bar")
     learn = commands.add_parser("train", help="train a classifier of your own classes (folder per class)")
     learn.add_argument("data_dir", type=Path, help="one sub-folder of photos per class")
     learn.add_argument("--out", type=Path, required=True, help="model directory to write")
@@ -221,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             return runtime_api.serve(args.handler, args.port)
         if args.command in ("train", "evaluate"):
             return learn_or_judge(args, results)
+        if args.command == "backfill":
+            return backfill(args, results)
         if args.command == "s3-demo":
             from devtools import s3_demo
 
