@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -100,6 +101,7 @@ def _start_worker(endpoint_url: str | None, log_dir: str) -> None:
     """Send the worker's Powertools logs and metrics to a file, then start the function (the
     local cold start: the model is loaded here, once per process)."""
     global _function
+    warnings.filterwarnings("ignore", "No application metrics to publish")  # a batch of skips
     sys.stdout = open(Path(log_dir) / f"worker-{os.getpid()}.log", "a", buffering=1)  # noqa: SIM115
     from handler import config
     from handler.function import Function
