@@ -153,6 +153,7 @@ def test_s3_batch_operations_get_one_result_per_task(
     bucket, _ = archive
     answer = app.bulk_handler(batch_operations_event(bucket, key, version), LocalContext())
     assert answer["invocationSchemaVersion"] == version and answer["invocationId"] == "invocation-1"
+    assert answer["treatMissingKeysAs"] == "PermanentFailure", "an unanswered task is never a success"
     (result,) = answer["results"]
     assert result["taskId"] == "task-1" and result["resultCode"] == code and text in result["resultString"]
     assert "code" in record(s3_client, bucket, key) or "predictions" in record(s3_client, bucket, key)
