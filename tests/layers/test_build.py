@@ -73,7 +73,11 @@ def test_zip_packaging_with_snapstart_in_the_template(layers: Path) -> None:
         for f in template.find_resources("AWS::Lambda::Function").values()
         if str(f["Properties"].get("Handler", "")).startswith("handler.app.")
     ]
-    assert sorted(f["Handler"] for f in functions) == ["handler.app.api_handler", "handler.app.s3_handler"]
+    assert sorted(f["Handler"] for f in functions) == [
+        "handler.app.api_handler",
+        "handler.app.bulk_handler",
+        "handler.app.s3_handler",
+    ]
     for function in functions:
         assert function["Runtime"] == "python3.12"
         assert "PackageType" not in function
