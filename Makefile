@@ -31,7 +31,7 @@ REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt in
 
 FORCE:
 
-.PHONY: FORCE check train evaluate train-examples bench bench-backfill backfill-demo fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+.PHONY: FORCE check train evaluate train-examples bench bench-backfill backfill-demo smoke fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
@@ -133,6 +133,10 @@ train-examples: model keras-cache ## train both shared datasets with the documen
 
 bench: model ## benchmark vs the tutorial's app: writes docs/benchmarks.md, .json and .png
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+smoke: setup ## the smoke suite against a running API: make smoke API_URL=https://…/prod/ (or http://127.0.0.1:3000/)
+	@test -n "$(API_URL)" || { echo "usage: make smoke API_URL=https://…/prod/"; exit 2; }
+	$(PY) -m pytest -q -p no:cacheprovider smoke --api-url "$(API_URL)"
 
 bench-backfill: model ## bulk worker throughput per batch size and worker count: writes docs/scale.md (1 M / 10 M images: time, cost)
 	$(PY) -m bench.backfill $(BENCH_BACKFILL_ARGS)
