@@ -29,6 +29,23 @@ UPLOAD_EXTENSIONS = {
 # Key suffixes that are images (the S3 notification filters; S3 filters are case-sensitive).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
 
+# Every route the function answers (API Gateway paths; ``{name}`` is a path parameter). The stack
+# creates exactly these on either API type; a test holds the function's router to the same list.
+ROUTES = (
+    ("POST", "/predict"),
+    ("POST", "/uploads"),
+    ("GET", "/results/{upload_id}"),
+    ("GET", "/health"),
+    ("GET", "/model"),
+    ("GET", "/"),
+    ("GET", "/openapi.json"),
+)
+# Public even when the API requires a key: the demo page and the OpenAPI document.
+PUBLIC_ROUTES = (("GET", "/"), ("GET", "/openapi.json"))
+
+# The ImageNet model the export writes (layers/model/export.py; the image's default model).
+IMAGENET_MODEL = {"name": "mobilenet_v2", "version": "1.0.0"}
+
 BACKENDS = ("litert", "keras")
 PRECISIONS = ("fp32", "int8")  # int8: the full-integer .tflite a model directory may carry
 

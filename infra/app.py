@@ -17,7 +17,7 @@ from infra.stack import ImageRecognitionStack
 def build(app: cdk.App) -> ImageRecognitionStack:
     """The stack with the app's context settings and the nag checks; shared with the tests."""
     settings = Settings.from_context(app.node)
-    stack = ImageRecognitionStack(app, "ImageRecognition", settings=settings)
+    stack = ImageRecognitionStack(app, "ImageRecognition", settings=settings, stack_name=settings.stack_name)
     nag.add_checks(app)
     nag.acknowledge(stack, settings)
     return stack

@@ -37,13 +37,25 @@ ACCEPTED = (
         f"AwsSolutions-IAM4[{LAMBDA_BASIC}]",
         "AWSLambdaBasicExecutionRole only allows writing the function's own CloudWatch logs; "
         "it is the AWS-maintained least-privilege policy for that.",
-        ("Functions/Api", "Functions/Worker", "Functions/BulkWorker", "BucketNotificationsHandler"),
+        (
+            "Functions/Api",
+            "Functions/Worker",
+            "Functions/BulkWorker",
+            "Delivery/PreTrafficHook",
+            "BucketNotificationsHandler",
+        ),
     ),
     Accepted(
         "AwsSolutions-IAM5[Resource::*]",
         "X-Ray's PutTraceSegments and PutTelemetryRecords, and the CloudWatch Logs log-delivery "
         "actions Step Functions logging needs, do not support resource-level permissions.",
-        ("Functions/Api", "Functions/Worker", "Functions/BulkWorker", "Backfill/StateMachine"),
+        (
+            "Functions/Api",
+            "Functions/Worker",
+            "Functions/BulkWorker",
+            "Delivery/PreTrafficHook",
+            "Backfill/StateMachine",
+        ),
     ),
     Accepted(
         f"AwsSolutions-IAM5[Resource::{BUCKET}/uploads/*]",
@@ -57,6 +69,11 @@ ACCEPTED = (
         "only; the API reads them for GET /results/{id}.",
         ("Functions/Worker", "Functions/Api", "Functions/BulkWorker"),
     ),
+)
+
+
+# The REST API (apiType=rest, the default).
+REST_API = (
     Accepted(
         f"AwsSolutions-IAM4[{APIGW_LOGS}]",
         "The account-level role API Gateway needs to write execution logs; AWS-managed and scoped to logs.",
@@ -76,6 +93,29 @@ ACCEPTED = (
     ),
 )
 
+# The HTTP API (apiType=http).
+HTTP_API = (
+    Accepted(
+        "AwsSolutions-APIG4",
+        "A public inference API by design (like the AWS samples it replaces): protected by stage and "
+        "per-route throttling; HTTP APIs have no usage plans or WAF (README: what apiType=http gives up).",
+        ("Api/HttpApi",),
+    ),
+)
+
+
+DELIVERY = (
+    Accepted(
+        "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited]",
+        "AWS's own limited policy for CodeDeploy to shift a Lambda alias and invoke the deployment's hooks.",
+        ("Delivery/Api", "Delivery/Worker"),
+    ),
+    Accepted(
+        "AwsSolutions-IAM5[Resource::<DeliveryPreTrafficHook9FE133EC.Arn>:*]",
+        "CodeDeploy invokes the pre-traffic hook (any of its versions, CDK's grant); no other function.",
+        ("Delivery/Api",),
+    ),
+)
 
 # Only when the operator turns the default WAF off (-c enableWaf=false).
 WAF_OFF = Accepted(
@@ -128,7 +168,9 @@ def backfill_accepted(settings: Settings) -> tuple[Accepted, ...]:
 def accepted_for(settings: Settings) -> tuple[Accepted, ...]:
     """The findings this deployment accepts: the fixed ones, APIG3 when WAF is off, and the
     Backfill's when it is on."""
-    accepted = ACCEPTED if settings.enable_waf else (*ACCEPTED, WAF_OFF)
+    api = REST_API if settings.api_type == "rest" else HTTP_API
+    accepted = (*ACCEPTED, *api, *DELIVERY)
+    accepted = (*accepted, WAF_OFF) if settings.api_type == "rest" and not settings.enable_waf else accepted
     return (*accepted, *backfill_accepted(settings)) if settings.enable_backfill else accepted
 
 

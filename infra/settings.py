@@ -19,6 +19,9 @@ from handler.contract import BACKENDS, Defaults
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ARCHITECTURES = ("x86_64", "arm64")
+API_TYPES = ("rest", "http")
+STAGES = ("", "staging", "prod")
+DEPLOYMENTS = ("canary", "linear", "all-at-once")
 PACKAGINGS = ("image", "zip")
 PYTHON_RUNTIMES = ("3.12", "3.13")
 
@@ -27,6 +30,34 @@ PYTHON_RUNTIMES = ("3.12", "3.13")
 class Settings:
     """Deploy settings; each field's ``doc`` is its line in the README's context table."""
 
+    stage: str = field(
+        default="",
+        metadata={"doc": "staging or prod: its own stack ImageRecognition-STAGE (empty: ImageRecognition)"},
+    )
+    api_type: str = field(
+        default="rest",
+        metadata={"doc": "rest (API Gateway REST, WAF, usage plan) or http (HTTP API, cheaper)"},
+    )
+    deployment: str = field(
+        default="canary",
+        metadata={
+            "doc": "CodeDeploy for alias live: canary (10 % for 5 min), linear (10 %/min) or all-at-once"
+        },
+    )
+    pre_traffic_top1: str = field(
+        default="military_uniform",
+        metadata={
+            "doc": "the photo's top-1 label the pre-traffic hook requires (empty: status and model only)"
+        },
+    )
+    github_repo: str = field(
+        default="",
+        metadata={"doc": "owner/name: add the GitHub OIDC deploy stack (ImageRecognitionGithubDeploy)"},
+    )
+    github_branch: str = field(default="main", metadata={"doc": "the branch the OIDC role trusts"})
+    github_oidc_provider_arn: str = field(
+        default="", metadata={"doc": "reuse the account's GitHub OIDC provider (empty: create it)"}
+    )
     packaging: str = field(
         default="image", metadata={"doc": "image (Dockerfile) or zip (make layers: code + 2 layers)"}
     )
@@ -128,6 +159,7 @@ class Settings:
     backfill_timeout_seconds: int = field(default=300, metadata={"doc": "bulk worker timeout for one batch"})
 
     def __post_init__(self) -> None:
+        self._check_delivery()
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if self.packaging not in PACKAGINGS:
@@ -163,6 +195,27 @@ class Settings:
         digits = str(self.waf_max_content_length)
         if digits.strip("0") != digits[0]:
             raise ValueError("waf_max_content_length must be one digit followed by zeros, e.g. 7000000")
+
+    def _check_delivery(self) -> None:
+        for name, value, allowed in (
+            ("stage", self.stage, STAGES),
+            ("apiType", self.api_type, API_TYPES),
+            ("deployment", self.deployment, DEPLOYMENTS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if self.api_type == "http" and self.enable_waf:
+            raise ValueError(
+                "apiType=http: API Gateway HTTP APIs cannot have AWS WAF; add -c enableWaf=false"
+            )
+        if self.api_type == "http" and self.api_key_required:
+            raise ValueError("apiType=http has no API keys or usage plans; use apiType=rest")
+        if self.github_repo and self.github_repo.count("/") != 1:
+            raise ValueError(f"githubRepo must be owner/name, got {self.github_repo!r}")
+
+    @property
+    def stack_name(self) -> str:
+        return f"ImageRecognition-{self.stage}" if self.stage else "ImageRecognition"
 
     @property
     def origins(self) -> list[str]:

@@ -7,7 +7,9 @@ from constructs import Construct
 
 from infra.components.api import Api
 from infra.components.backfill import Backfill
+from infra.components.delivery import GradualDeployment
 from infra.components.functions import ClassifierFunctions
+from infra.components.http_api import HttpFrontDoor
 from infra.components.monitoring import Monitoring
 from infra.components.uploads import Uploads
 from infra.settings import Settings
@@ -22,18 +24,30 @@ class ImageRecognitionStack(Stack):
         functions = ClassifierFunctions(
             self, "Functions", settings=settings, bucket_name=uploads.bucket.bucket_name
         )
-        uploads.connect(functions.worker)
+        uploads.connect(functions.worker_live)
         uploads.connect_api(functions.api)
-        api = Api(self, "Api", settings=settings, function=functions.live)
+        front_door = (
+            HttpFrontDoor(self, "Api", settings=settings, function=functions.live)
+            if settings.api_type == "http"
+            else Api(self, "Api", settings=settings, function=functions.live)
+        )
         monitoring = Monitoring(
             self,
             "Monitoring",
             settings=settings,
-            rest_api=api.rest_api,
+            front_door=front_door,
             api_function=functions.api,
             worker=functions.worker,
             queue=uploads.queue,
             dead_letters=uploads.dead_letters,
+        )
+        GradualDeployment(
+            self,
+            "Delivery",
+            settings=settings,
+            api_live=functions.live,
+            worker_live=functions.worker_live,
+            rollback_alarms=monitoring.rollback_alarms,
         )
         if functions.bulk_worker is not None:
             backfill = Backfill(
@@ -41,7 +55,8 @@ class ImageRecognitionStack(Stack):
             )
             monitoring.watch_backfill(backfill.state_machine, functions.bulk_worker)
             self._backfill_outputs(backfill)
-        CfnOutput(self, "ApiUrl", value=api.rest_api.url, description="POST {url}predict with a photo")
+        CfnOutput(self, "ApiUrl", value=front_door.url, description="POST {url}predict with a photo")
+        CfnOutput(self, "Stage", value=settings.stage or "default", description="deploy stage (-c stage)")
         CfnOutput(
             self, "UploadsBucket", value=uploads.bucket.bucket_name, description="put photos under uploads/"
         )

@@ -159,6 +159,21 @@ def only(template, kind: str, props: dict | None = None) -> dict:
     return next(iter(found.values()))
 
 
+def alias_of(template, command: str) -> tuple[str, dict]:
+    """The logical id and resource of alias ``live`` of the function running ``command``."""
+    function_id = next(
+        logical_id
+        for logical_id, f in template.find_resources("AWS::Lambda::Function").items()
+        if f["Properties"].get("ImageConfig", {}).get("Command") == [command]
+        or f["Properties"].get("Handler") == command
+    )
+    return next(
+        (logical_id, alias)
+        for logical_id, alias in template.find_resources("AWS::Lambda::Alias").items()
+        if alias["Properties"]["FunctionName"] == {"Ref": function_id}
+    )
+
+
 def functions(template) -> dict[str, dict]:
     """Our two image functions by command (the notification custom resource is not ours)."""
     return {

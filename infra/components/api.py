@@ -1,15 +1,17 @@
-"""The REST API in front of the API function: binary media, CORS, throttling, usage plan, WAF."""
+"""The REST API in front of the API function (``apiType=rest``, the default): binary media, CORS,
+throttling, usage plan, optional API key, WAF."""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from handler.contract import BINARY_MEDIA_TYPES
+from handler.contract import BINARY_MEDIA_TYPES, PUBLIC_ROUTES, ROUTES
 from infra.components.common import log_retention
 from infra.settings import Settings
 
@@ -29,6 +31,7 @@ class Api(Construct):
         self, scope: Construct, construct_id: str, *, settings: Settings, function: lambda_.IFunction
     ) -> None:
         super().__init__(scope, construct_id)
+        self.stage_name = settings.stage_name
         access_logs = logs.LogGroup(
             self,
             "AccessLogs",
@@ -85,7 +88,6 @@ class Api(Construct):
             )
 
         integration = apigw.LambdaIntegration(function)
-        require_key = settings.api_key_required
         validator = self.rest_api.add_request_validator(
             # Parameters: a Content-Type header is required. Body: validated only where a model is
             # declared (none for images), which is what cdk-nag's APIG2 asks for.
@@ -93,22 +95,19 @@ class Api(Construct):
             validate_request_parameters=True,
             validate_request_body=True,
         )
-        self.rest_api.root.add_resource("predict").add_method(
-            "POST",
-            integration,
-            api_key_required=require_key,
-            request_validator=validator,
-            request_parameters={"method.request.header.Content-Type": True},
-        )
-        self.rest_api.root.add_resource("health").add_method("GET", integration, api_key_required=require_key)
-        self.rest_api.root.add_resource("uploads").add_method(
-            "POST", integration, api_key_required=require_key
-        )
-        results = self.rest_api.root.add_resource("results").add_resource("{upload_id}")
-        results.add_method("GET", integration, api_key_required=require_key)
-        # The demo page and the OpenAPI document are public even when predictions need a key.
-        self.rest_api.root.add_method("GET", integration)
-        self.rest_api.root.add_resource("openapi.json").add_method("GET", integration)
+        for method, path in ROUTES:
+            resource = self.rest_api.root
+            for part in filter(None, path.split("/")):
+                resource = resource.get_resource(part) or resource.add_resource(part)
+            needs_body = (method, path) == ("POST", "/predict")
+            resource.add_method(
+                method,
+                integration,
+                # The demo page and the OpenAPI document are public even when predictions need a key.
+                api_key_required=settings.api_key_required and (method, path) not in PUBLIC_ROUTES,
+                request_validator=validator if needs_body else None,
+                request_parameters={"method.request.header.Content-Type": True} if needs_body else None,
+            )
 
         plan = self.rest_api.add_usage_plan(
             "UsagePlan",
@@ -119,11 +118,26 @@ class Api(Construct):
             quota=apigw.QuotaSettings(limit=settings.usage_plan_quota_per_day, period=apigw.Period.DAY),
         )
         plan.add_api_stage(stage=self.rest_api.deployment_stage)
-        if require_key:
+        if settings.api_key_required:
             plan.add_api_key(self.rest_api.add_api_key("ApiKey", description="Default client key"))
 
         if settings.enable_waf:
             self._web_acl(settings)
+
+    @property
+    def url(self) -> str:
+        return self.rest_api.url
+
+    def metric(self, kind: str, statistic: str, period: Duration) -> cw.Metric:
+        """``count``, ``4xx``, ``5xx`` or ``latency`` of this stage, as API Gateway publishes them."""
+        names = {"count": "Count", "4xx": "4XXError", "5xx": "5XXError", "latency": "Latency"}
+        return cw.Metric(
+            namespace="AWS/ApiGateway",
+            metric_name=names[kind],
+            dimensions_map={"ApiName": self.rest_api.rest_api_name, "Stage": self.stage_name},
+            statistic=statistic,
+            period=period,
+        )
 
     def _web_acl(self, settings: Settings) -> None:
         def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:

@@ -29,7 +29,8 @@ RUNTIMES = {"3.12": lambda_.Runtime.PYTHON_3_12, "3.13": lambda_.Runtime.PYTHON_
 
 
 class ClassifierFunctions(Construct):
-    """``api`` (behind API Gateway, alias ``live``), ``worker`` (SQS batches of S3 uploads) and,
+    """``api`` (behind API Gateway, alias ``live``), ``worker`` (SQS batches of S3 uploads, alias
+    ``live``) and,
     with ``enableBackfill``, ``bulk_worker`` (Distributed Map batches, S3 Batch Operations tasks)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, bucket_name: str) -> None:
@@ -74,6 +75,10 @@ class ClassifierFunctions(Construct):
             timeout=settings.s3_timeout_seconds,
             description="Classifies photos uploaded to S3 (SQS batches) and writes result records",
             reserved=None,
+        )
+        # The queue feeds alias live, so a new worker version takes traffic gradually too.
+        self.worker_live = lambda_.Alias(
+            self, "WorkerLive", alias_name="live", version=self.worker.current_version
         )
         self.bulk_worker = (
             self._function(

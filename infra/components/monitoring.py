@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from aws_cdk import Duration
-from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_lambda as lambda_
@@ -21,6 +22,12 @@ NAMESPACE = METRICS_NAMESPACE  # the functions' POWERTOOLS_METRICS_NAMESPACE
 SERVICE = SERVICE_NAME
 
 
+class FrontDoor(Protocol):
+    """The API in front of the function, either type: its metrics by kind."""
+
+    def metric(self, kind: str, statistic: str, period: Duration) -> cw.Metric: ...
+
+
 class Monitoring(Construct):
     def __init__(
         self,
@@ -28,7 +35,7 @@ class Monitoring(Construct):
         construct_id: str,
         *,
         settings: Settings,
-        rest_api: apigw.RestApi,
+        front_door: FrontDoor,
         api_function: lambda_.Function,
         worker: lambda_.Function,
         queue: sqs.Queue,
@@ -39,27 +46,18 @@ class Monitoring(Construct):
         if settings.alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
 
-        api_name = rest_api.rest_api_name
-        stage = settings.stage_name
+        def api_metric(kind: str, statistic: str) -> cw.Metric:
+            return front_door.metric(kind, statistic, FIVE_MINUTES)
 
-        def api_metric(name: str, statistic: str) -> cw.Metric:
-            return cw.Metric(
-                namespace="AWS/ApiGateway",
-                metric_name=name,
-                dimensions_map={"ApiName": api_name, "Stage": stage},
-                statistic=statistic,
-                period=FIVE_MINUTES,
-            )
-
-        requests = api_metric("Count", "Sum")
-        errors_5xx = api_metric("5XXError", "Sum")
+        requests = api_metric("count", "Sum")
+        errors_5xx = api_metric("5xx", "Sum")
         error_rate = cw.MathExpression(
             expression="IF(requests > 0, 100 * errors / requests, 0)",
             using_metrics={"requests": requests, "errors": errors_5xx},
             label="5xx rate (%)",
             period=FIVE_MINUTES,
         )
-        latency = {p: api_metric("Latency", p) for p in ("p50", "p90", "p99")}
+        latency = {p: api_metric("latency", p) for p in ("p50", "p90", "p99")}
 
         self.alarms = [
             error_rate.create_alarm(
@@ -111,6 +109,12 @@ class Monitoring(Construct):
         for alarm in self.alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             alarm.add_ok_action(actions.SnsAction(self.topic))
+        by_id = {alarm.node.id: alarm for alarm in self.alarms}
+        # What rolls a gradual deployment back (CodeDeploy watches them while traffic shifts).
+        self.rollback_alarms = {
+            "api": [by_id["Api5xxRate"], by_id["ApiP99Latency"], by_id["ApiErrors"]],
+            "worker": [by_id["WorkerErrors"]],
+        }
 
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
 
@@ -126,7 +130,7 @@ class Monitoring(Construct):
         )
         functions = (api_function, worker)
         self.dashboard.add_widgets(
-            graph("API requests", [requests, api_metric("4XXError", "Sum"), errors_5xx]),
+            graph("API requests", [requests, api_metric("4xx", "Sum"), errors_5xx]),
             graph("API latency (ms)", list(latency.values())),
             graph("API 5xx rate (%)", [error_rate]),
         )

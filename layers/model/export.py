@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from handler import manifest as model_manifest
+from handler.contract import IMAGENET_MODEL
 from handler.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE
 
 # TensorFlow prints its oneDNN notice through absl before TF_CPP_MIN_LOG_LEVEL applies; the export
@@ -35,7 +36,7 @@ from handler.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-MODEL_NAME = "mobilenet_v2"
+MODEL_NAME = IMAGENET_MODEL["name"]
 INPUT_SIZE = 224
 
 # Keras' own address and checksum for the class index (keras.applications.imagenet_utils).
@@ -147,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, default=Path("build/model"), help="model directory to write")
-    parser.add_argument("--version", default="1.0.0", help="model version recorded in the manifest")
+    parser.add_argument(
+        "--version", default=IMAGENET_MODEL["version"], help="model version recorded in the manifest"
+    )
     parser.add_argument("--quantize", choices=["int8"], help="also write a full-integer int8 .tflite")
     parser.add_argument(
         "--calibration-photos", type=Path, default=DEFAULT_PHOTOS, help="ImageNet photos to calibrate int8 on"

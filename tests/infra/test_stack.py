@@ -7,7 +7,7 @@ import json
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from tests.support import CDK_JSON, REPO, app_with, functions, only, template_for
+from tests.support import CDK_JSON, REPO, alias_of, app_with, functions, only, template_for
 
 pytestmark = [pytest.mark.aws_shape]
 
@@ -67,19 +67,19 @@ def test_routes_validation_and_cors(template: Template) -> None:
     assert predict["RequestParameters"] == {"method.request.header.Content-Type": True}
     assert "RequestValidatorId" in predict
     assert predict["Integration"]["Type"] == "AWS_PROXY"
-    (alias_id,) = template.find_resources("AWS::Lambda::Alias")
+    alias_id, _ = alias_of(template, "handler.app.api_handler")
     assert {"Ref": alias_id} in predict["Integration"]["Uri"]["Fn::Join"][1], "the API calls alias live"
     template.has_resource_properties(
         "AWS::ApiGateway::RequestValidator", {"ValidateRequestParameters": True, "ValidateRequestBody": True}
     )
     paths = {r["Properties"]["PathPart"] for r in resources.values()}
-    assert paths == {"predict", "health", "openapi.json", "uploads", "results", "{upload_id}"}
+    assert paths == {"predict", "health", "model", "openapi.json", "uploads", "results", "{upload_id}"}
     root_gets = [
         m
         for m in methods.values()
         if m["Properties"]["HttpMethod"] == "GET" and "ResourceId" in m["Properties"]
     ]
-    assert len(root_gets) == 4  # /, /health, /openapi.json, /results/{upload_id}
+    assert len(root_gets) == 5  # /, /health, /model, /openapi.json, /results/{upload_id}
     assert all(not m["Properties"].get("ApiKeyRequired", False) for m in methods.values())
 
 
@@ -128,16 +128,24 @@ def test_functions_are_one_image_with_three_commands(template: Template) -> None
 
 
 def test_alias_live(template: Template, variant_template: Template) -> None:
-    alias = only(template, "AWS::Lambda::Alias")["Properties"]
-    assert alias["Name"] == "live"
-    assert "ProvisionedConcurrencyConfig" not in alias
-    variant = only(variant_template, "AWS::Lambda::Alias")["Properties"]
-    assert variant["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 2}
+    for command in ("handler.app.api_handler", "handler.app.s3_handler"):
+        _, alias = alias_of(template, command)
+        assert alias["Properties"]["Name"] == "live"
+        assert "ProvisionedConcurrencyConfig" not in alias["Properties"]
+    _, variant = alias_of(variant_template, "handler.app.api_handler")
+    assert variant["Properties"]["ProvisionedConcurrencyConfig"] == {"ProvisionedConcurrentExecutions": 2}
+
+
+def test_the_queue_feeds_the_workers_alias_live(template: Template) -> None:
+    alias_id, _ = alias_of(template, "handler.app.s3_handler")
+    mapping = only(template, "AWS::Lambda::EventSourceMapping")["Properties"]
+    name = json.dumps(mapping["FunctionName"])  # the function's name, qualified ":live"
+    assert f'{{"Ref": "{alias_id}"}}' in name and name.endswith('":live"]]}')
 
 
 def test_log_groups_have_retention(template: Template) -> None:
     groups = template.find_resources("AWS::Logs::LogGroup")
-    assert len(groups) == 5  # three functions, the API access logs, the backfill state machine
+    assert len(groups) == 6  # 3 functions, the pre-traffic hook, API access logs, the state machine
     assert {g["Properties"]["RetentionInDays"] for g in groups.values()} == {30}
 
 

@@ -1,0 +1,107 @@
+"""Gradual, self-reverting rollouts: CodeDeploy moves alias ``live`` of the API and worker functions
+to each new version (``deployment``: canary 10 % for 5 minutes, linear 10 % a minute, or all at
+once), rolls back by itself when a rollback alarm fires, and lets no traffic reach a new API
+version before the pre-traffic hook (``hooks/pre_traffic.py``) saw it classify a real photo.
+
+The worker has no hook: it is the same image as the API version the hook checked, deployed in the
+same update; its errors alarm rolls it back.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Duration, RemovalPolicy, SymlinkFollowMode
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from handler.contract import IMAGENET_MODEL
+from infra.components.common import log_retention
+from infra.settings import REPO_ROOT, Settings
+
+CONFIGS = {
+    "canary": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
+    "linear": codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_1_MINUTE,
+    "all-at-once": codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE,
+}
+
+
+def expected_model(settings: Settings) -> dict[str, str]:
+    """The model the new version must report: the given model directory's, or the ImageNet export."""
+    if settings.model_dir:
+        manifest = json.loads((REPO_ROOT / settings.model_dir / "manifest.json").read_text())
+        return {"name": manifest["name"], "version": manifest["version"]}
+    return dict(IMAGENET_MODEL)
+
+
+class GradualDeployment(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        api_live: lambda_.Alias,
+        worker_live: lambda_.Alias,
+        rollback_alarms: dict[str, list[cw.IAlarm]],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        application = codedeploy.LambdaApplication(self, "Application")
+        rollback = codedeploy.AutoRollbackConfig(
+            failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
+        )
+        self.hook = self._pre_traffic_hook(settings, api_live.version)
+        self.api = codedeploy.LambdaDeploymentGroup(
+            self,
+            "Api",
+            application=application,
+            alias=api_live,
+            deployment_config=CONFIGS[settings.deployment],
+            alarms=rollback_alarms["api"],
+            auto_rollback=rollback,
+            pre_hook=self.hook,
+        )
+        self.worker = codedeploy.LambdaDeploymentGroup(
+            self,
+            "Worker",
+            application=application,
+            alias=worker_live,
+            deployment_config=CONFIGS[settings.deployment],
+            alarms=rollback_alarms["worker"],
+            auto_rollback=rollback,
+        )
+
+    def _pre_traffic_hook(self, settings: Settings, new_version: lambda_.IVersion) -> lambda_.Function:
+        model = expected_model(settings)
+        hook = lambda_.Function(
+            self,
+            "PreTrafficHook",
+            runtime=lambda_.Runtime.PYTHON_3_14,  # standard library and the runtime's boto3 only
+            handler="pre_traffic.handler",
+            code=lambda_.Code.from_asset(
+                str(REPO_ROOT / "hooks"),
+                follow_symlinks=SymlinkFollowMode.ALWAYS,  # photo_event.json is the committed fixture
+                exclude=["__pycache__", "*.pyc", "__init__.py"],
+            ),
+            timeout=Duration.minutes(2),  # a cold start of the new version included
+            memory_size=256,
+            tracing=lambda_.Tracing.ACTIVE,
+            description="Pre-traffic check: the new API version must classify a real photo",
+            environment={
+                "TARGET_VERSION_ARN": new_version.function_arn,
+                "EXPECTED_TOP1": settings.pre_traffic_top1,
+                "EXPECTED_MODEL_NAME": model["name"],
+                "EXPECTED_MODEL_VERSION": model["version"],
+            },
+            log_group=logs.LogGroup(
+                self,
+                "PreTrafficHookLogs",
+                retention=log_retention(settings.log_retention_days),
+                removal_policy=RemovalPolicy.DESTROY,
+            ),
+        )
+        new_version.grant_invoke(hook)  # that version only: not the alias, not $LATEST
+        return hook

@@ -1,0 +1,155 @@
+"""CodeDeploy rollouts of alias live (config per context value, rollback alarms, the pre-traffic
+hook and its permissions), the HTTP API flavour, and stages as separate stacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Template
+
+from handler.contract import ROUTES
+from tests.support import REPO, alias_of, app_with, only, template_for
+
+pytestmark = [pytest.mark.aws_shape]
+
+
+def groups(template: Template) -> dict[str, dict]:
+    """Deployment groups by the alias they shift: ``api`` or ``worker``."""
+    found = {
+        "api" if logical_id.startswith("DeliveryApi") else "worker": group["Properties"]
+        for logical_id, group in template.find_resources("AWS::CodeDeploy::DeploymentGroup").items()
+    }
+    assert len(found) == 2 and set(found) == {"api", "worker"}
+    return found
+
+
+@pytest.mark.parametrize(
+    ("deployment", "config"),
+    [
+        ("canary", "CodeDeployDefault.LambdaCanary10Percent5Minutes"),
+        ("linear", "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"),
+        ("all-at-once", "CodeDeployDefault.LambdaAllAtOnce"),
+    ],
+)
+def test_each_deployment_value_picks_its_config(template: Template, deployment: str, config: str) -> None:
+    chosen = template if deployment == "canary" else template_for({"deployment": deployment})
+    for group in groups(chosen).values():
+        assert group["DeploymentConfigName"] == config
+
+
+def alarm_ids(group: dict) -> set[str]:
+    return {a["Name"]["Ref"] for a in group["AlarmConfiguration"]["Alarms"]}
+
+
+def test_alarms_roll_back_each_group(template: Template) -> None:
+    found = groups(template)
+    api, worker = alarm_ids(found["api"]), alarm_ids(found["worker"])
+    assert {next(k for k in ("Api5xxRate", "ApiP99Latency", "ApiErrors") if k in a) for a in api} == {
+        "Api5xxRate",
+        "ApiP99Latency",
+        "ApiErrors",
+    }
+    assert len(worker) == 1 and "WorkerErrors" in next(iter(worker))
+    for group in found.values():
+        assert group["AlarmConfiguration"]["Enabled"] is True
+        events = set(group["AutoRollbackConfiguration"]["Events"])
+        assert events == {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM"}
+
+
+def hook(template: Template) -> tuple[str, dict]:
+    return next(
+        (logical_id, f)
+        for logical_id, f in template.find_resources("AWS::Lambda::Function").items()
+        if f["Properties"].get("Handler") == "pre_traffic.handler"
+    )
+
+
+def test_the_alias_update_waits_for_the_pre_traffic_hook(template: Template) -> None:
+    hook_id, _ = hook(template)
+    _, api_alias = alias_of(template, "handler.app.api_handler")
+    update = api_alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert update["BeforeAllowTrafficHook"] == {"Ref": hook_id}
+    _, worker_alias = alias_of(template, "handler.app.s3_handler")
+    assert "BeforeAllowTrafficHook" not in worker_alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+
+
+def test_the_hook_may_invoke_the_new_api_version_only(template: Template) -> None:
+    _, function = hook(template)
+    env = function["Properties"]["Environment"]["Variables"]
+    _, api_alias = alias_of(template, "handler.app.api_handler")
+    version = api_alias["Properties"]["FunctionVersion"]  # {"Fn::GetAtt": [VersionId, "Version"]}
+    version_id = version["Fn::GetAtt"][0]
+    assert env["TARGET_VERSION_ARN"] == {"Ref": version_id}
+    assert (env["EXPECTED_TOP1"], env["EXPECTED_MODEL_NAME"], env["EXPECTED_MODEL_VERSION"]) == (
+        "military_uniform",
+        "mobilenet_v2",
+        "1.0.0",
+    )
+    role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = [
+        s
+        for p in template.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    invokes = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
+    assert [s["Resource"] for s in invokes] == [{"Ref": version_id}], "the new version, nothing else"
+    (report,) = [s for s in statements if s["Action"] == "codedeploy:PutLifecycleEventHookExecutionStatus"]
+    assert "deploymentgroup" in json.dumps(report["Resource"])
+
+
+def test_the_hooks_photo_is_the_committed_fixture() -> None:
+    assert (REPO / "hooks" / "photo_event.json").read_bytes() == (
+        REPO / "events" / "api-http-predict-raw-jpeg.json"
+    ).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def http_template() -> Template:
+    return template_for({"apiType": "http", "enableWaf": "false"})
+
+
+def test_http_api_routes_cors_throttling_and_logs(http_template: Template) -> None:
+    assert not http_template.find_resources("AWS::ApiGateway::RestApi")
+    assert not http_template.find_resources("AWS::WAFv2::WebACL")
+    api = only(http_template, "AWS::ApiGatewayV2::Api")["Properties"]
+    assert api["ProtocolType"] == "HTTP"
+    assert set(api["CorsConfiguration"]["AllowMethods"]) == {"GET", "POST"}
+    found = http_template.find_resources("AWS::ApiGatewayV2::Route").values()
+    routes = {r["Properties"]["RouteKey"] for r in found}
+    assert routes == {f"{method} {path}" for method, path in ROUTES}
+    integration = only(http_template, "AWS::ApiGatewayV2::Integration")["Properties"]
+    assert integration["PayloadFormatVersion"] == "2.0"
+    stage = only(http_template, "AWS::ApiGatewayV2::Stage")["Properties"]
+    assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == 50
+    assert stage["RouteSettings"]["POST /uploads"]["ThrottlingRateLimit"] == 5
+    assert {"requestId", "status", "httpMethod"} <= set(json.loads(stage["AccessLogSettings"]["Format"]))
+
+
+def test_http_api_keeps_the_alarms_and_the_dashboard(http_template: Template) -> None:
+    alarms = http_template.find_resources("AWS::CloudWatch::Alarm")
+    rate = next(a["Properties"] for i, a in alarms.items() if "Api5xxRate" in i)
+    metrics = json.dumps(rate["Metrics"])
+    assert '"MetricName": "5xx"' in metrics and '"ApiId"' in metrics
+    body = json.dumps(only(http_template, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
+    assert "5xx" in body and "Latency" in body
+
+
+@pytest.mark.parametrize(
+    "context", [{"apiType": "http"}, {"apiType": "http", "enableWaf": "false", "apiKeyRequired": "true"}]
+)
+def test_http_api_refuses_what_it_cannot_do(context: dict) -> None:
+    with pytest.raises(ValueError, match="apiType=http"):
+        template_for(context)
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_each_stage_is_its_own_stack(stage: str) -> None:
+    from infra.app import build
+
+    app = app_with({"stage": stage})
+    stack = build(app)
+    assert stack.stack_name == f"ImageRecognition-{stage}"
+    assert Template.from_stack(stack).find_outputs("Stage")["Stage"]["Value"] == stage
