@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 import aws_cdk as cdk
 
 from infra import nag
+from infra.github_deploy import GithubDeployStack
 from infra.settings import Settings
 from infra.stack import ImageRecognitionStack
 
@@ -20,6 +21,9 @@ def build(app: cdk.App) -> ImageRecognitionStack:
     stack = ImageRecognitionStack(app, "ImageRecognition", settings=settings, stack_name=settings.stack_name)
     nag.add_checks(app)
     nag.acknowledge(stack, settings)
+    if settings.github_repo:  # once per account: the OIDC role GitHub Actions deploys with
+        github = GithubDeployStack(app, "ImageRecognitionGithubDeploy", settings=settings)
+        nag.acknowledge_findings(github, nag.GITHUB_DEPLOY)
     return stack
 
 

@@ -178,10 +178,31 @@ def add_checks(app: App) -> None:
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
 
 
+# The GitHub OIDC deploy stack (-c githubRepo=owner/name).
+GITHUB_DEPLOY = (
+    Accepted(
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/cdk-hnb659fds-*]",
+        "The deploy role may only assume CDK's bootstrap roles (deploy, file and image publishing, "
+        "lookup), whose names CDK derives from the account, the Region and the qualifier.",
+        ("DeployRole",),
+    ),
+    Accepted(
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudformation:<AWS::Region>:<AWS::AccountId>:"
+        "stack/ImageRecognition*/*]",
+        "Read the outputs (ApiUrl) of this app's stacks, every stage; stack ids end in a generated uuid.",
+        ("DeployRole",),
+    ),
+)
+
+
 def acknowledge(stack: Stack, settings: Settings) -> None:
-    """Acknowledge each accepted finding on the constructs it was accepted for."""
+    """Acknowledge each accepted finding of the app's stack on the constructs it was accepted for."""
+    acknowledge_findings(stack, accepted_for(settings))
+
+
+def acknowledge_findings(stack: Stack, findings: tuple[Accepted, ...]) -> None:
     root = stack.node.path
-    for accepted in accepted_for(settings):
+    for accepted in findings:
         prefixes = tuple(f"{root}/{scope}" for scope in accepted.scopes)
         targets = [c for c in stack.node.find_all() if c.node.path.startswith(prefixes)]
         if not targets:

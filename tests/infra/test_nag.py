@@ -20,7 +20,13 @@ VARIANTS = {
     "defaults": {},
     "everything-on": VARIANT,
     "backfill-archive": {"backfillPrefix": "archive/"},
-    "http-staging": {"apiType": "http", "enableWaf": "false", "stage": "staging", "deployment": "linear"},
+    "http-staging": {
+        "apiType": "http",
+        "enableWaf": "false",
+        "stage": "staging",
+        "deployment": "linear",
+        "githubRepo": "example-org/image-recognition",
+    },
 }
 
 
@@ -50,7 +56,7 @@ def test_every_acknowledgment_is_used_with_its_reason(synthesized: Path) -> None
     overrides = next(o for name, o in VARIANTS.items() if synthesized.name.startswith(name))
     settings = Settings.from_context(app_with(overrides).node)
     waf_enabled = settings.enable_waf
-    accepted = nag.accepted_for(settings)
+    accepted = nag.accepted_for(settings) + (nag.GITHUB_DEPLOY if settings.github_repo else ())
     assert len({a.rule for a in accepted}) == len(accepted)
     unused = [a.rule for a in accepted if (a.rule, a.reason) not in suppressed]
     assert unused == [], "acknowledgments that suppress nothing: remove them"
