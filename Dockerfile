@@ -9,13 +9,17 @@ ARG PYTHON_VERSION=3.12
 # directory, e.g. `make train` output, passed as the named build context "model-dir"; the CDK
 # stack does this for `-c modelDir=build/models/NAME`).
 ARG MODEL_ORIGIN=export
+# Base images: tags by default, references pinned by digest when layers/base-images.json knows them
+# (the CDK stack passes these two; `make base-digests` resolves and records them with Docker).
+ARG EXPORT_BASE=python:${PYTHON_VERSION}-slim
+ARG LAMBDA_BASE=public.ecr.aws/lambda/python:${PYTHON_VERSION}
 
 # --- Stage 1: export the model with TensorFlow (build platform only: the files are portable) ---
-FROM --platform=$BUILDPLATFORM python:${PYTHON_VERSION}-slim AS model-export
+FROM --platform=$BUILDPLATFORM ${EXPORT_BASE} AS model-export
 WORKDIR /build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2 KERAS_HOME=/build/keras-home
-COPY layers/model/requirements.txt layers/model/requirements.txt
-RUN pip install -r layers/model/requirements.txt
+COPY layers/model/requirements.lock layers/model/requirements.lock
+RUN pip install --require-hashes -r layers/model/requirements.lock
 COPY layers/__init__.py layers/__init__.py
 COPY layers/model/__init__.py layers/model/export.py layers/model/
 COPY handler/__init__.py handler/config.py handler/contract.py handler/manifest.py handler/
@@ -35,15 +39,16 @@ COPY --from=model-dir / /opt/model/
 FROM model-${MODEL_ORIGIN} AS model
 
 # --- Stage 2: the Lambda runtime image: runtime requirements, the code, the model at /opt/model ---
-FROM public.ecr.aws/lambda/python:${PYTHON_VERSION} AS runtime
+FROM ${LAMBDA_BASE} AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY layers/runtime/requirements.txt /tmp/requirements/runtime.txt
-COPY layers/model/requirements.txt /tmp/requirements/model.txt
+# Lock files: every dependency pinned with its hashes (make lock); pip refuses anything else.
+COPY layers/runtime/requirements.lock /tmp/requirements/runtime.lock
+COPY layers/model/requirements.lock /tmp/requirements/model.lock
 # MODEL_BACKEND=keras also installs TensorFlow (about 1.3 GB more); litert needs only the runtime set.
 ARG MODEL_BACKEND=litert
-RUN pip install -r /tmp/requirements/runtime.txt --target "${LAMBDA_TASK_ROOT}" \
+RUN pip install --require-hashes -r /tmp/requirements/runtime.lock --target "${LAMBDA_TASK_ROOT}" \
  && if [ "${MODEL_BACKEND}" = "keras" ]; then \
-      pip install -r /tmp/requirements/model.txt --target "${LAMBDA_TASK_ROOT}"; fi \
+      pip install --require-hashes -r /tmp/requirements/model.lock --target "${LAMBDA_TASK_ROOT}"; fi \
  && rm -rf /tmp/requirements
 COPY --from=model /opt/model /opt/model
 COPY handler/ ${LAMBDA_TASK_ROOT}/handler/

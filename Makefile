@@ -27,25 +27,36 @@ export CDK_DISABLE_CLI_TELEMETRY ?= true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION ?= 20
 CDK := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" node_modules/.bin/cdk --no-notices
 
-REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt infra/requirements.txt tests/requirements.txt
+# What is pinned by hand (requirements.txt) and what is installed (requirements.lock: every
+# dependency pinned, with hashes; `make lock` regenerates them with uv).
+REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt infra/requirements.txt smoke/requirements.txt tests/requirements.txt
 
 FORCE:
 
-.PHONY: FORCE check train evaluate train-examples bench bench-backfill backfill-demo smoke fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+.PHONY: FORCE lock base-digests check train evaluate train-examples bench bench-backfill backfill-demo smoke fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: $(REQUIREMENTS) pyproject.toml
+$(VENV)/.installed: tests/requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r tests/requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+lock: $(VENV)/.installed ## regenerate every requirements.lock (pins + hashes, all platforms) from the requirements.txt files
+	@for req in $(REQUIREMENTS); do \
+	  py=$$(case $$req in layers/*) echo 3.12;; *) echo 3.11;; esac); \
+	  $(VENV)/bin/uv pip compile "$$req" --generate-hashes --universal --python-version $$py \
+	    --quiet --no-header -o "$${req%.txt}.lock" && echo "$${req%.txt}.lock (Python $$py+)"; done
+
+base-digests: setup ## pin the Dockerfile's base images: resolve their digests (Docker) into layers/base-images.json
+	$(PY) -m layers.base_images
 
 setup: $(VENV)/.installed node_modules/.installed ## install pinned Python (.venv) and CDK CLI (node_modules) deps
 

@@ -1,8 +1,8 @@
 """``make layers``: the zip packaging, built without Docker.
 
-- ``runtime-layer.zip``: ``python/`` with ``layers/runtime/requirements.txt`` installed for the
-  Lambda runtime's Python and architecture (``pip --platform --only-binary``), caches and test
-  suites stripped; Lambda puts ``/opt/python`` on ``sys.path``.
+- ``runtime-layer.zip``: ``python/`` with ``layers/runtime/requirements.lock`` (hash-checked)
+  installed for the Lambda runtime's Python and architecture (``pip --platform --only-binary``),
+  caches and test suites stripped; Lambda puts ``/opt/python`` on ``sys.path``.
 - ``model-layer.zip``: ``model/`` (the ``make model`` output), extracted by Lambda to ``/opt/model``.
 - ``function/``: the function code (``handler/`` without the dev-only CLI).
 
@@ -36,7 +36,8 @@ def install_runtime(target: Path, python_version: str, architecture: str) -> Non
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
             "--only-binary=:all:", *platforms, "--implementation", "cp", "--python-version", python_version,
-            "--target", str(target), "-r", str(REPO / "layers" / "runtime" / "requirements.txt"),
+            "--target", str(target), "--require-hashes",
+            "-r", str(REPO / "layers" / "runtime" / "requirements.lock"),
         ],
         check=True,
     )  # fmt: skip

@@ -128,7 +128,8 @@ def test_image_rehearsal_classifies_grace_hopper(build_context: Path, tmp_path: 
     pip = subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-            "--target", str(task_root), "-r", str(build_context / "layers/runtime/requirements.txt"),
+            "--target", str(task_root), "--require-hashes",
+            "-r", str(build_context / "layers/runtime/requirements.lock"),
         ],
         capture_output=True,
         text=True,
@@ -147,3 +148,40 @@ def test_image_rehearsal_classifies_grace_hopper(build_context: Path, tmp_path: 
             "KERAS_HOME": str(tmp_path / "keras"),
         },
     )
+
+
+def test_base_images_come_from_build_arguments_with_tag_defaults() -> None:
+    from layers import base_images
+
+    froms = [args for keyword, args in instructions() if keyword == "FROM"]
+    assert "--platform=$BUILDPLATFORM ${EXPORT_BASE} AS model-export" in froms
+    assert "${LAMBDA_BASE} AS runtime" in froms
+    declared = dict(
+        args.split("=", 1) for keyword, args in instructions() if keyword == "ARG" and "=" in args
+    )
+    assert declared["EXPORT_BASE"] == "python:${PYTHON_VERSION}-slim"
+    assert declared["LAMBDA_BASE"] == "public.ecr.aws/lambda/python:${PYTHON_VERSION}"
+    assert base_images.tags("3.12") == {
+        "EXPORT_BASE": "python:3.12-slim",
+        "LAMBDA_BASE": "public.ecr.aws/lambda/python:3.12",
+    }
+
+
+def test_recorded_digests_pin_the_base_images(tmp_path) -> None:
+    from layers import base_images
+
+    digest = "sha256:" + "a" * 64
+    record = tmp_path / "base-images.json"
+    assert base_images.pinned("3.12", record) == {}, "nothing recorded: the tags"
+    record.write_text(json.dumps({"public.ecr.aws/lambda/python:3.12": digest}))
+    assert base_images.pinned("3.12", record) == {
+        "LAMBDA_BASE": f"public.ecr.aws/lambda/python:3.12@{digest}"
+    }
+
+
+def test_every_pip_install_is_hash_checked_from_a_lock_file() -> None:
+    installs = [args for keyword, args in instructions() if keyword == "RUN" and "pip install" in args]
+    assert len(installs) == 2
+    for run in installs:
+        for command in run.split("pip install")[1:]:
+            assert "--require-hashes" in command and ".lock" in command, command

@@ -20,6 +20,7 @@ from constructs import Construct
 from handler.contract import API_HANDLER, BULK_HANDLER, METRICS_NAMESPACE, S3_HANDLER, SERVICE_NAME
 from infra.components.common import log_retention
 from infra.settings import Settings
+from layers import base_images
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,7 +126,12 @@ class ClassifierFunctions(Construct):
                 "layers": self.layers,
                 "snap_start": lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if settings.snap_start else None,
             }
-        build_args = {"MODEL_BACKEND": settings.model_backend, "PYTHON_VERSION": settings.python_version}
+        build_args = {
+            "MODEL_BACKEND": settings.model_backend,
+            "PYTHON_VERSION": settings.python_version,
+            # Base images pinned by digest where layers/base-images.json records one (make base-digests).
+            **base_images.pinned(settings.python_version),
+        }
         given: dict = {}
         if settings.model_dir:  # ship that directory at /opt/model instead of the ImageNet export
             model_dir = REPO_ROOT / settings.model_dir
