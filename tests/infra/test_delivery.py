@@ -99,10 +99,19 @@ def test_the_hook_may_invoke_the_new_api_version_only(template: Template) -> Non
     assert "deploymentgroup" in json.dumps(report["Resource"])
 
 
-def test_the_hooks_photo_is_the_committed_fixture() -> None:
-    assert (REPO / "hooks" / "photo_event.json").read_bytes() == (
-        REPO / "events" / "api-http-predict-raw-jpeg.json"
-    ).read_bytes()
+def test_the_hooks_photo_is_the_committed_fixture(tmp_path) -> None:
+    """The hook's asset, as synth stages it, holds its code and the fixture itself (not a link)."""
+    from infra.settings import Settings
+    from infra.stack import ImageRecognitionStack
+
+    app = app_with(outdir=str(tmp_path))
+    ImageRecognitionStack(app, "ImageRecognition", settings=Settings.from_context(app.node))
+    app.synth()
+    (asset,) = [p for p in tmp_path.glob("asset.*") if (p / "pre_traffic.py").is_file()]
+    assert sorted(p.name for p in asset.iterdir()) == ["photo_event.json", "pre_traffic.py"]
+    staged = asset / "photo_event.json"
+    assert not staged.is_symlink()
+    assert staged.read_bytes() == (REPO / "events" / "api-http-predict-raw-jpeg.json").read_bytes()
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ VARIANTS = {
         "deployment": "linear",
         "githubRepo": "example-org/image-recognition",
     },
+    "rest-prod": {"stage": "prod", "deployment": "all-at-once", "preTrafficTop1": ""},
 }
 
 
