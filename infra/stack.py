@@ -1,11 +1,12 @@
-"""The one stack: uploads bucket, functions, API, monitoring, and the outputs ops need."""
+"""The app's stack: uploads bucket, functions, API (REST or HTTP), monitoring, backfill, gradual
+delivery, and the outputs ops need."""
 
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
-from infra.components.api import Api
+from infra.components.api import RestFrontDoor
 from infra.components.backfill import Backfill
 from infra.components.delivery import GradualDeployment
 from infra.components.functions import ClassifierFunctions
@@ -29,7 +30,7 @@ class ImageRecognitionStack(Stack):
         front_door = (
             HttpFrontDoor(self, "Api", settings=settings, function=functions.live)
             if settings.api_type == "http"
-            else Api(self, "Api", settings=settings, function=functions.live)
+            else RestFrontDoor(self, "Api", settings=settings, function=functions.live)
         )
         monitoring = Monitoring(
             self,

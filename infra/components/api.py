@@ -26,7 +26,7 @@ def content_length_at_least(threshold: int) -> str:
     return f"^([{first}-9][0-9]{{{zeros}}}|[1-9][0-9]{{{zeros + 1},}})$"
 
 
-class Api(Construct):
+class RestFrontDoor(Construct):
     def __init__(
         self, scope: Construct, construct_id: str, *, settings: Settings, function: lambda_.IFunction
     ) -> None:
