@@ -50,16 +50,3 @@ def test_stack_limits_match_the_handler_defaults(template: Template) -> None:
     assert int(env["MAX_IMAGE_PIXELS"]) == defaults.max_image_pixels
     assert int(env["MAX_DECODE_BYTES"]) == defaults.max_decode_bytes
     assert env["RESULTS_PREFIX"] == defaults.results_prefix
-
-
-def test_the_stack_routes_are_the_functions_routes() -> None:
-    """API Gateway creates ``contract.ROUTES`` (either API type); the router answers exactly those."""
-    from handler.contract import ROUTES
-    from handler.routes import router
-
-    served = {
-        (method, path.replace("<", "{").replace(">", "}"))
-        for path, methods, *_ in router._routes
-        for method in methods
-    }
-    assert served == set(ROUTES)
