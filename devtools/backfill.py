@@ -172,7 +172,10 @@ def run(options: Options, out: TextIO = sys.stderr) -> Summary:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 event, attempt = pending.pop(future)
-                answer = future.result()
+                try:
+                    answer = future.result()
+                except Exception as error:  # a worker process died (out of memory, killed)
+                    answer = {"error": f"worker process failed: {type(error).__name__}: {error}"}
                 if "transient" in answer and attempt < options.attempts:
                     time.sleep(min(2**attempt * 0.1, 5))  # the Map's backoff, shortened
                     pending[pool.submit(_run_batch, event)] = (event, attempt + 1)
