@@ -110,6 +110,9 @@ def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationRespons
     def result(code: str, text: str) -> S3BatchOperationResponseRecord:
         return S3BatchOperationResponseRecord(task.task_id, code, excerpt(text, 200))
 
+    if obj.key.endswith("/"):  # a console folder marker: nothing to classify, as in the Map
+        return result("Succeeded", str(worker.Status.SKIPPED))
+
     try:
         obj = runtime.storage.identified(obj)
     except TransientError as error:

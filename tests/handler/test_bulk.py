@@ -10,6 +10,7 @@ import pytest
 
 from devtools.context import LocalContext
 from handler import storage
+from handler.contract import Defaults
 from tests.support import CAT_CLASSES, EVENTS, PHOTOS, s3_client_for
 
 UNICODE_KEY = "archive/Été 2026/Grace Hopper + ü.jpg"
@@ -33,12 +34,17 @@ def archive(s3_client) -> tuple[str, dict[str, str]]:
         "archive/corrupt.jpg": photo[:3000],
         "archive/notes.txt": b"not a photo",
         "archive/folder/": b"",
+        "archive/too-large.jpg": photo + bytes(Defaults.MAX_UPLOAD_BYTES),  # refused by its size
         "results/archive/old.jpg.json": b"{}",
     }
     etags = {}
     for key, body in objects.items():
         etags[key] = s3_client.put_object(Bucket=bucket, Key=key, Body=body)["ETag"]
     return bucket, etags
+
+
+def storage_has(s3_client, bucket: str, key: str) -> bool:
+    return "Contents" in s3_client.list_objects_v2(Bucket=bucket, Prefix=key)
 
 
 def record(s3_client, bucket: str, key: str) -> dict:
@@ -59,7 +65,7 @@ def test_a_map_batch_answers_every_object_in_one_model_call(app, archive, s3_cli
     summary = app.bulk_handler(map_event(bucket, etags, list(etags)), LocalContext())
     assert app.runtime.recognizer.classifier.calls == calls + 1
     counts = {k: summary[k] for k in ("items", "classified", "error_records", "skipped")}
-    assert counts == {"items": 7, "classified": 2, "error_records": 3, "skipped": 2}
+    assert counts == {"items": 8, "classified": 2, "error_records": 4, "skipped": 2}
     outcomes = {entry["key"]: (entry["status"], entry.get("code")) for entry in summary["objects"]}
     assert outcomes == {
         "archive/portrait.jpg": ("classified", None),
@@ -67,6 +73,7 @@ def test_a_map_batch_answers_every_object_in_one_model_call(app, archive, s3_cli
         "archive/corrupt.jpg": ("error_record", "corrupt_image"),
         "archive/notes.txt": ("error_record", "unsupported_image_type"),
         "archive/cat.bmp": ("error_record", "source_not_found"),
+        "archive/too-large.jpg": ("error_record", "image_too_large"),
         "archive/folder/": ("skipped", None),
         "results/archive/old.jpg.json": ("skipped", None),
     }, "every listed key, in the output the Map's ResultWriter keeps"
@@ -76,7 +83,7 @@ def test_a_map_batch_answers_every_object_in_one_model_call(app, archive, s3_cli
     assert record(s3_client, bucket, "archive/notes.txt")["code"] == "unsupported_image_type"
     assert record(s3_client, bucket, "archive/cat.bmp")["code"] == "source_not_found"
     again = app.bulk_handler(map_event(bucket, etags, list(etags)), LocalContext())
-    assert again["skipped"] == 7 and app.runtime.recognizer.classifier.calls == calls + 1, (
+    assert again["skipped"] == 8 and app.runtime.recognizer.classifier.calls == calls + 1, (
         "a rerun writes nothing"
     )
     forced = app.bulk_handler(map_event(bucket, etags, ["archive/portrait.jpg"], force=True), LocalContext())
@@ -145,6 +152,9 @@ def batch_operations_event(bucket: str, key: str, version: str, **arguments) -> 
         (UNICODE_KEY, "Succeeded", "classified"),
         ("archive/corrupt.jpg", "PermanentFailure", "corrupt_image"),
         ("archive/gone.jpg", "PermanentFailure", "source_not_found"),
+        ("archive/notes.txt", "PermanentFailure", "unsupported_image_type"),
+        ("archive/too-large.jpg", "PermanentFailure", "image_too_large"),
+        ("archive/folder/", "Succeeded", "skipped"),  # a console folder: no record, as in the Map
     ],
 )
 def test_s3_batch_operations_get_one_result_per_task(
@@ -156,6 +166,9 @@ def test_s3_batch_operations_get_one_result_per_task(
     assert answer["treatMissingKeysAs"] == "PermanentFailure", "an unanswered task is never a success"
     (result,) = answer["results"]
     assert result["taskId"] == "task-1" and result["resultCode"] == code and text in result["resultString"]
+    if text == "skipped":
+        assert not storage_has(s3_client, bucket, f"results/{key}.json")
+        return
     assert "code" in record(s3_client, bucket, key) or "predictions" in record(s3_client, bucket, key)
     if code == "Succeeded":
         again = app.bulk_handler(batch_operations_event(bucket, key, version), LocalContext())
