@@ -112,23 +112,13 @@ def learn_or_judge(args: argparse.Namespace, out: TextIO) -> int:
 
     try:
         if args.command == "train":
+            from dataclasses import fields
+
             from training.train import Options, train
 
-            options = Options(
-                name=args.name or args.data_dir.resolve().name,
-                version=args.version,
-                epochs=args.epochs,
-                fine_tune_layers=args.fine_tune_layers,
-                fine_tune_epochs=args.fine_tune_epochs,
-                validation_split=args.validation_split,
-                seed=args.seed,
-                quantize=args.quantize,
-                min_confidence=args.min_confidence,
-                rotation=args.rotation,
-                zoom=args.zoom,
-                dropout=args.dropout,
-                patience=args.patience,
-            )
+            # Every option the command line names (--epochs, --zoom, ...) is the Options field of that name.
+            given = {f.name: getattr(args, f.name) for f in fields(Options) if f.name in vars(args)}
+            options = Options(**{**given, "name": args.name or args.data_dir.resolve().name})
             card = train(args.data_dir, args.out, options)["card"]
             out.write(f"model written to {args.out}\n{summary(card)}\n")
             return 0

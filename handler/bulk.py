@@ -62,14 +62,12 @@ def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
         raise worker.InvalidEvent('A Distributed Map batch needs "BatchInput": {"bucket": ...}.')
     force = _truthy(batch_input.get("force", False))
     items = event.get("Items") or []
-    folders = [item["Key"] for item in items if item["Key"].endswith("/")]
     listed = [
         (
             S3Object(bucket, item["Key"], etag=str(item.get("Etag") or item.get("ETag") or "").strip('"')),
             int(item.get("Size") or 0),
         )
         for item in items
-        if not item["Key"].endswith("/")
     ]
     outcomes: worker.Outcomes = {}
     for group in chunks_within(listed, BATCH_BYTES):
@@ -80,7 +78,6 @@ def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
             f"{len(failed)} object(s) failed transiently; the Map retries the batch: {failed[:5]}"
         )
     objects = worker.summary(outcomes)["objects"]
-    objects += [{"key": key, "status": str(worker.Status.SKIPPED)} for key in folders]
     counts = Counter(entry["status"] for entry in objects)
     return {
         "items": len(items),
@@ -109,9 +106,6 @@ def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationRespons
 
     def result(code: str, text: str) -> S3BatchOperationResponseRecord:
         return S3BatchOperationResponseRecord(task.task_id, code, excerpt(text, 200))
-
-    if obj.key.endswith("/"):  # a console folder marker: nothing to classify, as in the Map
-        return result("Succeeded", str(worker.Status.SKIPPED))
 
     try:
         obj = runtime.storage.identified(obj)

@@ -91,7 +91,7 @@ def _fetch(runtime: Runtime, obj: S3Object, force: bool) -> bytes | Status | Cli
     Runs in the I/O threads: no logging of outcomes or metrics here."""
     storage = runtime.storage
     try:
-        if storage.is_result_key(obj):
+        if obj.key.endswith("/") or storage.is_result_key(obj):  # a console folder, or our own output
             return Status.SKIPPED
         if not force and storage.already_answered(obj, runtime.recognizer.classifier.info.to_dict()):
             return Status.SKIPPED

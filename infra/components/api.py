@@ -3,16 +3,15 @@ throttling, usage plan, optional API key, WAF."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from handler.contract import BINARY_MEDIA_TYPES, PUBLIC_ROUTES, ROUTES
-from infra.components.common import log_retention
+from infra.components.common import access_log_format, api_gateway_metric, log_group
 from infra.settings import Settings
 
 # API Gateway's own refusals (throttling, missing key, validation, too large) in the handler's shape.
@@ -32,12 +31,7 @@ class RestFrontDoor(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.stage_name = settings.stage_name
-        access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=log_retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        access_logs = log_group(self, "AccessLogs", settings.log_retention_days)
         self.rest_api = apigw.RestApi(
             self,
             "RestApi",
@@ -66,17 +60,7 @@ class RestFrontDoor(Construct):
                 data_trace_enabled=False,  # bodies are photos: never log them
                 metrics_enabled=True,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
+                access_log_format=access_log_format(),
             ),
         )
         for response_type in (apigw.ResponseType.DEFAULT_4_XX, apigw.ResponseType.DEFAULT_5_XX):
@@ -131,13 +115,8 @@ class RestFrontDoor(Construct):
     def metric(self, kind: str, statistic: str, period: Duration) -> cw.Metric:
         """``count``, ``4xx``, ``5xx`` or ``latency`` of this stage, as API Gateway publishes them."""
         names = {"count": "Count", "4xx": "4XXError", "5xx": "5XXError", "latency": "Latency"}
-        return cw.Metric(
-            namespace="AWS/ApiGateway",
-            metric_name=names[kind],
-            dimensions_map={"ApiName": self.rest_api.rest_api_name, "Stage": self.stage_name},
-            statistic=statistic,
-            period=period,
-        )
+        dimensions = {"ApiName": self.rest_api.rest_api_name, "Stage": self.stage_name}
+        return api_gateway_metric(names[kind], dimensions, statistic, period)
 
     def _web_acl(self, settings: Settings) -> None:
         def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:

@@ -18,16 +18,15 @@ written) and these two functions.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.components.common import log_retention
+from infra.components.common import log_group
 from infra.settings import Settings
 
 # What the worker raises when S3 throttles or fails (handler.storage.TransientError), and what
@@ -207,19 +206,14 @@ class Backfill(Construct):
         definition = defaults.next(options).next(
             sfn.Choice(self, "PrefixAllowed").when(allowed, self._classify_batches()).otherwise(refused)
         )
-        log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=log_retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        run_logs = log_group(self, "Logs", settings.log_retention_days)
         return sfn.StateMachine(
             self,
             "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(definition),
             comment='Classify every object under a prefix: {"prefix": "archive/", "force": false}',
             tracing_enabled=True,
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            logs=sfn.LogOptions(destination=run_logs, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
 
     def _batch_operations_role(self) -> iam.Role:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_logs as logs
+from constructs import Construct
 
 R = logs.RetentionDays
 # The periods CloudWatch Logs accepts, in days.
@@ -18,3 +22,36 @@ RETENTION_PERIODS = {
 def log_retention(days: int) -> logs.RetentionDays:
     """The shortest allowed retention that keeps logs at least ``days`` days."""
     return next((RETENTION_PERIODS[d] for d in sorted(RETENTION_PERIODS) if d >= days), R.TEN_YEARS)
+
+
+def log_group(scope: Construct, construct_id: str, days: int) -> logs.LogGroup:
+    """A log group kept at least ``days`` days, deleted with the stack (logs are not data)."""
+    return logs.LogGroup(
+        scope, construct_id, retention=log_retention(days), removal_policy=RemovalPolicy.DESTROY
+    )
+
+
+def access_log_format() -> apigw.AccessLogFormat:
+    """The JSON access log of either API type: who asked what and how it went, never the body."""
+    return apigw.AccessLogFormat.json_with_standard_fields(
+        caller=False,
+        http_method=True,
+        ip=True,
+        protocol=True,
+        request_time=True,
+        resource_path=True,
+        response_length=True,
+        status=True,
+        user=False,
+    )
+
+
+def api_gateway_metric(name: str, dimensions: dict[str, str], statistic: str, period: Duration) -> cw.Metric:
+    """One of API Gateway's own metrics for a stage (either API type: the dimensions differ)."""
+    return cw.Metric(
+        namespace="AWS/ApiGateway",
+        metric_name=name,
+        dimensions_map=dimensions,
+        statistic=statistic,
+        period=period,
+    )

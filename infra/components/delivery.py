@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, RemovalPolicy, SymlinkFollowMode
+from aws_cdk import Duration, SymlinkFollowMode
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from handler.contract import IMAGENET_MODEL
-from infra.components.common import log_retention
+from infra.components.common import log_group
 from infra.settings import REPO_ROOT, Settings
 
 CONFIGS = {
@@ -53,26 +52,22 @@ class GradualDeployment(Construct):
         rollback = codedeploy.AutoRollbackConfig(
             failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
         )
+
+        def group(name: str, alias: lambda_.Alias, **hooks) -> codedeploy.LambdaDeploymentGroup:
+            return codedeploy.LambdaDeploymentGroup(
+                self,
+                name,
+                application=application,
+                alias=alias,
+                deployment_config=CONFIGS[settings.deployment],
+                alarms=rollback_alarms[name.lower()],
+                auto_rollback=rollback,
+                **hooks,
+            )
+
         self.hook = self._pre_traffic_hook(settings, api_live.version)
-        self.api = codedeploy.LambdaDeploymentGroup(
-            self,
-            "Api",
-            application=application,
-            alias=api_live,
-            deployment_config=CONFIGS[settings.deployment],
-            alarms=rollback_alarms["api"],
-            auto_rollback=rollback,
-            pre_hook=self.hook,
-        )
-        self.worker = codedeploy.LambdaDeploymentGroup(
-            self,
-            "Worker",
-            application=application,
-            alias=worker_live,
-            deployment_config=CONFIGS[settings.deployment],
-            alarms=rollback_alarms["worker"],
-            auto_rollback=rollback,
-        )
+        self.api = group("Api", api_live, pre_hook=self.hook)
+        self.worker = group("Worker", worker_live)
 
     def _pre_traffic_hook(self, settings: Settings, new_version: lambda_.IVersion) -> lambda_.Function:
         model = expected_model(settings)
@@ -96,12 +91,7 @@ class GradualDeployment(Construct):
                 "EXPECTED_MODEL_NAME": model["name"],
                 "EXPECTED_MODEL_VERSION": model["version"],
             },
-            log_group=logs.LogGroup(
-                self,
-                "PreTrafficHookLogs",
-                retention=log_retention(settings.log_retention_days),
-                removal_policy=RemovalPolicy.DESTROY,
-            ),
+            log_group=log_group(self, "PreTrafficHookLogs", settings.log_retention_days),
         )
         new_version.grant_invoke(hook)  # that version only: not the alias, not $LATEST
         return hook

@@ -11,14 +11,13 @@ import hashlib
 import zipfile
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from handler.contract import API_HANDLER, BULK_HANDLER, METRICS_NAMESPACE, S3_HANDLER, SERVICE_NAME
-from infra.components.common import log_retention
+from infra.components.common import log_group
 from infra.settings import Settings
 from layers import base_images
 
@@ -176,12 +175,7 @@ class ClassifierFunctions(Construct):
         reserved: int | None,
     ) -> lambda_.Function:
         settings = self.settings
-        log_group = logs.LogGroup(
-            self,
-            f"{name}Logs",
-            retention=log_retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        function_logs = log_group(self, f"{name}Logs", settings.log_retention_days)
         return lambda_.Function(
             self,
             name,
@@ -191,7 +185,7 @@ class ClassifierFunctions(Construct):
             timeout=Duration.seconds(timeout),
             tracing=lambda_.Tracing.ACTIVE,
             environment=environment,
-            log_group=log_group,
+            log_group=function_logs,
             reserved_concurrent_executions=reserved,
             description=description,
         )

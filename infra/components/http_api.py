@@ -9,17 +9,16 @@ What it gains: about a third of the price per request and lower added latency.
 from __future__ import annotations
 
 import jsii
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from handler.contract import ROUTES
-from infra.components.common import log_retention
+from infra.components.common import access_log_format, api_gateway_metric, log_group
 from infra.settings import Settings
 
 DEFAULT_STAGE = "$default"  # no stage in the path: the function sees the routes as they are
@@ -64,12 +63,7 @@ class HttpFrontDoor(Construct):
         )
         for method, path in ROUTES:
             self.http_api.add_routes(path=path, methods=[apigwv2.HttpMethod(method)], integration=integration)
-        access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=log_retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        access_logs = log_group(self, "AccessLogs", settings.log_retention_days)
         self.stage = apigwv2.HttpStage(
             self,
             "Stage",
@@ -80,20 +74,7 @@ class HttpFrontDoor(Construct):
             throttle=apigwv2.ThrottleSettings(
                 rate_limit=settings.throttle_rate_limit, burst_limit=settings.throttle_burst_limit
             ),
-            access_log_settings=AccessLogs(
-                apigwv2.LogGroupLogDestination(access_logs),
-                apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=False,
-                ),
-            ),
+            access_log_settings=AccessLogs(apigwv2.LogGroupLogDestination(access_logs), access_log_format()),
         )
         # Each upload form lets an anonymous client store up to MAX_UPLOAD_BYTES: a lower limit.
         stage = self.stage.node.default_child
@@ -111,10 +92,5 @@ class HttpFrontDoor(Construct):
     def metric(self, kind: str, statistic: str, period: Duration) -> cw.Metric:
         """``count``, ``4xx``, ``5xx`` or ``latency`` of the default stage."""
         names = {"count": "Count", "4xx": "4xx", "5xx": "5xx", "latency": "Latency"}
-        return cw.Metric(
-            namespace="AWS/ApiGateway",
-            metric_name=names[kind],
-            dimensions_map={"ApiId": self.http_api.api_id, "Stage": DEFAULT_STAGE},
-            statistic=statistic,
-            period=period,
-        )
+        dimensions = {"ApiId": self.http_api.api_id, "Stage": DEFAULT_STAGE}
+        return api_gateway_metric(names[kind], dimensions, statistic, period)
