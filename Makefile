@@ -74,7 +74,7 @@ keras-cache: ## link ../shared/models into $KERAS_HOME/models when present (offl
 	  echo "Keras cache $(KERAS_HOME)/models seeded from $(SHARED)/models"; \
 	else echo "No $(SHARED)/models: Keras will download the weights into $(KERAS_HOME)/models"; fi
 
-$(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/manifest.py $(if $(QUANTIZE),FORCE)
+$(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/recognition/manifest.py $(if $(QUANTIZE),FORCE)
 	$(MAKE) --no-print-directory keras-cache
 	$(PY) -m layers.model.export --out "$(IMAGENET_DIR)" $(if $(QUANTIZE),--quantize $(QUANTIZE))
 

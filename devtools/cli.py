@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,22 +38,19 @@ def _load_app():
 
 
 def entry_point_for(event: dict[str, Any]):
-    """The entry point AWS would call for this event shape."""
-    app = _load_app()
-    if "httpMethod" in event or event.get("version") == "2.0":
-        return app.api_handler
-    if "Records" in event or event.get("Event") == "s3:TestEvent":
-        return app.s3_handler
-    if "Items" in event or "invocationSchemaVersion" in event:
-        return app.bulk_handler
-    raise SystemExit(
-        "Unrecognised event: expected an API Gateway (REST v1 / HTTP v2), S3, SQS, Distributed Map "
-        "batch or S3 Batch Operations event."
-    )
+    """The entry point AWS would call for this event shape (``handler.events`` decides)."""
+    from handler.events import InvalidEvent, entry_point_for
+
+    try:
+        name = entry_point_for(event).rsplit(".", 1)[-1]
+    except InvalidEvent as error:
+        raise SystemExit(str(error)) from None
+    return getattr(_load_app(), name)
 
 
 def write_table(out: TextIO, title: str, record: dict[str, Any]) -> bool:
-    """A ranked table of ``record["predictions"]``, or its error; True when it is an error."""
+    """A ranked table of ``record["predictions"]``, or its error; True when it is an error.
+    An answer below the confidence threshold says so, as the API's ``"uncertain": true`` does."""
     out.write(f"\n{title}\n")
     if "error" in record:
         out.write(f"  error {record['code']}: {record['error']}\n")
@@ -59,6 +58,8 @@ def write_table(out: TextIO, title: str, record: dict[str, Any]) -> bool:
     for rank, prediction in enumerate(record["predictions"], start=1):
         bar = "#" * round(prediction["probability"] * 30)
         out.write(f"  {rank}. {prediction['label']:<28} {prediction['probability']:7.2%}  {bar}\n")
+    if record.get("uncertain"):
+        out.write("  uncertain: the top class is below the confidence threshold; a person should look\n")
     return False
 
 
@@ -72,13 +73,32 @@ def invoke(event_path: Path, out: TextIO) -> int:
 
 
 def predict(images: list[Path], top_k: int, out: TextIO) -> int:
-    recognizer = _load_app().function.runtime.recognizer
-    outcomes = recognizer.classify([path.read_bytes() for path in images], top_k, queue_over_budget=True)
-    failures = [write_table(out, str(path), o.to_dict()) for path, o in zip(images, outcomes, strict=True)]
+    runtime = _load_app().function.runtime
+    results = runtime.recognizer.classify(
+        [path.read_bytes() for path in images], top_k, queue_over_budget=True
+    )
+    failures = [
+        write_table(out, str(path), result.to_dict(runtime.min_confidence))
+        for path, result in zip(images, results, strict=True)
+    ]
     return 1 if any(failures) else 0
 
 
+def quiet_local_logs() -> bool:
+    """``imgrec serve`` prints one readable access line per request; ``LOG_FORMAT=json`` keeps
+    Lambda's shape instead (Powertools' JSON logs and an EMF metrics blob per request)."""
+    if os.environ.get("LOG_FORMAT", "text").strip().lower() == "json":
+        return False
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    return True
+
+
 def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
+    """The API on 127.0.0.1 as API Gateway and Lambda would serve it: each concurrent request in an
+    execution environment of its own (a function with its own model, started on demand); with
+    ``--s3``, moto's S3 and the worker function, which classifies uploads as the S3 -> SQS path does."""
     from dataclasses import replace
 
     from devtools.server import LocalApiServer
@@ -91,10 +111,16 @@ def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
 
         local_s3 = LocalS3()
         settings = replace(settings, uploads_bucket=local_s3.bucket)
-    function = Function.start(settings, s3_client=local_s3.client if local_s3 else None)
+    s3_client = local_s3.client if local_s3 else None
+    first = Function.start(settings, s3_client=s3_client)  # the cold start, before the first request
+    ready = [first.api_handler]
+
+    def start_environment():
+        return ready.pop() if ready else Function.start(settings, s3_client=s3_client).api_handler
+
     if local_s3:
-        local_s3.notify(function.s3_handler)
-    with LocalApiServer(function.api_handler, port=port, host=host, stage=stage) as server:
+        local_s3.notify(Function.start(settings, s3_client=s3_client).s3_handler)  # the worker function
+    with LocalApiServer(start_environment, port=port, host=host, stage=stage) as server:
         print(f"Demo page and API on {server.url}  (Ctrl+C to stop)", flush=True)
         print(f"  curl -F image=@photo.jpg {server.url}predict", flush=True)
         if local_s3:
@@ -123,13 +149,15 @@ def learn_or_judge(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"model written to {args.out}\n{summary(card)}\n")
             return 0
         from handler import config
-        from training.evaluate import run
+        from training.evaluate import FolderInUse, run
 
         model_dir = args.model_dir or config.read_settings().model_dir
-        report = run(args.data_dir, model_dir, args.out, precision=args.precision)
-        out.write(
-            f"report written to {args.out or model_dir / 'evaluation'}\n{summary({'validation': report})}\n"
-        )
+        try:
+            folder, report = run(args.data_dir, model_dir, args.out, precision=args.precision)
+        except FolderInUse as error:
+            out.write(f"error: {error}\n")
+            return 2
+        out.write(f"report written to {folder}\n{summary({'validation': report})}\n")
         return 0
     except DatasetError as error:
         out.write(f"error: {error}\n")
@@ -221,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     judge = commands.add_parser("evaluate", help="evaluate the serving classifier on labelled photos")
     judge.add_argument("data_dir", type=Path, help="one sub-folder per class (label or WordNet id)")
     judge.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
-    judge.add_argument("--out", type=Path, default=None, help="report folder (default: MODEL_DIR/evaluation)")
+    judge.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report folder, new or empty (default: a new MODEL_DIR/evaluations/DATA-yyyymmddTHHMMSSZ)",
+    )
     judge.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     args = parser.parse_args(argv)
 
@@ -250,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             from devtools import s3_demo
 
             return s3_demo.run(args.folder, results)
+        quiet_local_logs()
         return serve(args.port, args.host, args.stage, args.s3)
     finally:
         sys.stdout = results

@@ -5,16 +5,23 @@ base64-encoded as API Gateway does; the handler's answer is written back, base64
 ``isBase64Encoded``. Like API Gateway it serves under a stage path when given one (``/prod/...``,
 anything else is 403), keeps repeated headers and query parameters in the multi-value fields,
 and refuses bodies over 10 MB. Its own refusals (413, 414, 431, 501, a bad ``Content-Length``, a
-body that stops arriving) are JSON in the project's ``{"error", "code"}`` shape. Requests are
-served concurrently, each invocation in its own thread, as Lambda runs concurrent requests in
-separate execution environments.
+body that stops arriving) are JSON in the project's ``{"error", "code"}`` shape.
+
+Concurrency is Lambda's: connections are served in threads, but a function instance never runs
+two events at once. Concurrent requests go to separate *execution environments* (``start`` builds
+one: in ``imgrec serve``, a function with its own model), started on demand up to a limit and then
+reused; a request that finds them all busy waits for one. So ``handler/`` needs no locks or
+per-thread state for the local server's sake.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,6 +46,46 @@ GATEWAY_CODES = {
 }
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+# Concurrent requests served at once by default (one function instance, and model, each).
+ENVIRONMENTS = 4
+
+
+class ExecutionEnvironments:
+    """Lambda's execution environments, locally: each runs one event at a time; a request takes an
+    idle one, or starts a new one (its cold start) while fewer than ``most`` exist, or waits."""
+
+    def __init__(self, start: Callable[[], Handler], most: int = ENVIRONMENTS) -> None:
+        if most < 1:
+            raise ValueError("at least one execution environment")
+        self._start = start
+        self._most = most
+        self._idle: list[Handler] = []
+        self.started = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def handler(self) -> Iterator[Handler]:
+        """An environment's handler, for one invocation."""
+        with self._changed:
+            while not self._idle and self.started >= self._most:
+                self._changed.wait()
+            handler = self._idle.pop() if self._idle else None
+            if handler is None:
+                self.started += 1
+        if handler is None:
+            try:
+                handler = self._start()
+            except BaseException:
+                with self._changed:
+                    self.started -= 1
+                    self._changed.notify()
+                raise
+        try:
+            yield handler
+        finally:
+            with self._changed:
+                self._idle.append(handler)
+                self._changed.notify()
 
 
 def _gateway_error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
@@ -75,7 +122,9 @@ def _content_length(value: str | None) -> int | None:
     return int(value) if value.isdigit() and len(value) <= 12 else None
 
 
-def make_request_handler(handler: Handler, stage: str | None) -> type[BaseHTTPRequestHandler]:
+def make_request_handler(
+    environments: ExecutionEnvironments, stage: str | None
+) -> type[BaseHTTPRequestHandler]:
     class ProxyRequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "image-recognition-local"
@@ -102,6 +151,9 @@ def make_request_handler(handler: Handler, stage: str | None) -> type[BaseHTTPRe
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
+            elapsed_ms = (time.perf_counter() - getattr(self, "_started", time.perf_counter())) * 1000
+            path = urlsplit(getattr(self, "path", "") or "").path or "?"
+            self.server.access(getattr(self, "command", "") or "-", path, status, elapsed_ms, len(body))  # type: ignore[attr-defined]
 
         def _read_body(self) -> bytes | tuple[int, dict[str, str], bytes]:
             length = _content_length(self.headers.get("Content-Length"))
@@ -121,6 +173,7 @@ def make_request_handler(handler: Handler, stage: str | None) -> type[BaseHTTPRe
             return body
 
         def _serve(self) -> None:
+            self._started = time.perf_counter()
             url = urlsplit(self.path)
             path = split_stage(url.path, stage)
             body_in = self._read_body()
@@ -141,12 +194,17 @@ def make_request_handler(handler: Handler, stage: str | None) -> type[BaseHTTPRe
                 domain_name=f"{host}:{port}",
             )
             try:
-                self._reply(*call_handler(handler, event))
+                with environments.handler() as handler:
+                    answer = call_handler(handler, event)
             except Exception as error:  # the function crashed: API Gateway answers 502
                 self.server.log(f"handler raised {type(error).__name__}: {error}")  # type: ignore[attr-defined]
-                self._reply(*_gateway_error(502, "The function failed; see the server log."))
+                answer = _gateway_error(502, "The function failed; see the server log.")
+            self._reply(*answer)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            """The access line is written by ``_serve`` (with the time the function took)."""
 
         def log_message(self, format: str, *args: Any) -> None:
             self.server.log(format % args)  # type: ignore[attr-defined]
@@ -155,7 +213,11 @@ def make_request_handler(handler: Handler, stage: str | None) -> type[BaseHTTPRe
 
 
 class LocalApiServer(ThreadingHTTPServer):
-    """``ThreadingHTTPServer`` on 127.0.0.1 with the handler mounted; port 0 picks a free port."""
+    """``ThreadingHTTPServer`` on 127.0.0.1 in front of a function; port 0 picks a free port.
+
+    ``start`` starts one execution environment and returns its handler; at most ``environments``
+    run at once (``environments=1``: every request in turn, for a function shared with a test).
+    """
 
     daemon_threads = True
     # The listen backlog: socketserver's default of 5 resets connections under concurrent clients.
@@ -163,14 +225,16 @@ class LocalApiServer(ThreadingHTTPServer):
 
     def __init__(
         self,
-        handler: Handler,
+        start: Callable[[], Handler],
         port: int = 3000,
         host: str = "127.0.0.1",
         quiet: bool = False,
         stage: str | None = None,
         read_timeout: float = READ_TIMEOUT_SECONDS,
+        environments: int = ENVIRONMENTS,
     ):
-        super().__init__((host, port), make_request_handler(handler, stage))
+        self.environments = ExecutionEnvironments(start, environments)
+        super().__init__((host, port), make_request_handler(self.environments, stage))
         self.quiet = quiet
         self.stage = stage
         self.read_timeout = read_timeout
@@ -184,3 +248,7 @@ class LocalApiServer(ThreadingHTTPServer):
     def log(self, line: str) -> None:
         if not self.quiet:
             print(f"[serve] {line}", flush=True)
+
+    def access(self, method: str, path: str, status: int, elapsed_ms: float, answer_bytes: int) -> None:
+        """One readable line per request: what was asked, the answer's status and size, how long."""
+        self.log(f"{method} {path} -> {status} ({answer_bytes:,} bytes, {elapsed_ms:.0f} ms)")

@@ -1,6 +1,7 @@
-"""MobileNetV2 image recognition on AWS Lambda: one road from any event to ImageNet labels."""
+"""MobileNetV2 image recognition on AWS Lambda: one road from any event to labels.
 
-from handler import config
-
-# Before any module creates its Logger/Metrics, so every door (Lambda, CLI, tests) uses one name.
-config.apply_powertools_defaults()
+Three rooms (README, "How it works"): ``recognition`` (bytes -> pixels -> model -> ranked labels),
+``http`` (API Gateway events -> answers), ``records`` (stored objects -> result records). The
+entry points are ``handler.app``'s. Importing this package, or ``handler.contract``, changes
+nothing: no environment variable, no logger, no model.
+"""

@@ -98,15 +98,15 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     read = _Reader(environ)
     backend = read.text("MODEL_BACKEND", Defaults.MODEL_BACKEND).lower()
-    if backend not in BACKENDS:
-        raise ValueError(f"MODEL_BACKEND must be one of {', '.join(BACKENDS)}, got {backend[:40]!r}")
+    precision = read.text("MODEL_PRECISION", "fp32").lower()
+    check_engine(backend, precision)
     origins = tuple(
         o.strip() for o in read.text("ALLOWED_ORIGINS", Defaults.ALLOWED_ORIGINS).split(",") if o.strip()
     )
     return Settings(
         model_dir=Path(read.optional("MODEL_DIR") or _default_model_dir(environ)),
         backend=backend,
-        precision=_precision(read, backend),
+        precision=precision,
         threads=read.integer("MODEL_THREADS", _available_cpus()),
         max_image_bytes=read.integer("MAX_IMAGE_BYTES", Defaults.MAX_IMAGE_BYTES),
         max_image_pixels=read.integer("MAX_IMAGE_PIXELS", Defaults.MAX_IMAGE_PIXELS),
@@ -125,13 +125,15 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def _precision(read: _Reader, backend: str) -> str:
-    precision = read.text("MODEL_PRECISION", "fp32").lower()
+def check_engine(backend: str, precision: str) -> None:
+    """The one check of an inference engine choice (settings at init, ``load_classifier`` for the
+    dev tools and training): ``ValueError`` naming the variable otherwise."""
+    if backend not in BACKENDS:
+        raise ValueError(f"MODEL_BACKEND must be one of {', '.join(BACKENDS)}, got {backend[:40]!r}")
     if precision not in PRECISIONS or (precision == "int8" and backend != "litert"):
         raise ValueError(
             f"MODEL_PRECISION must be fp32, or int8 with the litert backend; got {precision[:40]!r}"
         )
-    return precision
 
 
 # Powertools reads its own variables; these defaults make local runs emit the same names as Lambda.

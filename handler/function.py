@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from handler import config
 
-from handler import bulk, worker
-from handler.api import Api
-from handler.config import Settings
-from handler.runtime import Runtime
+# Before any module below creates its Logger or Metrics: every door (Lambda, CLI, tests) then uses
+# one service name and namespace (the stack and the image set them explicitly as well).
+config.apply_powertools_defaults()
+
+from aws_lambda_powertools import Logger, Metrics, Tracer  # noqa: E402
+from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
+from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
+
+from handler.config import Settings  # noqa: E402
+from handler.http.api import Api  # noqa: E402
+from handler.records import bulk, notifications  # noqa: E402
+from handler.runtime import Runtime  # noqa: E402
 
 logger = Logger()
 tracer = Tracer()
@@ -42,7 +48,7 @@ class Function:
         @metrics.log_metrics(capture_cold_start_metric=True)
         def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """S3 ``ObjectCreated`` notifications, direct or in an SQS batch -> result records in S3."""
-            return worker.handle(self.runtime, event)
+            return notifications.handle(self.runtime, event)
 
         @logger.inject_lambda_context
         @tracer.capture_lambda_handler(capture_response=False)

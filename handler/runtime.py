@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from handler import memory, model
 from handler.config import Settings
-from handler.recognition import Recognizer
-from handler.storage import Storage
+from handler.recognition import memory, model
+from handler.recognition.recognizer import Recognizer
+from handler.records.storage import Storage
 
 
 @dataclass(frozen=True)

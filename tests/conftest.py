@@ -24,6 +24,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    from handler import config
+
+    config.apply_powertools_defaults()  # before test modules import handler's loggers
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -74,7 +77,7 @@ def s3_client(moto_s3: str):
 @pytest.fixture(scope="session")
 def classifier():
     """The real model, loaded once for the session (each configured function shares it)."""
-    from handler import model
+    from handler.recognition import model
 
     return model.load_classifier(MODEL_DIR, "litert", threads=os.cpu_count() or 1)
 

@@ -4,6 +4,7 @@ synthesizing the stack, and the clean-interpreter rehearsal. Tests import this, 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -64,7 +65,11 @@ def serving(server) -> Iterator[str]:
 @contextlib.contextmanager
 def local_site(configure, stage: str | None = None, uploads: bool = False, **overrides) -> Iterator[str]:
     """The local API server on 127.0.0.1 in a thread, serving a function built by ``configure``;
-    with ``uploads``, moto's S3 (behind S3's POST policy checks) and the notifier. Yields the URL."""
+    with ``uploads``, moto's S3 (behind S3's POST policy checks) and a worker function of its own
+    (its own model) for the notifier, as the stack has. Yields the URL.
+
+    The API function shares the session's model, so the server runs its requests one at a time
+    (one execution environment): a function instance never runs two events at once."""
     from devtools.server import LocalApiServer
 
     local = None
@@ -73,15 +78,27 @@ def local_site(configure, stage: str | None = None, uploads: bool = False, **ove
 
         local = LocalS3(bucket=f"site-{uuid.uuid4().hex[:8]}")
         function = configure(s3_client=local.client, uploads_bucket=local.bucket, **overrides)
-        local.notify(function.s3_handler)
+        worker = configure(
+            s3_client=local.client, uploads_bucket=local.bucket, model=worker_classifier(), **overrides
+        )
+        local.notify(worker.s3_handler)
     else:
         function = configure(**overrides)
+    server = LocalApiServer(lambda: function.api_handler, port=0, quiet=True, stage=stage, environments=1)
     try:
-        with serving(LocalApiServer(function.api_handler, port=0, quiet=True, stage=stage)) as url:
+        with serving(server) as url:
             yield url
     finally:
         if local:
             local.stop()
+
+
+@functools.cache
+def worker_classifier():
+    """A second instance of the real model, for a worker function running beside the API's."""
+    from handler.recognition import model
+
+    return model.load_classifier(MODEL_DIR, "litert", threads=os.cpu_count() or 1)
 
 
 def s3_client_for(endpoint: str, secret: str = "testing"):
@@ -132,6 +149,8 @@ VARIANT = {
     "sqsBatchSize": "25",
     "modelBackend": "keras",
     "enableBackfill": "false",
+    "uploadsPrefix": "incoming/",
+    "resultsPrefix": "answers/",
 }
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from handler import imaging
-from handler.errors import ClientMistake
+from handler.recognition import imaging
+from handler.recognition.errors import Refusal
 
 MIN_IMAGES_PER_CLASS = 5
-LIMITS = imaging.Limits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
+LIMITS = imaging.DecodeLimits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
 
 
 class DatasetError(ValueError):
@@ -86,7 +86,7 @@ def load(root: Path, progress: bool = True) -> Dataset:
     for index, path in iterator:
         try:
             images.append(imaging.to_array(path.read_bytes(), LIMITS))
-        except ClientMistake as error:
+        except Refusal as error:
             skipped.append((path.relative_to(root).as_posix(), error.message))
             continue
         labels.append(index)

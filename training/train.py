@@ -26,9 +26,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from handler import manifest as model_manifest
-from handler import model as serving
-from handler.manifest import LABELS_FILE
+from handler.recognition import manifest as model_manifest
+from handler.recognition import model as serving
+from handler.recognition.manifest import LABELS_FILE
 from training import evaluate
 from training.dataset import Dataset, load, stratified_split
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from handler import manifest as model_manifest
+from handler.recognition import manifest as model_manifest
 from handler.contract import IMAGENET_MODEL
-from handler.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE
+from handler.recognition.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE
 
 # TensorFlow prints its oneDNN notice through absl before TF_CPP_MIN_LOG_LEVEL applies; the export
 # runs no benchmark, so the plain kernels are fine and the build log stays quiet.
@@ -75,10 +75,10 @@ def photos(folder: Path) -> list[Path]:
 def quantize(tf, model, labels: list[list[str]], folder: Path, out_dir: Path) -> dict:
     """Full-integer int8 ``.tflite`` (float input and output kept), calibrated on ImageNet photos
     from ``folder``; its top-1 agreement with fp32 is measured on the photos not used to calibrate."""
-    from handler import imaging
-    from handler.model import LiteRTBackend
+    from handler.recognition import imaging
+    from handler.recognition.model import LiteRTBackend
 
-    limits = imaging.Limits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
+    limits = imaging.DecodeLimits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
     arrays = np.stack([imaging.to_array(p.read_bytes(), limits) for p in photos(folder)])
     if len(arrays) < 2 * CALIBRATION_IMAGES:
         raise SystemExit(f"--quantize int8 needs {2 * CALIBRATION_IMAGES}+ photos in {folder}")

@@ -18,7 +18,9 @@ from tests.support import serving
 
 @pytest.fixture(scope="module")
 def api_url(app) -> Iterator[str]:
-    with serving(local_server.LocalApiServer(app.api_handler, port=0, quiet=True, stage="prod")) as url:
+    with serving(
+        local_server.LocalApiServer(lambda: app.api_handler, environments=1, port=0, quiet=True, stage="prod")
+    ) as url:
         yield url
 
 
@@ -26,7 +28,7 @@ def test_binds_to_loopback_by_default_on_a_port_the_os_picked() -> None:
     def ok(event, context):
         return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": "{}"}
 
-    server = local_server.LocalApiServer(ok, port=0, quiet=True, stage="prod")
+    server = local_server.LocalApiServer(lambda: ok, port=0, quiet=True, stage="prod")
     try:
         host, port = server.socket.getsockname()[:2]
         assert host == "127.0.0.1" and port > 0
@@ -58,7 +60,7 @@ def echo_url() -> Iterator[str]:
     def echo(event, context):
         return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(event)}
 
-    with serving(local_server.LocalApiServer(echo, port=0, quiet=True, stage="v1")) as url:
+    with serving(local_server.LocalApiServer(lambda: echo, port=0, quiet=True, stage="v1")) as url:
         yield url
 
 
@@ -98,7 +100,7 @@ def test_base64_answers_are_decoded_for_the_client() -> None:
             "isBase64Encoded": True,
         }
 
-    with serving(local_server.LocalApiServer(png, port=0, quiet=True)) as url:
+    with serving(local_server.LocalApiServer(lambda: png, port=0, quiet=True)) as url:
         assert requests.get(url, timeout=30).content == base64.b64decode("iVBORw==")
 
 
@@ -223,7 +225,9 @@ def test_head_where_get_exists(api_url: str) -> None:
 
 
 def test_a_body_shorter_than_its_content_length_is_400_after_the_read_timeout(app) -> None:
-    server = local_server.LocalApiServer(app.api_handler, port=0, quiet=True, read_timeout=0.5)
+    server = local_server.LocalApiServer(
+        lambda: app.api_handler, environments=1, port=0, quiet=True, read_timeout=0.5
+    )
     with serving(server) as url:
         head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 1000\r\n"
         request = head + b"\r\nabc"
@@ -242,7 +246,7 @@ def test_one_slow_invocation_does_not_block_others() -> None:
             release.wait(30)
         return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": "{}"}
 
-    with serving(local_server.LocalApiServer(handler, port=0, quiet=True)) as url:
+    with serving(local_server.LocalApiServer(lambda: handler, port=0, quiet=True)) as url:
         slow = threading.Thread(target=requests.get, args=(f"{url}slow",), kwargs={"timeout": 60})
         slow.start()
         try:
@@ -257,6 +261,6 @@ def test_a_crashing_function_is_a_json_502(app) -> None:
     def crash(event, context):
         raise RuntimeError("boom")
 
-    with serving(local_server.LocalApiServer(crash, port=0, quiet=True)) as url:
+    with serving(local_server.LocalApiServer(lambda: crash, port=0, quiet=True)) as url:
         response = requests.get(f"{url}health", timeout=30)
     assert response.status_code == 502 and response.json()["code"] == "bad_gateway"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from handler.errors import Code
+from handler.recognition.errors import Code
 from tests.support import PHOTOS, REPO, local_site
 
 pytestmark = [pytest.mark.slow]

@@ -9,8 +9,8 @@ from urllib.parse import quote_plus
 import pytest
 
 from devtools.context import LocalContext
-from handler import storage
 from handler.contract import Defaults
+from handler.records import storage
 from tests.support import CAT_CLASSES, EVENTS, PHOTOS, s3_client_for
 
 UNICODE_KEY = "archive/Été 2026/Grace Hopper + ü.jpg"
@@ -114,7 +114,7 @@ def test_a_transient_failure_fails_the_map_batch_and_its_retry_completes_it(
 
 
 def test_a_batch_of_large_objects_is_classified_in_parts(app, archive, s3_client, monkeypatch) -> None:
-    from handler import bulk
+    from handler.records import bulk
 
     bucket, etags = archive
     monkeypatch.setattr(bulk, "BATCH_BYTES", 1)  # every listed object is over the budget
@@ -124,13 +124,12 @@ def test_a_batch_of_large_objects_is_classified_in_parts(app, archive, s3_client
     assert summary["classified"] == 2 and app.runtime.recognizer.classifier.calls == calls + 2
 
 
-def test_chunks_within_a_byte_budget() -> None:
-    from handler.bulk import chunks_within
-    from handler.storage import S3Object
+def test_groups_within_a_byte_budget() -> None:
+    from handler.recognition.budget import groups_within
 
-    objects = [(S3Object("b", str(n)), size) for n, size in enumerate([40, 50, 20, 200, 10])]
-    groups = [[o.key for o in group] for group in chunks_within(objects, 100)]
-    assert groups == [["0", "1"], ["2"], ["3"], ["4"]]
+    assert groups_within([40, 50, 20, 200, 10], 100) == [[0, 1], [2], [3], [4]]
+    assert groups_within([0, 0, 150, 0], 100) == [[0, 1], [2], [3]]  # over the budget: alone
+    assert groups_within([], 100) == []
 
 
 def batch_operations_event(bucket: str, key: str, version: str, **arguments) -> dict:
@@ -181,9 +180,9 @@ def test_s3_batch_operations_get_one_result_per_task(
 
 
 def test_anything_else_is_a_clear_error(app) -> None:
-    from handler import worker
+    from handler.events import InvalidEvent
 
-    with pytest.raises(worker.InvalidEvent, match="Distributed Map batch"):
+    with pytest.raises(InvalidEvent, match="Distributed Map batch"):
         app.bulk_handler({"Records": []}, LocalContext())
 
 

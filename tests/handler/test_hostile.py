@@ -13,11 +13,11 @@ from PIL import Image, ImageFile
 from devtools import hostile
 from devtools.context import LocalContext
 from devtools.events import http_event, multipart_body, rest_event
-from handler import formats, imaging, recognition
-from handler.errors import Code, PayloadTooLarge
+from handler.recognition import decoding, formats, imaging
+from handler.recognition.errors import Code, PayloadTooLarge
 from tests.support import body_json
 
-LIMITS = imaging.Limits(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000)
+LIMITS = imaging.DecodeLimits(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000)
 
 
 @pytest.fixture
@@ -127,11 +127,11 @@ def test_worker_batches_over_the_budget_are_decoded_in_waves() -> None:
     photo = hostile._encode(Image.new("RGB", (1000, 1000), (200, 40, 40)), "PNG")
     opened = [imaging.open_image(photo, LIMITS) for _ in range(5)]
     cost = opened[0].cost
-    assert recognition.waves(list(opened), budget=2 * cost) == [[0, 1], [2, 3], [4]]
-    decoded = recognition.decode_within_budget(list(opened), 2 * cost, queue_over_budget=True)
+    assert decoding.waves(list(opened), budget=2 * cost) == [[0, 1], [2, 3], [4]]
+    decoded = decoding.decode_within_budget(list(opened), 2 * cost, queue_over_budget=True)
     assert all(isinstance(item, np.ndarray) for item in decoded)
     alone = [imaging.open_image(photo, LIMITS)]
-    (refused,) = recognition.decode_within_budget(alone, cost - 1, queue_over_budget=True)
+    (refused,) = decoding.decode_within_budget(alone, cost - 1, queue_over_budget=True)
     assert isinstance(refused, PayloadTooLarge) and refused.code == Code.REQUEST_TOO_MANY_PIXELS
 
 

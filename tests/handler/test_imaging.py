@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from devtools.fixtures import png_header
-from handler import imaging
-from handler.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from handler.recognition import imaging
+from handler.recognition.errors import PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
-LIMITS = imaging.Limits(max_bytes=6 * 1024 * 1024, max_pixels=40_000_000)
+LIMITS = imaging.DecodeLimits(max_bytes=6 * 1024 * 1024, max_pixels=40_000_000)
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -121,7 +121,7 @@ def test_degenerate_sizes_still_classifiable(size: tuple[int, int]) -> None:
 
 def test_too_many_bytes_is_refused_before_decoding() -> None:
     with pytest.raises(PayloadTooLarge) as caught:
-        imaging.to_array(b"\xff" * 2048, imaging.Limits(max_bytes=1024, max_pixels=10**6))
+        imaging.to_array(b"\xff" * 2048, imaging.DecodeLimits(max_bytes=1024, max_pixels=10**6))
     assert caught.value.code == "image_too_large"
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from handler import imaging, model
-from handler.manifest import KERAS_FILE, TFLITE_FILE
+from handler.recognition import imaging, model
+from handler.recognition.manifest import KERAS_FILE, TFLITE_FILE
 from tests.support import CAT_CLASSES, MODEL_DIR
 
-LIMITS = imaging.Limits(max_bytes=6 * 1024 * 1024, max_pixels=40_000_000)
+LIMITS = imaging.DecodeLimits(max_bytes=6 * 1024 * 1024, max_pixels=40_000_000)
 
 
 @pytest.fixture(scope="module", params=["litert", pytest.param("keras", marks=pytest.mark.slow)])

@@ -10,9 +10,9 @@ from openapi_spec_validator import validate
 
 from devtools.context import LocalContext
 from devtools.events import rest_event
-from handler import routes
 from handler.contract import ROUTES
-from handler.schemas import ErrorAnswer, HealthAnswer, PredictionAnswer
+from handler.http import routes
+from handler.http.answers import ErrorAnswer, HealthAnswer, PredictionAnswer
 from tests.support import body_json
 
 
@@ -39,7 +39,7 @@ def test_documents_exactly_the_routes_served(app, document: dict) -> None:
     assert {(method, path) for path, method in served} == set(ROUTES)
     for path, method in documented:
         concrete = path.replace("{upload_id}", "0" * 32 + ".jpg")
-        response = app.api.resolvers()[0].resolve(rest_event(method, concrete), LocalContext())
+        response = app.api.rest.resolve(rest_event(method, concrete), LocalContext())
         assert '"code":"not_found"' not in response["body"].replace(" ", ""), (path, method)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from handler import page as demo_page
+from handler.http import page as demo_page
 from tests.support import PHOTOS, REPO, local_site
 
 pytestmark = [pytest.mark.browser]

@@ -13,7 +13,8 @@ from PIL import Image, ImageOps
 
 from devtools.context import LocalContext
 from devtools.events import s3_event, s3_test_event, sqs_event
-from handler import storage, worker
+from handler.events import InvalidEvent
+from handler.records import storage
 from tests.support import CAT_CLASSES, EVENTS, s3_client_for
 
 UPLOADS = "uploads/"
@@ -349,5 +350,5 @@ def test_a_redelivered_batch_isolates_the_message_that_fails_it(
 
 @pytest.mark.parametrize("event", [{}, {"Records": []}, {"detail": {"bucket": "x"}}, []])
 def test_events_that_are_not_s3_notifications_get_a_clear_error(app, event) -> None:
-    with pytest.raises(worker.InvalidEvent, match="S3 ObjectCreated notification or an SQS batch"):
+    with pytest.raises(InvalidEvent, match="S3 ObjectCreated notification or an SQS batch"):
         app.s3_handler(event, LocalContext())

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from handler import manifest
+from handler.recognition import manifest
 from tests.support import MODEL_DIR
 
 
@@ -50,7 +50,7 @@ def test_make_model_quantize_int8_measures_its_agreement(tmp_path) -> None:
     import subprocess
     import sys
 
-    from handler import model as serving
+    from handler.recognition import model as serving
     from tests.support import PHOTOS, REPO
 
     out = tmp_path / "model"
@@ -63,7 +63,7 @@ def test_make_model_quantize_int8_measures_its_agreement(tmp_path) -> None:
     int8 = fields["card"]["int8"]
     assert int8["images"] >= 100 and 0.5 < int8["top1_agreement"] <= 1.0
     classifier = serving.load_classifier(out, "litert", threads=2, precision="int8")
-    from handler import imaging
+    from handler.recognition import imaging
 
-    photo = imaging.to_array((PHOTOS / "grace_hopper.jpg").read_bytes(), imaging.Limits(10**7, 10**8))
+    photo = imaging.to_array((PHOTOS / "grace_hopper.jpg").read_bytes(), imaging.DecodeLimits(10**7, 10**8))
     assert classifier.classify(photo, top_k=1)[0][0].label == "military_uniform"

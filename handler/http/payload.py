@@ -6,7 +6,7 @@
   ``{"images": [...]}`` makes a batch
 - a raw ``image/*`` or ``application/octet-stream`` body (``curl --data-binary``)
 
-Knows nothing of Pillow or the model; every refusal is a ``ClientMistake`` with its HTTP meaning.
+Knows nothing of Pillow or the model; every refusal is a ``Refusal`` with its HTTP meaning.
 
 Multipart is parsed with the ``multipart`` library rather than Powertools' ``File()`` parameter:
 Powertools parses form bodies in its validation middleware, which answers 415 to any other
@@ -25,11 +25,11 @@ from typing import Any
 
 import multipart
 
-from handler.errors import (
+from handler.recognition.errors import (
     BadRequest,
-    ClientMistake,
     Code,
     PayloadTooLarge,
+    Refusal,
     UnsupportedMediaType,
     check_image_size,
     excerpt,
@@ -108,7 +108,7 @@ def _from_data_url(value: str, max_bytes: int) -> bytes:
 class ImageRequest:
     """What a request carried: one image, or a batch whose items may each have failed to decode."""
 
-    images: list[bytes | ClientMistake]
+    images: list[bytes | Refusal]
     batch: bool
 
 
@@ -121,10 +121,10 @@ def _item(value: Any, max_bytes: int) -> bytes:
     return decode_base64(value, max_bytes)
 
 
-def _batch_item(value: Any, max_bytes: int) -> bytes | ClientMistake:
+def _batch_item(value: Any, max_bytes: int) -> bytes | Refusal:
     try:
         return _item(value, max_bytes)
-    except ClientMistake as error:  # one bad image does not fail the others
+    except Refusal as error:  # one bad image does not fail the others
         return error
 
 
@@ -151,7 +151,7 @@ def from_json(body: bytes, max_bytes: int, max_images: int) -> ImageRequest:
     return ImageRequest([_item(value, max_bytes)], batch=False)
 
 
-def _multipart_limit(reason: str, max_bytes: int, max_images: int) -> ClientMistake:
+def _multipart_limit(reason: str, max_bytes: int, max_images: int) -> Refusal:
     """A limit of the multipart parser, said as the client's mistake it is."""
     lowered = reason.lower()
     if "header" in lowered:
@@ -183,7 +183,7 @@ def from_multipart(body: bytes, boundary: str | None, max_bytes: int, max_images
         spool_limit=max_bytes + 1,  # keep parts in memory: Lambda's disk is for /tmp only
         memory_limit=2 * max_bytes + 1024,
     )
-    images: list[bytes | ClientMistake] = []
+    images: list[bytes | Refusal] = []
     try:
         for part in parser:
             if part.name == FIELD:
@@ -202,7 +202,7 @@ def from_multipart(body: bytes, boundary: str | None, max_bytes: int, max_images
 
 
 def parse(body: bytes, content_type: str | None, max_bytes: int, max_images: int) -> ImageRequest:
-    """The image(s) in a request body, by its ``Content-Type``; ``ClientMistake`` when there are none.
+    """The image(s) in a request body, by its ``Content-Type``; ``Refusal`` when there are none.
 
     ``max_bytes`` bounds the whole body (Lambda's payload limit is per request) and each image.
     """

@@ -22,9 +22,11 @@ from aws_lambda_powertools.utilities.data_classes import (
     S3BatchOperationResponseRecord,
 )
 
-from handler import worker
-from handler.errors import ClientMistake, excerpt
-from handler.storage import S3Object, TransientError
+from handler.events import EventKind, InvalidEvent, kind_of
+from handler.recognition.budget import groups_within
+from handler.recognition.errors import Refusal, excerpt
+from handler.records import pipeline
+from handler.records.storage import S3Object, TransientError
 
 if TYPE_CHECKING:
     from handler.runtime import Runtime
@@ -39,27 +41,13 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes")
 
 
-def chunks_within(objects: list[tuple[S3Object, int]], budget: int) -> list[list[S3Object]]:
-    """Consecutive groups whose listed sizes add up to at most ``budget`` bytes (an object larger
-    than the budget alone): a batch of large photos is not all held in memory at once."""
-    groups: list[list[S3Object]] = []
-    held = budget + 1
-    for obj, size in objects:
-        if held + size > budget:
-            groups.append([])
-            held = 0
-        groups[-1].append(obj)
-        held += size
-    return groups
-
-
 def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
     """One Distributed Map child batch: every listed object ends with a record, or the batch fails.
     The output counts the outcomes and lists each key's (error records with their code)."""
     batch_input = event.get("BatchInput") or {}
     bucket = batch_input.get("bucket")
     if not bucket:
-        raise worker.InvalidEvent('A Distributed Map batch needs "BatchInput": {"bucket": ...}.')
+        raise InvalidEvent('A Distributed Map batch needs "BatchInput": {"bucket": ...}.')
     force = _truthy(batch_input.get("force", False))
     items = event.get("Items") or []
     listed = [
@@ -69,21 +57,22 @@ def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
         )
         for item in items
     ]
-    outcomes: worker.Outcomes = {}
-    for group in chunks_within(listed, BATCH_BYTES):
-        outcomes.update(worker.process(runtime, group, force=force))
+    outcomes: pipeline.RecordOutcomes = {}
+    # A batch of large photos is classified in parts, so it is never all held in memory at once.
+    for group in groups_within([size for _, size in listed], BATCH_BYTES):
+        outcomes.update(pipeline.process(runtime, [listed[index][0] for index in group], force=force))
     failed = [obj.key for obj, outcome in outcomes.items() if isinstance(outcome, TransientError)]
     if failed:
         raise TransientError(
             f"{len(failed)} object(s) failed transiently; the Map retries the batch: {failed[:5]}"
         )
-    objects = worker.summary(outcomes)["objects"]
+    objects = pipeline.summary(outcomes)["objects"]
     counts = Counter(entry["status"] for entry in objects)
     return {
         "items": len(items),
-        "classified": counts[worker.Status.CLASSIFIED],
-        "error_records": counts[worker.Status.ERROR_RECORD],
-        "skipped": counts[worker.Status.SKIPPED],
+        "classified": counts[pipeline.Status.CLASSIFIED],
+        "error_records": counts[pipeline.Status.ERROR_RECORD],
+        "skipped": counts[pipeline.Status.SKIPPED],
         "objects": objects,
     }
 
@@ -111,27 +100,28 @@ def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationRespons
         obj = runtime.storage.identified(obj)
     except TransientError as error:
         return result("TemporaryFailure", str(error))
-    except ClientMistake as error:  # gone or denied before we could read it: its error record says so
+    except Refusal as error:  # gone or denied before we could read it: its error record says so
         try:
-            worker.error_record(runtime, obj, error)
+            pipeline.error_record(runtime, obj, error)
         except TransientError as write_error:
             return result("TemporaryFailure", str(write_error))
         return result("PermanentFailure", f"{error.code}: {error.message}")
-    outcome = worker.process(runtime, [obj], force=force)[obj]
+    outcome = pipeline.process(runtime, [obj], force=force)[obj]
     if isinstance(outcome, TransientError):
         return result("TemporaryFailure", str(outcome))
-    if isinstance(outcome, ClientMistake):
+    if isinstance(outcome, Refusal):
         return result("PermanentFailure", f"{outcome.code}: {outcome.message}")
     return result("Succeeded", str(outcome))
 
 
 def handle(runtime: Runtime, event: Any) -> dict[str, Any]:
     """Entry for both bulk shapes."""
-    if isinstance(event, dict) and "Items" in event:
+    kind = kind_of(event)
+    if kind is EventKind.MAP_BATCH:
         return map_batch(runtime, event)
-    if isinstance(event, dict) and "invocationSchemaVersion" in event:
+    if kind is EventKind.BATCH_OPERATIONS:
         return batch_operations(runtime, event)
-    raise worker.InvalidEvent(
+    raise InvalidEvent(
         'bulk_handler takes a Distributed Map batch ({"Items": [...], "BatchInput": {...}}) or an '
         "S3 Batch Operations event (invocationSchemaVersion 1.0 or 2.0)."
     )

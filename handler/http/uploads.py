@@ -14,8 +14,15 @@ import uuid
 from typing import Any
 
 from handler.contract import UPLOAD_EXTENSIONS
-from handler.errors import BadRequest, Code, NotConfigured, NotFound, UnsupportedMediaType, excerpt
-from handler.storage import S3Object, Storage
+from handler.recognition.errors import (
+    BadRequest,
+    Code,
+    NotConfigured,
+    NotFound,
+    UnsupportedMediaType,
+    excerpt,
+)
+from handler.records.storage import S3Object, Storage
 
 UPLOAD_ID = re.compile(rf"^[0-9a-f]{{32}}\.(?:{'|'.join(UPLOAD_EXTENSIONS.values())})$")
 

@@ -14,7 +14,7 @@ import contextlib
 import re
 import struct
 
-from handler.errors import Code, PayloadTooLarge
+from handler.recognition.errors import Code, PayloadTooLarge
 
 # libjpeg's progressive encoders write about 10 scans; jpegtran scripts rarely exceed 20.
 MAX_JPEG_SCANS = 32

@@ -9,14 +9,13 @@ route really answers (Powertools lists a 422 on every route; ours map validation
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.models import Server
 
 from handler.contract import UPLOAD_EXTENSIONS
-from handler.uploads import UPLOAD_ID
+from handler.http.uploads import UPLOAD_ID
 
 TITLE = "Image recognition API"
 VERSION = "1.0.0"
@@ -86,10 +85,9 @@ def _only_produced_errors(paths: dict[str, Any]) -> None:
                 operation.get("responses", {}).pop("422", None)
 
 
-@cache
 def document(resolver: ApiGatewayResolver, top_k: tuple[int, int]) -> dict[str, Any]:
     """The document for the routes of ``resolver``, with ``top_k``'s (default, maximum) as this
-    deployment serves them (settings bounded by the class count); built once per resolver."""
+    deployment serves them (settings bounded by the class count); ``Api`` builds it once."""
     generated = json.loads(
         resolver.get_openapi_json_schema(
             title=TITLE,

@@ -1,8 +1,11 @@
-"""Client mistakes as exceptions, each carrying its HTTP status and a machine-readable code.
+"""Refusals as exceptions: a permanent "no" for one image or request, with its HTTP status and a
+machine-readable code.
 
-They are raised deep (payload parsing, decoding) and mapped to a response in one place
-(``api.py``); the S3 path maps the same exceptions to error records. Messages are written for the
-API's users: they end up verbatim in ``{"error": ..., "code": ...}``.
+They are raised deep (payload parsing, decoding, reading S3) and mapped to an answer in one place
+each: ``http.api`` turns them into ``{"error", "code"}`` responses, ``records`` into error records.
+Messages are written for the API's users and end up verbatim in the answer. Two families:
+``ClientMistake`` (what the client sent) and ``SourceUnusable`` (a stored object that cannot be
+read: gone, denied); ``NotConfigured`` is neither (a feature this deployment does not offer).
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ class Code(StrEnum):
     SOURCE_UNREADABLE = "source_unreadable"
 
 
-class ClientMistake(Exception):
-    """A request the service cannot serve because of what the client sent."""
+class Refusal(Exception):
+    """A permanent, explained failure of one image or request: answered, recorded, never retried."""
 
     status: HTTPStatus = HTTPStatus.BAD_REQUEST
 
@@ -54,6 +57,16 @@ class ClientMistake(Exception):
 
     def to_dict(self) -> dict[str, str]:
         return {"error": self.message, "code": self.code}
+
+
+class ClientMistake(Refusal):
+    """What the client sent cannot be served (the request, or one image of it)."""
+
+
+class SourceUnusable(Refusal):
+    """A stored object cannot be read (gone, access denied, unreadable): its error record says so."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
 
 
 class BadRequest(ClientMistake):
@@ -80,7 +93,7 @@ class NotFound(ClientMistake):
     status = HTTPStatus.NOT_FOUND
 
 
-class NotConfigured(ClientMistake):
+class NotConfigured(Refusal):
     """The deployment does not offer this feature (no uploads bucket): not a client mistake, not a crash."""
 
     status = HTTPStatus.NOT_IMPLEMENTED

@@ -1,7 +1,7 @@
 """S3 as the function uses it: the client, what its errors mean, where records go, and whether an
 object was already answered. Knows nothing of events or the model.
 
-Every S3 failure is sorted into one of two kinds: permanent (a ``ClientMistake`` with a
+Every S3 failure is sorted into one of two kinds: permanent (a ``Refusal`` with a
 ``source_*`` code, which becomes the object's error record) or ``TransientError`` (throttling,
 5xx, timeouts: the object is retried and, in the end, kept by the dead-letter queue).
 """
@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from handler.config import Settings
-from handler.errors import ClientMistake, Code, check_image_size
+from handler.recognition.errors import Code, Refusal, SourceUnusable, check_image_size
 
 # S3 error codes that mean "try again later"; any other 4xx is the object's fault, not the moment's.
 TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "Throttling", "RequestTimeout"}
@@ -57,7 +57,7 @@ def new_client():
 
 
 def classify_s3_error(error: Exception, what: str) -> Exception:
-    """Map an SDK error to a permanent ``ClientMistake`` (error record) or a ``TransientError``."""
+    """Map an SDK error to a permanent ``Refusal`` (error record) or a ``TransientError``."""
     from botocore.exceptions import ClientError as SdkError  # botocore's, not ours
 
     if not isinstance(error, SdkError):  # connection, timeout and other botocore failures
@@ -67,16 +67,16 @@ def classify_s3_error(error: Exception, what: str) -> Exception:
     if code in TRANSIENT_CODES or status >= 500 or status == 429:
         return TransientError(f"{what}: {code or status}")
     if code in GONE_CODES or status == 404:
-        return ClientMistake(f"The object no longer exists ({what}).", Code.SOURCE_NOT_FOUND)
+        return SourceUnusable(f"The object no longer exists ({what}).", Code.SOURCE_NOT_FOUND)
     if code in DENIED_CODES or status == 403:
-        return ClientMistake(f"Access to the object was denied ({what}).", Code.SOURCE_ACCESS_DENIED)
-    return ClientMistake(f"The object cannot be read ({what}: {code or status}).", Code.SOURCE_UNREADABLE)
+        return Refusal(f"Access to the object was denied ({what}).", Code.SOURCE_ACCESS_DENIED)
+    return SourceUnusable(f"The object cannot be read ({what}: {code or status}).", Code.SOURCE_UNREADABLE)
 
 
 def is_missing(error: Exception) -> bool:
     """Whether an SDK error means "no such object" (as opposed to denied, throttled, unreachable)."""
     mapped = classify_s3_error(error, "lookup")
-    return isinstance(mapped, ClientMistake) and mapped.code == Code.SOURCE_NOT_FOUND
+    return isinstance(mapped, Refusal) and mapped.code == Code.SOURCE_NOT_FOUND
 
 
 def _record_metadata(obj: S3Object, model: dict[str, str]) -> dict[str, str]:
@@ -138,7 +138,7 @@ class Storage:
             head = self.client.head_object(Bucket=obj.bucket, Key=obj.key, **version)
             check_image_size(int(head["ContentLength"]), max_bytes)
             return self.client.get_object(Bucket=obj.bucket, Key=obj.key, **version)["Body"].read()
-        except ClientMistake:
+        except Refusal:
             raise
         except Exception as error:
             raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
@@ -175,7 +175,7 @@ class Storage:
 
     def identified(self, obj: S3Object) -> S3Object:
         """``obj`` with its ETag (and version) read from S3, for callers that name keys only (S3 Batch
-        Operations): idempotency compares ETags. A missing or denied object raises its ``ClientMistake``."""
+        Operations): idempotency compares ETags. A missing or denied object raises its ``Refusal``."""
         version = {"VersionId": obj.version_id} if obj.version_id else {}
         try:
             head = self.client.head_object(Bucket=obj.bucket, Key=obj.key, **version)

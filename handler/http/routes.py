@@ -1,7 +1,7 @@
 """The API's routes, as small plain functions; what each needs arrives through ``Depends``.
 
-``current_runtime`` and ``current_resolver`` are placeholders: every resolver ``api.Api`` builds
-overrides them (``dependency_overrides``) with its own runtime and itself.
+``current_runtime`` and ``current_openapi`` are placeholders: every resolver ``api.Api`` builds
+overrides them (``dependency_overrides``) with its runtime and its OpenAPI document.
 """
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from typing import Annotated
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import Request, Response, content_types
-from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver, Router
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 
-from handler import openapi, page, payload, uploads
-from handler.errors import BadRequest, Code
-from handler.recognition import answer_for
+from handler.http import page, payload, uploads
+from handler.http.answers import HealthAnswer, ModelAnswer, PredictionAnswer
+from handler.http.web import base_url, error_responses, json_response, request_body
+from handler.recognition.errors import BadRequest, Code
+from handler.recognition.recognizer import answer_for
 from handler.runtime import Runtime
-from handler.schemas import HealthAnswer, ModelAnswer, PredictionAnswer
-from handler.web import base_url, error_responses, json_response, request_body
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -32,8 +32,8 @@ def current_runtime() -> Runtime:
     raise LookupError("no runtime: resolvers are built by api.Api, which provides one")
 
 
-def current_resolver() -> ApiGatewayResolver:
-    raise LookupError("no resolver: resolvers are built by api.Api, which provides themselves")
+def current_openapi() -> dict:
+    raise LookupError("no OpenAPI document: resolvers are built by api.Api, which provides it")
 
 
 RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
@@ -202,10 +202,10 @@ def demo_page(runtime: RuntimeDep):
     tags=["operations"],
     responses={200: {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
 )
-def openapi_document(runtime: RuntimeDep, resolver: Annotated[ApiGatewayResolver, Depends(current_resolver)]):
+def openapi_document(document: Annotated[dict, Depends(current_openapi)]):
     return Response(
         status_code=HTTPStatus.OK,
         content_type=content_types.APPLICATION_JSON,
-        body=openapi.document(resolver, runtime.top_k_limits),
+        body=document,
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=300"},
     )

@@ -26,8 +26,8 @@ from PIL import (  # noqa: F401  (importing a plugin registers its decoder; only
     WebPImagePlugin,
 )
 
-from handler import formats
-from handler.errors import (
+from handler.recognition import formats
+from handler.recognition.errors import (
     Code,
     PayloadTooLarge,
     Unprocessable,
@@ -56,13 +56,13 @@ ORIENTATIONS = {
 }
 
 # Pillow's own bomb guard is configured once, here, to the largest image any setting allows; the
-# per-request limit (``Limits.max_pixels``) is checked right after the header is read.
+# per-request limit (``DecodeLimits.max_pixels``) is checked right after the header is read.
 Image.MAX_IMAGE_PIXELS = formats.PILLOW_MAX_PIXELS
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
-class Limits:
+class DecodeLimits:
     """Bounds on one image: encoded size and decoded pixel count."""
 
     max_bytes: int
@@ -97,7 +97,7 @@ def _identify(data: bytes) -> Image.Image:
         ) from error
 
 
-def _check_pixels(image: Image.Image, limits: Limits) -> None:
+def _check_pixels(image: Image.Image, limits: DecodeLimits) -> None:
     width, height = image.size
     if width < 1 or height < 1:
         raise Unprocessable("The image has no pixels.", Code.EMPTY_IMAGE)
@@ -132,7 +132,7 @@ def _cost(image: Image.Image, full_size: tuple[int, int]) -> int:
     return cost
 
 
-def open_image(data: bytes, limits: Limits) -> Opened:
+def open_image(data: bytes, limits: DecodeLimits) -> Opened:
     """Read and check the header; every refusal that needs no decoding happens here, in milliseconds.
 
     Raises ``PayloadTooLarge`` (413), ``UnsupportedMediaType`` (415) or ``Unprocessable`` (422).
@@ -225,7 +225,7 @@ def scale(pixels: np.ndarray) -> np.ndarray:
     return scaled
 
 
-def to_array(data: bytes, limits: Limits) -> np.ndarray:
+def to_array(data: bytes, limits: DecodeLimits) -> np.ndarray:
     """Encoded image -> float32 array of shape (224, 224, 3), ready for the model.
 
     Raises ``PayloadTooLarge`` (413), ``UnsupportedMediaType`` (415) or ``Unprocessable`` (422).

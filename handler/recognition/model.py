@@ -8,19 +8,45 @@ function starts, and reads only the model directory: no network, no writes.
 from __future__ import annotations
 
 import json
-import threading
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from handler import manifest
-from handler.contract import PRECISIONS
-from handler.manifest import LABELS_FILE, IntegrityError, ModelError
-from handler.schemas import ModelInfo, Prediction
+from handler.config import check_engine
+from handler.recognition import manifest
+from handler.recognition.manifest import LABELS_FILE, IntegrityError, ModelError
 
 __all__ = ["Classifier", "IntegrityError", "ModelError", "ModelInfo", "Prediction", "load_classifier"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One ranked class (``http.answers.Prediction`` documents the same shape for OpenAPI)."""
+
+    label: str
+    probability: float
+    class_id: str | None = None  # WordNet id of an ImageNet class; None for your own classes
+
+    def to_dict(self) -> dict[str, str | float]:
+        answer: dict[str, str | float] = {"label": self.label, "probability": round(self.probability, 6)}
+        if self.class_id:
+            answer["class_id"] = self.class_id
+        return answer
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What answered: reported in every prediction so results can be traced to a model build."""
+
+    name: str
+    version: str
+    backend: str  # one of contract.BACKENDS
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
 
 
 class Backend(Protocol):
@@ -47,8 +73,6 @@ class LiteRTBackend:
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch_size = 0
-        # An interpreter is not thread-safe; the local server may call from several threads.
-        self._lock = threading.Lock()
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) > self.CHUNK:
@@ -57,14 +81,15 @@ class LiteRTBackend:
         return self._invoke(batch)
 
     def _invoke(self, batch: np.ndarray) -> np.ndarray:
-        with self._lock:
-            if len(batch) != self._batch_size:  # reallocate only when the batch size changes
-                self._interpreter.resize_tensor_input(self._input, list(batch.shape))
-                self._interpreter.allocate_tensors()
-                self._batch_size = len(batch)
-            self._interpreter.set_tensor(self._input, np.ascontiguousarray(batch, dtype=np.float32))
-            self._interpreter.invoke()
-            return self._interpreter.get_tensor(self._output).copy()
+        """One interpreter call. Not thread-safe, and need not be: Lambda runs one event at a time
+        per process (the local server gives each concurrent request its own function)."""
+        if len(batch) != self._batch_size:  # reallocate only when the batch size changes
+            self._interpreter.resize_tensor_input(self._input, list(batch.shape))
+            self._interpreter.allocate_tensors()
+            self._batch_size = len(batch)
+        self._interpreter.set_tensor(self._input, np.ascontiguousarray(batch, dtype=np.float32))
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output).copy()
 
 
 class KerasBackend:
@@ -92,7 +117,7 @@ class KerasBackend:
         return self._infer(np.asarray(batch, dtype=np.float32)).numpy()
 
 
-BACKENDS: dict[str, type[LiteRTBackend] | type[KerasBackend]] = {
+ENGINES: dict[str, type[LiteRTBackend] | type[KerasBackend]] = {
     "litert": LiteRTBackend,
     "keras": KerasBackend,
 }
@@ -152,16 +177,16 @@ class Classifier:
 
 def load_classifier(model_dir: Path, backend: str, threads: int, precision: str = "fp32") -> Classifier:
     """Verify and load the model for ``backend`` (``litert`` at ``fp32`` or ``int8``), then warm it up."""
-    if backend not in BACKENDS:
-        raise ModelError(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if precision not in PRECISIONS or (precision == "int8" and backend != "litert"):
-        raise ModelError(f"MODEL_PRECISION={precision!r}: fp32, or int8 with the litert backend")
+    try:
+        check_engine(backend, precision)
+    except ValueError as error:
+        raise ModelError(str(error)) from None
     fields = manifest.read(model_dir)
     kind = "keras" if backend == "keras" else ("tflite_int8" if precision == "int8" else "tflite")
     model_file = manifest.artifact(fields, kind)
     manifest.verify(model_dir, fields, [model_file, LABELS_FILE])
     labels = manifest.labels(json.loads((model_dir / LABELS_FILE).read_text()))
-    engine = BACKENDS[backend](model_dir / model_file, threads)
+    engine = ENGINES[backend](model_dir / model_file, threads)
     info = ModelInfo(name=fields["name"], version=fields["version"], backend=backend)
     classifier = Classifier(engine, labels, info, fields)
     shape = fields["input"]

@@ -1,5 +1,7 @@
-"""The answer shapes, defined once: the model returns these objects and the OpenAPI document
-describes them, so the document cannot drift from the code (tests also check real answers)."""
+"""The API's answer shapes as pydantic models, for the OpenAPI document (and tests that validate
+real answers against it). The core returns plain dataclasses (``recognition.model.Prediction``,
+``ModelInfo``); ``Prediction`` and ``ModelInfo`` here document those same shapes, and a test holds
+their fields equal."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Prediction(BaseModel):
-    """One ranked class."""
+    """One ranked class (the shape of ``recognition.model.Prediction.to_dict``)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -21,24 +23,15 @@ class Prediction(BaseModel):
         examples=["n03763968"],
     )
 
-    def to_dict(self) -> dict[str, str | float]:
-        answer: dict[str, str | float] = {"label": self.label, "probability": round(self.probability, 6)}
-        if self.class_id:
-            answer["class_id"] = self.class_id
-        return answer
-
 
 class ModelInfo(BaseModel):
-    """What answered: reported in every prediction so results can be traced to a model build."""
+    """What answered (the shape of ``recognition.model.ModelInfo``)."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str = Field(examples=["mobilenet_v2"])
     version: str = Field(examples=["1.0.0"])
     backend: Literal["litert", "keras"]
-
-    def to_dict(self) -> dict[str, str]:
-        return self.model_dump()
 
 
 class PredictionAnswer(BaseModel):
@@ -71,7 +64,7 @@ class ErrorAnswer(BaseModel):
     code: str = Field(description="what was wrong, for programs", examples=["missing_image"])
 
 
-class Limits(BaseModel):
+class LimitsAnswer(BaseModel):
     max_image_bytes: int = Field(description="largest accepted image, encoded")
     max_image_pixels: int = Field(description="largest accepted image, width x height")
     max_images_per_request: int = Field(description="most images in one batch request")
@@ -82,5 +75,5 @@ class HealthAnswer(BaseModel):
     status: Literal["ok"]
     model: ModelInfo
     classes: int = Field(description="how many classes the model tells apart")
-    limits: Limits
+    limits: LimitsAnswer
     uploads: bool = Field(description="whether POST /uploads is available")

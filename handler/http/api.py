@@ -2,15 +2,16 @@
 
 API Gateway delivers two event shapes (REST API v1 proxy and HTTP API v2); Powertools has one
 resolver per shape, so the routes (``routes.py``) live on a ``Router`` included in both and
-``resolve`` picks the resolver by the event's ``version``. Each resolver is given its runtime and
-itself through ``dependency_overrides``, and its error handlers close over it: nothing global.
+``resolve`` picks the resolver by the event's kind (``handler.events``). Both resolvers are built
+once, where the function starts; each is given the runtime and the OpenAPI document through
+``dependency_overrides``, and its error handlers close over it: nothing global. Lambda runs one
+event at a time per process, so nothing here is per thread.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
 from functools import cached_property
 from http import HTTPStatus
 from typing import Any
@@ -28,11 +29,12 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler import openapi, uploads
-from handler.errors import BadRequest, ClientMistake, Code, excerpt
-from handler.routes import current_resolver, current_runtime, router
+from handler.events import EventKind, kind_of
+from handler.http import openapi, uploads
+from handler.http.routes import current_openapi, current_runtime, router
+from handler.http.web import NO_STORE, json_response
+from handler.recognition.errors import BadRequest, Code, Refusal, excerpt
 from handler.runtime import Runtime
-from handler.web import NO_STORE, json_response
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -40,7 +42,7 @@ metrics = Metrics()
 Resolver = APIGatewayRestResolver | APIGatewayHttpResolver
 
 
-def client_error(error: ClientMistake) -> Response:
+def client_error(error: Refusal) -> Response:
     logger.info("client error", extra={"status": int(error.status), "code": error.code})
     metrics.add_metric(name="ClientErrors", unit=MetricUnit.Count, value=1)
     return json_response(error.status, error.to_dict())
@@ -95,21 +97,18 @@ def vary_on_origin(result: dict[str, Any]) -> dict[str, Any]:
 
 
 class Api:
-    """The API for one runtime: its resolvers, built per thread (a resolver keeps the event it
-    serves on itself; Lambda runs one event at a time, the local server several in threads)."""
+    """The API for one runtime: a resolver per event shape, built once (a resolver keeps the event
+    it serves on itself, which is safe because a process serves one event at a time)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self._per_thread = threading.local()
+        self.rest = self._build(APIGatewayRestResolver)
+        self.http = self._build(APIGatewayHttpResolver)
 
-    def resolvers(self) -> tuple[APIGatewayRestResolver, APIGatewayHttpResolver]:
-        pair = getattr(self._per_thread, "pair", None)
-        if pair is None:
-            pair = self._per_thread.pair = (
-                self._build(APIGatewayRestResolver),
-                self._build(APIGatewayHttpResolver),
-            )
-        return pair
+    @cached_property
+    def openapi_document(self) -> dict[str, Any]:
+        """The OpenAPI document of these routes (the same for both event shapes); built on first use."""
+        return openapi.document(self.rest, self.runtime.top_k_limits)
 
     def _cors(self) -> CORSConfig:
         first, *extra = self.runtime.settings.allowed_origins
@@ -121,9 +120,9 @@ class Api:
         resolver = resolver_class(cors=self._cors(), enable_validation=True)
         resolver.include_router(router)
         resolver.dependency_overrides[current_runtime] = lambda: self.runtime
-        resolver.dependency_overrides[current_resolver] = lambda: resolver
+        resolver.dependency_overrides[current_openapi] = lambda: self.openapi_document
         max_top_k = self.runtime.settings.max_top_k
-        resolver.exception_handler(ClientMistake)(client_error)
+        resolver.exception_handler(Refusal)(client_error)
         resolver.exception_handler(RequestValidationError)(lambda error: invalid_parameter(error, max_top_k))
         resolver.exception_handler(NotFoundError)(lambda error: self._not_found(resolver))
         resolver.exception_handler(Exception)(unexpected)
@@ -132,7 +131,7 @@ class Api:
     @cached_property
     def _route_methods(self) -> tuple[tuple[re.Pattern[str], frozenset[str]], ...]:
         """Each route's path pattern and the methods it answers, from the OpenAPI document."""
-        paths = openapi.document(self.resolvers()[0], self.runtime.top_k_limits)["paths"]
+        paths = self.openapi_document["paths"]
         return tuple(
             (
                 re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
@@ -163,18 +162,13 @@ class Api:
             # An id with a slash in it ("../x", "/etc/passwd") matches no route: it is still a bad id.
             try:
                 uploads.validate_id(path.removeprefix("/results/"))
-            except ClientMistake as error:
+            except Refusal as error:
                 return client_error(error)
         return json_response(HTTPStatus.NOT_FOUND, {"error": "No such route.", "code": Code.NOT_FOUND})
 
     def resolve(self, event: Any, context: LambdaContext) -> dict[str, Any]:
         """Route one API Gateway event (REST v1 or HTTP v2) to its handler."""
-        rest, http = self.resolvers()
-        resolver: Resolver | None = None
-        if isinstance(event, dict) and event.get("version") == "2.0" and "requestContext" in event:
-            resolver = http
-        elif isinstance(event, dict) and "httpMethod" in event:
-            resolver = rest
+        resolver = {EventKind.REST_API: self.rest, EventKind.HTTP_API: self.http}.get(kind_of(event))
         if resolver is None:
             # A direct invoke (console test, misconfigured trigger): answer in API shape rather than crash.
             logger.warning("not an API Gateway proxy event", extra={"event_type": type(event).__name__})

@@ -1,0 +1,26 @@
+"""Grouping work within a byte budget: the one rule for "how much may be held at once".
+
+Used wherever a batch could otherwise hold too much: decoding images (each image's estimated peak
+decode memory) and the bulk worker (each listed object's size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def groups_within(costs: Sequence[int], budget: int) -> list[list[int]]:
+    """Indexes of consecutive items whose costs add up to at most ``budget``, in order.
+
+    An item that alone costs more than the budget gets a group of its own (the caller decides
+    whether to refuse it); nothing is reordered or dropped.
+    """
+    groups: list[list[int]] = []
+    used = 0
+    for index, cost in enumerate(costs):
+        if not groups or used + cost > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append(index)
+        used += cost
+    return groups

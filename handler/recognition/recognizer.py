@@ -1,0 +1,136 @@
+"""The one road every image travels: bytes -> pixels -> one batched model call -> ranked labels.
+
+The API (one image or a batch), the records pipeline and the CLI all call ``Recognizer.classify``;
+none decodes or runs the model itself. Stages, each timed: *preprocess* reads every header and
+holds the batch to the memory budget, then decodes (``decoding``); *inference* is one model call
+(``model``); *postprocess* puts each answer back in its slot. A bad image fails alone: its slot
+holds the ``Refusal``, the others are classified in the same model call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from handler.config import Settings
+from handler.recognition import imaging
+from handler.recognition.decoding import decode_within_budget, open_each
+from handler.recognition.errors import Refusal
+from handler.recognition.model import Classifier, Prediction
+
+logger = Logger(child=True)
+tracer = Tracer()
+metrics = Metrics()
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What became of one image: its predictions, or the refusal that stopped it."""
+
+    predictions: list[Prediction] | None = None
+    error: Refusal | None = None
+
+    def to_dict(self, min_confidence: float | None = None) -> dict:
+        """The API's shape for one image: its predictions (``uncertain`` when a threshold is set),
+        or its error."""
+        if self.error:
+            return self.error.to_dict()
+        return answer_for(self.predictions or [], min_confidence)
+
+
+def answer_for(predictions: list[Prediction], min_confidence: float | None) -> dict:
+    """``{"predictions": [...]}``, plus ``"uncertain"`` when a confidence threshold applies."""
+    answer: dict = {"predictions": [p.to_dict() for p in predictions]}
+    if min_confidence is not None:
+        answer["uncertain"] = not predictions or predictions[0].probability < min_confidence
+    return answer
+
+
+class Recognizer:
+    """The loaded model and the settings it serves under; built once where the function starts."""
+
+    def __init__(self, classifier: Classifier, settings: Settings) -> None:
+        self.classifier = classifier
+        self.settings = settings
+        # Pillow releases the GIL while decoding: a batch decodes on every CPU Lambda gives us.
+        self._decoders = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="decode")
+
+    def limits(self, max_bytes: int | None = None) -> imaging.DecodeLimits:
+        """The API's limits, or ``max_bytes`` instead (S3 objects are not bound by Lambda's payload)."""
+        return imaging.DecodeLimits(
+            max_bytes=max_bytes or self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+        )
+
+    @tracer.capture_method(capture_response=False)
+    def classify(
+        self,
+        images: Sequence[bytes | Refusal],
+        top_k: int,
+        max_bytes: int | None = None,
+        queue_over_budget: bool = False,
+    ) -> list[ImageResult]:
+        """Classify each image in one model call; failures (given or found) are returned in place.
+
+        Over the decode memory budget, raise ``PayloadTooLarge`` (an API request), or with
+        ``queue_over_budget`` decode in waves (a worker batch, the CLI).
+        """
+        decoded, decode_ms = self._preprocess(images, self.limits(max_bytes), queue_over_budget)
+        arrays = [item for item in decoded if isinstance(item, np.ndarray)]
+        ranked: list[list[Prediction]] = []
+        if arrays:
+            ranked = self._inference(np.stack(arrays), top_k, decode_ms)
+        return self._postprocess(decoded, ranked)
+
+    def classify_one(self, image: bytes, top_k: int) -> list[Prediction]:
+        """Classify a single image; raise its ``Refusal`` if it cannot be used."""
+        (result,) = self.classify([image], top_k)
+        if result.error:
+            raise result.error
+        return result.predictions or []
+
+    def _preprocess(
+        self, images: Sequence[bytes | Refusal], bounds: imaging.DecodeLimits, queue_over_budget: bool
+    ) -> tuple[list[np.ndarray | Refusal], float]:
+        for data in images:  # here, not in the decoder threads: the metric set is not thread-safe
+            if isinstance(data, bytes):
+                metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
+        started = time.perf_counter()
+        opened = open_each(images, bounds)  # headers only: milliseconds
+        decoded = decode_within_budget(
+            opened, self.settings.max_decode_bytes, queue_over_budget, self._decoders
+        )
+        decode_ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="DecodeMs", unit=MetricUnit.Milliseconds, value=decode_ms)
+        return decoded, decode_ms
+
+    def _inference(self, batch: np.ndarray, top_k: int, decode_ms: float) -> list[list[Prediction]]:
+        started = time.perf_counter()
+        ranked = self.classifier.classify(batch, top_k=top_k)
+        inference_ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=inference_ms)
+        metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(batch))
+        logger.debug(
+            "model call",
+            extra={
+                "batch_size": len(batch),
+                "decode_ms": round(decode_ms, 2),
+                "inference_ms": round(inference_ms, 2),
+            },
+        )
+        return ranked
+
+    @staticmethod
+    def _postprocess(
+        decoded: list[np.ndarray | Refusal], ranked: list[list[Prediction]]
+    ) -> list[ImageResult]:
+        answers = iter(ranked)
+        return [
+            ImageResult(error=item) if isinstance(item, Refusal) else ImageResult(predictions=next(answers))
+            for item in decoded
+        ]
