@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 PORT ?= 3000
 EVENT ?= events/api-rest-predict-multipart.json
 PYTEST_ARGS ?=
+# Benchmarks and reports write to build/bench/; WRITE_DOCS=1 updates the tracked docs/ files instead.
+WRITE_DOCS ?=
+DOCS_FLAG = $(if $(filter 1 yes true,$(WRITE_DOCS)),--write-docs)
 
 # The ImageNet export (make model), and the model directory served (MODEL_DIR: that export unless
 # you pass your own, e.g. make dev MODEL_DIR=build/models/skin-lesions; the image and layers put it
@@ -135,32 +138,32 @@ train: model keras-cache ## your own classes: make train DATA=folder NAME=name [
 	@test -n "$(DATA)" || { echo "usage: make train DATA=folder-with-one-subfolder-per-class NAME=name"; exit 2; }
 	$(VENV)/bin/imgrec train "$(DATA)" --out build/models/$(or $(NAME),$(notdir $(DATA))) --name $(or $(NAME),$(notdir $(DATA))) $(TRAIN_ARGS)
 
-evaluate: model ## the serving classifier on labelled photos: make evaluate DATA=folder MODEL_DIR=build/models/NAME
+evaluate: model ## the serving classifier on labelled photos: make evaluate DATA=folder MODEL_DIR=build/models/NAME -> MODEL_DIR/evaluations/DATA-TIME/
 	@test -n "$(DATA)" || { echo "usage: make evaluate DATA=folder-with-one-subfolder-per-class [MODEL_DIR=...]"; exit 2; }
 	$(VENV)/bin/imgrec evaluate "$(DATA)" --model-dir "$(MODEL_DIR)"
 
-train-examples: model keras-cache ## train both shared datasets with the documented settings: writes docs/models.md
-	$(PY) -m bench.models $(TRAIN_EXAMPLES_ARGS)
+train-examples: model keras-cache ## train both shared datasets with the documented settings: writes build/bench/models.md (WRITE_DOCS=1: docs/)
+	$(PY) -m bench.models $(DOCS_FLAG) $(TRAIN_EXAMPLES_ARGS)
 
-bench: model ## benchmark vs the tutorial's app: writes docs/benchmarks.md, .json and .png
-	$(PY) -m bench.run $(BENCH_ARGS)
+bench: model ## benchmark vs the tutorial's app: writes build/bench/benchmarks.md, .json and .png (WRITE_DOCS=1: docs/)
+	$(PY) -m bench.run $(DOCS_FLAG) $(BENCH_ARGS)
 
 smoke: setup ## the smoke suite against a running API: make smoke API_URL=https://…/prod/ (or http://127.0.0.1:3000/)
 	@test -n "$(API_URL)" || { echo "usage: make smoke API_URL=https://…/prod/"; exit 2; }
 	$(PY) -m pytest -q -p no:cacheprovider smoke --api-url "$(API_URL)"
 
-bench-backfill: model ## bulk worker throughput per batch size and worker count: writes docs/scale.md (1 M / 10 M images: time, cost)
-	$(PY) -m bench.backfill $(BENCH_BACKFILL_ARGS)
+bench-backfill: model ## bulk worker throughput per batch size and worker count: writes build/bench/scale.md (1 M / 10 M images: time, cost; WRITE_DOCS=1: docs/)
+	$(PY) -m bench.backfill $(DOCS_FLAG) $(BENCH_BACKFILL_ARGS)
 
 layers: model ## zip packaging without Docker: runtime + model layers and the code in build/layers
 	$(PY) -m layers.build --out build/layers --python-version $(or $(LAMBDA_PYTHON),3.12) \
 	  --architecture $(or $(ARCH),x86_64) --model-dir "$(MODEL_DIR)"
 
 fuzz: model ## property-based fuzzing of the API handler: 10,000 examples
-	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handler/test_fuzz.py --hypothesis-show-statistics
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handler/http/test_fuzz.py --hypothesis-show-statistics
 
-hostile: model ## decode time and memory of each hostile input, in fresh processes: writes docs/reliability.md
-	$(PY) -m bench.hostile $(HOSTILE_ARGS)
+hostile: model ## decode time and memory of each hostile input, in fresh processes: writes build/bench/reliability.md (WRITE_DOCS=1: docs/)
+	$(PY) -m bench.hostile $(DOCS_FLAG) $(HOSTILE_ARGS)
 
-load: model ## load and soak the local server (2,000 requests, 16 at a time): writes docs/reliability.md
-	$(PY) -m bench.load $(LOAD_ARGS)
+load: model ## load and soak the local server (2,000 requests, 16 at a time): writes build/bench/reliability.md (WRITE_DOCS=1: docs/)
+	$(PY) -m bench.load $(DOCS_FLAG) $(LOAD_ARGS)

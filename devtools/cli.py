@@ -195,6 +195,8 @@ def backfill(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.options import command_line_fields
+
     parser = argparse.ArgumentParser(prog="imgrec", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("invoke", help="run the matching entry point for an event file")
@@ -234,18 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     learn.add_argument("data_dir", type=Path, help="one sub-folder of photos per class")
     learn.add_argument("--out", type=Path, required=True, help="model directory to write")
     learn.add_argument("--name", default=None, help="model name (default: the folder's name)")
-    learn.add_argument("--version", default="1.0.0")
-    learn.add_argument("--epochs", type=int, default=15)
-    learn.add_argument("--fine-tune-layers", type=int, default=0, help="also fine-tune the top N base layers")
-    learn.add_argument("--fine-tune-epochs", type=int, default=10)
-    learn.add_argument("--validation-split", type=float, default=0.2)
-    learn.add_argument("--seed", type=int, default=7)
+    for flag, kind, default, text in command_line_fields():  # training.options: defined once
+        learn.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
     learn.add_argument("--quantize", choices=["int8"], default=None, help="add a full-integer int8 .tflite")
     learn.add_argument("--min-confidence", type=float, default=None, help="below it answers say uncertain")
-    learn.add_argument("--rotation", type=float, default=0.1, help="augmentation: RandomRotation factor")
-    learn.add_argument("--zoom", type=float, default=0.1, help="augmentation: RandomZoom factor")
-    learn.add_argument("--dropout", type=float, default=0.3)
-    learn.add_argument("--patience", type=int, default=6, help="epochs without a better validation AUC")
     judge = commands.add_parser("evaluate", help="evaluate the serving classifier on labelled photos")
     judge.add_argument("data_dir", type=Path, help="one sub-folder per class (label or WordNet id)")
     judge.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")

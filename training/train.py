@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +31,9 @@ from handler.recognition import model as serving
 from handler.recognition.manifest import LABELS_FILE
 from training import evaluate
 from training.dataset import Dataset, load, stratified_split
+from training.options import Options
+
+__all__ = ["Options", "train"]
 
 KERAS_FILE = "model.keras"
 TFLITE_FILE = "model.tflite"
@@ -39,26 +42,6 @@ BASE_MODEL = (
     'keras.applications.MobileNetV2(weights="imagenet") up to out_relu (= include_top=False), 224x224'
 )
 CALIBRATION_IMAGES = 100
-
-
-@dataclass(frozen=True)
-class Options:
-    name: str = "custom"
-    version: str = "1.0.0"
-    epochs: int = 15
-    fine_tune_layers: int = 0
-    fine_tune_epochs: int = 10
-    validation_split: float = 0.2
-    seed: int = 7
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    fine_tune_learning_rate: float = 1e-5
-    dropout: float = 0.3
-    rotation: float = 0.1  # RandomRotation factor (0.5: any angle, for photos with no "up")
-    zoom: float = 0.1
-    patience: int = 6
-    quantize: str | None = None  # "int8"
-    min_confidence: float | None = None
 
 
 def build(classes: int, options: Options):

@@ -264,3 +264,38 @@ def test_a_crashing_function_is_a_json_502(app) -> None:
     with serving(local_server.LocalApiServer(lambda: crash, port=0, quiet=True)) as url:
         response = requests.get(f"{url}health", timeout=30)
     assert response.status_code == 502 and response.json()["code"] == "bad_gateway"
+
+
+def test_an_environment_never_runs_two_events_at_once() -> None:
+    """Concurrent requests are spread over execution environments, as Lambda does: each instance
+    serves one event at a time, a busy server starts another, up to the limit, then they wait."""
+    import threading
+    import time
+
+    started: list[dict] = []
+    lock = threading.Lock()
+
+    def start():
+        state = {"running": 0, "most": 0, "served": 0}
+        with lock:
+            started.append(state)
+
+        def handler(event, context):
+            state["running"] += 1
+            state["most"] = max(state["most"], state["running"])
+            time.sleep(0.05)
+            state["running"] -= 1
+            state["served"] += 1
+            return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": "{}"}
+
+        return handler
+
+    with serving(local_server.LocalApiServer(start, port=0, quiet=True, environments=3)) as url:
+        threads = [threading.Thread(target=requests.get, args=(f"{url}health",)) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert 2 <= len(started) <= 3, started
+    assert all(state["most"] == 1 for state in started), started
+    assert sum(state["served"] for state in started) == 12

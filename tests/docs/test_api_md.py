@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from handler.recognition.errors import Code
 from tests.support import PHOTOS, REPO, local_site
 
 pytestmark = [pytest.mark.slow]
@@ -93,13 +92,3 @@ def test_javascript_example(base_url: str, workdir: Path) -> None:
     output = run(["node", str(script)], workdir)
     assert "label: 'military_uniform'" in output
     assert re.search(r"\[ 'military_uniform', '\w+', '\w+' \] litert", output), output
-
-
-def test_documented_error_codes_are_exactly_the_code_enum() -> None:
-    """Both directions: every code the API can answer is in the table, and the table invents none."""
-    table_codes: set[str] = set()
-    for cell in re.findall(r"^\| \d{3} \| ((?:`[a-z0-9_]+`(?:, )?)+) \|", DOC, flags=re.MULTILINE):
-        table_codes |= set(re.findall(r"`([a-z0-9_]+)`", cell))
-    api_codes = {code.value for code in Code if not code.value.startswith("source_")}  # S3 record codes
-    assert api_codes - table_codes == set(), "codes missing from docs/api.md"
-    assert table_codes - api_codes == set(), "docs/api.md lists codes the service never answers"

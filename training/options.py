@@ -1,0 +1,43 @@
+"""The training settings, defined once: ``imgrec train``'s flags are generated from these fields
+(name, type, default, help), so the command line and ``train()`` cannot disagree on a default.
+Light to import (no TensorFlow): the CLI reads it to build its parser."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def option(default: Any, help: str, flag: bool = True) -> Any:
+    """A field with its help text; ``flag=False`` keeps it off the command line."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclass(frozen=True)
+class Options:
+    name: str = option("custom", "model name (imgrec train: the data folder's name)", flag=False)
+    version: str = option("1.0.0", "model version")
+    epochs: int = option(15, "epochs of the head on frozen features")
+    fine_tune_layers: int = option(0, "also fine-tune the top N base layers")
+    fine_tune_epochs: int = option(10, "epochs of fine-tuning")
+    validation_split: float = option(0.2, "share of each class held out for validation")
+    seed: int = option(7, "seed of the split, the shuffles and the initial weights")
+    batch_size: int = option(32, "images per training step")
+    learning_rate: float = option(1e-4, "Adam's learning rate for the head")
+    fine_tune_learning_rate: float = option(1e-5, "Adam's learning rate for fine-tuning")
+    dropout: float = option(0.3, "dropout before the softmax")
+    rotation: float = option(0.1, "augmentation: RandomRotation factor (0.5: any angle)")
+    zoom: float = option(0.1, "augmentation: RandomZoom factor")
+    patience: int = option(6, "epochs without a better validation AUC before stopping")
+    quantize: str | None = option(None, "add a full-integer int8 .tflite", flag=False)
+    min_confidence: float | None = option(None, "below it, answers say uncertain", flag=False)
+
+
+def command_line_fields() -> list[tuple[str, type, Any, str]]:
+    """``(flag, type, default, help)`` for each field the command line offers."""
+    types = {"str": str, "int": int, "float": float}
+    return [
+        ("--" + f.name.replace("_", "-"), types[str(f.type)], f.default, f.metadata["help"])
+        for f in fields(Options)
+        if f.metadata["flag"]
+    ]
