@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -148,12 +149,12 @@ def make_request_handler(
             for name, value in headers.items():
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
             elapsed_ms = (time.perf_counter() - getattr(self, "_started", time.perf_counter())) * 1000
             path = urlsplit(getattr(self, "path", "") or "").path or "?"
             self.server.access(getattr(self, "command", "") or "-", path, status, elapsed_ms, len(body))  # type: ignore[attr-defined]
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def _read_body(self) -> bytes | tuple[int, dict[str, str], bytes]:
             length = _content_length(self.headers.get("Content-Length"))
@@ -246,8 +247,9 @@ class LocalApiServer(ThreadingHTTPServer):
         return f"http://{host}:{port}/" + (f"{self.stage}/" if self.stage else "")
 
     def log(self, line: str) -> None:
-        if not self.quiet:
-            print(f"[serve] {line}", flush=True)
+        if not self.quiet:  # one write per line: threads never interleave within a line
+            sys.stdout.write(f"[serve] {line}\n")
+            sys.stdout.flush()
 
     def access(self, method: str, path: str, status: int, elapsed_ms: float, answer_bytes: int) -> None:
         """One readable line per request: what was asked, the answer's status and size, how long."""

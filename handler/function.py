@@ -16,6 +16,7 @@ config.apply_powertools_defaults()
 
 from aws_lambda_powertools import Logger, Metrics, Tracer  # noqa: E402
 from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled  # noqa: E402
 from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 
 from handler.config import Settings  # noqa: E402
@@ -26,6 +27,9 @@ from handler.runtime import Runtime  # noqa: E402
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+# Powertools prints the cold-start metric through ``single_metric``, which ignores
+# POWERTOOLS_METRICS_DISABLED (3.x): honour the switch here (``imgrec serve`` sets it).
+COLD_START_METRIC = not is_metrics_disabled()
 
 
 class Function:
@@ -38,21 +42,21 @@ class Function:
 
         @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
         @tracer.capture_lambda_handler(capture_response=False)
-        @metrics.log_metrics(capture_cold_start_metric=True)
+        @metrics.log_metrics(capture_cold_start_metric=COLD_START_METRIC)
         def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """API Gateway (REST v1 proxy or HTTP API v2) -> JSON answer."""
             return self.api.resolve(event, context)
 
         @logger.inject_lambda_context
         @tracer.capture_lambda_handler(capture_response=False)
-        @metrics.log_metrics(capture_cold_start_metric=True)
+        @metrics.log_metrics(capture_cold_start_metric=COLD_START_METRIC)
         def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """S3 ``ObjectCreated`` notifications, direct or in an SQS batch -> result records in S3."""
             return notifications.handle(self.runtime, event)
 
         @logger.inject_lambda_context
         @tracer.capture_lambda_handler(capture_response=False)
-        @metrics.log_metrics(capture_cold_start_metric=True)
+        @metrics.log_metrics(capture_cold_start_metric=COLD_START_METRIC)
         def bulk_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """Distributed Map batches and S3 Batch Operations tasks -> result records in S3."""
             return bulk.handle(self.runtime, event)

@@ -289,9 +289,10 @@ def captured_logs() -> Iterator[io.StringIO]:
 
 
 @contextlib.contextmanager
-def cli_server(*args: str, timeout: float = 90) -> Iterator[str]:
+def cli_server(*args: str, timeout: float = 90, output: list[str] | None = None) -> Iterator[str]:
     """``imgrec serve --port 0 ARGS`` in a process: the OS picks the port, the server prints its URL
-    when it listens, and that line is awaited (no port probing, no polling). Yields the URL."""
+    when it listens, and that line is awaited (no port probing, no polling). Yields the URL; every
+    line it prints is appended to ``output`` when one is given."""
     import queue
     import re
 
@@ -303,7 +304,14 @@ def cli_server(*args: str, timeout: float = 90) -> Iterator[str]:
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    seen_by_caller = output if output is not None else []
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line)
+            seen_by_caller.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
     try:
         seen = []
         while True:

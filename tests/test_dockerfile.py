@@ -94,6 +94,43 @@ def test_run_steps_use_files_the_image_has(build_context: Path) -> None:
             assert (build_context / (module.replace(".", "/") + ".py")).is_file(), module
 
 
+def export_stage_copies() -> list[tuple[list[str], str]]:
+    """The model-export stage's ``COPY`` instructions (sources, destination)."""
+    stage, found = None, []
+    for keyword, args in instructions():
+        if keyword == "FROM":
+            stage = args.split()[-1]
+        elif keyword == "COPY" and stage == "model-export":
+            words = [w for w in shlex.split(args) if not w.startswith("--")]
+            found.append((words[:-1], words[-1]))
+    return found
+
+
+def test_the_export_stage_copies_every_module_the_export_imports(build_context: Path, tmp_path: Path) -> None:
+    """The model-export stage copies files one by one: run ``layers.model.export``'s imports in an
+    interpreter that sees only what those COPYs put in /build (and the installed packages)."""
+    workdir = tmp_path / "build"
+    for sources, destination in export_stage_copies():
+        target = workdir / destination
+        for source in sources:
+            if source.endswith(".lock"):
+                continue
+            (target if destination.endswith("/") else target.parent).mkdir(parents=True, exist_ok=True)
+            shutil.copy(
+                build_context / source, target / Path(source).name if destination.endswith("/") else target
+            )
+    probe = (
+        "import sys, layers.model.export; "
+        "print([m.__file__ for n, m in sys.modules.items() if n.split('.')[0] in ('handler', 'layers')])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=workdir, env={"PYTHONPATH": str(workdir), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert str(REPO) not in done.stdout, "imports must come from the stage's copies, not the checkout"
+
+
 def test_cmd_names_a_real_entry_point() -> None:
     import importlib
 

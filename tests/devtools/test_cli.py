@@ -54,14 +54,36 @@ def test_predict_prints_a_table_per_image(tmp_path) -> None:
     assert "error unsupported_image_type: Not a supported image type" in done.stdout
 
 
-def test_serve_answers_curl_style_uploads() -> None:
-    with cli_server("--stage", "prod") as url:
+def test_serve_answers_curl_style_uploads_with_one_readable_line_each() -> None:
+    output: list[str] = []
+    with cli_server("--stage", "prod", output=output) as url:
         assert url.startswith("http://127.0.0.1:") and url.endswith("/prod/")
         assert requests.get(f"{url}health", timeout=30).json()["model"]["name"] == "mobilenet_v2"
         with (PHOTOS / "grace_hopper.jpg").open("rb") as photo:
             answer = requests.post(f"{url}predict", files={"image": photo}, timeout=30)
         assert answer.status_code == 200
         assert answer.json()["predictions"][0]["label"] == "military_uniform"
+        assert requests.post(f"{url}predict", data=b"x", timeout=30).status_code == 415
+    access = [line for line in output if line.startswith("[serve] ")]
+    assert [line.split(" (")[0] for line in access] == [
+        "[serve] GET /prod/health -> 200",
+        "[serve] POST /prod/predict -> 200",
+        "[serve] POST /prod/predict -> 415",
+    ], output
+    assert not [line for line in output if line.lstrip().startswith("{")], "no JSON logs or EMF by default"
+
+
+def test_serve_with_log_format_json_keeps_lambdas_shape() -> None:
+    output: list[str] = []
+    os.environ["LOG_FORMAT"] = "json"
+    try:
+        with cli_server(output=output) as url, (PHOTOS / "grace_hopper.jpg").open("rb") as photo:
+            assert requests.post(f"{url}predict", files={"image": photo}, timeout=30).status_code == 200
+    finally:
+        del os.environ["LOG_FORMAT"]
+    emitted = [json.loads(line) for line in output if line.startswith("{")]
+    assert any(record.get("message") == "classified" for record in emitted), output
+    assert any("_aws" in record for record in emitted), "an EMF metrics blob, as Lambda would print"
 
 
 def test_s3_demo_prints_each_result_record_as_stored() -> None:

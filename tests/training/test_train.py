@@ -12,8 +12,8 @@ import pytest
 
 from devtools.context import LocalContext
 from devtools.events import rest_event, s3_event, sqs_event
-from handler import model
-from handler.schemas import ModelInfo
+from handler.recognition import model
+from handler.recognition.model import ModelInfo
 from tests.support import PHOTOS, SHARED, body_json, local_site
 
 pytestmark = [pytest.mark.slow]
@@ -89,11 +89,11 @@ def test_int8_is_served_with_model_precision(trained: Path) -> None:
 
 
 def _photo_array():
-    from handler import imaging
+    from handler.recognition import imaging
 
     return imaging.to_array(
         (HYMENOPTERA / "ants" / sorted(p.name for p in (HYMENOPTERA / "ants").iterdir())[0]).read_bytes(),
-        imaging.Limits(50_000_000, 40_000_000),
+        imaging.DecodeLimits(50_000_000, 40_000_000),
     )[None]
 
 
