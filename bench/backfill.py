@@ -7,24 +7,29 @@ the shared photos plus the awkward objects):
    milliseconds of work per image, S3 requests per image (counted on the client);
 2. **the CLI** (``imgrec backfill``) with 1 and 2 worker processes: wall-clock throughput.
 
-Writes ``docs/scale.md`` (the measurements, then wall time and cost for 1 M and 10 M images at
-several concurrencies, with the public prices and their date) and ``docs/scale.json``.
+Writes ``scale.md`` (the measurements, then wall time and cost for 1 M and 10 M images at
+several concurrencies, with the public prices and their date) and ``scale.json`` into
+``build/bench/`` (``--write-docs``: the tracked ``docs/``; ``--out``: any folder). The workers log
+and emit metrics as on Lambda, into files: ``build/bench/backfill/<time>/`` keeps them with the
+CLI runs' reports.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import statistics
 import sys
 import time
+import warnings
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from bench.photos import REPO
+from bench import output
 
 BUCKET = "bench-archive"
 # AWS public list prices, us-east-1 (x86 Lambda, S3 Standard, Step Functions Standard), as of the
@@ -72,8 +77,16 @@ def forget_results(client) -> None:
             client.delete_objects(Bucket=BUCKET, Delete={"Objects": keys, "Quiet": True})
 
 
-def one_worker(endpoint: str, batch_sizes: list[int]) -> list[dict]:
-    """``bulk_handler`` in this process over the whole archive, once per batch size, each a first run."""
+def one_worker(endpoint: str, batch_sizes: list[int], log: Path) -> list[dict]:
+    """``bulk_handler`` in this process over the whole archive, once per batch size, each a first run.
+    Its Powertools logs and metrics (stdout on Lambda, about 1 MB here) go to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as file, contextlib.redirect_stdout(file), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "No application metrics to publish")  # a batch of skips
+        return _one_worker(endpoint, batch_sizes)
+
+
+def _one_worker(endpoint: str, batch_sizes: list[int]) -> list[dict]:
     from devtools import backfill
     from devtools.context import LocalContext
     from handler import config
@@ -267,7 +280,6 @@ def report(measured: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     import os
     import platform
-    import tempfile
     from datetime import UTC, datetime
 
     parser = argparse.ArgumentParser(
@@ -276,13 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[10, 50, 100])
     parser.add_argument("--batch-size", type=int, default=50, help="the one projected (cdk.json default)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--out", type=Path, default=REPO / "docs")
+    output.add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.batch_size not in args.batch_sizes:
+        parser.error(f"--batch-size {args.batch_size} must be one of --batch-sizes (it is projected)")
+    runs = output.BUILD / "backfill" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     server, endpoint, _ = serve_archive()
     try:
-        worker = one_worker(endpoint, args.batch_sizes)
-        with tempfile.TemporaryDirectory() as scratch:
-            parallel = processes(endpoint, args.batch_size, args.workers, Path(scratch))
+        worker = one_worker(endpoint, args.batch_sizes, runs / "one-worker.log")
+        parallel = processes(endpoint, args.batch_size, args.workers, runs)
     finally:
         server.stop()
     chosen = next(r for r in worker if r["batch_size"] == args.batch_size)
@@ -302,10 +316,11 @@ def main(argv: list[str] | None = None) -> int:
             reqs.get("PUT", 0),
         ),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_text(json.dumps(measured, indent=2) + "\n")
-    (args.out / "scale.md").write_text(report(measured))
-    print(f"wrote {args.out / 'scale.md'}", file=sys.stderr)
+    out = output.folder(args)
+    (out / "scale.json").write_text(json.dumps(measured, indent=2) + "\n")
+    (out / "scale.md").write_text(report(measured))
+    print(f"wrote {output.shown(out / 'scale.md')} and scale.json", file=sys.stderr)
+    print(f"worker logs and the CLI runs' reports: {output.shown(runs)}/", file=sys.stderr)
     return 0
 
 

@@ -39,7 +39,7 @@ def create_app() -> Flask:
 
 
 def main(portrait_path: str, large_path: str, quick: bool) -> None:
-    from bench.ours import peak_rss_mb, percentiles
+    from bench.ours import peak_rss_mb, percentiles, progress
 
     client = create_app().test_client()
 
@@ -48,7 +48,8 @@ def main(portrait_path: str, large_path: str, quick: bool) -> None:
         assert response.status_code == 200
         return response.get_json()
 
-    def latency(data: bytes, runs: int) -> dict[str, float]:
+    def latency(data: bytes, runs: int, measurement: str) -> dict[str, float]:
+        step = progress(measurement, runs)
         for _ in range(2):
             post(data)
         samples = []
@@ -56,6 +57,7 @@ def main(portrait_path: str, large_path: str, quick: bool) -> None:
             started = time.perf_counter()
             post(data)
             samples.append(time.perf_counter() - started)
+            step()
         return percentiles(samples)
 
     small, large = Path(portrait_path).read_bytes(), Path(large_path).read_bytes()
@@ -64,8 +66,8 @@ def main(portrait_path: str, large_path: str, quick: bool) -> None:
     result = {
         "backend": "baseline",
         "top1": top1,
-        "warm_small": latency(small, runs),
-        "warm_12mp": latency(large, max(5, runs // 4)),
+        "warm_small": latency(small, runs, "warm, 600×512 JPEG"),
+        "warm_12mp": latency(large, max(5, runs // 4), "warm, 12 MP JPEG"),
         "peak_rss_mb": peak_rss_mb(),
     }
     print("RESULT " + json.dumps(result), flush=True)

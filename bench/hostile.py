@@ -4,8 +4,9 @@ Every input of ``devtools.hostile`` (the bombs, and the worst files that still p
 format) and the worst batch requests go through ``api_handler`` in the main thread of a fresh
 process (a cold start, as a new execution environment would serve it). For each: the answer, the
 decode time of the image alone, the request's time, the process's peak RSS and its RSS after.
-Writes the "Hostile inputs" section of ``docs/reliability.md`` and ``docs/hostile.json``; exits 1
-if any decode takes over 0.5 s or any request's peak RSS reaches 1 GB.
+Writes the "Hostile inputs" section of ``reliability.md`` and ``hostile.json`` into
+``build/bench/`` (``--write-docs``: the tracked ``docs/``; ``--out``: any folder); exits 1 if any
+decode takes over 0.5 s or any request's peak RSS reaches 1 GB.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import output
 from bench.photos import REPO
 from devtools import hostile
 from devtools.events import multipart_body
@@ -38,7 +40,7 @@ class Case:
     what: str
     body: Callable[[], tuple[bytes, str]]
     single: bool  # one image (its decode is timed alone too) or a whole request
-    allocator: bool = True  # False: glibc's defaults, to show what handler.memory changes
+    allocator: bool = True  # False: glibc's defaults, to show what handler.recognition.memory changes
 
 
 def _single(build: Callable[[], bytes], content_type: str) -> Callable[[], tuple[bytes, str]]:
@@ -96,7 +98,7 @@ def cases() -> list[Case]:
     found.append(
         Case(
             "batch-3-png-rgba-20mp-glibc-defaults",
-            "the same, with glibc's defaults instead of `handler.memory`'s settings",
+            "the same, with glibc's defaults instead of `handler.recognition.memory`'s settings",
             _batch(_rgba_20mp, 3, "image/png"),
             single=False,
             allocator=False,
@@ -119,14 +121,15 @@ def rss_mb(field: str = "VmRSS") -> float:
 def measure_one(path: Path, content_type: str, single: bool, allocator: bool = True) -> dict:
     """In this (fresh) process: the cold start, one request in the main thread, then the decode alone."""
     if not allocator:
-        from handler import memory
+        from handler.recognition import memory
 
         memory.configure = lambda: False
         memory.release = lambda: None
     from devtools.context import LocalContext
     from devtools.events import rest_event
-    from handler import app, imaging
-    from handler.errors import ClientMistake
+    from handler import app
+    from handler.recognition import imaging
+    from handler.recognition.errors import ClientMistake
 
     data = path.read_bytes()
     event = rest_event("POST", "/predict", body=data, headers={"Content-Type": content_type})
@@ -201,7 +204,7 @@ def section(rows: list[dict], date: str) -> str:
         "Each input through `api_handler` in the main thread of a fresh process (a cold start, as a new",
         "Lambda execution environment), on this 2-core machine. *decode* is the image alone",
         "(`open_image` + `decode`: refusals are decided there); *request* is the whole invocation;",
-        "peak RSS is the process's, model included. The limits and why: `handler/formats.py`.",
+        "peak RSS is the process's, model included. The limits and why: `handler/recognition/formats.py`.",
         "",
         "| input | what | answer | decode | request | peak RSS | RSS after |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: |",
@@ -223,8 +226,10 @@ def section(rows: list[dict], date: str) -> str:
 
 
 def write_section(text: str, document: Path) -> None:
-    """Replace (or append) the hostile section of ``docs/reliability.md``; the rest is ``make load``'s."""
-    current = document.read_text() if document.is_file() else "# Reliability\n"
+    """Replace (or append) the hostile section of ``reliability.md``; the rest is ``make load``'s (a
+    new ``document`` starts from the tracked one, so it reads as ``docs/`` would)."""
+    tracked = output.DOCS / document.name
+    current = next((d.read_text() for d in (document, tracked) if d.is_file()), "# Reliability\n")
     pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.DOTALL)
     updated = (
         pattern.sub(lambda _: text, current) if START in current else current.rstrip() + "\n\n" + text + "\n"
@@ -241,8 +246,8 @@ def existing_section(document: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=REPO / "docs")
-    parser.add_argument("--only", nargs="*", help="case names to run (default: all)")
+    output.add_arguments(parser)
+    parser.add_argument("--only", nargs="*", help="case names to run (default: all; then nothing is written)")
     parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--content-type", help=argparse.SUPPRESS)
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
@@ -255,11 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_all(selected)
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = section(rows, date)
-    args.out.mkdir(parents=True, exist_ok=True)
-    if not args.only:
-        write_section(text, args.out / "reliability.md")
-        (args.out / "hostile.json").write_text(json.dumps({"date": date, "cases": rows}, indent=2) + "\n")
     print(text)
+    if not args.only:
+        out = output.folder(args)
+        write_section(text, out / "reliability.md")
+        (out / "hostile.json").write_text(json.dumps({"date": date, "cases": rows}, indent=2) + "\n")
+        print(f"wrote {output.shown(out / 'reliability.md')} (its hostile section) and hostile.json")
+    else:
+        print("--only: a partial run, nothing written")
     return 0 if verdict(rows)[0] else 1
 
 

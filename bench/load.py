@@ -1,8 +1,10 @@
-"""``make load``: the local server under load from a second process, then ``docs/reliability.md``.
+"""``make load``: the local server under load from a second process, then ``reliability.md``.
 
 Starts ``imgrec serve`` on 127.0.0.1, warms it up, then sends a bounded mix of good and
 bad requests (2,000 requests, 16 at a time) and records throughput, latency, every status that
-was not the one expected, and the server's RSS before and after.
+was not the one expected, and the server's RSS before and after. Writes ``reliability.md`` (the
+hostile section ``make hostile`` wrote is kept) and ``reliability.json`` into ``build/bench/``
+(``--write-docs``: the tracked ``docs/``; ``--out``: any folder).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import requests
 
+from bench import output
 from bench.hostile import existing_section
 from bench.photos import REPO, portrait
 from devtools.fixtures import png_header
@@ -135,15 +138,15 @@ the real AWS runtime client. Everything here runs in `make test`, except the lon
 
 | check | where | result |
 | --- | --- | --- |
-| bad-input corpus: {{corpus}} generated cases (bombs, truncations, odd modes, bad base64, bad JSON, wrong types, `top_k`…) through REST v1 and HTTP v2 events | `tests/corpus.py`, `tests/handler/test_bad_inputs.py` | each gets its status and error code; no 5xx, no trace |
-| property-based fuzzing of bodies, content types, headers, query strings, base64 flags | `tests/handler/test_fuzz.py` | 150 examples per `make test`; `make fuzz` runs 10,000 |
+| bad-input corpus: {{corpus}} generated cases (bombs, truncations, odd modes, bad base64, bad JSON, wrong types, `top_k`…) through REST v1 and HTTP v2 events | `tests/corpus.py`, `tests/handler/http/test_bad_inputs.py` | each gets its status and error code; no 5xx, no trace |
+| property-based fuzzing of bodies, content types, headers, query strings, base64 flags | `tests/handler/http/test_fuzz.py` | 150 examples per `make test`; `make fuzz` runs 10,000 |
 | the real `awslambdaric` (the image's bootstrap) on a local Runtime API: fixtures, an oversized event, bad input, an init failure, the S3 entry point | `tests/devtools/test_runtime_api.py` | every answer as expected; RSS flat (< 10 %) over 200 invocations |
-| S3 faults on moto: object deleted before the read, a bucket policy denying reads, an endpoint dropping the connection | `tests/handler/test_s3_faults.py` | result, error record or retry for each; the retry succeeds |
-| no stack trace or internal path in any answer; `nosniff` on every answer; no image bytes in logs | `tests/handler/test_bad_inputs.py`, `test_api.py` | asserted |
+| S3 faults on moto: object deleted before the read, a bucket policy denying reads, an endpoint dropping the connection | `tests/handler/records/test_s3_faults.py` | result, error record or retry for each; the retry succeeds |
+| no stack trace or internal path in any answer; `nosniff` on every answer; no image bytes in logs | `tests/handler/http/test_bad_inputs.py`, `test_api.py` | asserted |
 | least-privilege IAM (S3 actions scoped to the two prefixes; the API function has none) | `tests/infra/test_stack.py` | asserted |
-| decoder bombs and the worst file that still passes, per format; JSON and multipart edge cases; the memory budget | `devtools/hostile.py`, `tests/handler/test_hostile.py`, `make hostile` | each refused before its decoder runs (asserted), or classified; the figures are below |
-| schemathesis against the local server's own `/openapi.json` (uploads on) | `tests/handler/test_schema_fuzz.py` | 40 examples per operation: no 5xx, every answer as documented |
-| an SQS batch holding two hostile files; a redelivered batch with a message that crashes the worker | `tests/handler/test_s3.py` | eight results and two error records in one model call; the crashing message fails alone |
+| decoder bombs and the worst file that still passes, per format; JSON and multipart edge cases; the memory budget | `devtools/hostile.py`, `tests/handler/recognition/test_hostile.py`, `make hostile` | each refused before its decoder runs (asserted), or classified; the figures are below |
+| schemathesis against the local server's own `/openapi.json` (uploads on) | `tests/handler/http/test_schema_fuzz.py` | 40 examples per operation: no 5xx, every answer as documented |
+| an SQS batch holding two hostile files; a redelivered batch with a message that crashes the worker | `tests/handler/records/test_s3.py` | eight results and two error records in one model call; the crashing message fails alone |
 
 ## Load and soak (`make load`, {load["date"]})
 
@@ -166,18 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=REPO / "docs")
+    output.add_arguments(parser)
     args = parser.parse_args(argv)
     load = run(args.requests, args.concurrency)
     from devtools.corpus import cases
 
     text = report(load).replace("{corpus}", str(len(cases())))
-    kept = existing_section(args.out / "reliability.md")  # make hostile's part of the document
+    out = output.folder(args)
+    # make hostile's part of the document: this folder's, else the tracked one's.
+    kept = existing_section(out / "reliability.md") or existing_section(output.DOCS / "reliability.md")
     text = text + "\n" + kept + "\n" if kept else text
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "reliability.md").write_text(text)
-    (args.out / "reliability.json").write_text(json.dumps(load, indent=2) + "\n")
+    (out / "reliability.md").write_text(text)
+    (out / "reliability.json").write_text(json.dumps(load, indent=2) + "\n")
     print(text)
+    print(f"wrote {output.shown(out / 'reliability.md')} and reliability.json")
     ok = not load["unexpected"] and load["rss_growth_pct"] < 10 and load["server_alive"]
     return 0 if ok else 1
 

@@ -1,8 +1,9 @@
 """``make train-examples``: train both shared datasets with the documented settings, then write
-``docs/models.md`` (each card's validation figures, training time on this machine, the plots).
+``models.md`` (each card's validation figures, training time on this machine, the plots).
 
-The models land in ``build/models/<name>/`` like ``make train``; their evaluation plots are
-copied to ``docs/model-plots/`` (charts, never dataset photos). Datasets come from
+The models land in ``build/models/<name>/`` like ``make train``; ``models.md`` and the evaluation
+plots it shows (``model-plots/``: charts, never dataset photos) go to ``build/bench/``
+(``--write-docs``: the tracked ``docs/``; ``--out``: any folder). Datasets come from
 ``../shared/datasets`` (never committed).
 """
 
@@ -16,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import output
 from bench.photos import REPO
 
 DATASETS = REPO.parent / "shared" / "datasets"
@@ -106,10 +108,16 @@ def section(run: dict, plots: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", choices=list(EXAMPLES))
-    parser.add_argument("--out", type=Path, default=REPO / "docs")
+    output.add_arguments(parser)
     args = parser.parse_args(argv)
     runs = [train_one(name, *EXAMPLES[name]) for name in (args.only or EXAMPLES)]
-    plots = args.out / "model-plots"
+    write(runs, output.folder(args))
+    return 0
+
+
+def write(runs: list[dict], out: Path) -> None:
+    """``models.md`` and ``model-plots/`` into ``out``; the page on stdout, then where it went."""
+    plots = out / "model-plots"
     plots.mkdir(parents=True, exist_ok=True)
     for run in runs:
         evaluation = REPO / "build" / "models" / run["name"] / "evaluation"
@@ -123,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         "stopping; figures are the *served* fp32 `.tflite` on a stratified 20 % validation split (seed 7), "
         "from each model's card (`GET /model`).\n\n" + "\n".join(section(run, plots) for run in runs)
     )
-    (args.out / "models.md").write_text(text)
+    (out / "models.md").write_text(text)
     print(text)
-    return 0
+    print(f"wrote {output.shown(out / 'models.md')} and {output.shown(plots)}/")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 Prints one JSON line: warm latency through ``api_handler`` on REST v1 events, batched
 throughput through the batch path ``s3_handler`` uses (``Recognizer.classify``), peak RSS.
+Before it, ``PROGRESS`` lines (one per step of each measurement) from which ``bench.run`` draws
+a progress bar per measurement.
 
     python -m bench.ours BACKEND PORTRAIT.jpg TWELVE_MP.jpg [--quick]
 """
@@ -11,7 +13,22 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+
+def progress(measurement: str, total: int, unit: str = "request") -> Callable[[], None]:
+    """Announce a measurement of ``total`` steps; the function returned reports one step done. Lines
+    on stdout, outside the timed sections: ``PROGRESS<tab>measurement<tab>unit<tab>done<tab>total``."""
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        print(f"PROGRESS\t{measurement}\t{unit}\t{done}\t{total}", flush=True)
+
+    print(f"PROGRESS\t{measurement}\t{unit}\t0\t{total}", flush=True)
+    return step
 
 
 def peak_rss_mb() -> float:
@@ -27,12 +44,13 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": round(pick(0.5) * 1000, 2), "p99_ms": round(pick(0.99) * 1000, 2), "n": len(samples)}
 
 
-def warm_latency(handler, body: bytes, runs: int) -> dict[str, float]:
+def warm_latency(handler, body: bytes, runs: int, measurement: str) -> dict[str, float]:
     from devtools.context import LocalContext
     from devtools.events import rest_event
 
     event = rest_event("POST", "/predict", body=body, headers={"Content-Type": "image/jpeg"})
     context = LocalContext()
+    step = progress(measurement, runs)
     for _ in range(3):
         assert handler(event, context)["statusCode"] == 200
     samples = []
@@ -40,16 +58,21 @@ def warm_latency(handler, body: bytes, runs: int) -> dict[str, float]:
         started = time.perf_counter()
         handler(event, context)
         samples.append(time.perf_counter() - started)
+        step()
     return percentiles(samples)
 
 
 def throughput(recognizer, batch_size: int, body: bytes, rounds: int) -> float:
     images = [body] * batch_size
+    step = progress(f"throughput, batch {batch_size}", rounds, "batch")
     recognizer.classify(images, 5)
-    started = time.perf_counter()
+    seconds = 0.0
     for _ in range(rounds):
+        started = time.perf_counter()
         recognizer.classify(images, 5)
-    return round(batch_size * rounds / (time.perf_counter() - started), 1)
+        seconds += time.perf_counter() - started
+        step()
+    return round(batch_size * rounds / seconds, 1)
 
 
 def main(backend: str, portrait_path: str, large_path: str, quick: bool) -> None:
@@ -63,8 +86,8 @@ def main(backend: str, portrait_path: str, large_path: str, quick: bool) -> None
     runs = 30 if quick else 200
     result = {
         "backend": backend,
-        "warm_small": warm_latency(app.api_handler, small, runs),
-        "warm_12mp": warm_latency(app.api_handler, large, max(10, runs // 4)),
+        "warm_small": warm_latency(app.api_handler, small, runs, "warm, 600×512 JPEG"),
+        "warm_12mp": warm_latency(app.api_handler, large, max(10, runs // 4), "warm, 12 MP JPEG"),
         "throughput": {
             str(n): throughput(app.function.runtime.recognizer, n, small, 2 if quick else max(3, 96 // n))
             for n in (1, 8, 32)

@@ -1,8 +1,10 @@
 """``make bench``: our service and the tutorial's app, one run, same machine, same photos.
 
-Writes ``docs/benchmarks.md`` (table, machine, versions, date), ``docs/benchmarks.json`` and
-``docs/benchmarks.png``. Every measurement runs in a fresh process so backends do not share
-memory or warm caches; nothing here asserts: the numbers are recorded, not judged by tests.
+Writes ``benchmarks.md`` (table, machine, versions, date), ``benchmarks.json`` and
+``benchmarks.png`` into ``build/bench/`` (``--write-docs``: the tracked ``docs/``, ``--out``: any
+folder). Every measurement runs in a fresh process so backends do not share memory or warm caches,
+and shows a progress bar (stderr); nothing here asserts: the numbers are recorded, not judged by
+tests.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from tqdm import tqdm
+
+from bench import output
 from bench.photos import REPO, portrait, twelve_megapixels
 
-DOCS = REPO / "docs"
 FIXTURE = REPO / "events" / "api-rest-predict-multipart.json"
 
 # From interpreter start to the first answered event: import (model load, checksum, warm-up) + answer.
@@ -50,17 +55,48 @@ def environment(backend: str) -> dict[str, str]:
     return env
 
 
-def result_line(command: list[str], env: dict[str, str]) -> dict:
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.split("RESULT ", 1)[1])
+def result_line(command: list[str], env: dict[str, str], label: str, timeout: float = 1800) -> dict:
+    """Run a measuring process (``bench.ours``, ``bench.baseline``): a progress bar per measurement
+    from its ``PROGRESS`` lines, then its ``RESULT`` line. Its stderr is shown only if it fails."""
+    bars: dict[str, tqdm] = {}
+    result = None
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=errors, text=True
+        )
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            for line in process.stdout:
+                if line.startswith("PROGRESS\t"):
+                    _, measurement, unit, done, total = line.rstrip("\n").split("\t")
+                    bar = bars.get(measurement)
+                    if bar is None:
+                        bar = bars[measurement] = tqdm(
+                            total=int(total), desc=f"{label}: {measurement}", unit=unit, mininterval=0.5
+                        )
+                    bar.update(int(done) - bar.n)
+                    if int(done) >= int(total):
+                        bar.close()
+                elif line.startswith("RESULT "):
+                    result = json.loads(line.removeprefix("RESULT "))
+            process.wait()
+        finally:
+            timer.cancel()
+            for bar in bars.values():
+                bar.close()
+            if process.poll() is None:
+                process.kill()
+        if process.returncode != 0 or result is None:
+            errors.seek(0)
+            raise SystemExit(f"{' '.join(command)} failed:\n{errors.read()[-3000:]}")
+    return result
 
 
-def cold_start(code: str, env: dict[str, str], runs: int, *args: str) -> float:
+def cold_start(code: str, env: dict[str, str], runs: int, label: str, *args: str) -> float:
     """Median seconds from process start to the first answer, over ``runs`` fresh processes."""
     samples = []
-    for _ in range(runs):
+    for _ in tqdm(range(runs), desc=f"{label}: cold start", unit="process"):
         started = time.time()
         done = subprocess.run(
             [sys.executable, "-c", code, *args],
@@ -101,6 +137,7 @@ def machine() -> dict[str, str]:
 
 def measure(quick: bool, workdir: Path) -> dict:
     small, large = workdir / "portrait.jpg", workdir / "12mp.jpg"
+    print("generating the 12 MP input…", file=sys.stderr, flush=True)
     small.write_bytes(portrait())
     large.write_bytes(twelve_megapixels())
     flag = ["--quick"] if quick else []
@@ -108,14 +145,16 @@ def measure(quick: bool, workdir: Path) -> dict:
     for backend in ("litert", "keras"):
         env = environment(backend)
         results[backend] = result_line(
-            [sys.executable, "-m", "bench.ours", backend, str(small), str(large), *flag], env
+            [sys.executable, "-m", "bench.ours", backend, str(small), str(large), *flag], env, backend
         )
-        results[backend]["cold_start_s"] = cold_start(COLD_OURS, env, 3 if quick else 7)
+        results[backend]["cold_start_s"] = cold_start(COLD_OURS, env, 3 if quick else 7, backend)
     env = environment("keras")
     results["baseline"] = result_line(
-        [sys.executable, "-m", "bench.baseline", str(small), str(large), *flag], env
+        [sys.executable, "-m", "bench.baseline", str(small), str(large), *flag], env, "baseline"
     )
-    results["baseline"]["cold_start_s"] = cold_start(COLD_BASELINE, env, 2 if quick else 3, str(small))
+    results["baseline"]["cold_start_s"] = cold_start(
+        COLD_BASELINE, env, 2 if quick else 3, "baseline", str(small)
+    )
     return results
 
 
@@ -253,16 +292,21 @@ def chart(results: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
-    parser.add_argument("--out", type=Path, default=DOCS, help="where to write the report")
+    output.add_arguments(parser)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as workdir:
         results = measure(args.quick, Path(workdir))
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "benchmarks.md").write_text(report(results))
-    chart(results, args.out / "benchmarks.png")
-    print((args.out / "benchmarks.md").read_text())
+    write(results, output.folder(args))
     return 0
+
+
+def write(results: dict, out: Path) -> None:
+    """The three files into ``out``; the report on stdout, then where it went."""
+    (out / "benchmarks.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "benchmarks.md").write_text(report(results))
+    chart(results, out / "benchmarks.png")
+    print((out / "benchmarks.md").read_text())
+    print(f"wrote {output.shown(out / 'benchmarks.md')}, benchmarks.json and benchmarks.png", flush=True)
 
 
 if __name__ == "__main__":

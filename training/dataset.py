@@ -1,6 +1,6 @@
 """A folder of labelled photos (one sub-folder per class) -> checked, split, decoded arrays.
 
-Photos are decoded by the serving code (``handler.imaging``), so training and serving cannot
+Photos are decoded by the serving code (``handler.recognition.imaging``), so training and serving cannot
 preprocess differently. Every problem a person can fix is a ``DatasetError`` with a message that
 says what to do; unreadable files are listed and skipped, never fatal.
 """

@@ -1,23 +1,63 @@
 """Evaluate the *serving* classifier on labelled photos: ``report.md``, ``report.json`` and PNGs.
 
-The classifier is the one the function would load (``handler.model.load_classifier``: the
+The classifier is the one the function would load (``handler.recognition.model.load_classifier``: the
 ``.tflite`` under LiteRT, or its int8 variant), fed by the serving decoder, so the figures are
 the deployed model's. Works on the ImageNet model too: folders named by Keras label or WordNet id.
+
+Each ``imgrec evaluate`` gets a folder of its own, ``MODEL_DIR/evaluations/<data folder>-<UTC
+time>/`` unless ``--out`` names one; a report never lands in a folder that already holds files
+(the training report, ``MODEL_DIR/evaluation/``, or an earlier evaluation).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from handler import model as serving
+from handler.recognition import model as serving
 from training import metrics
 from training.dataset import Dataset, DatasetError, load
 
 BATCH = 32
+EVALUATIONS = "evaluations"  # MODEL_DIR/evaluations/<data folder>-<time>/: one folder per evaluation
+
+
+class FolderInUse(Exception):
+    """The report folder already holds files (or is not a folder): nothing is written there."""
+
+
+def refuse_used(folder: Path) -> None:
+    """``FolderInUse`` unless ``folder`` is new or an empty folder."""
+    if folder.exists() and not folder.is_dir():
+        raise FolderInUse(f"{folder} is a file, not a folder: nothing was written.")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise FolderInUse(
+            f"{folder} already holds files: nothing was written. Name a new or empty folder with --out, "
+            "or drop --out for a new folder under MODEL_DIR/evaluations/."
+        )
+
+
+def report_folder(data_dir: Path, model_dir: Path, out: Path | None = None) -> Path:
+    """The folder an evaluation writes into, created empty: ``out`` if it is new or empty, else a new
+    ``model_dir/evaluations/<data folder>-<yyyymmddTHHMMSSZ>`` (``-2``, ``-3``… when that second is taken)."""
+    if out is not None:
+        refuse_used(out)
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = f"{data_dir.resolve().name}-{stamp}"
+    for attempt in itertools.count(1):
+        folder = model_dir / EVALUATIONS / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return folder
+    raise AssertionError("unreachable")
 
 
 def probabilities(classifier: serving.Classifier, images: np.ndarray) -> np.ndarray:
@@ -43,7 +83,9 @@ def _class_map(classifier: serving.Classifier, folders: list[str]) -> list[int]:
 
 
 def evaluate(classifier: serving.Classifier, dataset: Dataset, out: Path, title: str = "Evaluation") -> dict:
-    """Score ``dataset`` with ``classifier``; write the report files into ``out``; return the figures."""
+    """Score ``dataset`` with ``classifier``; write the report files into ``out`` (new or empty:
+    ``FolderInUse`` otherwise); return the figures."""
+    refuse_used(out)
     out.mkdir(parents=True, exist_ok=True)
     columns = _class_map(classifier, dataset.classes)
     probs = probabilities(classifier, dataset.images)
@@ -140,8 +182,18 @@ def markdown(result: dict, title: str) -> str:
 
 def run(
     data_dir: Path, model_dir: Path, out: Path | None, backend: str = "litert", precision: str = "fp32"
-) -> dict:
-    """``imgrec evaluate``: load the serving classifier and a labelled folder, write the report."""
+) -> tuple[Path, dict]:
+    """``imgrec evaluate``: load the serving classifier and a labelled folder, write the report into
+    ``out`` or a new folder under ``model_dir/evaluations/``; return that folder and the figures."""
+    if out is not None:
+        refuse_used(out)  # before the model and the photos load, not after
     classifier = serving.load_classifier(model_dir, backend, threads=2, precision=precision)
     dataset = load(data_dir)
-    return evaluate(classifier, dataset, out or model_dir / "evaluation", f"Evaluation on {data_dir.name}")
+    created = out is None or not out.exists()
+    folder = report_folder(data_dir, model_dir, out)
+    try:
+        return folder, evaluate(classifier, dataset, folder, f"Evaluation on {data_dir.name}")
+    except BaseException:
+        if created and not any(folder.iterdir()):
+            folder.rmdir()  # made here and still empty (e.g. a data folder that names no class)
+        raise

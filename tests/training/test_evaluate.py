@@ -1,8 +1,10 @@
-"""``imgrec evaluate`` on the ImageNet model: folders named by Keras label or WordNet id."""
+"""``imgrec evaluate`` on the ImageNet model: folders named by Keras label or WordNet id; each
+evaluation in a folder of its own, never over the training report or an earlier evaluation."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -10,13 +12,17 @@ from devtools.cli import main
 from tests.support import MODEL_DIR, PHOTOS
 
 
-def test_evaluate_the_imagenet_model_on_labelled_folders(tmp_path: Path, capsys) -> None:
-    data = tmp_path / "photos"
+def labelled_photos(data: Path) -> Path:
     for folder, photo in (("military_uniform", "grace_hopper.jpg"), ("n02124075", "cat.bmp")):
         (data / folder).mkdir(parents=True)
         for index in range(5):
             shutil.copy(PHOTOS / photo, data / folder / f"{index}{Path(photo).suffix}")
     (data / "n02124075" / "notes.txt").write_text("skipped, and listed in the report")
+    return data
+
+
+def test_evaluate_the_imagenet_model_on_labelled_folders(tmp_path: Path, capsys) -> None:
+    data = labelled_photos(tmp_path / "photos")
     out = tmp_path / "report"
     assert main(["evaluate", str(data), "--model-dir", str(MODEL_DIR), "--out", str(out)]) == 0
     assert "accuracy 1.000, balanced accuracy 1.000, ROC AUC 1.000 (10 images)" in capsys.readouterr().out
@@ -40,3 +46,44 @@ def test_a_folder_that_names_no_class_is_a_message(tmp_path: Path, capsys) -> No
             shutil.copy(PHOTOS / "grace_hopper.jpg", tmp_path / folder / f"{index}.jpg")
     assert main(["evaluate", str(tmp_path), "--model-dir", str(MODEL_DIR), "--out", str(tmp_path / "r")]) == 2
     assert "Folder 'unicorn' is not a class of mobilenet_v2" in capsys.readouterr().out
+    assert not (tmp_path / "r").exists()  # no empty report folder left behind
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_each_evaluation_gets_a_new_folder_beside_the_training_report(tmp_path: Path, capsys) -> None:
+    model_dir = tmp_path / "model"  # the served files linked, so the evaluations land here
+    model_dir.mkdir()
+    for file in MODEL_DIR.iterdir():
+        if file.is_file():
+            (model_dir / file.name).symlink_to(file)
+    training_report = model_dir / "evaluation"  # what `imgrec train` wrote
+    training_report.mkdir()
+    (training_report / "report.md").write_text("# skin-lesions: validation split\n")
+    data = labelled_photos(tmp_path / "new-photos")
+    arguments = ["evaluate", str(data), "--model-dir", str(model_dir)]
+
+    assert main(arguments) == 0
+    first = Path(re.search(r"report written to (\S+)", capsys.readouterr().out).group(1))
+    assert first.parent == model_dir / "evaluations"
+    assert re.fullmatch(r"new-photos-\d{8}T\d{6}Z", first.name)
+    before = snapshot(first)
+    assert {"report.json", "report.md", "confusion_matrix.png", "roc.png"} <= set(before)
+
+    assert main(arguments) == 0  # the same data again, possibly within the same second
+    second = Path(re.search(r"report written to (\S+)", capsys.readouterr().out).group(1))
+    assert second != first and second.parent == first.parent
+    assert re.fullmatch(r"new-photos-\d{8}T\d{6}Z(-\d+)?", second.name)
+    assert snapshot(first) == before
+    assert snapshot(training_report) == {"report.md": b"# skin-lesions: validation split\n"}
+    assert json.loads((second / "report.json").read_text())["accuracy"] == 1.0
+
+    # --out naming a folder that holds files: a message, nothing written there, nothing created.
+    assert main([*arguments, "--out", str(first)]) == 2
+    assert f"error: {first} already holds files" in capsys.readouterr().out
+    assert snapshot(first) == before
+    assert sorted(p.name for p in (model_dir / "evaluations").iterdir()) == sorted([first.name, second.name])
