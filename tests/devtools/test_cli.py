@@ -15,14 +15,14 @@ from tests.support import CAT_CLASSES, EVENTS, PHOTOS, REPO, cli_server
 pytestmark = [pytest.mark.slow]
 
 
-def run(*args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+def run(*args: str, timeout: int = 120, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "devtools", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"},
+        env={**os.environ, "POWERTOOLS_TRACE_DISABLED": "true", **env},
     )
 
 
@@ -52,6 +52,16 @@ def test_predict_prints_a_table_per_image(tmp_path) -> None:
     assert grace.splitlines()[1].split()[:2] == ["1.", "military_uniform"]
     assert cat.splitlines()[1].split()[1] in {"Egyptian_cat", "tabby", "tiger_cat"}
     assert "error unsupported_image_type: Not a supported image type" in done.stdout
+
+
+def test_predict_says_uncertain_as_the_api_does() -> None:
+    """grace_hopper's top-1 is about 0.93: under a 0.99 threshold the table says so, under 0.5 not."""
+    photo = str(PHOTOS / "grace_hopper.jpg")
+    strict = run("predict", photo, MIN_CONFIDENCE="0.99")
+    assert strict.returncode == 0, strict.stderr
+    assert "uncertain: the top class is below the confidence threshold" in strict.stdout
+    relaxed = run("predict", photo, MIN_CONFIDENCE="0.5")
+    assert "military_uniform" in relaxed.stdout and "uncertain" not in relaxed.stdout
 
 
 def test_serve_answers_curl_style_uploads_with_one_readable_line_each() -> None:
