@@ -27,7 +27,7 @@ class S3Proxy(ThreadingHTTPServer):
         self.post_policy_secret = post_policy_secret  # check browser POST uploads as S3 does
         self.refused: list[str] = []
         super().__init__(("127.0.0.1", 0), _Forward)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     @property
     def url(self) -> str:

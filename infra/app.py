@@ -20,10 +20,10 @@ def build(app: cdk.App) -> ImageRecognitionStack:
     settings = Settings.from_context(app.node)
     stack = ImageRecognitionStack(app, "ImageRecognition", settings=settings, stack_name=settings.stack_name)
     nag.add_checks(app)
-    nag.acknowledge(stack, settings)
+    nag.acknowledge(stack)  # after the stack is built: the findings are named after its constructs
     if settings.github_repo:  # once per account: the OIDC role GitHub Actions deploys with
         github = GithubDeployStack(app, "ImageRecognitionGithubDeploy", settings=settings)
-        nag.acknowledge_findings(github, nag.GITHUB_DEPLOY)
+        nag.acknowledge(github)
     return stack
 
 

@@ -56,19 +56,16 @@ class GithubDeployStack(Stack):
                 },
             ),
         )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["sts:AssumeRole"],
-                resources=[f"arn:{self.partition}:iam::{self.account}:role/cdk-{BOOTSTRAP_QUALIFIER}-*"],
-            )
+        # The two wildcards the role needs (infra.nag accepts exactly these).
+        self.bootstrap_roles = f"arn:{self.partition}:iam::{self.account}:role/cdk-{BOOTSTRAP_QUALIFIER}-*"
+        self.app_stacks = (
+            f"arn:{self.partition}:cloudformation:{self.region}:{self.account}:stack/ImageRecognition*/*"
         )
         self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudformation:DescribeStacks"],
-                resources=[
-                    f"arn:{self.partition}:cloudformation:{self.region}:{self.account}:stack/ImageRecognition*/*"
-                ],
-            )
+            iam.PolicyStatement(actions=["sts:AssumeRole"], resources=[self.bootstrap_roles])
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["cloudformation:DescribeStacks"], resources=[self.app_stacks])
         )
         CfnOutput(
             self, "DeployRoleArn", value=self.role.role_arn, description="the AWS_DEPLOY_ROLE_ARN variable"

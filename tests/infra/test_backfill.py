@@ -1,5 +1,8 @@
 """The Backfill construct: the Distributed Map state machine, its IAM scope, the S3 Batch Operations
-role, the alarm, the outputs; and the switch that removes it all."""
+role, the alarm, the outputs; and the switch that removes it all.
+
+The tests on the session's templates are the fast tier; the archive template (every backfill setting
+and every prefix switched) and the ASL validator (a subprocess) are ``aws_shape``."""
 
 from __future__ import annotations
 
@@ -9,15 +12,33 @@ import subprocess
 import pytest
 from aws_cdk.assertions import Template
 
-from tests.support import REPO, functions, only, template_for
+from infra.settings import Settings
+from tests.support import REPO, app_with, functions, only, template_for
 
-pytestmark = [pytest.mark.aws_shape]
+ARCHIVE = {
+    "backfillPrefix": "archive/",
+    "backfillBatchSize": "25",
+    "backfillMaxBatchBytes": "100000",
+    "backfillMaxConcurrency": "7",
+    "backfillToleratedFailurePercent": "3",
+    "backfillTimeoutSeconds": "600",
+    "uploadsPrefix": "incoming/",
+    "resultsPrefix": "answers/",
+}
 
-BUCKET_ARN = '{"Fn::GetAtt": ["UploadsBucketC4B27CC7", "Arn"]}'
+
+def bucket_arn(template: Template) -> str:
+    """The uploads bucket's ``Fn::GetAtt`` as JSON text (found by its versioning, not its hashed id)."""
+    (bucket_id,) = [
+        logical_id
+        for logical_id, bucket in template.find_resources("AWS::S3::Bucket").items()
+        if "VersioningConfiguration" in bucket["Properties"]
+    ]
+    return json.dumps({"Fn::GetAtt": [bucket_id, "Arn"]})
 
 
-def objects_under(prefix: str) -> str:
-    return f'{{"Fn::Join": ["", [{BUCKET_ARN}, "/{prefix}*"]]}}'
+def objects_under(template: Template, prefix: str) -> str:
+    return f'{{"Fn::Join": ["", [{bucket_arn(template)}, "/{prefix}*"]]}}'
 
 
 FAKE = {
@@ -73,27 +94,27 @@ def actions_on(statements: list[dict]) -> dict[str, set[str]]:
 
 @pytest.fixture(scope="module")
 def archive_template() -> Template:
-    """Backfill limited to ``archive/`` and every backfill setting away from its default."""
-    return template_for(
-        {
-            "backfillPrefix": "archive/",
-            "backfillBatchSize": "25",
-            "backfillMaxBatchBytes": "100000",
-            "backfillMaxConcurrency": "7",
-            "backfillToleratedFailurePercent": "3",
-            "backfillTimeoutSeconds": "600",
-        }
-    )
+    """Backfill limited to ``archive/``, every backfill setting and both prefixes away from their
+    defaults."""
+    return template_for(ARCHIVE)
 
 
-def test_the_map_lists_a_prefix_from_the_input_batches_and_writes_its_manifest(template: Template) -> None:
+@pytest.fixture(scope="module")
+def archive_settings() -> Settings:
+    return Settings.from_context(app_with(ARCHIVE).node)
+
+
+def test_the_map_lists_a_prefix_from_the_input_batches_and_writes_its_manifest(
+    template: Template, settings: Settings
+) -> None:
     states = definition(template)["States"]
     options = states["Options"]["Parameters"]["options.$"]
     assert options == "States.JsonMerge($.defaults, $.input, false)"
     assert states["Defaults"]["Parameters"]["defaults"] == {"prefix": "", "force": False}
     (choice,) = states["PrefixAllowed"]["Choices"]
     assert states["PrefixAllowed"]["Default"] == "PrefixNotAllowed"
-    assert choice["And"][2] == {"Not": {"Variable": "$.prefix", "StringMatches": "results/*"}}
+    results = settings.results_prefix
+    assert choice["And"][2] == {"Not": {"Variable": "$.prefix", "StringMatches": f"{results}*"}}
     run = states[choice["Next"]]
     assert run["Type"] == "Map"
     assert run["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
@@ -109,7 +130,7 @@ def test_the_map_lists_a_prefix_from_the_input_batches_and_writes_its_manifest(t
     assert run["MaxConcurrency"] == 20 and run["ToleratedFailurePercentage"] == 1
     writer = run["ResultWriter"]
     assert writer["Resource"] == "arn:aws:states:::s3:putObject"
-    assert writer["Parameters"] == {"Bucket": bucket, "Prefix": "results/backfill-runs/"}
+    assert writer["Parameters"] == {"Bucket": bucket, "Prefix": f"{results}backfill-runs/"}
 
 
 def test_the_worker_task_retries_transient_failures_with_backoff(template: Template) -> None:
@@ -130,6 +151,7 @@ def test_the_worker_task_retries_transient_failures_with_backoff(template: Templ
     assert anything["ErrorEquals"] == ["States.ALL"] and anything["MaxAttempts"] == 2
 
 
+@pytest.mark.aws_shape
 def test_asl_validator_accepts_the_definition(template: Template, tmp_path) -> None:
     path = tmp_path / "backfill.asl.json"
     path.write_text(json.dumps(definition(template)))
@@ -142,6 +164,7 @@ def test_asl_validator_accepts_the_definition(template: Template, tmp_path) -> N
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.aws_shape
 def test_settings_reach_the_state_machine_and_the_worker(archive_template: Template) -> None:
     states = definition(archive_template)["States"]
     run = next(s for s in states.values() if s["Type"] == "Map")
@@ -153,18 +176,26 @@ def test_settings_reach_the_state_machine_and_the_worker(archive_template: Templ
         "Variable": "$.prefix",
         "StringMatches": "archive/*",
     }
+    assert states["PrefixAllowed"]["Choices"][0]["And"][2]["Not"]["StringMatches"] == "answers/*"
+    writer = run["ResultWriter"]["Parameters"]
+    assert writer["Prefix"] == "answers/backfill-runs/"
     bulk = functions(archive_template)["handler.app.bulk_handler"]["Properties"]
     assert bulk["Timeout"] == 600
 
 
-def test_iam_is_scoped_to_the_backfill_prefix_and_the_results(archive_template: Template) -> None:
+@pytest.mark.aws_shape
+def test_iam_is_scoped_to_the_backfill_prefix_and_the_results(
+    archive_template: Template, archive_settings: Settings
+) -> None:
+    backfill, results = archive_settings.backfill_prefix, archive_settings.results_prefix
+    bucket = bucket_arn(archive_template)
     machine = only(archive_template, "AWS::StepFunctions::StateMachine")
     machine_role = machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]
     granted = actions_on(role_statements(archive_template, machine_role))
     s3_grants = {resource: actions for resource, actions in granted.items() if "s3:" in " ".join(actions)}
     assert s3_grants == {
-        BUCKET_ARN + '{"StringLike": {"s3:prefix": ["archive/*"]}}': {"s3:ListBucket"},
-        objects_under("results/backfill-runs/"): {
+        bucket + f'{{"StringLike": {{"s3:prefix": ["{backfill}*"]}}}}': {"s3:ListBucket"},
+        objects_under(archive_template, f"{results}backfill-runs/"): {
             "s3:PutObject",
             "s3:GetObject",
             "s3:ListMultipartUploadParts",
@@ -177,13 +208,16 @@ def test_iam_is_scoped_to_the_backfill_prefix_and_the_results(archive_template: 
     worker = actions_on(role_statements(archive_template, worker_role))
     reads = {r for r, actions in worker.items() if "s3:GetObject" in actions}
     writes = {r for r, actions in worker.items() if "s3:PutObject" in actions}
-    assert all("/archive/*" in r or "/results/*" in r for r in reads) and len(reads) == 2
-    assert all("/results/*" in r for r in writes) and len(writes) == 1
+    assert all(f"/{backfill}*" in r or f"/{results}*" in r for r in reads) and len(reads) == 2
+    assert all(f"/{results}*" in r for r in writes) and len(writes) == 1
     lists = [r for r, actions in worker.items() if "s3:ListBucket" in actions]
-    assert lists == [BUCKET_ARN + '{"StringLike": {"s3:prefix": ["archive/*", "results/*"]}}']
+    assert lists == [bucket + f'{{"StringLike": {{"s3:prefix": ["{backfill}*", "{results}*"]}}}}']
 
 
-def test_s3_batch_operations_may_invoke_the_bulk_worker_only(archive_template: Template) -> None:
+@pytest.mark.aws_shape
+def test_s3_batch_operations_may_invoke_the_bulk_worker_only(
+    archive_template: Template, archive_settings: Settings
+) -> None:
     roles = archive_template.find_resources(
         "AWS::IAM::Role",
         {
@@ -199,7 +233,9 @@ def test_s3_batch_operations_may_invoke_the_bulk_worker_only(archive_template: T
     invoked = {r for r, actions in granted.items() if "lambda:InvokeFunction" in actions}
     assert invoked and all("FunctionsBulkWorker" in r for r in invoked)
     objects = {r: a for r, a in granted.items() if "s3:PutObject" in a or "s3:GetObject" in a}
-    assert list(objects) == [objects_under("results/batch-operations/")]
+    assert list(objects) == [
+        objects_under(archive_template, f"{archive_settings.results_prefix}batch-operations/")
+    ]
     assert {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"} == next(iter(objects.values()))
 
 

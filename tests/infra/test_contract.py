@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import importlib
 
-import pytest
 from aws_cdk.assertions import Template
 
 from handler import config
 from handler.contract import API_HANDLER, S3_HANDLER
 from tests.support import functions
-
-pytestmark = [pytest.mark.aws_shape]
 
 
 def test_commands_name_real_entry_points(template: Template) -> None:

@@ -1,5 +1,8 @@
 """CodeDeploy rollouts of alias live (config per context value, rollback alarms, the pre-traffic
-hook and its permissions), the HTTP API flavour, and stages as separate stacks."""
+hook and its permissions), the HTTP API flavour, and stages as separate stacks.
+
+Assertions on the session's default template are the fast tier; every test that synthesizes a
+template or an app of its own is ``aws_shape``."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from aws_cdk.assertions import Template
 from handler.contract import ROUTES
 from tests.support import REPO, alias_of, app_with, only, template_for
 
-pytestmark = [pytest.mark.aws_shape]
+own_template = pytest.mark.aws_shape  # synthesizes a template beside the session's
 
 
 def groups(template: Template) -> dict[str, dict]:
@@ -28,8 +31,8 @@ def groups(template: Template) -> dict[str, dict]:
     ("deployment", "config"),
     [
         ("canary", "CodeDeployDefault.LambdaCanary10Percent5Minutes"),
-        ("linear", "CodeDeployDefault.LambdaLinear10PercentEvery1Minute"),
-        ("all-at-once", "CodeDeployDefault.LambdaAllAtOnce"),
+        pytest.param("linear", "CodeDeployDefault.LambdaLinear10PercentEvery1Minute", marks=own_template),
+        pytest.param("all-at-once", "CodeDeployDefault.LambdaAllAtOnce", marks=own_template),
     ],
 )
 def test_each_deployment_value_picks_its_config(template: Template, deployment: str, config: str) -> None:
@@ -99,6 +102,7 @@ def test_the_hook_may_invoke_the_new_api_version_only(template: Template) -> Non
     assert "deploymentgroup" in json.dumps(report["Resource"])
 
 
+@own_template
 def test_the_hooks_photo_is_the_committed_fixture(tmp_path) -> None:
     """The hook's asset, as synth stages it, holds its code and the fixture itself (not a link)."""
     from infra.settings import Settings
@@ -119,6 +123,7 @@ def http_template() -> Template:
     return template_for({"apiType": "http", "enableWaf": "false"})
 
 
+@own_template
 def test_http_api_routes_cors_throttling_and_logs(http_template: Template) -> None:
     assert not http_template.find_resources("AWS::ApiGateway::RestApi")
     assert not http_template.find_resources("AWS::WAFv2::WebACL")
@@ -137,6 +142,7 @@ def test_http_api_routes_cors_throttling_and_logs(http_template: Template) -> No
     assert {"requestId", "status", "httpMethod"} <= set(json.loads(stage["AccessLogSettings"]["Format"]))
 
 
+@own_template
 def test_http_api_keeps_the_alarms_and_the_dashboard(http_template: Template) -> None:
     alarms = http_template.find_resources("AWS::CloudWatch::Alarm")
     rate = next(a["Properties"] for i, a in alarms.items() if "Api5xxRate" in i)
@@ -154,6 +160,7 @@ def test_http_api_refuses_what_it_cannot_do(context: dict) -> None:
         template_for(context)
 
 
+@own_template
 @pytest.mark.parametrize("stage", ["staging", "prod"])
 def test_each_stage_is_its_own_stack(stage: str) -> None:
     from infra.app import build

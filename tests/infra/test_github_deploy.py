@@ -11,7 +11,7 @@ from infra.github_deploy import GithubDeployStack
 from infra.settings import Settings
 from tests.support import app_with, only
 
-pytestmark = [pytest.mark.aws_shape]
+# Fast tier: the deploy stack is one role and a provider, in-process (about 0.2 s a template).
 
 REPO_NAME = "example-org/image-recognition"
 

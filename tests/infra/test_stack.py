@@ -1,4 +1,7 @@
-"""``aws_cdk.assertions`` on the synthesized template: every promise ops rely on."""
+"""``aws_cdk.assertions`` on the synthesized template: every promise ops rely on.
+
+The tests on the session's two templates (defaults and the variant) are the fast tier; those that
+synthesize a template of their own are marked ``aws_shape``."""
 
 from __future__ import annotations
 
@@ -7,9 +10,8 @@ import json
 import pytest
 from aws_cdk.assertions import Match, Template
 
+from infra.settings import Settings
 from tests.support import CDK_JSON, REPO, alias_of, app_with, functions, only, template_for
-
-pytestmark = [pytest.mark.aws_shape]
 
 
 def policy_statements(template: Template) -> list[dict]:
@@ -99,7 +101,7 @@ def test_usage_plan(template: Template) -> None:
     assert not template.find_resources("AWS::ApiGateway::ApiKey")
 
 
-def test_functions_are_one_image_with_three_commands(template: Template) -> None:
+def test_functions_are_one_image_with_three_commands(template: Template, settings: Settings) -> None:
     by_command = functions(template)
     assert set(by_command) == {
         "handler.app.api_handler",
@@ -121,7 +123,7 @@ def test_functions_are_one_image_with_three_commands(template: Template) -> None
         env = props["Environment"]["Variables"]
         assert env["MODEL_BACKEND"] == "litert"
         assert env["MAX_IMAGE_BYTES"] == str(6 * 1024 * 1024)
-        assert env["RESULTS_PREFIX"] == "results/"
+        assert env["RESULTS_PREFIX"] == settings.results_prefix
         assert env["POWERTOOLS_SERVICE_NAME"] == "image-recognition"
         assert env["POWERTOOLS_METRICS_NAMESPACE"] == "ImageRecognition"
     assert "ReservedConcurrentExecutions" not in api["Properties"]
@@ -178,14 +180,15 @@ def test_uploads_bucket_is_private_encrypted_tls_only_and_versioned(template: Te
     assert len(tls_denials) == 2
 
 
-def test_s3_to_sqs_notification_is_filtered_to_uploads_and_images(template: Template) -> None:
+def test_s3_to_sqs_notification_is_filtered_to_uploads_and_images(shaped: tuple[Template, Settings]) -> None:
+    template, settings = shaped
     config = only(template, "Custom::S3BucketNotifications")["Properties"]["NotificationConfiguration"]
     queues = config["QueueConfigurations"]
     suffixes = set()
     for queue in queues:
         assert queue["Events"] == ["s3:ObjectCreated:*"]
         rules = {r["Name"]: r["Value"] for r in queue["Filter"]["Key"]["FilterRules"]}
-        assert rules["prefix"] == "uploads/"
+        assert rules["prefix"] == settings.uploads_prefix
         suffixes.add(rules["suffix"])
     assert {".jpg", ".JPG", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tiff"} <= suffixes
     assert "LambdaFunctionConfigurations" not in config, "S3 -> SQS -> Lambda, not S3 -> Lambda"
@@ -203,18 +206,20 @@ def test_queue_batching_and_dead_letter_queue(template: Template) -> None:
     assert all(q["Properties"]["SqsManagedSseEnabled"] for q in queues.values())
 
 
-def test_worker_iam_is_scoped_to_the_prefixes(template: Template) -> None:
+def test_worker_iam_is_scoped_to_the_prefixes(shaped: tuple[Template, Settings]) -> None:
+    template, settings = shaped
+    uploads, results = settings.uploads_prefix, settings.results_prefix
     statements = worker_policy(template)
     s3_statements = [s for s in statements if any(a.startswith("s3:") for a in as_list(s["Action"]))]
     object_statements = [s for s in s3_statements if "s3:ListBucket" not in as_list(s["Action"])]
     for statement in object_statements:
         for resource in as_list(statement["Resource"]):
             joined = json.dumps(resource)
-            assert joined.endswith('/uploads/*"]]}') or joined.endswith('/results/*"]]}'), joined
+            assert joined.endswith(f'/{uploads}*"]]}}') or joined.endswith(f'/{results}*"]]}}'), joined
     puts = [s for s in object_statements if "s3:PutObject" in as_list(s["Action"])]
-    assert puts and all("/results/*" in json.dumps(s["Resource"]) for s in puts)
+    assert puts and all(f"/{results}*" in json.dumps(s["Resource"]) for s in puts)
     listing = next(s for s in s3_statements if "s3:ListBucket" in as_list(s["Action"]))
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["uploads/*", "results/*"]}}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{uploads}*", f"{results}*"]}}
 
 
 def test_no_policy_grants_s3_on_every_resource(template: Template) -> None:
@@ -233,7 +238,10 @@ def role_statements(template: Template, command: str) -> list[dict]:
     ]
 
 
-def test_the_api_function_may_only_presign_uploads_and_read_results(template: Template) -> None:
+def test_the_api_function_may_only_presign_uploads_and_read_results(
+    shaped: tuple[Template, Settings],
+) -> None:
+    template, settings = shaped
     s3_statements = [
         s for s in role_statements(template, "handler.app.api_handler") if str(s["Action"]).count("s3:")
     ]
@@ -242,8 +250,9 @@ def test_the_api_function_may_only_presign_uploads_and_read_results(template: Te
         for action in as_list(statement["Action"]):
             by_action.setdefault(action, []).extend(json.dumps(r) for r in as_list(statement["Resource"]))
     assert set(by_action) == {"s3:PutObject", "s3:GetObject", "s3:ListBucket"}
-    assert all(r.endswith('/uploads/*"]]}') for r in by_action["s3:PutObject"])
-    assert {r.rsplit("/", 2)[-2] for r in by_action["s3:GetObject"]} == {"uploads", "results"}
+    assert all(r.endswith(f'/{settings.uploads_prefix}*"]]}}') for r in by_action["s3:PutObject"])
+    prefixes = {r.split('"/', 1)[1].rsplit("*", 1)[0] for r in by_action["s3:GetObject"]}
+    assert prefixes == {settings.uploads_prefix, settings.results_prefix}
 
 
 def test_uploads_bucket_accepts_browser_posts_from_allowed_origins(template: Template) -> None:
@@ -308,18 +317,26 @@ def test_dashboard_covers_api_lambda_queue_and_cold_starts(template: Template) -
         assert needle in body, needle
 
 
-def test_outputs(template: Template) -> None:
+def test_outputs(shaped: tuple[Template, Settings]) -> None:
+    template, settings = shaped
     outputs = template.find_outputs("*")
     assert {"ApiUrl", "UploadsBucket", "ResultsLocation", "DashboardUrl"} <= set(outputs)
-    assert "results/" in json.dumps(outputs["ResultsLocation"]["Value"])
+    assert f'"/{settings.results_prefix}"' in json.dumps(outputs["ResultsLocation"]["Value"])
+    assert f'"/{settings.uploads_prefix}"' in json.dumps(outputs["UploadsLocation"]["Value"])
+    assert outputs["UploadsBucket"]["Description"] == f"put photos under {settings.uploads_prefix}"
 
 
-def test_context_changes_the_template(variant_template: Template) -> None:
+def test_context_changes_the_template(variant_template: Template, variant_settings: Settings) -> None:
     for function in functions(variant_template).values():
         props = function["Properties"]
         assert props["MemorySize"] == 3008
         assert props["Architectures"] == ["arm64"]
-        assert props["Environment"]["Variables"]["MODEL_BACKEND"] == "keras"
+        env = props["Environment"]["Variables"]
+        assert env["MODEL_BACKEND"] == "keras"
+        assert (env["UPLOADS_PREFIX"], env["RESULTS_PREFIX"]) == (
+            variant_settings.uploads_prefix,
+            variant_settings.results_prefix,
+        )
     api = functions(variant_template)["handler.app.api_handler"]["Properties"]
     assert api["ReservedConcurrentExecutions"] == 20
     stage = only(variant_template, "AWS::ApiGateway::Stage")["Properties"]["MethodSettings"][0]
@@ -362,7 +379,9 @@ def test_uploads_have_their_own_lower_method_throttle(template: Template, varian
     assert limits(variant_template)["POST /~1uploads"] == (2, 3)
 
 
-def test_uploads_and_results_expire(template: Template, variant_template: Template) -> None:
+def test_uploads_and_results_expire(
+    template: Template, variant_template: Template, settings: Settings
+) -> None:
     def expiry_rules(t: Template) -> dict[str, dict]:
         buckets = t.find_resources("AWS::S3::Bucket")
         uploads = next(b for b in buckets.values() if "VersioningConfiguration" in b["Properties"])
@@ -371,8 +390,9 @@ def test_uploads_and_results_expire(template: Template, variant_template: Templa
 
     rules = expiry_rules(template)
     # Results of uploads expire with them; a backfill's records of a stored archive stay.
-    assert set(rules) == {"uploads/", "results/uploads/"}
-    assert {r["ExpirationInDays"] for r in rules.values()} == {30}
+    uploads = settings.uploads_prefix
+    assert set(rules) == {uploads, f"{settings.results_prefix}{uploads}"}
+    assert {r["ExpirationInDays"] for r in rules.values()} == {settings.expire_after_days}
     assert all(r["Status"] == "Enabled" for r in rules.values())
     assert expiry_rules(variant_template) == {}  # expireAfterDays=0 keeps everything
 
@@ -403,22 +423,18 @@ def test_waf_rules(template: Template) -> None:
 
 
 def test_cdk_json_context_equals_the_documented_defaults() -> None:
-    from infra.settings import Settings
-
     context = {k: v for k, v in CDK_JSON["context"].items() if not k.startswith("@")}
     assert context == Settings.defaults()
     assert CDK_JSON["app"] == "python3 infra/app.py"
 
 
 def test_readme_documents_every_context_key() -> None:
-    from infra.settings import Settings
-    from tests.support import REPO
-
     readme = (REPO / "README.md").read_text()
     missing = [key for key in Settings.defaults() if f"`{key}`" not in readme]
     assert not missing, f"README's context table lacks {missing}"
 
 
+@pytest.mark.aws_shape
 def test_model_dir_ships_that_model_in_the_image(tmp_path) -> None:
     """-c modelDir: the image takes /opt/model from that directory (a named build context)."""
     from infra.app import build
@@ -440,6 +456,7 @@ def test_model_dir_must_hold_a_model() -> None:
         template_for({"modelDir": "nowhere/at-all"})
 
 
+@pytest.mark.aws_shape
 def test_model_dir_with_zip_needs_layers_built_from_it(tmp_path) -> None:
     import zipfile
 
