@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from handler.recognition import manifest as model_manifest
 from handler.contract import IMAGENET_MODEL
+from handler.recognition import manifest as model_manifest
 from handler.recognition.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE
 
 # TensorFlow prints its oneDNN notice through absl before TF_CPP_MIN_LOG_LEVEL applies; the export
