@@ -129,7 +129,7 @@ def measure_one(path: Path, content_type: str, single: bool, allocator: bool = T
     from devtools.events import rest_event
     from handler import app
     from handler.recognition import imaging
-    from handler.recognition.errors import ClientMistake
+    from handler.recognition.errors import Refusal
 
     data = path.read_bytes()
     event = rest_event("POST", "/predict", body=data, headers={"Content-Type": content_type})
@@ -152,7 +152,7 @@ def measure_one(path: Path, content_type: str, single: bool, allocator: bool = T
     }
     if single:
         started = time.perf_counter()
-        with contextlib.suppress(ClientMistake):
+        with contextlib.suppress(Refusal):
             imaging.decode(imaging.open_image(data, app.function.runtime.recognizer.limits()))
         result["decode_s"] = round(time.perf_counter() - started, 3)
     return result

@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, TextIO
@@ -84,15 +85,40 @@ def predict(images: list[Path], top_k: int, out: TextIO) -> int:
     return 1 if any(failures) else 0
 
 
-def quiet_local_logs() -> bool:
-    """``imgrec serve`` prints one readable access line per request; ``LOG_FORMAT=json`` keeps
-    Lambda's shape instead (Powertools' JSON logs and an EMF metrics blob per request)."""
-    if os.environ.get("LOG_FORMAT", "text").strip().lower() == "json":
-        return False
+def lambda_log_format() -> bool:
+    """Whether ``imgrec serve`` shows what Lambda would log (``LOG_FORMAT=json``)."""
+    return os.environ.get("LOG_FORMAT", "text").strip().lower() == "json"
+
+
+def quiet_local_logs() -> None:
+    """``imgrec serve`` prints one readable access line per request: Powertools' logs at WARNING and
+    its metrics off (``LOG_FORMAT=json`` keeps Lambda's shape: JSON logs, an EMF blob per request)."""
+    if lambda_log_format():
+        return
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    return True
+
+
+def one_event_at_a_time(handler, lock: threading.Lock | None):
+    """``handler``, run under ``lock`` when there is one, and leaving no metrics behind.
+
+    Powertools' Logger and Metrics keep per-process state (a Lambda process runs one event at a
+    time): with Lambda's log format, every event of this process takes ``lock`` so each flush and
+    each correlation id is its own; otherwise metrics are off, and what ``add_metric`` still
+    accumulates is cleared after each event (Powertools prints it at 100 values even when off).
+    """
+    from aws_lambda_powertools import Metrics
+
+    def run(event, context):
+        with lock or contextlib.nullcontext():
+            try:
+                return handler(event, context)
+            finally:
+                if lock is None:
+                    Metrics().clear_metrics()
+
+    return run
 
 
 def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
@@ -101,7 +127,7 @@ def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
     ``--s3``, moto's S3 and the worker function, which classifies uploads as the S3 -> SQS path does."""
     from dataclasses import replace
 
-    from devtools.server import LocalApiServer
+    from devtools.server import ENVIRONMENTS, LocalApiServer
     from handler import config
     from handler.function import Function
 
@@ -112,15 +138,18 @@ def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
         local_s3 = LocalS3()
         settings = replace(settings, uploads_bucket=local_s3.bucket)
     s3_client = local_s3.client if local_s3 else None
-    first = Function.start(settings, s3_client=s3_client)  # the cold start, before the first request
-    ready = [first.api_handler]
+    lock = threading.Lock() if lambda_log_format() else None
 
     def start_environment():
-        return ready.pop() if ready else Function.start(settings, s3_client=s3_client).api_handler
+        return one_event_at_a_time(Function.start(settings, s3_client=s3_client).api_handler, lock)
 
-    if local_s3:
-        local_s3.notify(Function.start(settings, s3_client=s3_client).s3_handler)  # the worker function
-    with LocalApiServer(start_environment, port=port, host=host, stage=stage) as server:
+    warm = start_environment()  # the cold start, before the server listens
+    if local_s3:  # the worker function, with its own model
+        local_s3.notify(one_event_at_a_time(Function.start(settings, s3_client=s3_client).s3_handler, lock))
+    environments = 1 if lock else ENVIRONMENTS
+    with LocalApiServer(
+        start_environment, port=port, host=host, stage=stage, environments=environments, warm=warm
+    ) as server:
         print(f"Demo page and API on {server.url}  (Ctrl+C to stop)", flush=True)
         print(f"  curl -F image=@photo.jpg {server.url}predict", flush=True)
         if local_s3:

@@ -48,6 +48,7 @@ class LocalS3:
         )
         self.client.create_bucket(Bucket=bucket)
         self._stop = threading.Event()
+        self._notifier: threading.Thread | None = None
 
     def notify(
         self, s3_handler: Callable[[dict, Any], Any], prefix: str = "uploads/", every_s: float = 0.3
@@ -65,11 +66,17 @@ class LocalS3:
                 ]
                 for key, etag, size in fresh:
                     seen.add((key, f'"{etag}"'))
-                    s3_handler(s3_event(self.bucket, [(key, etag, size)]), LocalContext())
+                    try:
+                        s3_handler(s3_event(self.bucket, [(key, etag, size)]), LocalContext())
+                    except Exception:  # Lambda would retry and then give up: the notifier goes on
+                        logging.getLogger(__name__).exception("s3_handler failed for %s", key)
 
-        threading.Thread(target=loop, name="s3-notifier", daemon=True).start()
+        self._notifier = threading.Thread(target=loop, name="s3-notifier", daemon=True)
+        self._notifier.start()
 
     def stop(self) -> None:
         self._stop.set()
+        if self._notifier is not None:  # its s3_handler call ends before the next server starts one
+            self._notifier.join(timeout=60)
         self.proxy.close()
         self._server.stop()

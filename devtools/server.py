@@ -55,13 +55,16 @@ class ExecutionEnvironments:
     """Lambda's execution environments, locally: each runs one event at a time; a request takes an
     idle one, or starts a new one (its cold start) while fewer than ``most`` exist, or waits."""
 
-    def __init__(self, start: Callable[[], Handler], most: int = ENVIRONMENTS) -> None:
+    def __init__(
+        self, start: Callable[[], Handler], most: int = ENVIRONMENTS, warm: Handler | None = None
+    ) -> None:
+        """``warm``: an environment already started (the server's cold start, before it listens)."""
         if most < 1:
             raise ValueError("at least one execution environment")
         self._start = start
         self._most = most
-        self._idle: list[Handler] = []
-        self.started = 0
+        self._idle: list[Handler] = [warm] if warm is not None else []
+        self.started = len(self._idle)
         self._changed = threading.Condition()
 
     @contextlib.contextmanager
@@ -217,7 +220,9 @@ class LocalApiServer(ThreadingHTTPServer):
     """``ThreadingHTTPServer`` on 127.0.0.1 in front of a function; port 0 picks a free port.
 
     ``start`` starts one execution environment and returns its handler; at most ``environments``
-    run at once (``environments=1``: every request in turn, for a function shared with a test).
+    run at once. A handler ``start`` returns must not be shared with another environment (each has
+    its own model): to serve one shared function, pass ``environments=1`` (every request in turn).
+    ``warm`` is an environment started before the server listens.
     """
 
     daemon_threads = True
@@ -233,8 +238,9 @@ class LocalApiServer(ThreadingHTTPServer):
         stage: str | None = None,
         read_timeout: float = READ_TIMEOUT_SECONDS,
         environments: int = ENVIRONMENTS,
+        warm: Handler | None = None,
     ):
-        self.environments = ExecutionEnvironments(start, environments)
+        self.environments = ExecutionEnvironments(start, environments, warm)
         super().__init__((host, port), make_request_handler(self.environments, stage))
         self.quiet = quiet
         self.stage = stage

@@ -52,8 +52,9 @@ def kind_of(event: Any) -> EventKind:
         return EventKind.REST_API
     records = event.get("Records")
     if isinstance(records, list) and records:
-        first = records[0] if isinstance(records[0], dict) else {}
-        return EventKind.SQS if first.get("eventSource") == "aws:sqs" else EventKind.S3
+        source = records[0].get("eventSource") if isinstance(records[0], dict) else None
+        # Other services deliver "Records" too (SNS, Kinesis, DynamoDB streams): not ours.
+        return {"aws:sqs": EventKind.SQS, "aws:s3": EventKind.S3}.get(source, EventKind.UNKNOWN)
     if event.get("Event") == TEST_EVENT:
         return EventKind.S3_TEST
     if "Items" in event:

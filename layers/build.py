@@ -66,6 +66,13 @@ def zip_tree(source: Path, archive: Path) -> None:
                 bundle.write(path, path.relative_to(source))
 
 
+def served_files(model_dir: Path) -> list[str]:
+    """What the function reads from a model directory: ``manifest.json`` and every file it pins
+    (sha256), except the ``.keras`` model the litert backend does not load."""
+    pinned = json.loads((model_dir / "manifest.json").read_text()).get("files", {})
+    return ["manifest.json", *sorted(name for name in pinned if not name.endswith(".keras"))]
+
+
 def build(out: Path, model_dir: Path, python_version: str, architecture: str) -> dict:
     if not (model_dir / "manifest.json").is_file():
         raise SystemExit(f"No model in {model_dir}: run `make model` first.")
@@ -74,9 +81,11 @@ def build(out: Path, model_dir: Path, python_version: str, architecture: str) ->
     runtime_root, model_root, function_root = out / "runtime", out / "model", out / "function"
     install_runtime(runtime_root / "python", python_version, architecture)
     strip(runtime_root)
-    # The zip packaging serves the litert backend: TensorFlow alone is over Lambda's 250 MB limit.
-    # The zip serves the litert backend: no .keras file, no evaluation report.
-    shutil.copytree(model_dir, model_root / "model", ignore=shutil.ignore_patterns("*.keras", "evaluation"))
+    # The zip packaging serves the litert backend (TensorFlow alone is over Lambda's 250 MB limit):
+    # the manifest and the files it pins, less the .keras file; no reports, nothing unlisted.
+    for name in served_files(model_dir):
+        (model_root / "model" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(model_dir / name, model_root / "model" / name)
     shutil.copytree(REPO / "handler", function_root / "handler", ignore=shutil.ignore_patterns("__pycache__"))
     zip_tree(runtime_root, out / "runtime-layer.zip")
     zip_tree(model_root, out / "model-layer.zip")

@@ -77,6 +77,8 @@ def local_site(configure, stage: str | None = None, uploads: bool = False, **ove
         from devtools.s3_stack import LocalS3
 
         local = LocalS3(bucket=f"site-{uuid.uuid4().hex[:8]}")
+        if "model" in overrides:
+            raise ValueError("uploads=True serves the session's model: its worker needs a copy of its own")
         function = configure(s3_client=local.client, uploads_bucket=local.bucket, **overrides)
         worker = configure(
             s3_client=local.client, uploads_bucket=local.bucket, model=worker_classifier(), **overrides

@@ -104,6 +104,7 @@ def process(runtime: Runtime, objects: Iterable[S3Object], force: bool = False) 
     started = time.perf_counter()
     settings = runtime.settings
     unique = list(dict.fromkeys(objects))  # the same object twice in a batch is answered once
+    runtime.storage.client  # noqa: B018  (created here, once, not by several I/O threads at once)
     outcomes: RecordOutcomes = {}
     downloaded: dict[S3Object, bytes] = {}
     to_write: dict[S3Object, dict[str, Any] | Refusal] = {}

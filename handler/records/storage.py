@@ -69,7 +69,7 @@ def classify_s3_error(error: Exception, what: str) -> Exception:
     if code in GONE_CODES or status == 404:
         return SourceUnusable(f"The object no longer exists ({what}).", Code.SOURCE_NOT_FOUND)
     if code in DENIED_CODES or status == 403:
-        return Refusal(f"Access to the object was denied ({what}).", Code.SOURCE_ACCESS_DENIED)
+        return SourceUnusable(f"Access to the object was denied ({what}).", Code.SOURCE_ACCESS_DENIED)
     return SourceUnusable(f"The object cannot be read ({what}: {code or status}).", Code.SOURCE_UNREADABLE)
 
 

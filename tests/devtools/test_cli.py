@@ -74,13 +74,36 @@ def test_serve_answers_curl_style_uploads_with_one_readable_line_each() -> None:
         assert answer.status_code == 200
         assert answer.json()["predictions"][0]["label"] == "military_uniform"
         assert requests.post(f"{url}predict", data=b"x", timeout=30).status_code == 415
+        with requests.Session() as session:  # Powertools prints metrics at 100 values even when off
+            small = (PHOTOS / "cat.bmp").read_bytes()
+            for _ in range(101):
+                session.post(f"{url}predict", data=small, headers={"Content-Type": "image/bmp"}, timeout=30)
     access = [line for line in output if line.startswith("[serve] ")]
-    assert [line.split(" (")[0] for line in access] == [
+    assert [line.split(" (")[0] for line in access[:3]] == [
         "[serve] GET /prod/health -> 200",
         "[serve] POST /prod/predict -> 200",
         "[serve] POST /prod/predict -> 415",
     ], output
+    assert len(access) == 104
     assert not [line for line in output if line.lstrip().startswith("{")], "no JSON logs or EMF by default"
+
+
+def test_serve_answers_concurrent_requests_each_in_an_environment_of_its_own() -> None:
+    """Eight photos at once against the real model: every answer right, none mixed up (each
+    environment has its own interpreter; nothing in the function is shared across threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = {"grace_hopper.jpg": {"military_uniform"}, "cat.bmp": CAT_CLASSES}
+
+    def classify(url: str, name: str) -> tuple[str, int, str]:
+        answer = requests.post(f"{url}predict", files={"image": (PHOTOS / name).read_bytes()}, timeout=60)
+        return name, answer.status_code, answer.json()["predictions"][0]["label"]
+
+    output: list[str] = []
+    with cli_server(output=output) as url, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda n: classify(url, n), [*photos] * 4))
+    assert all(status == 200 for _, status, _ in answers), answers
+    assert all(label in photos[name] for name, _, label in answers), answers
 
 
 def test_serve_with_log_format_json_keeps_lambdas_shape() -> None:
