@@ -150,8 +150,8 @@ the real AWS runtime client. Everything here runs in `make test`, except the lon
 
 ## Load and soak (`make load`, {load["date"]})
 
-`imgrec serve` on 127.0.0.1 (invocations run concurrently, as Lambda runs concurrent
-requests in separate execution environments), driven from a second process: {load["requests"]} requests, {load["concurrency"]} at a time,
+`imgrec serve` on 127.0.0.1 (concurrent requests in up to 4 execution environments, each a
+function with its own model, as Lambda runs them; the RSS counts all of them), driven from a second process: {load["requests"]} requests, {load["concurrency"]} at a time,
 cycling through: {", ".join(load["mix"])}.
 
 | measure | value | target |
