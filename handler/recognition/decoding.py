@@ -41,7 +41,7 @@ def _decode(item: imaging.Opened | Refusal) -> np.ndarray | Refusal:
     if isinstance(item, Refusal):
         return item
     try:
-        return imaging.decode(item)
+        return imaging.scale(imaging.decode(item))
     except Refusal as error:
         return error
 

@@ -195,7 +195,8 @@ def _upright(image: Image.Image, orientation: int | None) -> Image.Image:
 
 
 def decode(opened: Opened) -> np.ndarray:
-    """Decode, shrink to 224x224 first and convert after, so no full-size copy is ever made twice.
+    """Decode, shrink to 224x224 first and convert after, so no full-size copy is ever made twice;
+    uint8 RGB pixels of shape (224, 224, 3) (``scale`` makes the model's input of them).
 
     Raises ``PayloadTooLarge`` (413) or ``Unprocessable`` (422); closes the image either way.
     """
@@ -214,7 +215,7 @@ def decode(opened: Opened) -> np.ndarray:
         ) from error
     finally:
         image.close()
-    return scale(np.asarray(rgb))
+    return np.asarray(rgb, dtype=np.uint8)
 
 
 def scale(pixels: np.ndarray) -> np.ndarray:
@@ -225,9 +226,15 @@ def scale(pixels: np.ndarray) -> np.ndarray:
     return scaled
 
 
-def to_array(data: bytes, limits: DecodeLimits) -> np.ndarray:
-    """Encoded image -> float32 array of shape (224, 224, 3), ready for the model.
+def to_pixels(data: bytes, limits: DecodeLimits) -> np.ndarray:
+    """Encoded image -> uint8 RGB array of shape (224, 224, 3): what a decode worker returns.
 
     Raises ``PayloadTooLarge`` (413), ``UnsupportedMediaType`` (415) or ``Unprocessable`` (422).
     """
     return decode(open_image(data, limits))
+
+
+def to_array(data: bytes, limits: DecodeLimits) -> np.ndarray:
+    """Encoded image -> float32 array of shape (224, 224, 3), ready for the model (in this process:
+    trusted files only, e.g. the export's calibration photos; requests go through the sandbox)."""
+    return scale(to_pixels(data, limits))
