@@ -76,7 +76,7 @@ def invoke(event_path: Path, out: TextIO) -> int:
 def predict(images: list[Path], top_k: int, out: TextIO) -> int:
     runtime = _load_app().function.runtime
     results = runtime.recognizer.classify(
-        [path.read_bytes() for path in images], top_k, queue_over_budget=True
+        [path.read_bytes() for path in images], top_k, request_deadline=False
     )
     failures = [
         write_table(out, str(path), result.to_dict(runtime.min_confidence))

@@ -47,12 +47,18 @@ class Settings:
     results_bucket: str | None
     results_prefix: str
     max_images_per_request: int
-    max_decode_bytes: int
     uploads_bucket: str | None
     uploads_prefix: str
     max_upload_bytes: int
     upload_expires_seconds: int
     min_confidence: float | None = None
+    decode_workers: int = 1
+    decode_memory_mb: int = Defaults.DECODE_MEMORY_MB
+    decode_deadline_ms: int = Defaults.DECODE_DEADLINE_MS
+    decode_request_deadline_ms: int = Defaults.DECODE_REQUEST_DEADLINE_MS
+    # What decode workers run ("module:function"); the tests' misbehaving doubles replace it. Not an
+    # environment variable: nothing outside the code that builds the function can choose it.
+    decoder: str = "handler.recognition.imaging:to_pixels"
 
 
 class _Reader:
@@ -116,12 +122,17 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         results_bucket=read.optional("RESULTS_BUCKET"),
         results_prefix=read.text("RESULTS_PREFIX", Defaults.RESULTS_PREFIX),
         max_images_per_request=read.integer("MAX_IMAGES_PER_REQUEST", Defaults.MAX_IMAGES_PER_REQUEST),
-        max_decode_bytes=read.integer("MAX_DECODE_BYTES", Defaults.MAX_DECODE_BYTES),
         uploads_bucket=read.optional("UPLOADS_BUCKET"),
         uploads_prefix=read.text("UPLOADS_PREFIX", Defaults.UPLOADS_PREFIX),
         max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", Defaults.MAX_UPLOAD_BYTES),
         upload_expires_seconds=read.integer("UPLOAD_EXPIRES_SECONDS", 300),
         min_confidence=read.fraction("MIN_CONFIDENCE"),
+        decode_workers=read.integer("DECODE_WORKERS", _available_cpus()),
+        decode_memory_mb=read.integer("DECODE_MEMORY_MB", Defaults.DECODE_MEMORY_MB, minimum=128),
+        decode_deadline_ms=read.integer("DECODE_DEADLINE_MS", Defaults.DECODE_DEADLINE_MS, minimum=10),
+        decode_request_deadline_ms=read.integer(
+            "DECODE_REQUEST_DEADLINE_MS", Defaults.DECODE_REQUEST_DEADLINE_MS, minimum=10
+        ),
     )
 
 

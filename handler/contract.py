@@ -57,7 +57,11 @@ class Defaults:
     MAX_IMAGE_BYTES = 6 * 1024 * 1024  # Lambda's 6 MB synchronous payload
     MAX_IMAGE_PIXELS = 40_000_000
     MAX_IMAGES_PER_REQUEST = 16
-    MAX_DECODE_BYTES = 512 * 1024 * 1024
+    # The decode sandbox (handler/recognition/sandbox.py): each image in a worker process with an
+    # address-space cap and a deadline; an API request's images together have a deadline too.
+    DECODE_MEMORY_MB = 512
+    DECODE_DEADLINE_MS = 1000
+    DECODE_REQUEST_DEADLINE_MS = 4000
     MAX_UPLOAD_BYTES = 20 * 1024 * 1024
     UPLOADS_PREFIX = "uploads/"
     RESULTS_PREFIX = "results/"

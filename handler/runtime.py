@@ -12,6 +12,7 @@ from typing import Any
 from handler.config import Settings
 from handler.recognition import memory, model
 from handler.recognition.recognizer import Recognizer
+from handler.recognition.sandbox import DecodeSandbox
 from handler.records.storage import Storage
 
 
@@ -37,16 +38,34 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: Settings, s3_client: Any = None) -> Runtime:
-        """Configure the process and load the model (the cold start)."""
-        memory.configure()  # before any image is decoded: freed memory returns to the OS
+        """The cold start: the decode sandbox first (its processes stay small and never see the
+        model's threads), then the model, verified and warmed up."""
+        sandbox = start_sandbox(settings)
+        memory.configure()  # freed memory returns to the OS
         classifier = model.load_classifier(
             settings.model_dir, settings.backend, settings.threads, settings.precision
         )
-        return cls.with_classifier(settings, classifier, s3_client)
+        return cls.with_classifier(settings, classifier, s3_client, sandbox)
 
     @classmethod
     def with_classifier(
-        cls, settings: Settings, classifier: model.Classifier, s3_client: Any = None
+        cls,
+        settings: Settings,
+        classifier: model.Classifier,
+        s3_client: Any = None,
+        sandbox: DecodeSandbox | None = None,
     ) -> Runtime:
-        """A runtime around an already loaded classifier (tests build many from one model)."""
-        return cls(settings, Recognizer(classifier, settings), Storage(settings, s3_client))
+        """A runtime around an already loaded classifier and, when given, a running sandbox (tests
+        build many runtimes from one model and one sandbox)."""
+        recognizer = Recognizer(classifier, settings, sandbox or start_sandbox(settings))
+        return cls(settings, recognizer, Storage(settings, s3_client))
+
+
+def start_sandbox(settings: Settings) -> DecodeSandbox:
+    """The decode workers these settings ask for."""
+    return DecodeSandbox.start(
+        workers=settings.decode_workers,
+        memory_bytes=settings.decode_memory_mb * 1024 * 1024,
+        deadline_s=settings.decode_deadline_ms / 1000,
+        decoder=settings.decoder,
+    )

@@ -24,6 +24,13 @@ STAGES = ("", "staging", "prod")
 DEPLOYMENTS = ("canary", "linear", "all-at-once")
 PACKAGINGS = ("image", "zip")
 PYTHON_RUNTIMES = ("3.12", "3.13")
+# Lambda's CPU share grows with memory: 1 vCPU at 1,769 MB, up to 6 vCPUs at 10,240 MB.
+MB_PER_VCPU = 1769
+MAX_VCPUS = 6
+# What the function's own process holds besides its decode workers (measured: ~250 MB with litert,
+# ~1.3 GB with TensorFlow), with headroom.
+PARENT_MB = {"litert": 512, "keras": 1536}
+MIN_DECODE_MEMORY_MB, MAX_DECODE_MEMORY_MB = 256, 2048
 
 
 @dataclass(frozen=True)
@@ -100,9 +107,13 @@ class Settings:
     max_image_pixels: int = field(
         default=Defaults.MAX_IMAGE_PIXELS, metadata={"doc": "largest decoded image in pixels"}
     )
-    max_decode_bytes: int = field(
-        default=Defaults.MAX_DECODE_BYTES,
-        metadata={"doc": "decode memory of one request's images together (MAX_DECODE_BYTES)"},
+    decode_deadline_ms: int = field(
+        default=Defaults.DECODE_DEADLINE_MS,
+        metadata={"doc": "one image's decode deadline in its sandbox worker (DECODE_DEADLINE_MS)"},
+    )
+    decode_request_deadline_ms: int = field(
+        default=Defaults.DECODE_REQUEST_DEADLINE_MS,
+        metadata={"doc": "an API request's images together (DECODE_REQUEST_DEADLINE_MS)"},
     )
     allowed_origins: str = field(
         default=Defaults.ALLOWED_ORIGINS, metadata={"doc": "CORS origins, comma-separated"}
@@ -192,9 +203,35 @@ class Settings:
             raise ValueError("backfill_max_batch_bytes must be between 1 and 262144 (Step Functions' limit)")
         if not 0 <= self.backfill_tolerated_failure_percent <= 100:
             raise ValueError("backfill_tolerated_failure_percent must be between 0 and 100")
+        if self.decode_request_deadline_ms >= self.api_timeout_seconds * 1000:
+            raise ValueError("decode_request_deadline_ms must be shorter than api_timeout_seconds")
+        if self.memory_size - PARENT_MB[self.model_backend] < MIN_DECODE_MEMORY_MB * self.decode_workers:
+            raise ValueError(
+                f"memory_size {self.memory_size} MB leaves too little for the decode workers: "
+                f"give it at least {PARENT_MB[self.model_backend] + MIN_DECODE_MEMORY_MB} MB"
+            )
         digits = str(self.waf_max_content_length)
         if digits.strip("0") != digits[0]:
             raise ValueError("waf_max_content_length must be one digit followed by zeros, e.g. 7000000")
+
+    @property
+    def decode_workers(self) -> int:
+        """Decode workers: one per vCPU Lambda gives this memory size (1 vCPU per 1,769 MB, 6 at
+        most), so a batch decodes on every core (DECODE_WORKERS)."""
+        return min(MAX_VCPUS, max(1, round(self.memory_size / MB_PER_VCPU)))
+
+    @property
+    def decode_memory_mb(self) -> int:
+        """Each worker's address-space cap (DECODE_MEMORY_MB): what the function's memory leaves
+        after the parent's share (the model, the runtime, a request's bytes: ``PARENT_MB``; TensorFlow
+        for the keras backend), split between the workers, at most ``MAX_DECODE_MEMORY_MB``. So the
+        parent and every worker at its cap fit in the function's memory together, and Lambda never
+        kills the function for one image."""
+        parent = PARENT_MB[self.model_backend]
+        return max(
+            MIN_DECODE_MEMORY_MB,
+            min(MAX_DECODE_MEMORY_MB, (self.memory_size - parent) // self.decode_workers),
+        )
 
     def _check_delivery(self) -> None:
         for name, value, allowed in (

@@ -83,12 +83,24 @@ def classifier():
 
 
 @pytest.fixture(scope="session")
-def configure(classifier, s3_client) -> Callable[..., object]:
+def sandbox():
+    """The decode sandbox with its default settings, started once for the session (the functions
+    ``configure`` builds share it: tests run one event at a time)."""
+    from handler import config
+    from handler.runtime import start_sandbox
+
+    with start_sandbox(config.read_settings({"MODEL_DIR": str(MODEL_DIR)})) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def configure(classifier, s3_client, sandbox) -> Callable[..., object]:
     """The one way tests configure the function: ``configure(uploads_bucket="b", s3_client=c)``.
 
     Settings are the defaults (as Lambda would read them with no variables set) plus the given
     overrides; the S3 client is the session's moto one unless another is given; ``model`` serves
-    another loaded classifier (a trained one) instead of the session's ImageNet model.
+    another loaded classifier (a trained one) instead of the session's ImageNet model; ``sandbox``
+    another decode sandbox (its own limits or decoder) instead of the session's.
     """
     from handler import config
     from handler.function import Function
@@ -96,9 +108,9 @@ def configure(classifier, s3_client) -> Callable[..., object]:
 
     defaults = config.read_settings({"MODEL_DIR": str(MODEL_DIR)})
 
-    def build(s3_client=s3_client, model=None, **overrides) -> Function:
+    def build(s3_client=s3_client, model=None, sandbox=sandbox, **overrides) -> Function:
         settings = dataclasses.replace(defaults, **overrides)
-        return Function(Runtime.with_classifier(settings, model or classifier, s3_client))
+        return Function(Runtime.with_classifier(settings, model or classifier, s3_client, sandbox))
 
     return build
 

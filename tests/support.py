@@ -81,7 +81,11 @@ def local_site(configure, stage: str | None = None, uploads: bool = False, **ove
             raise ValueError("uploads=True serves the session's model: its worker needs a copy of its own")
         function = configure(s3_client=local.client, uploads_bucket=local.bucket, **overrides)
         worker = configure(
-            s3_client=local.client, uploads_bucket=local.bucket, model=worker_classifier(), **overrides
+            s3_client=local.client,
+            uploads_bucket=local.bucket,
+            model=worker_classifier(),
+            sandbox=worker_sandbox(),
+            **overrides,
         )
         local.notify(worker.s3_handler)
     else:
@@ -101,6 +105,15 @@ def worker_classifier():
     from handler.recognition import model
 
     return model.load_classifier(MODEL_DIR, "litert", threads=os.cpu_count() or 1)
+
+
+@functools.cache
+def worker_sandbox():
+    """A second decode sandbox, for that worker function (a sandbox serves one event at a time)."""
+    from handler import config
+    from handler.runtime import start_sandbox
+
+    return start_sandbox(config.read_settings({"MODEL_DIR": str(MODEL_DIR)}))
 
 
 def s3_client_for(endpoint: str, secret: str = "testing"):

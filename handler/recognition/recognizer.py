@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +19,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from handler.config import Settings
 from handler.recognition import imaging
-from handler.recognition.decoding import decode_within_budget, open_each
 from handler.recognition.errors import Refusal
 from handler.recognition.model import Classifier, Prediction
+from handler.recognition.sandbox import DecodeSandbox
 
 logger = Logger(child=True)
 tracer = Tracer()
@@ -53,13 +52,13 @@ def answer_for(predictions: list[Prediction], min_confidence: float | None) -> d
 
 
 class Recognizer:
-    """The loaded model and the settings it serves under; built once where the function starts."""
+    """The loaded model, the decode sandbox and the settings they serve under; built once where the
+    function starts. A batch decodes in parallel, one image per sandbox worker at a time."""
 
-    def __init__(self, classifier: Classifier, settings: Settings) -> None:
+    def __init__(self, classifier: Classifier, settings: Settings, sandbox: DecodeSandbox) -> None:
         self.classifier = classifier
         self.settings = settings
-        # Pillow releases the GIL while decoding: a batch decodes on every CPU Lambda gives us.
-        self._decoders = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="decode")
+        self.sandbox = sandbox
 
     def limits(self, max_bytes: int | None = None) -> imaging.DecodeLimits:
         """The API's limits, or ``max_bytes`` instead (S3 objects are not bound by Lambda's payload)."""
@@ -73,14 +72,15 @@ class Recognizer:
         images: Sequence[bytes | Refusal],
         top_k: int,
         max_bytes: int | None = None,
-        queue_over_budget: bool = False,
+        request_deadline: bool = True,
     ) -> list[ImageResult]:
         """Classify each image in one model call; failures (given or found) are returned in place.
 
-        Over the decode memory budget, raise ``PayloadTooLarge`` (an API request), or with
-        ``queue_over_budget`` decode in waves (a worker batch, the CLI).
+        Each image has the decode deadline; with ``request_deadline`` (an API request) the images
+        together have ``DECODE_REQUEST_DEADLINE_MS`` too. Without it (stored objects, the CLI), one
+        slow image costs its own deadline only.
         """
-        decoded, decode_ms = self._preprocess(images, self.limits(max_bytes), queue_over_budget)
+        decoded, decode_ms = self._preprocess(images, self.limits(max_bytes), request_deadline)
         arrays = [item for item in decoded if isinstance(item, np.ndarray)]
         ranked: list[list[Prediction]] = []
         if arrays:
@@ -95,18 +95,22 @@ class Recognizer:
         return result.predictions or []
 
     def _preprocess(
-        self, images: Sequence[bytes | Refusal], bounds: imaging.DecodeLimits, queue_over_budget: bool
+        self, images: Sequence[bytes | Refusal], bounds: imaging.DecodeLimits, request_deadline: bool
     ) -> tuple[list[np.ndarray | Refusal], float]:
-        for data in images:  # here, not in the decoder threads: the metric set is not thread-safe
+        for data in images:
             if isinstance(data, bytes):
                 metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
         started = time.perf_counter()
-        opened = open_each(images, bounds)  # headers only: milliseconds
-        decoded = decode_within_budget(
-            opened, self.settings.max_decode_bytes, queue_over_budget, self._decoders
-        )
+        replaced = self.sandbox.replaced
+        batch_deadline = self.settings.decode_request_deadline_ms / 1000 if request_deadline else None
+        pixels = self.sandbox.decode(images, bounds, batch_deadline)
+        decoded = [item if isinstance(item, Refusal) else imaging.scale(item) for item in pixels]
         decode_ms = (time.perf_counter() - started) * 1000
         metrics.add_metric(name="DecodeMs", unit=MetricUnit.Milliseconds, value=decode_ms)
+        if self.sandbox.replaced > replaced:  # killed at the deadline, over the memory cap, or crashed
+            metrics.add_metric(
+                name="DecodeWorkersReplaced", unit=MetricUnit.Count, value=self.sandbox.replaced - replaced
+            )
         return decoded, decode_ms
 
     def _inference(self, batch: np.ndarray, top_k: int, decode_ms: float) -> list[list[Prediction]]:

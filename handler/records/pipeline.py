@@ -123,7 +123,7 @@ def process(runtime: Runtime, objects: Iterable[S3Object], force: bool = False) 
                 list(downloaded.values()),
                 settings.default_top_k,
                 settings.max_upload_bytes,
-                queue_over_budget=True,
+                request_deadline=False,
             )
             if downloaded
             else []

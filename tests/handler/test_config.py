@@ -15,7 +15,11 @@ def test_defaults_with_no_variables_set() -> None:
     assert settings.backend == Defaults.MODEL_BACKEND
     assert settings.max_image_bytes == Defaults.MAX_IMAGE_BYTES == 6 * 1024 * 1024
     assert settings.max_image_pixels == Defaults.MAX_IMAGE_PIXELS
-    assert settings.max_decode_bytes == Defaults.MAX_DECODE_BYTES
+    assert settings.decode_memory_mb == Defaults.DECODE_MEMORY_MB
+    assert settings.decode_deadline_ms == Defaults.DECODE_DEADLINE_MS
+    assert settings.decode_request_deadline_ms == Defaults.DECODE_REQUEST_DEADLINE_MS
+    assert settings.decode_workers >= 1
+    assert settings.decoder == "handler.recognition.imaging:to_pixels"
     assert (settings.default_top_k, settings.max_top_k) == (5, 20)
     assert settings.allowed_origins == ("*",)
     assert settings.uploads_bucket is None and settings.results_bucket is None
@@ -44,7 +48,10 @@ def test_every_variable_is_read() -> None:
             "RESULTS_BUCKET": "results-bucket",
             "RESULTS_PREFIX": "out/",
             "MAX_IMAGES_PER_REQUEST": "4",
-            "MAX_DECODE_BYTES": "3000",
+            "DECODE_WORKERS": "3",
+            "DECODE_MEMORY_MB": "700",
+            "DECODE_DEADLINE_MS": "250",
+            "DECODE_REQUEST_DEADLINE_MS": "900",
             "UPLOADS_BUCKET": "uploads-bucket",
             "UPLOADS_PREFIX": "in/",
             "MAX_UPLOAD_BYTES": "5000",
@@ -64,12 +71,15 @@ def test_every_variable_is_read() -> None:
         results_bucket="results-bucket",
         results_prefix="out/",
         max_images_per_request=4,
-        max_decode_bytes=3000,
         uploads_bucket="uploads-bucket",
         uploads_prefix="in/",
         max_upload_bytes=5000,
         upload_expires_seconds=60,
         min_confidence=0.6,
+        decode_workers=3,
+        decode_memory_mb=700,
+        decode_deadline_ms=250,
+        decode_request_deadline_ms=900,
     )
 
 

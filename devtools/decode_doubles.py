@@ -1,0 +1,35 @@
+"""Decoders that misbehave on purpose, for the sandbox's tests and ``make hostile``: they run inside
+the decode workers in place of ``imaging.to_pixels`` and prove the OS limits hold whatever the
+format (dev only: the function's settings name its decoder, no request or variable can).
+
+Bytes starting with ``HANG`` never return, ``ALLOCATE`` allocate without bound, ``CRASH`` segfault
+the worker, ``SLOW<ms>`` sleep that long first; anything else decodes normally.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import time
+
+from handler.recognition import imaging
+
+PATH = "devtools.decode_doubles:decode"
+HANG, ALLOCATE, CRASH = b"HANG", b"ALLOCATE", b"CRASH"
+
+
+def decode(data: bytes, limits: imaging.DecodeLimits):
+    if data.startswith(HANG):
+        while True:
+            time.sleep(3600)
+    if data.startswith(ALLOCATE):
+        held = []
+        while True:
+            held.append(bytearray(64 * 1024 * 1024))  # touched: counts as memory, not only address space
+    if data.startswith(CRASH):
+        ctypes.string_at(0)  # SIGSEGV in C, as a decoder bug would
+    slow = re.match(rb"SLOW(\d+)", data)
+    if slow:
+        time.sleep(int(slow.group(1)) / 1000)
+        data = data[slow.end() :]
+    return imaging.to_pixels(data, limits)
