@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import send_handle
+from pathlib import Path
 
 import numpy as np
 
@@ -76,6 +77,15 @@ class Worker:
         self.connection.close()
 
 
+def peak_rss_kb(pid: int) -> int:
+    """A process's peak resident memory (``VmHWM``), 0 when it is gone or not on Linux."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+
+
 def _refusal(header: dict) -> Refusal:
     """A worker's refusal, checked: a known status and code, a bounded message."""
     kind = REFUSALS.get(header.get("status"))  # type: ignore[arg-type]
@@ -109,6 +119,8 @@ class DecodeSandbox:
         self._control: Connection | None = None
         self._workers: list[Worker] = []
         self.replaced = 0  # workers killed or lost and replaced so far (tests and logs read it)
+        self.peak_worker_kb = 0  # the most resident memory a replaced worker had held (Linux)
+        self._crashed: set[int] = set()
 
     @classmethod
     def start(
@@ -161,7 +173,17 @@ class DecodeSandbox:
                 theirs.close()
         raise AssertionError("unreachable")
 
+    def _alive(self, worker: Worker) -> Worker:
+        """``worker``, or a fresh one if it died while idle (killed from outside, or lost in a
+        SnapStart restore): an idle worker never writes, so anything to read means its end closed."""
+        try:
+            gone = worker.connection.poll(0)
+        except OSError:
+            gone = True
+        return self._replace(worker) if gone else worker
+
     def _replace(self, worker: Worker) -> Worker:
+        self.peak_worker_kb = max(self.peak_worker_kb, peak_rss_kb(worker.pid))
         worker.kill()
         self.replaced += 1
         fresh = self._fork()
@@ -181,6 +203,7 @@ class DecodeSandbox:
             item if isinstance(item, Refusal) else None for item in images
         ]
         waiting = deque(index for index, item in enumerate(images) if not isinstance(item, Refusal))
+        self._crashed: set[int] = set()  # images whose worker died once: tried again, once
         idle = list(self._workers)
         busy: dict[Connection, tuple[Worker, int, float]] = {}
         header = {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels}
@@ -191,15 +214,11 @@ class DecodeSandbox:
                 if batch_ends is not None and time.monotonic() >= batch_ends:
                     results[index] = too_costly("and the rest of its request took too long")
                     continue
-                worker = idle.pop()
-                try:
-                    worker.connection.send_bytes(pack(header, images[index]))  # type: ignore[arg-type]
-                except OSError:  # died since its last image (or a SnapStart restore): replace, retry
-                    worker = self._replace(worker)
-                    worker.connection.send_bytes(pack(header, images[index]))  # type: ignore[arg-type]
+                worker = self._alive(idle.pop())
+                worker.connection.send_bytes(pack(header, images[index]))  # type: ignore[arg-type]
                 busy[worker.connection] = (worker, index, time.monotonic() + self.deadline_s)
             if busy:
-                idle.extend(self._collect(busy, results, batch_ends))
+                idle.extend(self._collect(busy, results, batch_ends, waiting))
         return results  # type: ignore[return-value]
 
     def _collect(
@@ -207,9 +226,11 @@ class DecodeSandbox:
         busy: dict[Connection, tuple[Worker, int, float]],
         results: list,
         batch_ends: float | None,
+        waiting: deque[int],
     ) -> list[Worker]:
         """Wait for the first answer or deadline; return the workers free again (fresh ones for
-        those killed or lost)."""
+        those killed or lost). An image whose worker died is tried once more on a fresh worker (a
+        worker killed from outside must not fail a good photo); a second death refuses it."""
         first_deadline = min(ends for _, _, ends in busy.values())
         if batch_ends is not None:
             first_deadline = min(first_deadline, batch_ends)
@@ -220,7 +241,12 @@ class DecodeSandbox:
             try:
                 results[index], retire = _pixels(connection.recv_bytes())  # type: ignore[union-attr]
             except (EOFError, OSError, ValueError):  # it died (a crash, the memory cap) or garbled
-                results[index], retire = too_costly("stopped its decoder"), True
+                if index in self._crashed:
+                    results[index] = too_costly("stopped its decoder")
+                else:
+                    self._crashed.add(index)
+                    waiting.appendleft(index)
+                retire = True
             freed.append(self._replace(worker) if retire else worker)
         now = time.monotonic()
         for connection, (worker, index, ends) in list(busy.items()):
@@ -243,6 +269,16 @@ class DecodeSandbox:
                 self._zygote.kill()
             self._zygote.wait(timeout=10)
             self._zygote = None
+
+    def peaks_kb(self) -> dict[str, int]:
+        """Peak resident memory of the sandbox's processes: the zygote, the busiest live worker and
+        the busiest replaced one (``make hostile`` adds them to the function's own)."""
+        live = max((peak_rss_kb(worker.pid) for worker in self._workers), default=0)
+        zygote = peak_rss_kb(self._zygote.pid) if self._zygote is not None else 0
+        return {"zygote": zygote, "worker": max(live, self.peak_worker_kb)}
+
+    def pids(self) -> list[int]:
+        return [worker.pid for worker in self._workers]
 
     def close(self) -> None:
         """Kill every worker and the zygote."""
