@@ -1,23 +1,31 @@
 """A folder of labelled photos (one sub-folder per class) -> checked, split, decoded arrays.
 
-Photos are decoded by the serving code (``handler.recognition.imaging``), so training and serving cannot
-preprocess differently. Every problem a person can fix is a ``DatasetError`` with a message that
-says what to do; unreadable files are listed and skipped, never fatal.
+Photos are decoded by the serving code in its decode sandbox (``handler.recognition.sandbox``:
+worker processes under a memory cap and a deadline), so training and serving cannot preprocess
+differently, and a hostile file in a dataset costs no more than it would cost the API. Every
+problem a person can fix is a ``DatasetError`` with a message that says what to do; unreadable
+files (and files over the size limit, refused by their size unread) are listed and skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from handler.recognition import imaging
-from handler.recognition.errors import Refusal
+from handler.recognition.errors import Code, Refusal, Unprocessable, check_image_size
+from handler.recognition.sandbox import DecodeSandbox
 
 MIN_IMAGES_PER_CLASS = 5
 LIMITS = imaging.DecodeLimits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
+# Your own photos: a generous deadline and memory cap per photo (a slow disk, a 40 MP scan).
+DECODE_DEADLINE_S = 10.0
+DECODE_MEMORY_BYTES = 1024 * 1024 * 1024
+CHUNK = 32  # photos read and decoded together (the sandbox's workers take them in parallel)
 
 
 class DatasetError(ValueError):
@@ -72,25 +80,49 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
+def sandbox() -> DecodeSandbox:
+    """Decode workers for a dataset: one per CPU."""
+    return DecodeSandbox.start(len(os.sched_getaffinity(0)), DECODE_MEMORY_BYTES, DECODE_DEADLINE_S)
+
+
+def _read(files: list[tuple[int, Path]]) -> list[bytes | Refusal]:
+    """Each file's bytes; one over the size limit is refused by its size, never read."""
+    read: list[bytes | Refusal] = []
+    for _, path in files:
+        try:
+            check_image_size(path.stat().st_size, LIMITS.max_bytes)
+            read.append(path.read_bytes())
+        except Refusal as error:
+            read.append(error)
+        except OSError:
+            read.append(Unprocessable("The file cannot be read.", Code.CORRUPT_IMAGE))
+    return read
+
+
 def load(root: Path, progress: bool = True) -> Dataset:
     """Decode every photo under ``root``; skip (and list) what is not a readable image."""
     folders = class_folders(root)
     images, labels, paths, skipped = [], [], [], []
     files = [(index, path) for index, folder in enumerate(folders) for path in sorted(folder.rglob("*"))]
     files = [(index, path) for index, path in files if path.is_file() and not path.name.startswith(".")]
-    iterator = files
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(files, desc=f"decoding {root.name}", unit="photo")
-    for index, path in iterator:
-        try:
-            images.append(imaging.to_array(path.read_bytes(), LIMITS))
-        except Refusal as error:
-            skipped.append((path.relative_to(root).as_posix(), error.message))
-            continue
-        labels.append(index)
-        paths.append(path)
+        iterator = tqdm(total=len(files), desc=f"decoding {root.name}", unit="photo")
+    with sandbox() as decoder:
+        for start in range(0, len(files), CHUNK):
+            chunk = files[start : start + CHUNK]
+            for (index, path), decoded in zip(chunk, decoder.decode(_read(chunk), LIMITS), strict=True):
+                if isinstance(decoded, Refusal):
+                    skipped.append((path.relative_to(root).as_posix(), decoded.message))
+                    continue
+                images.append(imaging.scale(decoded))
+                labels.append(index)
+                paths.append(path)
+            if progress:
+                iterator.update(len(chunk))
+    if progress:
+        iterator.close()
     dataset = Dataset(
         root,
         [folder.name for folder in folders],
