@@ -94,6 +94,11 @@ def main(backend: str, portrait_path: str, large_path: str, quick: bool) -> None
         },
         "peak_rss_mb": peak_rss_mb(),
     }
+    if backend == "litert":
+        from bench import sandbox
+
+        photos = {"600x512": small, "12mp": large}
+        result["sandbox"] = sandbox.measure(app, photos, quick, progress)
     print("RESULT " + json.dumps(result), flush=True)
 
 
