@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
 from aws_cdk.assertions import Template
 
 from handler import config
@@ -49,3 +50,42 @@ def test_stack_limits_match_the_handler_defaults(template: Template) -> None:
     assert int(env["DECODE_DEADLINE_MS"]) == defaults.decode_deadline_ms
     assert int(env["DECODE_REQUEST_DEADLINE_MS"]) == defaults.decode_request_deadline_ms
     assert env["RESULTS_PREFIX"] == defaults.results_prefix
+
+
+@pytest.mark.parametrize(
+    ("memory", "backend", "workers", "cap"),
+    [
+        (2048, "litert", 1, 1536),
+        (3538, "litert", 2, 1513),
+        (10240, "litert", 6, 1621),
+        (3538, "keras", 2, 1001),
+    ],
+)
+def test_decode_workers_and_caps_follow_the_memory_size(memory, backend, workers, cap) -> None:
+    """One worker per vCPU; the function's own share plus every worker at its cap fit in its memory."""
+    from infra.settings import PARENT_MB, Settings
+
+    settings = Settings(memory_size=memory, model_backend=backend)
+    assert (settings.decode_workers, settings.decode_memory_mb) == (workers, cap)
+    assert PARENT_MB[backend] + workers * cap <= memory
+
+
+def test_too_little_memory_for_the_decode_workers_fails_the_synth() -> None:
+    from infra.settings import Settings
+
+    with pytest.raises(ValueError, match="leaves too little for the decode workers"):
+        Settings(memory_size=700)
+
+
+def test_the_stack_gives_the_functions_their_decode_settings(template: Template) -> None:
+    from infra.settings import Settings
+
+    settings = Settings()
+    for function in functions(template).values():
+        env = function["Properties"]["Environment"]["Variables"]
+        assert int(env["DECODE_WORKERS"]) == settings.decode_workers
+        assert int(env["DECODE_MEMORY_MB"]) == settings.decode_memory_mb
+        assert (
+            int(function["Properties"]["MemorySize"])
+            >= 512 + settings.decode_workers * settings.decode_memory_mb
+        )
