@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 
 from handler.config import Settings  # noqa: E402
 from handler.http.api import Api  # noqa: E402
+from handler.recognition.sandbox import DecodeSandbox  # noqa: E402
 from handler.records import bulk, notifications  # noqa: E402
 from handler.runtime import Runtime  # noqa: E402
 
@@ -66,8 +67,11 @@ class Function:
         self.bulk_handler = bulk_handler
 
     @classmethod
-    def start(cls, settings: Settings, s3_client: Any = None) -> Function:
-        """The cold start: configure the process, verify and load the model, warm it up."""
-        function = cls(Runtime.start(settings, s3_client))
+    def start(
+        cls, settings: Settings, s3_client: Any = None, sandbox: DecodeSandbox | None = None
+    ) -> Function:
+        """The cold start: the decode sandbox (``sandbox`` when already launched), the model
+        verified, loaded and warmed up."""
+        function = cls(Runtime.start(settings, s3_client, sandbox))
         logger.info("model ready", extra={"model": function.runtime.recognizer.classifier.info.to_dict()})
         return function

@@ -37,15 +37,18 @@ class Runtime:
         return min(self.settings.default_top_k, classes), min(self.settings.max_top_k, classes)
 
     @classmethod
-    def start(cls, settings: Settings, s3_client: Any = None) -> Runtime:
+    def start(
+        cls, settings: Settings, s3_client: Any = None, sandbox: DecodeSandbox | None = None
+    ) -> Runtime:
         """The cold start: the decode sandbox first (its processes stay small and never see the
-        model's threads), then the model, verified and warmed up."""
-        sandbox = start_sandbox(settings)
+        model's threads; ``handler.app`` launches it before its imports), then the model, verified
+        and warmed up while the sandbox boots, then the sandbox's workers."""
+        sandbox = sandbox or DecodeSandbox.for_settings(settings)
         memory.configure()  # freed memory returns to the OS
         classifier = model.load_classifier(
             settings.model_dir, settings.backend, settings.threads, settings.precision
         )
-        return cls.with_classifier(settings, classifier, s3_client, sandbox)
+        return cls.with_classifier(settings, classifier, s3_client, sandbox.ready())
 
     @classmethod
     def with_classifier(
@@ -62,10 +65,5 @@ class Runtime:
 
 
 def start_sandbox(settings: Settings) -> DecodeSandbox:
-    """The decode workers these settings ask for."""
-    return DecodeSandbox.start(
-        workers=settings.decode_workers,
-        memory_bytes=settings.decode_memory_mb * 1024 * 1024,
-        deadline_s=settings.decode_deadline_ms / 1000,
-        decoder=settings.decoder,
-    )
+    """The decode workers these settings ask for, ready."""
+    return DecodeSandbox.for_settings(settings).ready()

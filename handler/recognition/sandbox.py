@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from handler.config import Settings
 from handler.recognition.errors import (
     BadRequest,
     Code,
@@ -126,13 +127,41 @@ class DecodeSandbox:
     def start(
         cls, workers: int, memory_bytes: int, deadline_s: float, decoder: str = DEFAULT_DECODER
     ) -> DecodeSandbox:
-        """Start the zygote and the workers (before the model loads: both stay small)."""
+        """Start the zygote and the workers, and wait until they are ready."""
+        return cls.launch(workers, memory_bytes, deadline_s, decoder).ready()
+
+    @classmethod
+    def launch(
+        cls, workers: int, memory_bytes: int, deadline_s: float, decoder: str = DEFAULT_DECODER
+    ) -> DecodeSandbox:
+        """Start the zygote without waiting for it: it boots (a fresh interpreter importing Pillow
+        and numpy) while the function imports the rest and loads the model. ``ready`` finishes."""
         sandbox = cls(workers, memory_bytes, deadline_s, decoder)
-        sandbox._start_zygote()
-        sandbox._workers = [sandbox._fork() for _ in range(sandbox.size)]
+        sandbox._launch_zygote()
         return sandbox
 
+    @classmethod
+    def for_settings(cls, settings: Settings) -> DecodeSandbox:
+        """Launched (not yet ready) with the function's decode settings."""
+        return cls.launch(
+            workers=settings.decode_workers,
+            memory_bytes=settings.decode_memory_mb * 1024 * 1024,
+            deadline_s=settings.decode_deadline_ms / 1000,
+            decoder=settings.decoder,
+        )
+
+    def ready(self) -> DecodeSandbox:
+        """Wait for the zygote, then fork the workers (idempotent)."""
+        if not self._workers:
+            self._await_zygote()
+            self._workers = [self._fork() for _ in range(self.size)]
+        return self
+
     def _start_zygote(self) -> None:
+        self._launch_zygote()
+        self._await_zygote()
+
+    def _launch_zygote(self) -> None:
         ours, theirs = socket.socketpair()
         environment = {**os.environ, **WORKER_ENVIRONMENT, "PYTHONPATH": os.pathsep.join(sys.path)}
         command = [sys.executable, "-m", "handler.recognition.sandbox_worker"]
@@ -145,6 +174,9 @@ class DecodeSandbox:
         )
         theirs.close()
         self._control = Connection(ours.detach())
+
+    def _await_zygote(self) -> None:
+        assert self._control is not None
         if not self._control.poll(START_TIMEOUT_S):
             raise SandboxError("the decode sandbox did not start")
         try:
