@@ -154,9 +154,16 @@ def cases() -> tuple[Case, ...]:
             "unsupported_image_type",
         ),
         Case(
-            "heic",
+            "heic-header-only",
             b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 64,
             "image/heic",
+            422,
+            "corrupt_image",
+        ),
+        Case(
+            "mp4-as-octet-stream",
+            b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isommp41" + b"\0" * 64,
+            "application/octet-stream",
             415,
             "unsupported_image_type",
         ),

@@ -4,6 +4,8 @@ format (dev only: the function's settings name its decoder, no request or variab
 
 Bytes starting with ``HANG`` never return, ``ALLOCATE`` allocate without bound, ``CRASH`` segfault
 the worker, ``SLOW<ms>`` sleep that long first; anything else decodes normally.
+``without_pixel_decoding`` is ``to_pixels`` with Pillow's pixel decoders switched off: an image that
+a test expects refused from its header alone answers 422 instead if any decoder ran.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import ctypes
 import re
 import time
 
+from PIL import ImageFile
+
 from handler.recognition import imaging
 
 PATH = "devtools.decode_doubles:decode"
+WITHOUT_PIXEL_DECODING = "devtools.decode_doubles:without_pixel_decoding"
 HANG, ALLOCATE, CRASH = b"HANG", b"ALLOCATE", b"CRASH"
 
 
@@ -33,3 +38,16 @@ def decode(data: bytes, limits: imaging.DecodeLimits):
         time.sleep(int(slow.group(1)) / 1000)
         data = data[slow.end() :]
     return imaging.to_pixels(data, limits)
+
+
+def _no_pixels(self, *args, **kwargs):
+    raise RuntimeError(f"the {self.format} pixel decoder ran")
+
+
+def without_pixel_decoding(data: bytes, limits: imaging.DecodeLimits):
+    load = ImageFile.ImageFile.load
+    ImageFile.ImageFile.load = _no_pixels  # in this worker only
+    try:
+        return imaging.to_pixels(data, limits)
+    finally:
+        ImageFile.ImageFile.load = load

@@ -25,9 +25,24 @@ UPLOAD_EXTENSIONS = {
     "image/webp": "webp",
     "image/bmp": "bmp",
     "image/tiff": "tiff",
+    "image/avif": "avif",
+    "image/heic": "heic",
+    "image/heif": "heif",
 }
 # Key suffixes that are images (the S3 notification filters; S3 filters are case-sensitive).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".gif",
+    ".webp",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".avif",
+    ".heic",
+    ".heif",
+)
 
 # Every route the function answers (API Gateway paths; ``{name}`` is a path parameter). The stack
 # creates exactly these on either API type; a test holds the function's router to the same list.

@@ -27,7 +27,7 @@ DESCRIPTION = (
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 PREDICT_REQUEST_BODY: dict[str, Any] = {
     "required": True,
-    "description": "One image (JPEG, PNG, GIF, WebP, BMP or TIFF) in any of these encodings.",
+    "description": "One image (JPEG, PNG, GIF, WebP, BMP, TIFF, AVIF or HEIC) in any of these encodings.",
     "content": {
         "multipart/form-data": {
             "schema": {

@@ -1,7 +1,7 @@
 """Grouping work within a byte budget: the one rule for "how much may be held at once".
 
-Used wherever a batch could otherwise hold too much: decoding images (each image's estimated peak
-decode memory) and the bulk worker (each listed object's size).
+Used wherever a batch could otherwise hold too much: the bulk worker groups listed objects by size
+(decoding needs no such budget: each image is held to its sandbox worker's memory cap).
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ class Code(StrEnum):
     IMAGE_TOO_LARGE = "image_too_large"
     IMAGE_TOO_MANY_PIXELS = "image_too_many_pixels"
     IMAGE_TOO_COSTLY = "image_too_costly"
-    REQUEST_TOO_MANY_PIXELS = "request_too_many_pixels"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     UNSUPPORTED_IMAGE_TYPE = "unsupported_image_type"
     CORRUPT_IMAGE = "corrupt_image"

@@ -1,8 +1,8 @@
 """The one road every image travels: bytes -> pixels -> one batched model call -> ranked labels.
 
 The API (one image or a batch), the records pipeline and the CLI all call ``Recognizer.classify``;
-none decodes or runs the model itself. Stages, each timed: *preprocess* reads every header and
-holds the batch to the memory budget, then decodes (``decoding``); *inference* is one model call
+none decodes or runs the model itself. Stages, each timed: *preprocess* decodes each image in the
+decode sandbox's worker processes (``sandbox``), the batch across them; *inference* is one model call
 (``model``); *postprocess* puts each answer back in its slot. A bad image fails alone: its slot
 holds the ``Refusal``, the others are classified in the same model call.
 """

@@ -26,7 +26,7 @@ from multiprocessing.reduction import recv_handle
 import numpy as np
 
 from handler.recognition.errors import Code, Refusal
-from handler.recognition.imaging import DecodeLimits
+from handler.recognition.imaging import DecodeLimits, register_decoders
 
 HEADER = struct.Struct("!I")  # the JSON header's length, before the header and the payload
 Decoder = Callable[[bytes, object], np.ndarray]
@@ -119,6 +119,7 @@ def main(argv: list[str]) -> int:
     control = Connection(fd)
     try:
         decode = load_decoder(decoder)
+        register_decoders()  # AVIF and HEIF too, once, before any fork: every worker shares them
     except Exception as error:  # said once, in the parent's start-up error
         control.send_bytes(pack({"ready": False, "error": f"{type(error).__name__}: {error}"}))
         return 1

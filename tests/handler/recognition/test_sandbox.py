@@ -36,11 +36,11 @@ def doubles() -> Iterator[DecodeSandbox]:
 
 
 def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited process may linger a moment as a zombie: not running)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
-    return Path(f"/proc/{pid}/stat").is_file() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def gone(pid: int) -> bool:
