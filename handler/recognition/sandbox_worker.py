@@ -91,6 +91,12 @@ def become_worker(fd: int, decode: Decoder, memory_bytes: int) -> None:
     """In the forked child: limits first, then the loop; never returns into the zygote's code."""
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # Nothing a decoder prints reaches the function's logs (libtiff's warnings, or whatever a
+        # subverted decoder would write); its answers are the socket's, checked by the parent.
+        quiet = os.open(os.devnull, os.O_RDWR)
+        for stream in (0, 1, 2):
+            os.dup2(quiet, stream)
+        os.close(quiet)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         serve_images(Connection(fd), decode)
