@@ -103,7 +103,7 @@ def _pixels(frame: bytes) -> tuple[np.ndarray | Refusal, bool]:
         if header.get("shape") != list(PIXELS_SHAPE) or len(payload) != PIXELS_BYTES:
             raise ValueError("answer of the wrong shape")
         return np.frombuffer(payload, dtype=np.uint8).reshape(PIXELS_SHAPE).copy(), False
-    return _refusal(header), header.get("status") == 413 and header.get("code") == Code.IMAGE_TOO_COSTLY
+    return _refusal(header), header.get("retire") is True  # after a MemoryError or a decoder bug
 
 
 class DecodeSandbox:

@@ -66,10 +66,12 @@ def _answer(decode: Decoder, header: dict, data: bytes) -> tuple[bytes, bool]:
         return pack({"ok": False, **refusal}), False
     except MemoryError:  # the address-space cap: answer, then make way for a fresh worker
         message = "Decoding this image needs more memory than the service gives one image."
-        return pack({"ok": False, "status": 413, "code": Code.IMAGE_TOO_COSTLY, "message": message}), True
+        refusal = {"status": 413, "code": Code.IMAGE_TOO_COSTLY, "message": message}
+        return pack({"ok": False, **refusal, "retire": True}), True
     except Exception:  # a decoder bug on odd input: the image's fault, not the service's
         message = "The image cannot be decoded."
-        return pack({"ok": False, "status": 422, "code": Code.CORRUPT_IMAGE, "message": message}), True
+        refusal = {"status": 422, "code": Code.CORRUPT_IMAGE, "message": message}
+        return pack({"ok": False, **refusal, "retire": True}), True
     return pack({"ok": True, "shape": list(pixels.shape)}, pixels.tobytes()), False
 
 

@@ -205,3 +205,13 @@ def test_stored_objects_each_pay_their_own_deadline(app, s3_client, grace_hopper
     batch = {"Items": items, "BatchInput": {"bucket": bucket, "force": True}}
     summary = app.bulk_handler(batch, LocalContext())
     assert (summary["classified"], summary["error_records"]) == (2, 3)
+
+
+def test_a_refused_image_keeps_its_worker(doubles) -> None:
+    """Refusals are answers, not failures: no worker is replaced for them (forks are for the lost)."""
+    from devtools import hostile
+
+    before, pids = doubles.replaced, doubles.pids()
+    results = doubles.decode([b"not an image", hostile.png_zeros(), b""], LIMITS)
+    assert [r.code for r in results] == [Code.UNSUPPORTED_IMAGE_TYPE, Code.IMAGE_TOO_COSTLY, Code.EMPTY_IMAGE]
+    assert (doubles.replaced, doubles.pids()) == (before, pids)
