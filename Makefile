@@ -162,7 +162,7 @@ layers: model ## zip packaging without Docker: runtime + model layers and the co
 fuzz: model ## property-based fuzzing of the API handler: 10,000 examples
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handler/http/test_fuzz.py --hypothesis-show-statistics
 
-hostile: model ## decode time and memory of each hostile input, in fresh processes: writes build/bench/reliability.md (WRITE_DOCS=1: docs/)
+hostile: model ## every hostile input and misbehaving decoder through both event versions, each in a fresh function: time, whole-function memory; writes build/bench/reliability.md (WRITE_DOCS=1: docs/)
 	$(PY) -m bench.hostile $(DOCS_FLAG) $(HOSTILE_ARGS)
 
 load: model ## load and soak the local server (2,000 requests, 16 at a time): writes build/bench/reliability.md (WRITE_DOCS=1: docs/)
