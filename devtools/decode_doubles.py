@@ -3,7 +3,9 @@ the decode workers in place of ``imaging.to_pixels`` and prove the OS limits hol
 format (dev only: the function's settings name its decoder, no request or variable can).
 
 Bytes starting with ``HANG`` never return, ``ALLOCATE`` allocate without bound, ``CRASH`` segfault
-the worker, ``SLOW<ms>`` sleep that long first; anything else decodes normally.
+the worker, ``SLOW<ms>`` sleep that long first, ``PLANT`` subverts the worker that decodes it (every
+later image it decodes comes out black, as a decoder exploit could make it lie); anything else
+decodes normally.
 ``without_pixel_decoding`` is ``to_pixels`` with Pillow's pixel decoders switched off: an image that
 a test expects refused from its header alone answers 422 instead if any decoder ran.
 """
@@ -14,13 +16,15 @@ import ctypes
 import re
 import time
 
+import numpy as np
 from PIL import ImageFile
 
 from handler.recognition import imaging
 
 PATH = "devtools.decode_doubles:decode"
 WITHOUT_PIXEL_DECODING = "devtools.decode_doubles:without_pixel_decoding"
-HANG, ALLOCATE, CRASH = b"HANG", b"ALLOCATE", b"CRASH"
+HANG, ALLOCATE, CRASH, PLANT = b"HANG", b"ALLOCATE", b"CRASH", b"PLANT"
+SUBVERTED = {"yes": False}  # per worker process
 
 
 def decode(data: bytes, limits: imaging.DecodeLimits):
@@ -33,6 +37,11 @@ def decode(data: bytes, limits: imaging.DecodeLimits):
             held.append(bytearray(64 * 1024 * 1024))  # touched: counts as memory, not only address space
     if data.startswith(CRASH):
         ctypes.string_at(0)  # SIGSEGV in C, as a decoder bug would
+    if data.startswith(PLANT):
+        SUBVERTED["yes"] = True
+        data = data[len(PLANT) :]
+    elif SUBVERTED["yes"]:
+        return np.zeros((*imaging.INPUT_SIZE, 3), dtype=np.uint8)
     slow = re.match(rb"SLOW(\d+)", data)
     if slow:
         time.sleep(int(slow.group(1)) / 1000)

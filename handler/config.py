@@ -56,6 +56,7 @@ class Settings:
     decode_memory_mb: int = Defaults.DECODE_MEMORY_MB
     decode_deadline_ms: int = Defaults.DECODE_DEADLINE_MS
     decode_request_deadline_ms: int = Defaults.DECODE_REQUEST_DEADLINE_MS
+    decode_fresh_workers: bool = False
     # What decode workers run ("module:function"); the tests' misbehaving doubles replace it. Not an
     # environment variable: nothing outside the code that builds the function can choose it.
     decoder: str = "handler.recognition.imaging:to_pixels"
@@ -82,6 +83,12 @@ class _Reader:
             return convert(raw)
         except ValueError:
             raise ValueError(f"{name} must be {expected}, got {raw[:40]!r}") from None
+
+    def flag(self, name: str) -> bool:
+        raw = self.environ.get(name, "").strip().lower()
+        if raw not in ("", "true", "false", "1", "0"):
+            raise ValueError(f"{name} must be true or false, got {raw[:40]!r}")
+        return raw in ("true", "1")
 
     def fraction(self, name: str) -> float | None:
         value = self._number(name, float, "a number from 0 to 1")
@@ -133,6 +140,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         decode_request_deadline_ms=read.integer(
             "DECODE_REQUEST_DEADLINE_MS", Defaults.DECODE_REQUEST_DEADLINE_MS, minimum=10
         ),
+        decode_fresh_workers=read.flag("DECODE_FRESH_WORKERS"),
     )
 
 

@@ -103,7 +103,10 @@ class Recognizer:
         started = time.perf_counter()
         replaced = self.sandbox.replaced
         batch_deadline = self.settings.decode_request_deadline_ms / 1000 if request_deadline else None
-        pixels = self.sandbox.decode(images, bounds, batch_deadline)
+        # Stored objects: fresh workers for every batch (uploaders never share one); API requests:
+        # recycled every few hundred images, or every request with DECODE_FRESH_WORKERS.
+        fresh = not request_deadline or self.settings.decode_fresh_workers
+        pixels = self.sandbox.decode(images, bounds, batch_deadline, fresh_workers=fresh)
         decoded = [item if isinstance(item, Refusal) else imaging.scale(item) for item in pixels]
         decode_ms = (time.perf_counter() - started) * 1000
         metrics.add_metric(name="DecodeMs", unit=MetricUnit.Milliseconds, value=decode_ms)

@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from multiprocessing.reduction import send_handle
 from pathlib import Path
 
@@ -48,15 +50,28 @@ from handler.recognition.errors import (
     UnsupportedMediaType,
 )
 from handler.recognition.imaging import INPUT_SIZE, DecodeLimits
-from handler.recognition.sandbox_worker import pack, unpack
+from handler.recognition.sandbox_worker import HEADER, harden, pack, unpack
 
 DEFAULT_DECODER = "handler.recognition.imaging:to_pixels"
 PIXELS_SHAPE = (*INPUT_SIZE, 3)
 PIXELS_BYTES = int(np.prod(PIXELS_SHAPE))
-START_TIMEOUT_S = 30.0  # the zygote imports Pillow and numpy: well under a second, even cold
+START_TIMEOUT_S = 10.0  # the zygote imports Pillow and numpy: well under a second, even cold
+FORK_TIMEOUT_S = 2.0  # the zygote answers a fork in milliseconds; silence means it is stuck
+# A worker kept across batches is recycled after this many images, so nothing it might carry (a
+# decoder's state, or a decoder exploit) lasts long; ``fresh_workers`` recycles after every batch.
+MAX_IMAGES_PER_WORKER = 256
 REFUSALS = {400: BadRequest, 413: PayloadTooLarge, 415: UnsupportedMediaType, 422: Unprocessable}
+# Everything a worker may say: a small JSON header and, at most, the pixels. A longer frame, a
+# malformed one, one that arrives late or answers another image means the worker is lost.
+MAX_ANSWER_HEADER = 1024
+MAX_ANSWER = HEADER.size + MAX_ANSWER_HEADER + PIXELS_BYTES
+LENGTH = struct.Struct("!i")  # multiprocessing.Connection's frame length, which the worker uses
 # Workers reserve little: one thread, numpy's BLAS on one thread (its buffers are address space).
 WORKER_ENVIRONMENT = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+# What the zygote (and so every worker) sees of the function's environment: no AWS credentials, no
+# Runtime API address, nothing but what running Python and its libraries needs.
+INHERITED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "TMPDIR", "OPENBLAS_CORETYPE",
+             "OPENBLAS_L2_SIZE")  # fmt: skip
 
 
 class SandboxError(RuntimeError):
@@ -67,15 +82,66 @@ def too_costly(why: str) -> PayloadTooLarge:
     return PayloadTooLarge(f"Decoding this image {why}; it is refused.", Code.IMAGE_TOO_COSTLY)
 
 
+class Lost(Exception):
+    """A worker that died, stalled on its socket, or said something it must not: kill, replace."""
+
+
 @dataclass
 class Worker:
+    """One decode process, its socket (non-blocking: no read or write waits past a deadline), and
+    what it has sent of its next answer so far."""
+
     pid: int
-    connection: Connection
+    sock: socket.socket
+    inbox: bytearray = field(default_factory=bytearray)
+    served: int = 0  # images it has decoded (a worker is recycled after MAX_IMAGES_PER_WORKER)
+
+    def send(self, frame: bytes, until: float) -> None:
+        """Write the whole frame by ``until``; a worker that does not read it in time is lost."""
+        view, sent = memoryview(frame), 0
+        while sent < len(view):
+            try:
+                sent += self.sock.send(view[sent:])
+            except BlockingIOError:
+                if not _ready(self.sock, select.POLLOUT, until):
+                    raise Lost("not reading") from None
+            except OSError as error:
+                raise Lost(str(error)) from None
+
+    def receive(self) -> bytes | None:
+        """What the socket holds now; the whole answer once it is complete, else None."""
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except BlockingIOError:
+            return None
+        except OSError as error:
+            raise Lost(str(error)) from None
+        if not chunk:
+            raise Lost("closed")
+        self.inbox += chunk
+        if len(self.inbox) < LENGTH.size:
+            return None
+        (size,) = LENGTH.unpack_from(self.inbox)
+        if not 0 < size <= MAX_ANSWER or len(self.inbox) > LENGTH.size + size:
+            raise Lost("an answer of the wrong size")
+        if len(self.inbox) < LENGTH.size + size:
+            return None
+        frame = bytes(self.inbox[LENGTH.size :])
+        self.inbox.clear()
+        return frame
 
     def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(self.pid, signal.SIGKILL)
-        self.connection.close()
+        """SIGKILL the worker and its process group (anything it started), close its socket."""
+        for kill in (os.killpg, os.kill):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                kill(self.pid, signal.SIGKILL)
+        self.sock.close()
+
+
+def _ready(sock: socket.socket, events: int, until: float) -> bool:
+    poller = select.poll()
+    poller.register(sock, events)
+    return bool(poller.poll(max(0.0, until - time.monotonic()) * 1000))
 
 
 def peak_rss_kb(pid: int) -> int:
@@ -88,22 +154,32 @@ def peak_rss_kb(pid: int) -> int:
 
 
 def _refusal(header: dict) -> Refusal:
-    """A worker's refusal, checked: a known status and code, a bounded message."""
-    kind = REFUSALS.get(header.get("status"))  # type: ignore[arg-type]
-    code, message = header.get("code"), header.get("message")
-    if kind is None or code not in Code.__members__.values() or not isinstance(message, str):
-        return too_costly("stopped its decoder")
-    return kind(message[:300], Code(code))
+    """A worker's refusal: a known status and code, and a short printable message."""
+    kind, code, message = REFUSALS.get(header.get("status")), header.get("code"), header.get("message")
+    if kind is None or not isinstance(code, str) or code not in Code.__members__.values():
+        raise Lost("an unknown refusal")
+    if not isinstance(message, str) or not message.isprintable() or len(message) > 300:
+        raise Lost("a refusal without a proper message")
+    return kind(message, Code(code))
 
 
-def _pixels(frame: bytes) -> tuple[np.ndarray | Refusal, bool]:
-    """A worker's answer: the 224x224 RGB pixels or a refusal, and whether the worker retires."""
-    header, payload = unpack(frame)
+def _answer(frame: bytes, nonce: int) -> tuple[np.ndarray | Refusal, bool, int]:
+    """A worker's answer for image ``nonce``: the pixels or a refusal, whether the worker retires,
+    and its peak memory (kB). Anything else, however it is malformed, is ``Lost``."""
+    try:
+        header, payload = unpack(frame, max_header=MAX_ANSWER_HEADER)
+    except (ValueError, RecursionError, UnicodeDecodeError) as error:
+        raise Lost("a malformed answer") from error
+    peak, retire = header.get("peak_kb", 0), header.get("retire", False)
+    if header.get("id") != nonce or type(peak) is not int or type(retire) is not bool:
+        raise Lost("an answer for another image")
     if header.get("ok") is True:
         if header.get("shape") != list(PIXELS_SHAPE) or len(payload) != PIXELS_BYTES:
-            raise ValueError("answer of the wrong shape")
-        return np.frombuffer(payload, dtype=np.uint8).reshape(PIXELS_SHAPE).copy(), False
-    return _refusal(header), header.get("retire") is True  # after a MemoryError or a decoder bug
+            raise Lost("pixels of the wrong shape")
+        return np.frombuffer(payload, dtype=np.uint8).reshape(PIXELS_SHAPE).copy(), retire, peak
+    if header.get("ok") is not False or len(payload):
+        raise Lost("a malformed answer")
+    return _refusal(header), retire, peak
 
 
 class DecodeSandbox:
@@ -119,9 +195,11 @@ class DecodeSandbox:
         self._zygote: subprocess.Popen | None = None
         self._control: Connection | None = None
         self._workers: list[Worker] = []
+        self._unsettled: deque[Worker] = deque()  # asked of the zygote, pid not read yet
+        self._doomed: list[int] = []  # retired workers' pids, killed at the next batch
+        self._nonce = 0
         self.replaced = 0  # workers killed or lost and replaced so far (tests and logs read it)
-        self.peak_worker_kb = 0  # the most resident memory a replaced worker had held (Linux)
-        self._crashed: set[int] = set()
+        self.peak_worker_kb = 0  # the most resident memory any worker reported holding (Linux)
 
     @classmethod
     def start(
@@ -135,7 +213,11 @@ class DecodeSandbox:
         cls, workers: int, memory_bytes: int, deadline_s: float, decoder: str = DEFAULT_DECODER
     ) -> DecodeSandbox:
         """Start the zygote without waiting for it: it boots (a fresh interpreter importing Pillow
-        and numpy) while the function imports the rest and loads the model. ``ready`` finishes."""
+        and numpy) while the function imports the rest and loads the model. ``ready`` finishes.
+
+        The function itself becomes non-dumpable here: no process of its user (a subverted decode
+        worker) may read or write its memory through ``/proc`` or attach to it."""
+        harden(dumpable=False)
         sandbox = cls(workers, memory_bytes, deadline_s, decoder)
         sandbox._launch_zygote()
         return sandbox
@@ -157,13 +239,10 @@ class DecodeSandbox:
             self._workers = [self._fork() for _ in range(self.size)]
         return self
 
-    def _start_zygote(self) -> None:
-        self._launch_zygote()
-        self._await_zygote()
-
     def _launch_zygote(self) -> None:
         ours, theirs = socket.socketpair()
-        environment = {**os.environ, **WORKER_ENVIRONMENT, "PYTHONPATH": os.pathsep.join(sys.path)}
+        inherited = {name: os.environ[name] for name in INHERITED if name in os.environ}
+        environment = {**inherited, **WORKER_ENVIRONMENT, "PYTHONPATH": os.pathsep.join(sys.path)}
         command = [sys.executable, "-m", "handler.recognition.sandbox_worker"]
         self._zygote = subprocess.Popen(
             [*command, self.decoder, str(theirs.fileno()), str(self.memory_bytes)],
@@ -187,106 +266,196 @@ class DecodeSandbox:
             raise SandboxError(f"the decode sandbox cannot load its decoder: {header.get('error')}")
 
     def _fork(self) -> Worker:
-        """A new worker from the zygote (restarting the zygote if it is gone)."""
+        """A new worker from the zygote, ready to use."""
+        worker = self._request_fork()
+        self._settle()
+        return worker
+
+    def _request_fork(self, worker: Worker | None = None) -> Worker:
+        """Ask the zygote for a worker on a new socket, without waiting for it to be forked (its pid
+        arrives later: ``_settle``); ``worker``: reuse that object (a worker being replaced)."""
         for attempt in (1, 2):
             ours, theirs = socket.socketpair()
             try:
                 assert self._control is not None and self._zygote is not None
                 send_handle(self._control, theirs.fileno(), self._zygote.pid)
-                header, _ = unpack(self._control.recv_bytes())
-                return Worker(int(header["pid"]), Connection(ours.detach()))
-            except (EOFError, OSError, ValueError, KeyError, AssertionError):
+            except (OSError, AssertionError):
                 ours.close()
                 if attempt == 2:
                     raise SandboxError("the decode sandbox cannot start a worker") from None
-                self._stop_zygote()
-                self._start_zygote()
+                self._restart_zygote()
+                continue
             finally:
                 theirs.close()
+            ours.setblocking(False)
+            if worker is None:
+                worker = Worker(0, ours)
+            else:
+                worker.pid, worker.sock = 0, ours
+                worker.inbox.clear()
+            self._unsettled.append(worker)
+            return worker
         raise AssertionError("unreachable")
+
+    def _settle(self) -> None:
+        """Learn the pid of every worker asked for; a zygote that does not answer is restarted and
+        asked again."""
+        for attempt in (1, 2):
+            try:
+                while self._unsettled:
+                    assert self._control is not None
+                    if not self._control.poll(FORK_TIMEOUT_S):
+                        raise TimeoutError("the zygote did not answer")
+                    header, _ = unpack(self._control.recv_bytes(maxlength=MAX_ANSWER_HEADER))
+                    self._unsettled[0].pid = int(header["pid"])
+                    self._unsettled.popleft()
+                return
+            except (EOFError, OSError, ValueError, KeyError, TypeError, AssertionError):
+                if attempt == 2:
+                    raise SandboxError("the decode sandbox cannot start a worker") from None
+                self._restart_zygote()
+
+    def _restart_zygote(self) -> None:
+        """A fresh zygote; every worker the old one had not forked yet is asked of the new one."""
+        unanswered = list(self._unsettled)
+        self._unsettled.clear()
+        self._stop_zygote()
+        self._launch_zygote()
+        self._await_zygote()
+        for worker in unanswered:
+            worker.sock.close()
+            self._request_fork(worker)
 
     def _alive(self, worker: Worker) -> Worker:
         """``worker``, or a fresh one if it died while idle (killed from outside, or lost in a
-        SnapStart restore): an idle worker never writes, so anything to read means its end closed."""
-        try:
-            gone = worker.connection.poll(0)
-        except OSError:
-            gone = True
-        return self._replace(worker) if gone else worker
+        SnapStart restore): an idle worker never writes, so anything to read means it is gone."""
+        if _ready(worker.sock, select.POLLIN, 0):
+            return self._replace(worker)
+        return worker
 
     def _replace(self, worker: Worker) -> Worker:
+        """Kill ``worker`` (lost, or past its deadline) and take a fresh one in its place, now."""
+        self._retire(worker)
+        self.replaced += 1
+        self._settle()
+        return worker
+
+    def _retire(self, worker: Worker) -> None:
+        """Kill ``worker`` and ask the zygote for its successor on the same ``Worker`` object."""
+        self._settle()  # its pid, if it was still arriving
         self.peak_worker_kb = max(self.peak_worker_kb, peak_rss_kb(worker.pid))
         worker.kill()
-        self.replaced += 1
-        fresh = self._fork()
-        self._workers[self._workers.index(worker)] = fresh
-        return fresh
+        self._request_fork(worker)
+
+    def _rotate(self, used: set[int], fresh_workers: bool) -> None:
+        """After a batch, the workers it used are replaced by fresh forks: no worker carries state
+        (or a decoder exploit) from one request's images to the next. Cheap on the request's path:
+        each used worker's socket is closed (a worker exits at its socket's end; the SIGKILL that
+        makes sure of it comes at the next batch, when it is long gone), and its successor is asked
+        of the zygote, which forks and warms it while the function answers."""
+        for worker in self._workers:
+            if id(worker) in used and (fresh_workers or worker.served >= MAX_IMAGES_PER_WORKER):
+                self._settle()
+                self.peak_worker_kb = max(self.peak_worker_kb, peak_rss_kb(worker.pid))
+                self._doomed.append(worker.pid)
+                worker.sock.close()
+                worker.served = 0
+                self._request_fork(worker)
+
+    def _reap(self) -> None:
+        """SIGKILL the workers retired by the last batch (and anything they started)."""
+        while self._doomed:
+            pid = self._doomed.pop()
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
 
     def decode(
         self,
         images: Sequence[bytes | Refusal],
         limits: DecodeLimits,
         batch_deadline_s: float | None = None,
+        fresh_workers: bool = True,
     ) -> list[np.ndarray | Refusal]:
         """The 224x224 RGB pixels of each image, or why not, in order; images already refused stay
-        refused. Each image has ``deadline_s``; with ``batch_deadline_s`` the whole batch has that
-        too (an API request), and images still waiting then are refused unread."""
-        results: list[np.ndarray | Refusal | None] = [
-            item if isinstance(item, Refusal) else None for item in images
-        ]
-        waiting = deque(index for index, item in enumerate(images) if not isinstance(item, Refusal))
-        self._crashed: set[int] = set()  # images whose worker died once: tried again, once
+        refused. Each image has ``deadline_s`` from its first try; with ``batch_deadline_s`` the
+        whole batch has that too (an API request), and images still waiting then are refused
+        unread. A worker lost mid-image (killed from outside, crashed) gets its image tried once
+        more on a fresh worker, within the same deadline. With ``fresh_workers`` the workers this
+        batch used are fresh forks before the next batch (about 2–5 ms more on the next image here:
+        a new process's first decode); without, after ``MAX_IMAGES_PER_WORKER`` images."""
+        now = time.monotonic()
+        batch = _Batch(images, now + batch_deadline_s if batch_deadline_s is not None else None)
+        self._reap()
+        self._settle()
         idle = list(self._workers)
-        busy: dict[Connection, tuple[Worker, int, float]] = {}
-        header = {"max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels}
-        batch_ends = time.monotonic() + batch_deadline_s if batch_deadline_s is not None else None
-        while waiting or busy:
-            while waiting and idle:
-                index = waiting.popleft()
-                if batch_ends is not None and time.monotonic() >= batch_ends:
-                    results[index] = too_costly("and the rest of its request took too long")
-                    continue
-                worker = self._alive(idle.pop())
-                worker.connection.send_bytes(pack(header, images[index]))  # type: ignore[arg-type]
-                busy[worker.connection] = (worker, index, time.monotonic() + self.deadline_s)
-            if busy:
-                idle.extend(self._collect(busy, results, batch_ends, waiting))
-        return results  # type: ignore[return-value]
+        while batch.waiting or batch.busy:
+            while batch.waiting and idle:
+                self._dispatch(batch, batch.waiting.popleft(), idle.pop(), limits)
+            # The dispatch may have freed workers (a lost one replaced); the rest wait for answers.
+            idle.extend(batch.freed)
+            batch.freed.clear()
+            if batch.busy:
+                idle.extend(self._collect(batch))
+        self._rotate(batch.used, fresh_workers)
+        return batch.results  # type: ignore[return-value]
 
-    def _collect(
-        self,
-        busy: dict[Connection, tuple[Worker, int, float]],
-        results: list,
-        batch_ends: float | None,
-        waiting: deque[int],
-    ) -> list[Worker]:
+    def _dispatch(self, batch: _Batch, index: int, worker: Worker, limits: DecodeLimits) -> None:
+        now = time.monotonic()
+        ends = batch.deadline.setdefault(index, now + self.deadline_s)
+        if batch.ends is not None and now >= batch.ends:
+            batch.results[index] = too_costly("and the rest of its request took too long")
+            batch.freed.append(worker)
+            return
+        if now >= ends:
+            batch.results[index] = too_costly(f"takes longer than {self.deadline_s * 1000:.0f} ms")
+            batch.freed.append(worker)
+            return
+        worker = self._alive(worker)
+        self._nonce += 1
+        header = {"id": self._nonce, "max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels}
+        body = pack(header, batch.images[index])  # type: ignore[arg-type]
+        try:
+            worker.send(LENGTH.pack(len(body)) + body, min(ends, batch.ends or ends))
+        except Lost:
+            batch.lost(index, self, "stopped reading its image")
+            batch.freed.append(self._replace(worker))
+            return
+        batch.busy[worker.sock.fileno()] = (worker, index, self._nonce)
+        batch.used.add(id(worker))
+        worker.served += 1
+
+    def _collect(self, batch: _Batch) -> list[Worker]:
         """Wait for the first answer or deadline; return the workers free again (fresh ones for
-        those killed or lost). An image whose worker died is tried once more on a fresh worker (a
-        worker killed from outside must not fail a good photo); a second death refuses it."""
-        first_deadline = min(ends for _, _, ends in busy.values())
-        if batch_ends is not None:
-            first_deadline = min(first_deadline, batch_ends)
-        ready = wait(list(busy), timeout=max(0.0, first_deadline - time.monotonic()))
+        those killed or lost)."""
+        first = min(batch.deadline[index] for _, index, _ in batch.busy.values())
+        if batch.ends is not None:
+            first = min(first, batch.ends)
+        poller = select.poll()
+        for fd in batch.busy:
+            poller.register(fd, select.POLLIN)
+        events = poller.poll(max(0.0, first - time.monotonic()) * 1000)
         freed = []
-        for connection in ready:
-            worker, index, _ = busy.pop(connection)  # type: ignore[index]
+        for fd, _ in events:
+            worker, index, nonce = batch.busy[fd]
             try:
-                results[index], retire = _pixels(connection.recv_bytes())  # type: ignore[union-attr]
-            except (EOFError, OSError, ValueError):  # it died (a crash, the memory cap) or garbled
-                if index in self._crashed:
-                    results[index] = too_costly("stopped its decoder")
-                else:
-                    self._crashed.add(index)
-                    waiting.appendleft(index)
+                frame = worker.receive()
+                if frame is None:
+                    continue  # more of the answer is on its way
+                batch.results[index], retire, peak = _answer(frame, nonce)
+                self.peak_worker_kb = max(self.peak_worker_kb, peak)
+            except Lost:
+                batch.lost(index, self, "stopped its decoder")
                 retire = True
+            del batch.busy[fd]
             freed.append(self._replace(worker) if retire else worker)
         now = time.monotonic()
-        for connection, (worker, index, ends) in list(busy.items()):
-            batch_over = batch_ends is not None and now >= batch_ends
-            if now >= ends or batch_over:
-                del busy[connection]
+        for fd, (worker, index, _) in list(batch.busy.items()):
+            batch_over = batch.ends is not None and now >= batch.ends
+            if now >= batch.deadline[index] or batch_over:
+                del batch.busy[fd]
                 why = f"takes longer than {self.deadline_s * 1000:.0f} ms"
-                results[index] = too_costly(
+                batch.results[index] = too_costly(
                     "and the rest of its request took too long" if batch_over else why
                 )
                 freed.append(self._replace(worker))
@@ -303,19 +472,27 @@ class DecodeSandbox:
             self._zygote = None
 
     def peaks_kb(self) -> dict[str, int]:
-        """Peak resident memory of the sandbox's processes: the zygote, the busiest live worker and
-        the busiest replaced one (``make hostile`` adds them to the function's own)."""
+        """Peak resident memory of the sandbox's processes: the zygote, and the busiest worker (as
+        each worker reported it with its answers, or as read before it was replaced)."""
+        self._settle()
         live = max((peak_rss_kb(worker.pid) for worker in self._workers), default=0)
         zygote = peak_rss_kb(self._zygote.pid) if self._zygote is not None else 0
         return {"zygote": zygote, "worker": max(live, self.peak_worker_kb)}
 
     def pids(self) -> list[int]:
+        self._settle()
         return [worker.pid for worker in self._workers]
 
     def close(self) -> None:
         """Kill every worker and the zygote."""
+        self._reap()
+        with contextlib.suppress(SandboxError):
+            self._settle()
         for worker in self._workers:
-            worker.kill()
+            if worker.pid:
+                worker.kill()
+            else:
+                worker.sock.close()
         self._workers = []
         self._stop_zygote()
 
@@ -324,3 +501,28 @@ class DecodeSandbox:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _Batch:
+    """One ``decode`` call's state: its images, results, waiting and busy slots, deadlines."""
+
+    def __init__(self, images: Sequence[bytes | Refusal], ends: float | None) -> None:
+        self.images = images
+        self.ends = ends
+        self.results: list[np.ndarray | Refusal | None] = [
+            item if isinstance(item, Refusal) else None for item in images
+        ]
+        self.waiting = deque(index for index, item in enumerate(images) if not isinstance(item, Refusal))
+        self.busy: dict[int, tuple[Worker, int, int]] = {}  # socket fd -> (worker, image, nonce)
+        self.deadline: dict[int, float] = {}  # image -> when its time is up (from its first try)
+        self.retried: set[int] = set()
+        self.freed: list[Worker] = []
+        self.used: set[int] = set()  # the workers (by identity) that saw one of these images
+
+    def lost(self, index: int, sandbox: DecodeSandbox, why: str) -> None:
+        """Its worker was lost: try the image again once, else refuse it."""
+        if index in self.retried:
+            self.results[index] = too_costly(why)
+        else:
+            self.retried.add(index)
+            self.waiting.appendleft(index)

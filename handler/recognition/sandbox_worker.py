@@ -12,6 +12,10 @@ Messages are length-prefixed frames (``Connection.send_bytes``): a JSON header, 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import gc
 import importlib
 import json
 import os
@@ -50,6 +54,35 @@ def unpack(frame: bytes, max_header: int = 4096) -> tuple[dict, memoryview]:
     return header, memoryview(frame)[HEADER.size + size :]
 
 
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4  # linux/prctl.h
+
+
+def harden(dumpable: bool = True, die_with_parent: bool = False) -> None:
+    """Linux process settings (no-ops elsewhere): ``dumpable=False`` forbids other processes of the
+    same user (a subverted decoder) to read or write this one's memory through ``/proc`` or to
+    attach to it; ``die_with_parent`` has the kernel kill this process when its parent dies."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name, use_errno=True) if name else None
+    except OSError:
+        libc = None
+    if libc is None or not hasattr(libc, "prctl"):
+        return
+    if not dumpable:
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if die_with_parent:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def peak_kb() -> int:
+    """This process's peak resident memory (``VmHWM``), 0 off Linux."""
+    try:
+        with open("/proc/self/status") as status:
+            return next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
+
+
 def load_decoder(path: str) -> Decoder:
     """``"package.module:function"`` -> the function (the parent names it; never a client)."""
     module, _, name = path.partition(":")
@@ -57,22 +90,24 @@ def load_decoder(path: str) -> Decoder:
 
 
 def _answer(decode: Decoder, header: dict, data: bytes) -> tuple[bytes, bool]:
-    """One image's answer frame, and whether this worker should retire after sending it."""
+    """One image's answer frame (it echoes the image's ``id``), and whether this worker retires."""
     limits = DecodeLimits(max_bytes=int(header["max_bytes"]), max_pixels=int(header["max_pixels"]))
+    said = {"id": header["id"]}
     try:
         pixels = np.ascontiguousarray(decode(data, limits), dtype=np.uint8)
     except Refusal as error:
         refusal = {"status": int(error.status), "code": str(error.code), "message": error.message}
-        return pack({"ok": False, **refusal}), False
+        return pack({"ok": False, **said, **refusal, "peak_kb": peak_kb()}), False
     except MemoryError:  # the address-space cap: answer, then make way for a fresh worker
         message = "Decoding this image needs more memory than the service gives one image."
         refusal = {"status": 413, "code": Code.IMAGE_TOO_COSTLY, "message": message}
-        return pack({"ok": False, **refusal, "retire": True}), True
+        return pack({"ok": False, **said, **refusal, "retire": True, "peak_kb": peak_kb()}), True
     except Exception:  # a decoder bug on odd input: the image's fault, not the service's
         message = "The image cannot be decoded."
         refusal = {"status": 422, "code": Code.CORRUPT_IMAGE, "message": message}
-        return pack({"ok": False, **refusal, "retire": True}), True
-    return pack({"ok": True, "shape": list(pixels.shape)}, pixels.tobytes()), False
+        return pack({"ok": False, **said, **refusal, "retire": True, "peak_kb": peak_kb()}), True
+    answer = {"ok": True, **said, "shape": list(pixels.shape), "peak_kb": peak_kb()}
+    return pack(answer, pixels.tobytes()), False
 
 
 def serve_images(connection: Connection, decode: Decoder) -> None:
@@ -89,10 +124,27 @@ def serve_images(connection: Connection, decode: Decoder) -> None:
             return
 
 
+def warm_up(decode: Decoder) -> None:
+    """Decode a tiny JPEG and PNG once: the libraries' lazy set-up (and, in a fresh worker, the
+    copy-on-write faults of the pages a decode touches) happens here, not on a request's image."""
+    import io
+
+    from PIL import Image
+
+    limits = DecodeLimits(max_bytes=1 << 20, max_pixels=1 << 20)
+    for kind in ("JPEG", "PNG"):
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 48), (90, 120, 150)).save(buffer, kind)
+        with contextlib.suppress(Exception):  # a test double may refuse it: best effort
+            decode(buffer.getvalue(), limits)
+
+
 def become_worker(fd: int, decode: Decoder, memory_bytes: int) -> None:
     """In the forked child: limits first, then the loop; never returns into the zygote's code."""
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.setpgid(0, 0)  # its own process group: killing it kills anything it started
+        harden(die_with_parent=True)
         # Nothing a decoder prints reaches the function's logs (libtiff's warnings, or whatever a
         # subverted decoder would write); its answers are the socket's, checked by the parent.
         quiet = os.open(os.devnull, os.O_RDWR)
@@ -101,6 +153,7 @@ def become_worker(fd: int, decode: Decoder, memory_bytes: int) -> None:
         os.close(quiet)
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        warm_up(decode)  # while the function is busy elsewhere: a fresh fork per batch stays fast
         serve_images(Connection(fd), decode)
     finally:
         os._exit(0)
@@ -109,6 +162,7 @@ def become_worker(fd: int, decode: Decoder, memory_bytes: int) -> None:
 def zygote(control: Connection, decode: Decoder, memory_bytes: int) -> None:
     """Fork a worker for each socket the parent sends; answer each with the worker's pid."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps workers: no zombies
+    harden(dumpable=False, die_with_parent=True)  # workers may not touch it; it dies with the function
     while True:
         try:
             fd = recv_handle(control)
@@ -128,6 +182,8 @@ def main(argv: list[str]) -> int:
     try:
         decode = load_decoder(decoder)
         register_decoders()  # AVIF and HEIF too, once, before any fork: every worker shares them
+        warm_up(decode)
+        gc.freeze()  # what the zygote holds is never collected: fewer pages copied into each fork
     except Exception as error:  # said once, in the parent's start-up error
         control.send_bytes(pack({"ready": False, "error": f"{type(error).__name__}: {error}"}))
         return 1

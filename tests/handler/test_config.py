@@ -52,6 +52,7 @@ def test_every_variable_is_read() -> None:
             "DECODE_MEMORY_MB": "700",
             "DECODE_DEADLINE_MS": "250",
             "DECODE_REQUEST_DEADLINE_MS": "900",
+            "DECODE_FRESH_WORKERS": "true",
             "UPLOADS_BUCKET": "uploads-bucket",
             "UPLOADS_PREFIX": "in/",
             "MAX_UPLOAD_BYTES": "5000",
@@ -80,6 +81,7 @@ def test_every_variable_is_read() -> None:
         decode_memory_mb=700,
         decode_deadline_ms=250,
         decode_request_deadline_ms=900,
+        decode_fresh_workers=True,
     )
 
 

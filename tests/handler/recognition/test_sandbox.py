@@ -52,6 +52,17 @@ def gone(pid: int) -> bool:
     return False
 
 
+def address_space_limit(pid: int) -> list[str]:
+    """The worker's RLIMIT_AS (soft, hard), once it has set it (it does so right after the fork)."""
+    for _ in range(500):
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        (line,) = [row for row in limits.splitlines() if row.startswith("Max address space")]
+        if "unlimited" not in line:
+            return line.split()[3:5]
+        time.sleep(0.01)
+    return ["unlimited", "unlimited"]
+
+
 def costly(result) -> str:
     assert isinstance(result, Refusal) and result.code == Code.IMAGE_TOO_COSTLY, result
     assert result.status == 413
@@ -70,10 +81,8 @@ def test_a_hanging_decoder_is_killed_at_its_deadline_and_replaced(doubles, grace
 
 
 def test_a_decoder_that_allocates_without_bound_meets_the_address_space_cap(doubles) -> None:
-    for pid in doubles.pids():
-        limits = Path(f"/proc/{pid}/limits").read_text()
-        (line,) = [row for row in limits.splitlines() if row.startswith("Max address space")]
-        assert line.split()[3:5] == [str(MEMORY), str(MEMORY)], line
+    for pid in doubles.pids():  # a fresh fork sets its limits before it reads its first image
+        assert address_space_limit(pid) == [str(MEMORY), str(MEMORY)]
     (result,) = doubles.decode([ALLOCATE], LIMITS)
     message = costly(result)
     assert "memory" in message or "takes longer" in message  # the cap, or the deadline while paging
@@ -207,11 +216,55 @@ def test_stored_objects_each_pay_their_own_deadline(app, s3_client, grace_hopper
     assert (summary["classified"], summary["error_records"]) == (2, 3)
 
 
-def test_a_refused_image_keeps_its_worker(doubles) -> None:
-    """Refusals are answers, not failures: no worker is replaced for them (forks are for the lost)."""
+def test_a_refused_image_loses_no_worker(doubles) -> None:
+    """Refusals are answers, not failures: no worker is killed and replaced for them."""
     from devtools import hostile
 
-    before, pids = doubles.replaced, doubles.pids()
+    before = doubles.replaced
     results = doubles.decode([b"not an image", hostile.png_zeros(), b""], LIMITS)
     assert [r.code for r in results] == [Code.UNSUPPORTED_IMAGE_TYPE, Code.IMAGE_TOO_COSTLY, Code.EMPTY_IMAGE]
-    assert (doubles.replaced, doubles.pids()) == (before, pids)
+    assert doubles.replaced == before
+
+
+def test_no_worker_carries_a_batch_into_the_next(grace_hopper: bytes) -> None:
+    """A worker subverted by one request's image (the PLANT double makes it lie about every later
+    image) never sees the next request's: the workers a batch used are fresh forks afterwards."""
+    with DecodeSandbox.start(1, MEMORY, 5.0, decode_doubles.PATH) as sandbox:
+        (honest,) = sandbox.decode([grace_hopper], LIMITS)
+        first = sandbox.pids()
+        (planted,) = sandbox.decode([decode_doubles.PLANT + grace_hopper], LIMITS)
+        assert (planted == honest).all()
+        (after,) = sandbox.decode([grace_hopper], LIMITS)
+        assert (after == honest).all(), "the next request's photo was decoded by a fresh worker"
+        assert sandbox.pids() != first and sandbox.replaced == 0
+
+
+def test_kept_workers_are_recycled_after_a_few_hundred_images(grace_hopper: bytes, monkeypatch) -> None:
+    """API requests keep their workers (a fresh fork costs milliseconds) but not for long."""
+    from handler.recognition import sandbox as module
+
+    monkeypatch.setattr(module, "MAX_IMAGES_PER_WORKER", 2)
+    with DecodeSandbox.start(1, MEMORY, 5.0, decode_doubles.PATH) as sandbox:
+        first = sandbox.pids()
+        sandbox.decode([grace_hopper], LIMITS, fresh_workers=False)
+        assert sandbox.pids() == first
+        sandbox.decode([grace_hopper], LIMITS, fresh_workers=False)
+        assert sandbox.pids() != first
+
+
+def test_the_function_cannot_be_read_by_its_workers(doubles) -> None:
+    """Once a sandbox starts, the function is non-dumpable: same-user processes (a subverted worker)
+    cannot read or write its memory through /proc, nor attach to it."""
+    import ctypes
+
+    assert ctypes.CDLL(None).prctl(3, 0, 0, 0, 0) == 0  # PR_GET_DUMPABLE
+
+
+def test_workers_see_no_credentials(monkeypatch, grace_hopper: bytes) -> None:
+    """The zygote, and so every worker, gets an allow-listed environment: no AWS_* variables."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "canary-secret")
+    with DecodeSandbox.start(1, MEMORY, 5.0, decode_doubles.PATH) as sandbox:
+        (pid,) = sandbox.pids()
+        environment = Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"canary-secret" not in environment and b"AWS_" not in environment
+    assert b"PYTHONPATH=" in environment
