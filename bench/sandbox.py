@@ -1,7 +1,8 @@
 """What the decode sandbox costs, measured inside ``bench.ours`` (litert), side by side with the
 same work done in-process:
 
-- a decode alone: ``imaging.to_pixels`` in this process vs one image through the sandbox;
+- a decode alone: ``imaging.to_pixels`` in this process vs one image through the sandbox, with the
+  API's kept workers and with a fresh worker per batch (stored objects, ``DECODE_FRESH_WORKERS``);
 - a whole request vs its floor: ``api_handler`` on a JSON base64 body vs the least that request
   needs (base64 decode, a ``draft`` decode in-process, one model call);
 - batch-32 throughput: the sandbox's workers vs the in-process decoder threads the function used
@@ -50,10 +51,12 @@ def measure(app, photos: dict[str, bytes], quick: bool, progress) -> dict:
     runs = 30 if quick else 150
     result: dict = {"workers": recognizer.sandbox.size}
     for name, data in photos.items():
-        step = progress(f"sandbox, {name}", 4)
+        step = progress(f"sandbox, {name}", 5)
         in_process = p50_ms(lambda d=data: imaging.to_pixels(d, limits), runs)
         step()
-        sandboxed = p50_ms(lambda d=data: recognizer.sandbox.decode([d], limits), runs)
+        sandboxed = p50_ms(lambda d=data: recognizer.sandbox.decode([d], limits, fresh_workers=False), runs)
+        step()
+        fresh = p50_ms(lambda d=data: recognizer.sandbox.decode([d], limits, fresh_workers=True), runs)
         step()
         text = base64.b64encode(data).decode()
 
@@ -70,6 +73,7 @@ def measure(app, photos: dict[str, bytes], quick: bool, progress) -> dict:
         result[name] = {
             "decode_in_process_p50_ms": in_process,
             "decode_sandboxed_p50_ms": sandboxed,
+            "decode_fresh_worker_p50_ms": fresh,
             "overhead_p50_ms": round(sandboxed - in_process, 2),
             "floor_p50_ms": floor_ms,
             "request_p50_ms": request_ms,

@@ -74,7 +74,8 @@ class Defaults:
     MAX_IMAGES_PER_REQUEST = 16
     # The decode sandbox (handler/recognition/sandbox.py): each image in a worker process with an
     # address-space cap and a deadline; an API request's images together have a deadline too.
-    DECODE_MEMORY_MB = 512
+    # 400: the function (~165 MB), the zygote (~35 MB) and two workers at their cap stay under 1 GB.
+    DECODE_MEMORY_MB = 400
     DECODE_DEADLINE_MS = 1000
     DECODE_REQUEST_DEADLINE_MS = 4000
     MAX_UPLOAD_BYTES = 20 * 1024 * 1024
