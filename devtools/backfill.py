@@ -138,6 +138,17 @@ def _row(bucket: str, key: str, status: str, code: str | None) -> dict[str, str]
     )
 
 
+# A cell starting with one of these is a formula to a spreadsheet (OWASP's CSV injection rule).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A key such as ``=HYPERLINK(...)`` opens as text, not a formula: a leading quote neutralises it."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def run(options: Options, out: TextIO = sys.stderr) -> Summary:
     from tqdm import tqdm
 
@@ -203,7 +214,7 @@ def _finish(
     with report.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows([{name: spreadsheet_safe(value) for name, value in row.items()} for row in rows])
     outcomes = Counter(
         "classified" if r["ResultMessage"] == "classified" else
         "skipped" if r["ResultMessage"] == "skipped" else
