@@ -34,17 +34,25 @@ class MalformedMessage(Exception):
 
 
 def objects_in(notification: S3Event) -> list[S3Object]:
-    """The created objects of an S3 notification; keys arrive URL-encoded (``+`` for spaces)."""
-    return [
-        S3Object(
-            bucket=record.s3.bucket.name,
-            key=unquote_plus(record.s3.get_object.key),
-            version_id=record.s3.get_object.version_id,
-            etag=record.s3.get_object.etag,
-        )
-        for record in notification.records
-        if record.event_name.startswith("ObjectCreated")
-    ]
+    """The created objects of an S3 notification; keys arrive URL-encoded (``+`` for spaces).
+    A record that is not one (no ``s3`` object, a key that is not text) raises ``MalformedMessage``."""
+    objects = []
+    for index, record in enumerate(notification.records):
+        try:
+            if not str(record.event_name).startswith("ObjectCreated"):
+                continue
+            s3 = record.s3
+            objects.append(
+                S3Object(
+                    bucket=str(s3.bucket.name),
+                    key=unquote_plus(s3.get_object.key),
+                    version_id=s3.get_object.version_id,
+                    etag=s3.get_object.etag or "",
+                )
+            )
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            raise MalformedMessage(f"record {index} is not an S3 object notification") from error
+    return objects
 
 
 def objects_in_message(record: SQSRecord) -> list[S3Object]:
@@ -59,7 +67,10 @@ def objects_in_message(record: SQSRecord) -> list[S3Object]:
         return []
     if not isinstance(body.get("Records"), list):
         raise MalformedMessage(f"message {record.message_id} is not an S3 notification")
-    return objects_in(S3Event(body))
+    try:
+        return objects_in(S3Event(body))
+    except MalformedMessage as error:
+        raise MalformedMessage(f"message {record.message_id}: {error}") from error
 
 
 def _failed_messages(runtime: Runtime, records: list[SQSRecord]) -> list[str]:
@@ -68,10 +79,11 @@ def _failed_messages(runtime: Runtime, records: list[SQSRecord]) -> list[str]:
     for record in records:
         try:
             planned[record.message_id] = objects_in_message(record)
-        except MalformedMessage as error:
+        except MalformedMessage as error:  # its own batch item failure: redelivered, then the DLQ
             logger.warning(
                 "not an S3 notification", extra={"message_id": record.message_id, "error": str(error)}
             )
+            metrics.add_metric(name="MalformedMessages", unit=MetricUnit.Count, value=1)
             planned[record.message_id] = error
     try:
         outcomes = process(
@@ -117,7 +129,11 @@ def handle(runtime: Runtime, event: Any) -> dict[str, Any]:
         return handle_sqs(runtime, event)
     if kind is EventKind.S3_TEST:
         return {"objects": []}
-    outcomes = process(runtime, objects_in(S3Event(event)))
+    try:
+        objects = objects_in(S3Event(event))
+    except MalformedMessage as error:
+        raise InvalidEvent(f"s3_handler: {error}") from error
+    outcomes = process(runtime, objects)
     failed = [o.key for o, s in outcomes.items() if isinstance(s, TransientError)]
     if failed:
         raise TransientError(f"{len(failed)} object(s) failed transiently and will be retried: {failed}")

@@ -273,6 +273,35 @@ def test_a_malformed_message_is_left_to_the_dead_letter_queue(app, bucket, put, 
     assert result_keys(bucket) == ["results/uploads/g.jpg.json"]
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"Records": [{"eventName": "ObjectCreated:Put"}]},  # a record without its s3 object
+        {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {}, "object": {}}}]},
+        {
+            "Records": [
+                {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "b"}, "object": {"key": 7}}}
+            ]
+        },
+        {"Records": ["not a record"]},
+    ],
+    ids=["no-s3", "empty-s3", "key-not-text", "record-not-object"],
+)
+def test_a_malformed_record_fails_its_message_only(app, bucket, put, grace_hopper, broken) -> None:
+    """Every SQS message is judged on its own: the valid ones of the batch get their records."""
+    event = sqs_event([s3_event(bucket, [put(f"{UPLOADS}g.jpg", grace_hopper)]), broken])
+    answer = app.s3_handler(event, LocalContext())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
+    assert result_keys(bucket) == ["results/uploads/g.jpg.json"]
+
+
+def test_a_malformed_direct_notification_is_a_clear_error(app) -> None:
+    with pytest.raises(InvalidEvent, match="record 0 is not an S3 object notification"):
+        app.s3_handler(
+            {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]}, LocalContext()
+        )
+
+
 def test_metrics_count_processed_and_failed(app, bucket, put, grace_hopper, capsys) -> None:
     objects = [put(f"{UPLOADS}g.jpg", grace_hopper), put(f"{UPLOADS}bad.jpg", b"nope")]
     capsys.readouterr()
