@@ -8,6 +8,7 @@ Every S3 failure is sorted into one of two kinds: permanent (a ``Refusal`` with 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,9 @@ from urllib.parse import urlsplit
 
 from handler.config import Settings
 from handler.recognition.errors import Code, Refusal, SourceUnusable, check_image_size
+
+MAX_KEY_BYTES = 1024  # S3's limit on an object key, in UTF-8 bytes
+BY_HASH = "_by-hash/"  # under the results prefix: records of keys too long to mirror
 
 # S3 error codes that mean "try again later"; any other 4xx is the object's fault, not the moment's.
 TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "Throttling", "RequestTimeout"}
@@ -112,7 +116,17 @@ class Storage:
         return f"{url.scheme}://{url.netloc}"
 
     def result_location(self, obj: S3Object) -> tuple[str, str]:
-        return self.settings.results_bucket or obj.bucket, f"{self.settings.results_prefix}{obj.key}.json"
+        """Where ``obj``'s record goes: ``<results prefix><key>.json``, or, when that would pass S3's
+        1,024-byte key limit (a legal source key of 1,012 bytes or more), the fallback
+        ``<results prefix>_by-hash/<sha256 of the key>.json`` (the record names its source key)."""
+        key = f"{self.settings.results_prefix}{obj.key}.json"
+        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+            key = self.fallback_key(obj)
+        return self.settings.results_bucket or obj.bucket, key
+
+    def fallback_key(self, obj: S3Object) -> str:
+        digest = hashlib.sha256(obj.key.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self.settings.results_prefix}{BY_HASH}{digest}.json"
 
     def is_result_key(self, obj: S3Object) -> bool:
         """Recursion guard: never process what we (or another run) wrote under the results prefix."""
@@ -151,17 +165,30 @@ class Storage:
             **record,
             "processed_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
+        encoded = json.dumps(body, indent=2).encode()
+        try:
+            self._put_record(bucket, key, encoded, obj, model)
+        except Refusal as refused:
+            # S3 refused the key itself (a permanent 4xx): the record goes to the fallback, once.
+            fallback = self.fallback_key(obj)
+            if key == fallback:
+                raise TransientError(str(refused)) from refused
+            try:
+                self._put_record(bucket, fallback, encoded, obj, model)
+            except Refusal as again:
+                raise TransientError(str(again)) from again
+
+    def _put_record(self, bucket: str, key: str, body: bytes, obj: S3Object, model: dict[str, str]) -> None:
         try:
             self.client.put_object(
                 Bucket=bucket,
                 Key=key,
-                Body=json.dumps(body, indent=2).encode(),
+                Body=body,
                 ContentType="application/json",
                 Metadata=_record_metadata(obj, model),
             )
         except Exception as error:
-            mapped = classify_s3_error(error, f"writing s3://{bucket}/{key}")
-            raise (mapped if isinstance(mapped, TransientError) else TransientError(str(mapped))) from error
+            raise classify_s3_error(error, f"writing s3://{bucket}/{key}") from error
 
     def read_record(self, obj: S3Object) -> dict[str, Any] | None:
         """The result or error record of ``obj``, or None while there is none."""

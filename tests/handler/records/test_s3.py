@@ -381,3 +381,42 @@ def test_a_redelivered_batch_isolates_the_message_that_fails_it(
 def test_events_that_are_not_s3_notifications_get_a_clear_error(app, event) -> None:
     with pytest.raises(InvalidEvent, match="S3 ObjectCreated notification or an SQS batch"):
         app.s3_handler(event, LocalContext())
+
+
+def test_a_key_too_long_to_mirror_gets_its_record_by_hash(app, bucket, put, grace_hopper) -> None:
+    """S3 keys may be 1,024 bytes; results/<key>.json would then be longer than S3 allows (moto does
+    not enforce it): the record goes to results/_by-hash/<sha256 of the key>.json, once, and says
+    which key it answers. A rerun finds it there (already answered)."""
+    import hashlib
+
+    key = UPLOADS + "é" * 400 + "x" * 200 + ".jpg"  # 1,012 bytes in UTF-8
+    assert len(key.encode()) == 1012
+    assert via_sqs(app, bucket, [put(key, grace_hopper)]) == {"batchItemFailures": []}
+    (stored,) = result_keys(bucket)
+    assert stored == f"results/_by-hash/{hashlib.sha256(key.encode()).hexdigest()}.json"
+    record = json.loads(S3.get_object(Bucket=bucket, Key=stored)["Body"].read())
+    assert record["key"] == key and record["predictions"][0]["label"] == "military_uniform"
+    assert direct(app, s3_event(bucket, [(key, record["etag"], 1)]))["objects"][0]["status"] == "skipped"
+
+
+def test_a_key_s3_refuses_for_its_record_falls_back_by_hash(app, bucket, put, grace_hopper) -> None:
+    """A permanent 4xx on the record's key (KeyTooLongError injected, as S3 answers it) is not
+    retried forever: the record is written at the fallback."""
+    from botocore.exceptions import ClientError
+
+    client = app.runtime.storage.client
+    original = client.put_object
+
+    def refuse_long(**kwargs):
+        if not kwargs["Key"].startswith("results/_by-hash/"):
+            error = {"Error": {"Code": "KeyTooLongError"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+            raise ClientError(error, "PutObject")
+        return original(**kwargs)
+
+    client.put_object = refuse_long
+    try:
+        assert via_sqs(app, bucket, [put(f"{UPLOADS}refused.jpg", grace_hopper)]) == {"batchItemFailures": []}
+    finally:
+        client.put_object = original
+    (stored,) = result_keys(bucket)
+    assert stored.startswith("results/_by-hash/")
