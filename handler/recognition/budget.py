@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def groups_within(costs: Sequence[int], budget: int) -> list[list[int]]:
-    """Indexes of consecutive items whose costs add up to at most ``budget``, in order.
+def groups_within(costs: Sequence[int], budget: int, max_items: int | None = None) -> list[list[int]]:
+    """Indexes of consecutive items whose costs add up to at most ``budget`` (and, with
+    ``max_items``, that many items at most), in order.
 
     An item that alone costs more than the budget gets a group of its own (the caller decides
     whether to refuse it); nothing is reordered or dropped.
@@ -18,7 +19,8 @@ def groups_within(costs: Sequence[int], budget: int) -> list[list[int]]:
     groups: list[list[int]] = []
     used = 0
     for index, cost in enumerate(costs):
-        if not groups or used + cost > budget:
+        full = max_items is not None and groups and len(groups[-1]) >= max_items
+        if not groups or used + cost > budget or full:
             groups.append([])
             used = 0
         groups[-1].append(index)

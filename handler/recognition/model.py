@@ -7,7 +7,6 @@ function starts, and reads only the model directory: no network, no writes.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,9 +16,17 @@ import numpy as np
 
 from handler.config import check_engine
 from handler.recognition import manifest
-from handler.recognition.manifest import LABELS_FILE, IntegrityError, ModelError
+from handler.recognition.manifest import LABELS_FILE, MANIFEST_FILE, IntegrityError, ManifestError, ModelError
 
-__all__ = ["Classifier", "IntegrityError", "ModelError", "ModelInfo", "Prediction", "load_classifier"]
+__all__ = [
+    "Classifier",
+    "IntegrityError",
+    "ManifestError",
+    "ModelError",
+    "ModelInfo",
+    "Prediction",
+    "load_classifier",
+]
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,9 @@ class ModelInfo:
 class Backend(Protocol):
     """An inference engine: a batch of preprocessed images in, softmax probabilities out."""
 
+    input_shape: tuple[int, ...]  # one image's shape, e.g. (224, 224, 3)
+    classes: int  # outputs per image
+
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(n, 224, 224, 3) float32 -> (n, 1000) float32."""
         ...
@@ -70,8 +80,11 @@ class LiteRTBackend:
         from ai_edge_litert.interpreter import Interpreter
 
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        self._input = inputs[0]["index"]
+        self._output = outputs[0]["index"]
+        self.input_shape = tuple(int(n) for n in inputs[0]["shape"][1:])
+        self.classes = int(outputs[0]["shape"][-1])
         self._batch_size = 0
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
@@ -110,6 +123,8 @@ class KerasBackend:
         import keras
 
         model = keras.models.load_model(path, compile=False)
+        self.input_shape = tuple(model.input_shape[1:])
+        self.classes = int(model.output_shape[-1])
         signature = tf.TensorSpec(shape=(None, *model.input_shape[1:]), dtype=tf.float32)
         self._infer = tf.function(lambda x: model(x, training=False), input_signature=[signature])
 
@@ -176,19 +191,35 @@ class Classifier:
 
 
 def load_classifier(model_dir: Path, backend: str, threads: int, precision: str = "fp32") -> Classifier:
-    """Verify and load the model for ``backend`` (``litert`` at ``fp32`` or ``int8``), then warm it up."""
+    """Verify and load the model for ``backend`` (``litert`` at ``fp32`` or ``int8``), then warm it up.
+
+    A model directory that cannot answer right never serves: ``manifest.validate`` checks the
+    manifest, the files this backend reads and ``labels.json``; then the loaded model's input must
+    be the manifest's (what ``imaging`` produces) and its outputs as many as the labels.
+    """
     try:
         check_engine(backend, precision)
     except ValueError as error:
         raise ModelError(str(error)) from None
-    fields = manifest.read(model_dir)
+    fields = manifest.validate(model_dir, check_files=[LABELS_FILE])  # hashes only what it reads
     kind = "keras" if backend == "keras" else ("tflite_int8" if precision == "int8" else "tflite")
     model_file = manifest.artifact(fields, kind)
-    manifest.verify(model_dir, fields, [model_file, LABELS_FILE])
-    labels = manifest.labels(json.loads((model_dir / LABELS_FILE).read_text()))
+    manifest.verify(model_dir, fields, [model_file])
+    labels = manifest.read_labels(model_dir, fields)
     engine = ENGINES[backend](model_dir / model_file, threads)
+    shape = fields["input"]
+    expected = (shape["height"], shape["width"], shape["channels"])
+    if tuple(engine.input_shape) != expected:
+        raise ManifestError(
+            f"{model_dir / model_file} takes input {tuple(engine.input_shape)} but "
+            f"{model_dir / MANIFEST_FILE} field 'input' says {expected}: rebuild the model directory"
+        )
+    if engine.classes != len(labels):
+        raise ManifestError(
+            f"{model_dir / LABELS_FILE} has {len(labels)} labels but {model_dir / model_file} has "
+            f"{engine.classes} outputs: the labels must match the model's outputs one to one"
+        )
     info = ModelInfo(name=fields["name"], version=fields["version"], backend=backend)
     classifier = Classifier(engine, labels, info, fields)
-    shape = fields["input"]
-    classifier.warm_up((shape["height"], shape["width"], shape["channels"]))
+    classifier.warm_up(expected)
     return classifier

@@ -33,33 +33,60 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 
-# Source bytes one model call holds at most: a batch of large photos is classified in parts.
+# What one wave (download, decode, one model call, write) holds at most: a batch of large photos,
+# or of very many small ones, is classified in parts.
 BATCH_BYTES = 256 * 1024 * 1024
+WAVE_OBJECTS = 64
 
 
 def _truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes")
 
 
+def listed_item(bucket: str, item: Any) -> tuple[S3Object, int] | str:
+    """A Map item as ``(object, listed size)``, or why it cannot be one. Only the key is required:
+    a missing or odd ``Size`` or ``Etag`` is read from S3 instead (the HEAD checks the size)."""
+    key = item.get("Key") if isinstance(item, dict) else None
+    if not isinstance(key, str) or not key:
+        return "the item has no Key (a string)"
+    size = item.get("Size")
+    size = (
+        size
+        if type(size) is int and size >= 0
+        else int(size)
+        if isinstance(size, str) and size.isdigit()
+        else 0
+    )
+    etag = item.get("Etag") or item.get("ETag") or ""
+    return S3Object(bucket, key, etag=etag.strip('"') if isinstance(etag, str) else ""), size
+
+
 def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
-    """One Distributed Map child batch: every listed object ends with a record, or the batch fails.
-    The output counts the outcomes and lists each key's (error records with their code)."""
+    """One Distributed Map child batch: every listed object ends with a record, or the batch fails
+    (and the Map retries it). An item that names no object fails alone, listed in the output as
+    ``invalid_item``. The output counts the outcomes and lists each key's (error records with their
+    code). Objects are classified in waves bounded by bytes and by count, so memory follows the
+    wave, not the batch (10,000 tiny objects hold what 64 do)."""
     batch_input = event.get("BatchInput") or {}
-    bucket = batch_input.get("bucket")
-    if not bucket:
+    bucket = batch_input.get("bucket") if isinstance(batch_input, dict) else None
+    if not isinstance(bucket, str) or not bucket:
         raise InvalidEvent('A Distributed Map batch needs "BatchInput": {"bucket": ...}.')
     force = _truthy(batch_input.get("force", False))
     items = event.get("Items") or []
-    listed = [
-        (
-            S3Object(bucket, item["Key"], etag=str(item.get("Etag") or item.get("ETag") or "").strip('"')),
-            int(item.get("Size") or 0),
-        )
-        for item in items
-    ]
+    if not isinstance(items, list):
+        raise InvalidEvent('A Distributed Map batch\'s "Items" is a list.')
+    parsed = [listed_item(bucket, item) for item in items]
+    listed = [entry for entry in parsed if isinstance(entry, tuple)]
+    invalid = [
+        {"key": item.get("Key") if isinstance(item, dict) and isinstance(item.get("Key"), str) else None,
+         "status": "invalid_item", "error": entry}
+        for item, entry in zip(items, parsed, strict=True)
+        if isinstance(entry, str)
+    ]  # fmt: skip
+    if invalid:
+        logger.warning("invalid Map items", extra={"count": len(invalid)})
     outcomes: pipeline.RecordOutcomes = {}
-    # A batch of large photos is classified in parts, so it is never all held in memory at once.
-    for group in groups_within([size for _, size in listed], BATCH_BYTES):
+    for group in groups_within([size for _, size in listed], BATCH_BYTES, WAVE_OBJECTS):
         outcomes.update(pipeline.process(runtime, [listed[index][0] for index in group], force=force))
     failed = [obj.key for obj, outcome in outcomes.items() if isinstance(outcome, TransientError)]
     if failed:
@@ -73,7 +100,8 @@ def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
         "classified": counts[pipeline.Status.CLASSIFIED],
         "error_records": counts[pipeline.Status.ERROR_RECORD],
         "skipped": counts[pipeline.Status.SKIPPED],
-        "objects": objects,
+        "invalid_items": len(invalid),
+        "objects": objects + invalid,
     }
 
 

@@ -203,3 +203,36 @@ def test_bulk_event_fixtures(app, s3_client, fixture: str) -> None:
         assert {k: answer[k] for k in expected["answer"]} == expected["answer"]
     for key in expected["results"]:
         assert record(s3_client, bucket, key)["predictions"][0]["label"] == "military_uniform", key
+
+
+def test_a_bad_map_item_fails_alone(app, archive) -> None:
+    """Items without a Key (or with one that is not text) are listed as invalid; odd sizes and
+    ETags are read from S3 instead; the rest of the batch is classified."""
+    bucket, etags = archive
+    event = map_event(bucket, etags, ["archive/portrait.jpg"], force=True)
+    event["Items"] += [{"Etag": '"x"', "Size": 1}, {"Key": 7}, "not an item",
+                       {"Key": UNICODE_KEY, "Size": "many", "Etag": 12}]  # fmt: skip
+    summary = app.bulk_handler(event, LocalContext())
+    assert (summary["items"], summary["classified"], summary["invalid_items"]) == (5, 2, 3)
+    invalid = [entry for entry in summary["objects"] if entry["status"] == "invalid_item"]
+    assert [entry["key"] for entry in invalid] == [None, None, None]
+    assert all(entry["error"] == "the item has no Key (a string)" for entry in invalid)
+
+
+def test_a_map_batch_is_classified_in_waves_by_count(app, archive, monkeypatch) -> None:
+    """Memory follows the wave, not the batch: with waves of 2 objects, 3 photos take 2 model calls."""
+    from handler.records import bulk
+
+    monkeypatch.setattr(bulk, "WAVE_OBJECTS", 2)
+    bucket, etags = archive
+    calls = app.runtime.recognizer.classifier.calls
+    keys = ["archive/portrait.jpg", "archive/cat.bmp", UNICODE_KEY]
+    summary = app.bulk_handler(map_event(bucket, etags, keys, force=True), LocalContext())
+    assert summary["classified"] == 3 and app.runtime.recognizer.classifier.calls == calls + 2
+
+
+def test_groups_within_a_count() -> None:
+    from handler.recognition.budget import groups_within
+
+    assert groups_within([1, 1, 1, 1, 1], 100, max_items=2) == [[0, 1], [2, 3], [4]]
+    assert groups_within([60, 60, 1], 100, max_items=5) == [[0], [1, 2]]
