@@ -27,7 +27,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from handler.recognition.errors import Refusal
-from handler.records.storage import S3Object, TransientError
+from handler.records.storage import S3Object, Superseded, TransientError
 
 if TYPE_CHECKING:
     from handler.runtime import Runtime
@@ -80,6 +80,8 @@ def _fetch(runtime: Runtime, obj: S3Object, force: bool) -> bytes | Status | Ref
         if not force and storage.already_answered(obj, runtime.recognizer.classifier.info.to_dict()):
             return Status.SKIPPED
         return storage.download(obj, runtime.settings.max_upload_bytes)
+    except Superseded:  # replaced by other bytes: the newer version is answered on its own
+        return Status.SKIPPED
     except (Refusal, TransientError) as error:
         return error
 

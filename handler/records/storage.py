@@ -28,6 +28,15 @@ GONE_CODES = {"404", "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "NotFound"}
 DENIED_CODES = {"403", "AccessDenied", "AllAccessDisabled", "InvalidObjectState"}
 
 
+class Superseded(Exception):
+    """The object was replaced by other bytes since it was listed or announced: nothing to answer."""
+
+
+def _code_of(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
 class TransientError(Exception):
     """S3 could not be reached or asked us to slow down: the object must be retried."""
 
@@ -83,6 +92,10 @@ def is_missing(error: Exception) -> bool:
     return isinstance(mapped, Refusal) and mapped.code == Code.SOURCE_NOT_FOUND
 
 
+# What makes two answers the same answer: the source's bytes and the model that read them.
+IDEMPOTENCY_KEYS = ("source-etag", "model-name", "model-version")
+
+
 def _record_metadata(obj: S3Object, model: dict[str, str]) -> dict[str, str]:
     """What a record's S3 metadata says it answers: this source version, by this model."""
     return {
@@ -133,8 +146,10 @@ class Storage:
         return obj.key.startswith(self.settings.results_prefix)
 
     def already_answered(self, obj: S3Object, model: dict[str, str]) -> bool:
-        """True when this exact object version was answered by this model name and version (a
-        re-delivered notification); a new model version answers it again."""
+        """True when these exact bytes (the source's ETag) were answered by this model name and
+        version: a re-delivered notification, or a backfill over uploads already answered (a Map
+        item carries no version id, a notification does: the version is not compared). A new
+        object version with other bytes, or a new model version, is answered again."""
         bucket, key = self.result_location(obj)
         try:
             head = self.client.head_object(Bucket=bucket, Key=key)
@@ -143,18 +158,25 @@ class Storage:
                 return False
             # Unreadable results (throttled, denied): retry rather than guess; the DLQ keeps it.
             raise TransientError(f"reading the result s3://{bucket}/{key}: {error}") from error
-        return head.get("Metadata", {}) == _record_metadata(obj, model)
+        stored = head.get("Metadata", {})
+        wanted = _record_metadata(obj, model)
+        return bool(obj.etag) and all(stored.get(name) == wanted[name] for name in IDEMPOTENCY_KEYS)
 
     def download(self, obj: S3Object, max_bytes: int) -> bytes:
-        """HEAD for the size (refuse before downloading), then GET this exact version."""
+        """HEAD for the size (refuse before downloading), then GET this exact version; with its ETag
+        known, only those bytes (``IfMatch``): an object replaced since it was listed or announced is
+        ``Superseded`` (its new version has its own notification, or the next backfill)."""
         version = {"VersionId": obj.version_id} if obj.version_id else {}
+        same = {"IfMatch": f'"{obj.etag}"'} if obj.etag else {}
         try:
             head = self.client.head_object(Bucket=obj.bucket, Key=obj.key, **version)
             check_image_size(int(head["ContentLength"]), max_bytes)
-            return self.client.get_object(Bucket=obj.bucket, Key=obj.key, **version)["Body"].read()
+            return self.client.get_object(Bucket=obj.bucket, Key=obj.key, **version, **same)["Body"].read()
         except Refusal:
             raise
         except Exception as error:
+            if _code_of(error) in ("PreconditionFailed", "412"):
+                raise Superseded(f"s3://{obj.bucket}/{obj.key} changed since it was listed") from error
             raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
 
     def write_record(self, obj: S3Object, record: dict[str, Any], model: dict[str, str]) -> None:

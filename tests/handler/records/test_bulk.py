@@ -236,3 +236,42 @@ def test_groups_within_a_count() -> None:
 
     assert groups_within([1, 1, 1, 1, 1], 100, max_items=2) == [[0, 1], [2, 3], [4]]
     assert groups_within([60, 60, 1], 100, max_items=5) == [[0], [1, 2]]
+
+
+def test_a_backfill_skips_versioned_uploads_already_answered(app, s3_client) -> None:
+    """Upload notifications carry a version id, Map items do not: answers are the same answer when
+    the bytes (ETag) and the model are; a new version with other bytes is answered again."""
+    from devtools.events import s3_event, sqs_event
+
+    bucket = f"versioned-{uuid.uuid4().hex[:8]}"
+    s3_client.create_bucket(Bucket=bucket)
+    s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    photo = (PHOTOS / "grace_hopper.jpg").read_bytes()
+    put = s3_client.put_object(Bucket=bucket, Key="uploads/a.jpg", Body=photo)
+    etag, version = put["ETag"].strip('"'), put["VersionId"]
+    notification = s3_event(bucket, [("uploads/a.jpg", etag, len(photo))])
+    notification["Records"][0]["s3"]["object"]["versionId"] = version
+    assert app.s3_handler(sqs_event([notification]), LocalContext()) == {"batchItemFailures": []}
+    item = {
+        "Items": [{"Key": "uploads/a.jpg", "Etag": f'"{etag}"', "Size": len(photo)}],
+        "BatchInput": {"bucket": bucket},
+    }
+    assert app.bulk_handler(item, LocalContext())["skipped"] == 1
+    newer = s3_client.put_object(Bucket=bucket, Key="uploads/a.jpg", Body=(PHOTOS / "cat.bmp").read_bytes())
+    item["Items"][0]["Etag"] = newer["ETag"]
+    assert app.bulk_handler(item, LocalContext())["classified"] == 1
+
+
+def test_an_object_replaced_since_it_was_listed_is_not_answered_for_its_old_bytes(
+    app, archive, s3_client
+) -> None:
+    bucket, etags = archive
+    s3_client.put_object(Bucket=bucket, Key="archive/portrait.jpg", Body=(PHOTOS / "cat.bmp").read_bytes())
+    try:
+        event = map_event(bucket, etags, ["archive/portrait.jpg"], force=True)
+        summary = app.bulk_handler(event, LocalContext())
+    finally:  # the archive is shared: put the photo back
+        s3_client.put_object(
+            Bucket=bucket, Key="archive/portrait.jpg", Body=(PHOTOS / "grace_hopper.jpg").read_bytes()
+        )
+    assert (summary["classified"], summary["skipped"]) == (0, 1), "the listing's ETag is stale: superseded"
