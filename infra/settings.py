@@ -15,6 +15,8 @@ from typing import Any
 from constructs import Node
 
 from handler.contract import BACKENDS, Defaults
+from handler.recognition import manifest as model_manifest
+from handler.recognition.manifest import ModelError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -193,6 +195,11 @@ class Settings:
                 f"modelDir {self.model_dir}: no manifest.json there; train one first "
                 "(make train DATA=folder NAME=name writes build/models/NAME)"
             )
+        if self.model_dir:
+            try:  # the cold start's checks that need no model loaded: fails at synth, not in Lambda
+                model_manifest.validate(REPO_ROOT / self.model_dir)
+            except ModelError as error:
+                raise ValueError(f"modelDir {self.model_dir}: {error}") from None
         if self.expire_after_days < 0:
             raise ValueError("expire_after_days must be 0 (keep) or a number of days")
         if self.uploads_throttle_rate_limit > self.throttle_rate_limit:
