@@ -54,9 +54,10 @@ class Settings:
         },
     )
     pre_traffic_top1: str = field(
-        default="military_uniform",
+        default="",
         metadata={
-            "doc": "the photo's top-1 label the pre-traffic hook requires (empty: status and model only)"
+            "doc": "the photo's top-1 label the pre-traffic hook requires (empty: what the served model "
+            "answers for it, computed at synth; `-` checks status and model only)"
         },
     )
     github_repo: str = field(

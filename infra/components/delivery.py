@@ -10,6 +10,7 @@ same update; its errors alarm rolls it back.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from aws_cdk import Duration, SymlinkFollowMode
 from aws_cdk import aws_cloudwatch as cw
@@ -17,7 +18,7 @@ from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from handler.contract import IMAGENET_MODEL
+from handler.contract import IMAGENET_HOOK_TOP1, IMAGENET_MODEL
 from infra.components.common import log_group
 from infra.settings import REPO_ROOT, Settings
 
@@ -34,6 +35,50 @@ def expected_model(settings: Settings) -> dict[str, str]:
         manifest = json.loads((REPO_ROOT / settings.model_dir / "manifest.json").read_text())
         return {"name": manifest["name"], "version": manifest["version"]}
     return dict(IMAGENET_MODEL)
+
+
+HOOK_PHOTO_EVENT = REPO_ROOT / "hooks" / "photo_event.json"
+
+
+def expected_top1(settings: Settings) -> str:
+    """The top-1 label the pre-traffic hook requires of the new version, following the model served:
+    ``preTrafficTop1`` when given (it must be one of that model's classes; ``-``: none), else what
+    the ImageNet export answers for the hook's photo, or, for ``-c modelDir``, what that model
+    answers for it, computed here (the serving decoder and LiteRT, offline, in well under a second)."""
+    wanted = settings.pre_traffic_top1.strip()
+    if wanted == "-":
+        return ""
+    if not settings.model_dir:
+        return wanted or IMAGENET_HOOK_TOP1
+    from handler.recognition import manifest
+
+    model_dir = REPO_ROOT / settings.model_dir
+    classes = [
+        label for _, label in manifest.labels(json.loads((model_dir / manifest.LABELS_FILE).read_text()))
+    ]
+    if wanted:
+        if wanted not in classes:
+            raise ValueError(
+                f"preTrafficTop1 {wanted!r} is not one of the classes of modelDir {settings.model_dir} "
+                f"({', '.join(classes[:10])}{', …' if len(classes) > 10 else ''})"
+            )
+        return wanted
+    return top1_of_hook_photo(model_dir)
+
+
+def top1_of_hook_photo(model_dir: Path) -> str:
+    """What the model in ``model_dir`` answers for the hook's photo (a committed, trusted fixture,
+    decoded in-process)."""
+    import base64
+
+    from handler.recognition import imaging, model
+
+    event = json.loads(HOOK_PHOTO_EVENT.read_text())
+    photo = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else event["body"].encode()
+    classifier = model.load_classifier(model_dir, "litert", threads=1)
+    pixels = imaging.to_array(photo, imaging.DecodeLimits(max_bytes=len(photo), max_pixels=40_000_000))
+    (ranked,) = classifier.classify(pixels, top_k=1)
+    return ranked[0].label
 
 
 class GradualDeployment(Construct):
@@ -87,7 +132,7 @@ class GradualDeployment(Construct):
             description="Pre-traffic check: the new API version must classify a real photo",
             environment={
                 "TARGET_VERSION_ARN": new_version.function_arn,
-                "EXPECTED_TOP1": settings.pre_traffic_top1,
+                "EXPECTED_TOP1": expected_top1(settings),
                 "EXPECTED_MODEL_NAME": model["name"],
                 "EXPECTED_MODEL_VERSION": model["version"],
             },

@@ -169,3 +169,17 @@ def test_each_stage_is_its_own_stack(stage: str) -> None:
     stack = build(app)
     assert stack.stack_name == f"ImageRecognition-{stage}"
     assert Template.from_stack(stack).find_outputs("Stage")["Stage"]["Value"] == stage
+
+
+def test_the_hooks_expectation_follows_the_model_served() -> None:
+    """No modelDir: the ImageNet export's answer for the hook's photo. With one: what that model
+    answers for it, computed at synth by running it; an explicit label must be one of its classes."""
+    from infra.components.delivery import expected_top1
+    from infra.settings import Settings
+
+    assert expected_top1(Settings()) == "military_uniform"
+    assert expected_top1(Settings(pre_traffic_top1="-")) == ""
+    assert expected_top1(Settings(model_dir="build/model")) == "military_uniform"  # computed
+    assert expected_top1(Settings(model_dir="build/model", pre_traffic_top1="tabby")) == "tabby"
+    with pytest.raises(ValueError, match="preTrafficTop1 'ants' is not one of the classes of modelDir"):
+        expected_top1(Settings(model_dir="build/model", pre_traffic_top1="ants"))
