@@ -118,11 +118,26 @@ def batch_operations(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
     return response.asdict()
 
 
-def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationResponseRecord:
-    obj = S3Object(task.s3_bucket, task.s3_key, task.s3_version_id or None)
+def _task_object(task) -> S3Object | None:
+    """The object a task names, or None when it names none (each task is judged on its own)."""
+    try:
+        bucket, key = task.s3_bucket, task.s3_key
+        version = task.s3_version_id
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+        return None
+    if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
+        return None
+    return S3Object(bucket, key, version if isinstance(version, str) and version else None)
 
+
+def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationResponseRecord:
     def result(code: str, text: str) -> S3BatchOperationResponseRecord:
-        return S3BatchOperationResponseRecord(task.task_id, code, excerpt(text, 200))
+        task_id = task.get("taskId") if isinstance(task.get("taskId"), str) else "unknown-task"
+        return S3BatchOperationResponseRecord(task_id, code, excerpt(text, 200))
+
+    obj = _task_object(task)
+    if obj is None:
+        return result("PermanentFailure", "invalid_task: the task names no S3 object (bucket and key)")
 
     try:
         obj = runtime.storage.identified(obj)

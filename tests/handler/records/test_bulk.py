@@ -275,3 +275,15 @@ def test_an_object_replaced_since_it_was_listed_is_not_answered_for_its_old_byte
             Bucket=bucket, Key="archive/portrait.jpg", Body=(PHOTOS / "grace_hopper.jpg").read_bytes()
         )
     assert (summary["classified"], summary["skipped"]) == (0, 1), "the listing's ETag is stale: superseded"
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_a_batch_operations_task_that_names_no_object_fails_alone(app, archive, version) -> None:
+    """S3 Batch Operations sends one task per invocation; one that names no object is its own
+    PermanentFailure (in the completion report), never an exception."""
+    bucket, _ = archive
+    event = batch_operations_event(bucket, "archive/portrait.jpg", version, force="true")
+    event["tasks"] = [{"taskId": "task-2", "s3VersionId": None}]  # no key, no bucket
+    (result,) = app.bulk_handler(event, LocalContext())["results"]
+    assert (result["taskId"], result["resultCode"]) == ("task-2", "PermanentFailure")
+    assert result["resultString"].startswith("invalid_task")
