@@ -49,8 +49,10 @@ def client_error(error: Refusal) -> Response:
 
 
 def unexpected(error: Exception) -> Response:
-    """A bug or an outage, never the client's fault: log the trace, answer without it."""
+    """A bug or an outage, never the client's fault: log the trace, answer without it, and count it
+    (``ServerErrors``): Lambda's own Errors metric never sees an exception answered as a 500."""
     logger.exception("unhandled error")
+    metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
     return json_response(
         HTTPStatus.INTERNAL_SERVER_ERROR,
         {"error": "Internal error; it has been logged.", "code": Code.INTERNAL_ERROR},

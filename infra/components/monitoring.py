@@ -106,13 +106,37 @@ class Monitoring(Construct):
             )
             for alarm_id, metric, description in happened
         ]
+        # Exceptions the API function answered as 500s: Lambda's Errors metric never counts them.
+        server_errors = cw.Metric(
+            namespace=NAMESPACE,
+            metric_name="ServerErrors",
+            dimensions_map={"service": SERVICE, "backend": settings.model_backend},
+            statistic="Sum",
+            period=Duration.minutes(1),
+        )
+        self.alarms.append(
+            server_errors.create_alarm(
+                self,
+                "ApiServerErrors",
+                alarm_description="The API function answered a 500 (a handled exception) within a minute",
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            )
+        )
         for alarm in self.alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             alarm.add_ok_action(actions.SnsAction(self.topic))
         by_id = {alarm.node.id: alarm for alarm in self.alarms}
         # What rolls a gradual deployment back (CodeDeploy watches them while traffic shifts).
         self.rollback_alarms = {
-            "api": [by_id["Api5xxRate"], by_id["ApiP99Latency"], by_id["ApiErrors"]],
+            "api": [
+                by_id["Api5xxRate"],
+                by_id["ApiP99Latency"],
+                by_id["ApiErrors"],
+                by_id["ApiServerErrors"],
+            ],
             "worker": [by_id["WorkerErrors"]],
         }
 

@@ -48,11 +48,8 @@ def alarm_ids(group: dict) -> set[str]:
 def test_alarms_roll_back_each_group(template: Template) -> None:
     found = groups(template)
     api, worker = alarm_ids(found["api"]), alarm_ids(found["worker"])
-    assert {next(k for k in ("Api5xxRate", "ApiP99Latency", "ApiErrors") if k in a) for a in api} == {
-        "Api5xxRate",
-        "ApiP99Latency",
-        "ApiErrors",
-    }
+    names = ("Api5xxRate", "ApiP99Latency", "ApiServerErrors", "ApiErrors")
+    assert {next(k for k in names if k in a) for a in api} == set(names)
     assert len(worker) == 1 and "WorkerErrors" in next(iter(worker))
     for group in found.values():
         assert group["AlarmConfiguration"]["Enabled"] is True
@@ -183,3 +180,14 @@ def test_the_hooks_expectation_follows_the_model_served() -> None:
     assert expected_top1(Settings(model_dir="build/model", pre_traffic_top1="tabby")) == "tabby"
     with pytest.raises(ValueError, match="preTrafficTop1 'ants' is not one of the classes of modelDir"):
         expected_top1(Settings(model_dir="build/model", pre_traffic_top1="ants"))
+
+
+def test_handled_500s_roll_a_deployment_back_within_a_minute(template: Template) -> None:
+    """Exceptions the API answers as 500s (Lambda's Errors never sees them) are the function's own
+    EMF metric, summed per minute, one of the API group's rollback alarms."""
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    ((alarm_id, alarm),) = [(k, v) for k, v in alarms.items() if "ApiServerErrors" in k]
+    properties = alarm["Properties"]
+    assert (properties["MetricName"], properties["Namespace"]) == ("ServerErrors", "ImageRecognition")
+    assert (properties["Period"], properties["EvaluationPeriods"], properties["Threshold"]) == (60, 1, 1)
+    assert alarm_id in alarm_ids(groups(template)["api"])

@@ -277,6 +277,7 @@ def test_every_alarm_and_its_threshold(template: Template) -> None:
     expected = {
         "Api5xxRate": 1,
         "ApiP99Latency": 3000,
+        "ApiServerErrors": 1,
         "ApiErrors": 1,
         "ApiThrottles": 1,
         "WorkerErrors": 1,

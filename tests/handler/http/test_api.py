@@ -192,14 +192,22 @@ def test_invalid_base64_body_flag_is_400(app) -> None:
     assert body_json(result)["code"] == "invalid_base64"
 
 
-def test_unexpected_failure_is_500_without_details(app, grace_hopper: bytes, monkeypatch) -> None:
+def test_unexpected_failure_is_500_without_details(app, grace_hopper: bytes, monkeypatch, capsys) -> None:
+    """Answered as a 500 without details, and counted: an EMF ServerErrors metric (Lambda's Errors
+    metric never sees an exception the function answered)."""
+
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(app.runtime.recognizer, "classify_one", explode)
+    capsys.readouterr()
     result = predict(app, rest_event, grace_hopper, "image/jpeg")
     assert result["statusCode"] == 500
     assert body_json(result) == {"error": "Internal error; it has been logged.", "code": "internal_error"}
+    emitted = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')
+    ]
+    assert any(blob.get("ServerErrors") == [1.0] for blob in emitted), emitted
 
 
 @pytest.mark.parametrize("door", DOORS.values(), ids=DOORS.keys())
