@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from bench.ours import percentiles
+
 
 def p50_ms(work: Callable[[], object], runs: int) -> float:
     for _ in range(3):
@@ -28,7 +30,7 @@ def p50_ms(work: Callable[[], object], runs: int) -> float:
         started = time.perf_counter()
         work()
         samples.append(time.perf_counter() - started)
-    return round(sorted(samples)[len(samples) // 2] * 1000, 2)
+    return percentiles(samples)["p50_ms"]
 
 
 def images_per_s(work: Callable[[], object], images: int, rounds: int) -> float:

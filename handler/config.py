@@ -18,7 +18,7 @@ REPO_MODEL_DIR = Path(__file__).resolve().parent.parent / "build" / "model"
 LAMBDA_MODEL_DIR = Path("/opt/model")
 
 
-def _available_cpus() -> int:
+def available_cpus() -> int:
     """CPUs this process may run on (Lambda gives 1 to 6 vCPUs by memory size)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -120,7 +120,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         model_dir=Path(read.optional("MODEL_DIR") or _default_model_dir(environ)),
         backend=backend,
         precision=precision,
-        threads=read.integer("MODEL_THREADS", _available_cpus()),
+        threads=read.integer("MODEL_THREADS", available_cpus()),
         max_image_bytes=read.integer("MAX_IMAGE_BYTES", Defaults.MAX_IMAGE_BYTES),
         max_image_pixels=read.integer("MAX_IMAGE_PIXELS", Defaults.MAX_IMAGE_PIXELS),
         default_top_k=read.integer("DEFAULT_TOP_K", 5),
@@ -134,7 +134,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", Defaults.MAX_UPLOAD_BYTES),
         upload_expires_seconds=read.integer("UPLOAD_EXPIRES_SECONDS", 300),
         min_confidence=read.fraction("MIN_CONFIDENCE"),
-        decode_workers=read.integer("DECODE_WORKERS", _available_cpus()),
+        decode_workers=read.integer("DECODE_WORKERS", available_cpus()),
         decode_memory_mb=read.integer("DECODE_MEMORY_MB", Defaults.DECODE_MEMORY_MB, minimum=128),
         decode_deadline_ms=read.integer("DECODE_DEADLINE_MS", Defaults.DECODE_DEADLINE_MS, minimum=10),
         decode_request_deadline_ms=read.integer(

@@ -10,12 +10,12 @@ files (and files over the size limit, refused by their size unread) are listed a
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from handler.config import available_cpus
 from handler.recognition import imaging
 from handler.recognition.errors import Code, Refusal, Unprocessable, check_image_size
 from handler.recognition.sandbox import DecodeSandbox
@@ -82,7 +82,7 @@ def class_folders(root: Path) -> list[Path]:
 
 def sandbox() -> DecodeSandbox:
     """Decode workers for a dataset: one per CPU."""
-    return DecodeSandbox.start(len(os.sched_getaffinity(0)), DECODE_MEMORY_BYTES, DECODE_DEADLINE_S)
+    return DecodeSandbox.start(available_cpus(), DECODE_MEMORY_BYTES, DECODE_DEADLINE_S)
 
 
 def _read(files: list[tuple[int, Path]]) -> list[bytes | Refusal]:

@@ -186,10 +186,16 @@ def validate(model_dir: Path, check_files: list[str] | None = None) -> dict:
 
     What needs the model itself (its input shape and output size) ``model.load_classifier`` checks.
     """
-    fields = read(model_dir)
-    _check_schema(model_dir / MANIFEST_FILE, fields)
+    fields = read_checked(model_dir)
     verify(model_dir, fields, list(fields["files"]) if check_files is None else check_files)
     read_labels(model_dir, fields)
+    return fields
+
+
+def read_checked(model_dir: Path) -> dict:
+    """The manifest, its fields and types checked (no file hashed, nothing else read)."""
+    fields = read(model_dir)
+    _check_schema(model_dir / MANIFEST_FILE, fields)
     return fields
 
 

@@ -193,18 +193,19 @@ class Classifier:
 def load_classifier(model_dir: Path, backend: str, threads: int, precision: str = "fp32") -> Classifier:
     """Verify and load the model for ``backend`` (``litert`` at ``fp32`` or ``int8``), then warm it up.
 
-    A model directory that cannot answer right never serves: ``manifest.validate`` checks the
-    manifest, the files this backend reads and ``labels.json``; then the loaded model's input must
-    be the manifest's (what ``imaging`` produces) and its outputs as many as the labels.
+    A model directory that cannot answer right never serves: the manifest's fields are checked (as
+    ``manifest.validate`` does), the files this backend reads against their sha256 and
+    ``labels.json`` parsed, once each; then the loaded model's input must be the manifest's (what
+    ``imaging`` produces) and its outputs as many as the labels.
     """
     try:
         check_engine(backend, precision)
     except ValueError as error:
         raise ModelError(str(error)) from None
-    fields = manifest.validate(model_dir, check_files=[LABELS_FILE])  # hashes only what it reads
+    fields = manifest.read_checked(model_dir)
     kind = "keras" if backend == "keras" else ("tflite_int8" if precision == "int8" else "tflite")
     model_file = manifest.artifact(fields, kind)
-    manifest.verify(model_dir, fields, [model_file])
+    manifest.verify(model_dir, fields, [model_file, LABELS_FILE])  # hashes only what it reads
     labels = manifest.read_labels(model_dir, fields)
     engine = ENGINES[backend](model_dir / model_file, threads)
     shape = fields["input"]

@@ -36,7 +36,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import send_handle
-from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +49,7 @@ from handler.recognition.errors import (
     UnsupportedMediaType,
 )
 from handler.recognition.imaging import INPUT_SIZE, DecodeLimits
-from handler.recognition.sandbox_worker import HEADER, harden, pack, unpack
+from handler.recognition.sandbox_worker import HEADER, harden, pack, peak_rss_kb, unpack
 
 DEFAULT_DECODER = "handler.recognition.imaging:to_pixels"
 PIXELS_SHAPE = (*INPUT_SIZE, 3)
@@ -131,26 +130,22 @@ class Worker:
         return frame
 
     def kill(self) -> None:
-        """SIGKILL the worker and its process group (anything it started), close its socket."""
-        for kill in (os.killpg, os.kill):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                kill(self.pid, signal.SIGKILL)
+        """SIGKILL the worker and anything it started, and close its socket."""
+        kill_group(self.pid)
         self.sock.close()
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL a worker's process group (it leads its own) and the worker itself, if still there."""
+    for kill in (os.killpg, os.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, signal.SIGKILL)
 
 
 def _ready(sock: socket.socket, events: int, until: float) -> bool:
     poller = select.poll()
     poller.register(sock, events)
     return bool(poller.poll(max(0.0, until - time.monotonic()) * 1000))
-
-
-def peak_rss_kb(pid: int) -> int:
-    """A process's peak resident memory (``VmHWM``), 0 when it is gone or not on Linux."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
 
 
 def _refusal(header: dict) -> Refusal:
@@ -291,7 +286,7 @@ class DecodeSandbox:
             if worker is None:
                 worker = Worker(0, ours)
             else:
-                worker.pid, worker.sock = 0, ours
+                worker.pid, worker.sock, worker.served = 0, ours, 0
                 worker.inbox.clear()
             self._unsettled.append(worker)
             return worker
@@ -340,35 +335,33 @@ class DecodeSandbox:
         self._settle()
         return worker
 
-    def _retire(self, worker: Worker) -> None:
-        """Kill ``worker`` and ask the zygote for its successor on the same ``Worker`` object."""
+    def _retire(self, worker: Worker, now: bool = True) -> None:
+        """Retire ``worker`` and ask the zygote for its successor on the same ``Worker`` object.
+        ``now``: SIGKILL it at once (lost, or past its deadline; its peak memory is read first, as it
+        could not report it); otherwise close its socket, which ends it, and SIGKILL it at the next
+        batch (``_reap``), off the request's path."""
         self._settle()  # its pid, if it was still arriving
-        self.peak_worker_kb = max(self.peak_worker_kb, peak_rss_kb(worker.pid))
-        worker.kill()
+        if now:
+            self.peak_worker_kb = max(self.peak_worker_kb, peak_rss_kb(worker.pid))
+            worker.kill()
+        else:
+            self._doomed.append(worker.pid)
+            worker.sock.close()
         self._request_fork(worker)
 
     def _rotate(self, used: set[int], fresh_workers: bool) -> None:
-        """After a batch, the workers it used are replaced by fresh forks: no worker carries state
-        (or a decoder exploit) from one request's images to the next. Cheap on the request's path:
-        each used worker's socket is closed (a worker exits at its socket's end; the SIGKILL that
-        makes sure of it comes at the next batch, when it is long gone), and its successor is asked
-        of the zygote, which forks and warms it while the function answers."""
+        """After a batch, the workers it used are replaced by fresh forks (``fresh_workers``, or
+        after ``MAX_IMAGES_PER_WORKER`` images): no worker carries state, or a decoder exploit,
+        for long. Cheap on the request's path: the forks happen in the zygote while the function
+        answers."""
         for worker in self._workers:
             if id(worker) in used and (fresh_workers or worker.served >= MAX_IMAGES_PER_WORKER):
-                self._settle()
-                self.peak_worker_kb = max(self.peak_worker_kb, peak_rss_kb(worker.pid))
-                self._doomed.append(worker.pid)
-                worker.sock.close()
-                worker.served = 0
-                self._request_fork(worker)
+                self._retire(worker, now=False)
 
     def _reap(self) -> None:
         """SIGKILL the workers retired by the last batch (and anything they started)."""
         while self._doomed:
-            pid = self._doomed.pop()
-            for kill in (os.killpg, os.kill):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(pid, signal.SIGKILL)
+            kill_group(self._doomed.pop())
 
     def decode(
         self,
@@ -418,7 +411,7 @@ class DecodeSandbox:
         try:
             worker.send(LENGTH.pack(len(body)) + body, min(ends, batch.ends or ends))
         except Lost:
-            batch.lost(index, self, "stopped reading its image")
+            batch.lost(index, "stopped reading its image")
             batch.freed.append(self._replace(worker))
             return
         batch.busy[worker.sock.fileno()] = (worker, index, self._nonce)
@@ -445,7 +438,7 @@ class DecodeSandbox:
                 batch.results[index], retire, peak = _answer(frame, nonce)
                 self.peak_worker_kb = max(self.peak_worker_kb, peak)
             except Lost:
-                batch.lost(index, self, "stopped its decoder")
+                batch.lost(index, "stopped its decoder")
                 retire = True
             del batch.busy[fd]
             freed.append(self._replace(worker) if retire else worker)
@@ -519,7 +512,7 @@ class _Batch:
         self.freed: list[Worker] = []
         self.used: set[int] = set()  # the workers (by identity) that saw one of these images
 
-    def lost(self, index: int, sandbox: DecodeSandbox, why: str) -> None:
+    def lost(self, index: int, why: str) -> None:
         """Its worker was lost: try the image again once, else refuse it."""
         if index in self.retried:
             self.results[index] = too_costly(why)

@@ -74,10 +74,10 @@ def harden(dumpable: bool = True, die_with_parent: bool = False) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def peak_kb() -> int:
-    """This process's peak resident memory (``VmHWM``), 0 off Linux."""
+def peak_rss_kb(pid: int | str = "self") -> int:
+    """A process's peak resident memory (``VmHWM``, kB); 0 when it is gone or off Linux."""
     try:
-        with open("/proc/self/status") as status:
+        with open(f"/proc/{pid}/status") as status:
             return next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), 0)
     except OSError:
         return 0
@@ -90,23 +90,25 @@ def load_decoder(path: str) -> Decoder:
 
 
 def _answer(decode: Decoder, header: dict, data: bytes) -> tuple[bytes, bool]:
-    """One image's answer frame (it echoes the image's ``id``), and whether this worker retires."""
+    """One image's answer frame (it echoes the image's ``id`` and reports this worker's peak
+    memory), and whether this worker retires after it (a MemoryError or a decoder bug)."""
     limits = DecodeLimits(max_bytes=int(header["max_bytes"]), max_pixels=int(header["max_pixels"]))
     said = {"id": header["id"]}
+
+    def refused(status: int, code: str, message: str, retire: bool) -> tuple[bytes, bool]:
+        refusal = {"ok": False, "status": status, "code": code, "message": message, "retire": retire}
+        return pack({**said, **refusal, "peak_kb": peak_rss_kb()}), retire
+
     try:
         pixels = np.ascontiguousarray(decode(data, limits), dtype=np.uint8)
     except Refusal as error:
-        refusal = {"status": int(error.status), "code": str(error.code), "message": error.message}
-        return pack({"ok": False, **said, **refusal, "peak_kb": peak_kb()}), False
+        return refused(int(error.status), str(error.code), error.message, retire=False)
     except MemoryError:  # the address-space cap: answer, then make way for a fresh worker
         message = "Decoding this image needs more memory than the service gives one image."
-        refusal = {"status": 413, "code": Code.IMAGE_TOO_COSTLY, "message": message}
-        return pack({"ok": False, **said, **refusal, "retire": True, "peak_kb": peak_kb()}), True
+        return refused(413, Code.IMAGE_TOO_COSTLY, message, retire=True)
     except Exception:  # a decoder bug on odd input: the image's fault, not the service's
-        message = "The image cannot be decoded."
-        refusal = {"status": 422, "code": Code.CORRUPT_IMAGE, "message": message}
-        return pack({"ok": False, **said, **refusal, "retire": True, "peak_kb": peak_kb()}), True
-    answer = {"ok": True, **said, "shape": list(pixels.shape), "peak_kb": peak_kb()}
+        return refused(422, Code.CORRUPT_IMAGE, "The image cannot be decoded.", retire=True)
+    answer = {"ok": True, **said, "shape": list(pixels.shape), "peak_kb": peak_rss_kb()}
     return pack(answer, pixels.tobytes()), False
 
 

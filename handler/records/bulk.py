@@ -13,6 +13,7 @@ tasks, through the worker's road (one model call per batch) and its records.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -23,7 +24,6 @@ from aws_lambda_powertools.utilities.data_classes import (
 )
 
 from handler.events import EventKind, InvalidEvent, kind_of
-from handler.recognition.budget import groups_within
 from handler.recognition.errors import Refusal, excerpt
 from handler.records import pipeline
 from handler.records.storage import S3Object, TransientError
@@ -43,20 +43,39 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).strip().lower() in ("true", "1", "yes")
 
 
+def groups_within(costs: Sequence[int], budget: int, max_items: int | None = None) -> list[list[int]]:
+    """Indexes of consecutive items whose costs add up to at most ``budget`` (and, with
+    ``max_items``, that many items at most), in order.
+
+    An item that alone costs more than the budget gets a group of its own (the caller decides
+    whether to refuse it); nothing is reordered or dropped.
+    """
+    groups: list[list[int]] = []
+    used = 0
+    for index, cost in enumerate(costs):
+        full = max_items is not None and groups and len(groups[-1]) >= max_items
+        if not groups or used + cost > budget or full:
+            groups.append([])
+            used = 0
+        groups[-1].append(index)
+        used += cost
+    return groups
+
+
+def _listed_size(size: Any) -> int:
+    """The item's listed size in bytes; 0 (unknown: the HEAD will tell) when it is not one."""
+    if isinstance(size, str) and size.isdigit():
+        size = int(size)
+    return size if type(size) is int and size >= 0 else 0
+
+
 def listed_item(bucket: str, item: Any) -> tuple[S3Object, int] | str:
     """A Map item as ``(object, listed size)``, or why it cannot be one. Only the key is required:
     a missing or odd ``Size`` or ``Etag`` is read from S3 instead (the HEAD checks the size)."""
     key = item.get("Key") if isinstance(item, dict) else None
     if not isinstance(key, str) or not key:
         return "the item has no Key (a string)"
-    size = item.get("Size")
-    size = (
-        size
-        if type(size) is int and size >= 0
-        else int(size)
-        if isinstance(size, str) and size.isdigit()
-        else 0
-    )
+    size = _listed_size(item.get("Size"))
     etag = item.get("Etag") or item.get("ETag") or ""
     return S3Object(bucket, key, etag=etag.strip('"') if isinstance(etag, str) else ""), size
 

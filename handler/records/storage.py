@@ -32,11 +32,6 @@ class Superseded(Exception):
     """The object was replaced by other bytes since it was listed or announced: nothing to answer."""
 
 
-def _code_of(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 class TransientError(Exception):
     """S3 could not be reached or asked us to slow down: the object must be retried."""
 
@@ -70,7 +65,8 @@ def new_client():
 
 
 def classify_s3_error(error: Exception, what: str) -> Exception:
-    """Map an SDK error to a permanent ``Refusal`` (error record) or a ``TransientError``."""
+    """Map an SDK error to a permanent ``Refusal`` (error record), a ``TransientError``, or, for a
+    conditional read whose ETag no longer matches, ``Superseded``."""
     from botocore.exceptions import ClientError as SdkError  # botocore's, not ours
 
     if not isinstance(error, SdkError):  # connection, timeout and other botocore failures
@@ -79,6 +75,8 @@ def classify_s3_error(error: Exception, what: str) -> Exception:
     status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     if code in TRANSIENT_CODES or status >= 500 or status == 429:
         return TransientError(f"{what}: {code or status}")
+    if code == "PreconditionFailed" or status == 412:
+        return Superseded(f"{what}: the object changed since it was listed")
     if code in GONE_CODES or status == 404:
         return SourceUnusable(f"The object no longer exists ({what}).", Code.SOURCE_NOT_FOUND)
     if code in DENIED_CODES or status == 403:
@@ -175,8 +173,6 @@ class Storage:
         except Refusal:
             raise
         except Exception as error:
-            if _code_of(error) in ("PreconditionFailed", "412"):
-                raise Superseded(f"s3://{obj.bucket}/{obj.key} changed since it was listed") from error
             raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
 
     def write_record(self, obj: S3Object, record: dict[str, Any], model: dict[str, str]) -> None:

@@ -19,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from handler.contract import IMAGENET_HOOK_TOP1, IMAGENET_MODEL
+from handler.recognition import manifest
 from infra.components.common import log_group
 from infra.settings import REPO_ROOT, Settings
 
@@ -32,8 +33,8 @@ CONFIGS = {
 def expected_model(settings: Settings) -> dict[str, str]:
     """The model the new version must report: the given model directory's, or the ImageNet export."""
     if settings.model_dir:
-        manifest = json.loads((REPO_ROOT / settings.model_dir / "manifest.json").read_text())
-        return {"name": manifest["name"], "version": manifest["version"]}
+        fields = manifest.read(REPO_ROOT / settings.model_dir)
+        return {"name": fields["name"], "version": fields["version"]}
     return dict(IMAGENET_MODEL)
 
 
@@ -50,12 +51,8 @@ def expected_top1(settings: Settings) -> str:
         return ""
     if not settings.model_dir:
         return wanted or IMAGENET_HOOK_TOP1
-    from handler.recognition import manifest
-
     model_dir = REPO_ROOT / settings.model_dir
-    classes = [
-        label for _, label in manifest.labels(json.loads((model_dir / manifest.LABELS_FILE).read_text()))
-    ]
+    classes = [label for _, label in manifest.read_labels(model_dir, manifest.read(model_dir))]
     if wanted:
         if wanted not in classes:
             raise ValueError(

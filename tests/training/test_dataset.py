@@ -66,6 +66,7 @@ def test_the_split_is_stratified_and_reproducible() -> None:
     assert np.array_equal(stratified_split(labels, 0.2, seed=7)[1], validation)
 
 
+@pytest.mark.slow  # the CLI as a subprocess
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_the_cli_answers_a_bad_dataset_with_a_message_not_a_traceback(
     tmp_path: Path, command: str, capsys: pytest.CaptureFixture

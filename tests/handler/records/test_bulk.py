@@ -125,7 +125,7 @@ def test_a_batch_of_large_objects_is_classified_in_parts(app, archive, s3_client
 
 
 def test_groups_within_a_byte_budget() -> None:
-    from handler.recognition.budget import groups_within
+    from handler.records.bulk import groups_within
 
     assert groups_within([40, 50, 20, 200, 10], 100) == [[0, 1], [2], [3], [4]]
     assert groups_within([0, 0, 150, 0], 100) == [[0, 1], [2], [3]]  # over the budget: alone
@@ -232,7 +232,7 @@ def test_a_map_batch_is_classified_in_waves_by_count(app, archive, monkeypatch) 
 
 
 def test_groups_within_a_count() -> None:
-    from handler.recognition.budget import groups_within
+    from handler.records.bulk import groups_within
 
     assert groups_within([1, 1, 1, 1, 1], 100, max_items=2) == [[0, 1], [2, 3], [4]]
     assert groups_within([60, 60, 1], 100, max_items=5) == [[0], [1, 2]]
