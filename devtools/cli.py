@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import sys
-import threading
 import warnings
 from pathlib import Path
 from typing import Any, TextIO
@@ -100,33 +99,31 @@ def quiet_local_logs() -> None:
     warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
-def one_event_at_a_time(handler, lock: threading.Lock | None):
-    """``handler``, run under ``lock`` when there is one, and leaving no metrics behind.
-
-    Powertools' Logger and Metrics keep per-process state (a Lambda process runs one event at a
-    time): with Lambda's log format, every event of this process takes ``lock`` so each flush and
-    each correlation id is its own; otherwise metrics are off, and what ``add_metric`` still
-    accumulates is cleared after each event (Powertools prints it at 100 values even when off).
-    """
+def clearing_metrics(handler):
+    """``handler``, leaving no metrics behind when they are off: Powertools still accumulates what
+    ``add_metric`` adds, and prints it at 100 values even when off. With Lambda's log format
+    (``LOG_FORMAT=json``) metrics are on and each event flushes its own."""
+    if lambda_log_format():
+        return handler
     from aws_lambda_powertools import Metrics
 
     def run(event, context):
-        with lock or contextlib.nullcontext():
-            try:
-                return handler(event, context)
-            finally:
-                if lock is None:
-                    Metrics().clear_metrics()
+        try:
+            return handler(event, context)
+        finally:
+            Metrics().clear_metrics()
 
     return run
 
 
 def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
     """The API on 127.0.0.1 as API Gateway and Lambda would serve it: each concurrent request in an
-    execution environment of its own (a function with its own model, started on demand); with
-    ``--s3``, moto's S3 and the worker function, which classifies uploads as the S3 -> SQS path does."""
+    execution environment of its own (a process with its own function and model, started on
+    demand: ``devtools.environment``); with ``--s3``, moto's S3 and the worker function, which
+    classifies uploads as the S3 -> SQS path does."""
     from dataclasses import replace
 
+    from devtools.environment import FunctionProcess
     from devtools.server import ENVIRONMENTS, LocalApiServer
     from handler import config
     from handler.function import Function
@@ -137,18 +134,16 @@ def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
 
         local_s3 = LocalS3()
         settings = replace(settings, uploads_bucket=local_s3.bucket)
-    s3_client = local_s3.client if local_s3 else None
-    lock = threading.Lock() if lambda_log_format() else None
+    s3_endpoint = local_s3.endpoint if local_s3 else None
 
-    def start_environment():
-        return one_event_at_a_time(Function.start(settings, s3_client=s3_client).api_handler, lock)
+    def start_environment() -> FunctionProcess:
+        return FunctionProcess(settings, s3_endpoint)
 
     warm = start_environment()  # the cold start, before the server listens
-    if local_s3:  # the worker function, with its own model
-        local_s3.notify(one_event_at_a_time(Function.start(settings, s3_client=s3_client).s3_handler, lock))
-    environments = 1 if lock else ENVIRONMENTS
+    if local_s3:  # the worker function, with its own model, alone in this process
+        local_s3.notify(clearing_metrics(Function.start(settings, s3_client=local_s3.client).s3_handler))
     with LocalApiServer(
-        start_environment, port=port, host=host, stage=stage, environments=environments, warm=warm
+        start_environment, port=port, host=host, stage=stage, environments=ENVIRONMENTS, warm=warm
     ) as server:
         print(f"Demo page and API on {server.url}  (Ctrl+C to stop)", flush=True)
         print(f"  curl -F image=@photo.jpg {server.url}predict", flush=True)

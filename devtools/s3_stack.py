@@ -21,13 +21,27 @@ DEFAULT_BUCKET = "image-recognition-local"
 LOCAL_SECRET_KEY = "local"
 
 
+def local_client(endpoint: str):
+    """A boto3 S3 client for the local S3 at ``endpoint`` (what a function started elsewhere, an
+    execution environment's process, builds from the endpoint alone)."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key=LOCAL_SECRET_KEY,
+        config=Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3}),
+    )
+
+
 class LocalS3:
     """moto's S3 on 127.0.0.1 with a bucket, and a client for it. Configures nothing globally: give
     ``client`` and ``bucket`` to the function you build (``Function.start(settings, client)``)."""
 
     def __init__(self, bucket: str = DEFAULT_BUCKET) -> None:
-        import boto3
-        from botocore.config import Config
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the notifier polls: no access log
@@ -38,14 +52,7 @@ class LocalS3:
         # Clients (boto3, the browser's upload) reach moto through the policy-checking proxy.
         self.proxy = S3Proxy(f"http://{host}:{port}", post_policy_secret=LOCAL_SECRET_KEY)
         self.endpoint = self.proxy.url
-        self.client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key=LOCAL_SECRET_KEY,
-            config=Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3}),
-        )
+        self.client = local_client(self.endpoint)
         self.client.create_bucket(Bucket=bucket)
         self._stop = threading.Event()
         self._notifier: threading.Thread | None = None

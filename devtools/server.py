@@ -9,9 +9,10 @@ body that stops arriving) are JSON in the project's ``{"error", "code"}`` shape.
 
 Concurrency is Lambda's: connections are served in threads, but a function instance never runs
 two events at once. Concurrent requests go to separate *execution environments* (``start`` builds
-one: in ``imgrec serve``, a function with its own model), started on demand up to a limit and then
-reused; a request that finds them all busy waits for one. So ``handler/`` needs no locks or
-per-thread state for the local server's sake.
+one: in ``imgrec serve``, a process of its own with its own function and model,
+``devtools.environment``), started on demand up to a limit and then reused; a request that finds
+them all busy waits for one, and one whose process ended is replaced. So ``handler/`` needs no
+locks or per-thread state for the local server's sake.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from devtools.context import LocalContext
+from devtools.environment import EnvironmentLost
 from devtools.events import rest_event
 
 # API Gateway refuses bodies over 10 MB before Lambda sees them.
@@ -86,10 +88,28 @@ class ExecutionEnvironments:
                 raise
         try:
             yield handler
-        finally:
+        except EnvironmentLost:  # its process ended: the next request starts a new one
             with self._changed:
-                self._idle.append(handler)
+                self.started -= 1
                 self._changed.notify()
+            _close(handler)
+            raise
+        with self._changed:
+            self._idle.append(handler)
+            self._changed.notify()
+
+    def close(self) -> None:
+        """End the idle environments (their processes, for ``FunctionProcess``)."""
+        with self._changed:
+            idle, self._idle = self._idle, []
+        for handler in idle:
+            _close(handler)
+
+
+def _close(handler: Handler) -> None:
+    close = getattr(handler, "close", None)
+    if callable(close):
+        close()
 
 
 def _gateway_error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
@@ -245,6 +265,10 @@ class LocalApiServer(ThreadingHTTPServer):
         self.quiet = quiet
         self.stage = stage
         self.read_timeout = read_timeout
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.environments.close()
 
     @property
     def url(self) -> str:

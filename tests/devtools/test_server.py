@@ -299,3 +299,29 @@ def test_an_environment_never_runs_two_events_at_once() -> None:
     assert 2 <= len(started) <= 3, started
     assert all(state["most"] == 1 for state in started), started
     assert sum(state["served"] for state in started) == 12
+
+
+def test_an_environment_whose_process_ended_is_replaced_not_reused() -> None:
+    """A crashed environment costs its own request a 502 (as API Gateway answers an unhandled
+    function error); the next request gets a newly started environment."""
+    from devtools.environment import EnvironmentLost
+
+    started: list[str] = []
+
+    def start():
+        name = f"environment-{len(started)}"
+        started.append(name)
+
+        def handler(event, context):
+            if name == "environment-0":
+                raise EnvironmentLost("the function's process ended while running an event")
+            return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": '{"ok": 1}'}
+
+        return handler
+
+    with serving(local_server.LocalApiServer(start, port=0, quiet=True, environments=1)) as url:
+        first = requests.get(f"{url}health", timeout=30)
+        second = requests.get(f"{url}health", timeout=30)
+    assert first.status_code == 502 and first.json()["code"] == "bad_gateway"
+    assert second.status_code == 200 and second.json() == {"ok": 1}
+    assert started == ["environment-0", "environment-1"]

@@ -1,0 +1,114 @@
+"""One Lambda execution environment, locally: a process of its own running the function.
+
+Lambda gives each concurrent invocation an environment of its own: a process with its own
+interpreter, modules and model, that runs one event at a time. Threads in one process are not
+that: Powertools' event handler keeps the event it resolves on a class attribute
+(``BaseRouter.current_event``), shared by every resolver of the process, so two functions serving at
+once in one process answer each other's requests. ``imgrec serve`` therefore starts each
+environment as a process (``multiprocessing``'s spawn: a fresh interpreter, like a cold start) and
+sends it events over a pipe.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from handler.config import Settings
+
+# How long a cold start may take (spawn, imports, the model, the decode sandbox) before it counts
+# as failed.
+START_TIMEOUT_S = 120.0
+
+
+class EnvironmentLost(RuntimeError):
+    """The environment's process ended (it crashed or was killed): Lambda would start a new one."""
+
+
+class FunctionFailed(RuntimeError):
+    """The function raised: Lambda reports an unhandled error, API Gateway answers 502."""
+
+
+class FunctionProcess:
+    """A function (``handler.function.Function``) in a process of its own; call it like a handler.
+
+    ``s3_endpoint``: the local S3 (moto) the function reaches for uploads and results. The process
+    ends when ``close`` is called, or when this process ends (it reads end of file and exits).
+    """
+
+    def __init__(
+        self, settings: Settings, s3_endpoint: str | None = None, entry: str = "api_handler"
+    ) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._connection, theirs = context.Pipe()
+        self._process = context.Process(
+            target=_serve_events, args=(theirs, settings, s3_endpoint, entry), daemon=True, name="function"
+        )
+        self._process.start()
+        theirs.close()
+        if not self._connection.poll(START_TIMEOUT_S):
+            self.close()
+            raise EnvironmentLost(f"the function did not start within {START_TIMEOUT_S:.0f} s")
+        self._answer()  # "ready", or why it could not start
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        try:
+            self._connection.send((event, context))
+        except (OSError, EOFError):
+            raise EnvironmentLost("the function's process is gone") from None
+        return self._answer()
+
+    def _answer(self) -> Any:
+        try:
+            outcome, value = self._connection.recv()
+        except (OSError, EOFError):
+            raise EnvironmentLost("the function's process ended while running an event") from None
+        if outcome == "raised":
+            raise FunctionFailed(value)
+        return value
+
+    def close(self) -> None:
+        self._connection.close()
+        self._process.join(timeout=5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=5)
+
+
+def _serve_events(connection: Connection, settings: Settings, s3_endpoint: str | None, entry: str) -> None:
+    """The environment's process: a cold start, then one event at a time until the pipe closes."""
+    try:
+        handler = _start(settings, s3_endpoint, entry)
+    except Exception as error:  # a cold start that fails is reported, never a hang
+        connection.send(("raised", f"the function did not start: {type(error).__name__}: {error}"))
+        return
+    connection.send(("ready", None))
+    while True:
+        try:
+            event, context = connection.recv()
+        except (EOFError, OSError):
+            return  # the server is gone
+        try:
+            answer = ("answered", handler(event, context))
+        except Exception as error:
+            traceback.print_exc()  # where Lambda would log it: the environment's own output
+            answer = ("raised", f"{type(error).__name__}: {error}")
+        connection.send(answer)
+
+
+def _start(settings: Settings, s3_endpoint: str | None, entry: str):
+    from devtools.cli import clearing_metrics
+    from handler.function import Function
+
+    s3_client = None
+    if s3_endpoint:
+        from devtools.s3_stack import local_client
+
+        s3_client = local_client(s3_endpoint)
+    return clearing_metrics(getattr(Function.start(settings, s3_client=s3_client), entry))

@@ -1,0 +1,73 @@
+"""Execution environments as processes: why the local server needs them, and that they hold."""
+
+from __future__ import annotations
+
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+from devtools.context import LocalContext
+from devtools.environment import EnvironmentLost, FunctionProcess
+from devtools.events import rest_event
+from handler import config
+from tests.support import CAT_CLASSES, PHOTOS
+
+
+def test_two_resolvers_in_one_process_share_the_event_they_serve() -> None:
+    """Why an environment is a process: Powertools keeps the event being resolved on a class
+    attribute, so a resolver serving in one thread reads the event another resolver of the same
+    process started on. If this ever fails, Powertools isolates resolvers and threads would do."""
+    first, second = APIGatewayRestResolver(), APIGatewayRestResolver()
+    seen: list[str] = []
+
+    @second.get("/second")
+    def second_route():
+        return {}
+
+    @first.get("/first")
+    def first_route():
+        second.resolve(rest_event("GET", "/second"), LocalContext())  # another "thread", meanwhile
+        seen.append(first.current_event.path)
+        return {}
+
+    first.resolve(rest_event("GET", "/first"), LocalContext())
+    assert seen == ["/second"]
+
+
+def _photo_event(name: str) -> dict:
+    body = (PHOTOS / name).read_bytes()
+    return rest_event("POST", "/predict", body=body, headers={"Content-Type": "application/octet-stream"})
+
+
+@pytest.mark.slow
+def test_environments_are_processes_of_their_own_and_answer_their_own_requests() -> None:
+    """Two environments serving at once, each its own photo, ten times over: every answer is the
+    photo's own; each runs in a process that is neither this one nor the other's."""
+    import json
+
+    settings = config.read_settings()
+    environments = [FunctionProcess(settings), FunctionProcess(settings)]
+    try:
+        assert len({os.getpid(), *(environment.pid for environment in environments)}) == 3
+        jobs = [(environments[0], "grace_hopper.jpg"), (environments[1], "cat.bmp")] * 10
+
+        def top1(job) -> tuple[str, str]:
+            environment, name = job
+            answer = environment(_photo_event(name), LocalContext())
+            assert answer["statusCode"] == 200, answer
+            return name, json.loads(answer["body"])["predictions"][0]["label"]
+
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(top1, jobs))
+        expected = {"grace_hopper.jpg": {"military_uniform"}, "cat.bmp": CAT_CLASSES}
+        assert all(label in expected[name] for name, label in answers), answers
+
+        os.kill(environments[0].pid, signal.SIGKILL)  # a crash, as Lambda would see it
+        with pytest.raises(EnvironmentLost):
+            environments[0](_photo_event("cat.bmp"), LocalContext())
+    finally:
+        for environment in environments:
+            environment.close()
