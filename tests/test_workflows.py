@@ -24,12 +24,14 @@ def actionlint(pattern: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(ACTIONLINT), pattern], capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_actionlint_passes_on_every_workflow() -> None:
     linted = actionlint(".github/workflows/*.yml")
     assert linted.returncode == 0, linted.stdout + linted.stderr
     assert f"Checking {len(list(WORKFLOWS.glob('*.yml')))} workflow file(s)" in linted.stdout
 
 
+@pytest.mark.slow
 def test_actionlint_really_checks(tmp_path) -> None:
     broken = tmp_path / "broken.yml"
     broken.write_text(

@@ -58,6 +58,7 @@ def send(form: dict, data: bytes, content_type: str = "image/jpeg") -> requests.
     )
 
 
+@pytest.mark.slow
 def test_an_8_mb_photo_goes_through_the_presigned_post_and_gets_its_result(
     app, uploads_bucket, s3_client, grace_hopper
 ) -> None:
