@@ -81,7 +81,12 @@ $(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler
 	$(MAKE) --no-print-directory keras-cache
 	$(PY) -m layers.model.export --out "$(IMAGENET_DIR)" $(if $(QUANTIZE),--quantize $(QUANTIZE))
 
-model: $(IMAGENET_DIR)/manifest.json ## export MobileNetV2 (.keras + .tflite + labels + manifest) to build/model; QUANTIZE=int8 adds int8
+# The check set of the pre-traffic quality gate: the shared photos, recorded with the export.
+$(IMAGENET_DIR)/check/check.json: $(IMAGENET_DIR)/manifest.json training/checkset.py
+	$(PY) -m devtools check-set "$(IMAGENET_DIR)" --source "../shared/images (the ImageNet export's)" \
+	  --photo "$(SHARED)/images/grace_hopper.jpg=military_uniform" --photo "$(SHARED)/images/cat.bmp=Egyptian_cat"
+
+model: $(IMAGENET_DIR)/manifest.json $(IMAGENET_DIR)/check/check.json ## export MobileNetV2 (.keras + .tflite + labels + manifest + check set) to build/model; QUANTIZE=int8 adds int8
 
 dev: model ## set up and serve the API on http://127.0.0.1:$PORT with the real model
 	$(VENV)/bin/imgrec serve --port $(PORT) --s3
@@ -113,13 +118,13 @@ predict: model ## classify photos: make predict IMAGES="a.jpg b.png"
 events: setup ## regenerate the events/ fixtures and events/expected.json
 	$(PY) -m devtools.fixtures --out events
 
-synth: setup ## cdk synth offline into cdk.out (cdk-nag runs; no Docker needed)
+synth: setup model ## cdk synth offline into cdk.out (cdk-nag runs; no Docker needed; the hook's asset takes build/model's check set)
 	$(CDK) synth --quiet
 
 bootstrap: setup ## once per account/region: cdk bootstrap (needs AWS credentials)
 	$(CDK) bootstrap
 
-deploy: setup ## build the image (Docker) and deploy the stack (needs AWS credentials)
+deploy: setup model ## build the image (Docker) and deploy the stack (needs AWS credentials)
 	$(CDK) deploy --require-approval broadening
 
 destroy: setup ## delete the stack (the buckets are retained: they hold your photos)
@@ -161,6 +166,9 @@ layers: model ## zip packaging without Docker: runtime + model layers and the co
 
 fuzz: model ## property-based fuzzing of the API handler: 10,000 examples
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handler/http/test_fuzz.py --hypothesis-show-statistics
+
+rollout-demo: model keras-cache ## what a rollout decides, without AWS: the pre-traffic gate on the good build and three broken ones, the rollback alarm over a simulated canary
+	$(PY) -m devtools rollout-demo
 
 hostile: model ## every hostile input and misbehaving decoder through both event versions, each in a fresh function: time, whole-function memory; writes build/bench/reliability.md (WRITE_DOCS=1: docs/)
 	$(PY) -m bench.hostile $(DOCS_FLAG) $(HOSTILE_ARGS)

@@ -9,6 +9,8 @@
     imgrec rie [--port 9000]           the real awslambdaric on a local Runtime API
     imgrec train DATA_DIR --out DIR    your own classes: train, export, evaluate (needs TensorFlow)
     imgrec evaluate DATA_DIR [--model-dir DIR]   the serving classifier on labelled photos: a report
+    imgrec check-set MODEL_DIR [PHOTOS] [--photo FILE=LABEL]   the pre-traffic gate's check photos
+    imgrec rollout-demo [--model-dir DIR]   what the pre-traffic gate decides for good and bad builds
 
 ``python -m devtools`` is the same command.
 
@@ -198,6 +200,34 @@ def summary(card: dict) -> str:
     return line + f" ({figures['images']} images)"
 
 
+def check_set(args: argparse.Namespace, out: TextIO) -> int:
+    """Write MODEL_DIR/check from a folder per class and/or ``--photo FILE=LABEL`` pairs."""
+    from training import checkset
+
+    photos = checkset.photos_in(args.photos) if args.photos else []
+    for pair in args.photo:
+        file, _, label = pair.rpartition("=")
+        if not file or not label:
+            print(f"--photo takes FILE=LABEL, not {pair!r}", file=sys.stderr)
+            return 2
+        photos.append((Path(file), label))
+    try:
+        document = checkset.write(
+            args.model_dir, photos, args.source or "chosen by hand", args.expected_accuracy
+        )
+    except (checkset.CheckSetError, OSError) as error:
+        print(f"imgrec check-set: {error}", file=sys.stderr)
+        return 2
+    accuracy = document["accuracy_when_recorded"]
+    print(
+        f"{len(document['photos'])} check photos in {args.model_dir / checkset.CHECK_DIR}; accuracy "
+        + ", ".join(f"{precision} {value:.3f}" for precision, value in accuracy.items())
+        + f"; the gate expects {document['expected_accuracy']:.3f} minus its tolerance",
+        file=out,
+    )
+    return 0
+
+
 def backfill(args: argparse.Namespace, out: TextIO) -> int:
     """Run the backfill; the summary (JSON) on stdout, progress on stderr; 1 if anything failed."""
     from dataclasses import asdict
@@ -274,6 +304,14 @@ def main(argv: list[str] | None = None) -> int:
         help="report folder, new or empty (default: a new MODEL_DIR/evaluations/DATA-yyyymmddTHHMMSSZ)",
     )
     judge.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    checks = commands.add_parser("check-set", help="the check photos of the pre-traffic quality gate")
+    checks.add_argument("model_dir", type=Path, help="the model directory to write check/ into")
+    checks.add_argument("photos", type=Path, nargs="?", help="a folder per class of labelled photos")
+    checks.add_argument("--photo", action="append", default=[], help="FILE=LABEL (repeatable)")
+    checks.add_argument("--expected-accuracy", type=float, default=None, help="default: measured here")
+    checks.add_argument("--source", default=None, help="where the photos come from (recorded)")
+    demo = commands.add_parser("rollout-demo", help="the pre-traffic gate on a good and three bad builds")
+    demo.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
     args = parser.parse_args(argv)
 
     results = sys.stdout
@@ -297,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
             return learn_or_judge(args, results)
         if args.command == "backfill":
             return backfill(args, results)
+        if args.command == "check-set":
+            return check_set(args, results)
+        if args.command == "rollout-demo":
+            from devtools import rollout_demo
+
+            return rollout_demo.run(args.model_dir, results)
         if args.command == "s3-demo":
             from devtools import s3_demo
 

@@ -12,6 +12,7 @@ sends it events over a pipe.
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -42,6 +43,7 @@ class FunctionProcess:
         self, settings: Settings, s3_endpoint: str | None = None, entry: str = "api_handler"
     ) -> None:
         context = multiprocessing.get_context("spawn")
+        self._one_event = threading.Lock()
         self._connection, theirs = context.Pipe()
         self._process = context.Process(
             target=_serve_events, args=(theirs, settings, s3_endpoint, entry), daemon=True, name="function"
@@ -58,11 +60,12 @@ class FunctionProcess:
         return self._process.pid
 
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        try:
-            self._connection.send((event, context))
-        except (OSError, EOFError):
-            raise EnvironmentLost("the function's process is gone") from None
-        return self._answer()
+        with self._one_event:  # an environment runs one event at a time; a second caller waits
+            try:
+                self._connection.send((event, context))
+            except (OSError, EOFError):
+                raise EnvironmentLost("the function's process is gone") from None
+            return self._answer()
 
     def _answer(self) -> Any:
         try:

@@ -60,8 +60,6 @@ PUBLIC_ROUTES = (("GET", "/"), ("GET", "/openapi.json"))
 
 # The ImageNet model the export writes (layers/model/export.py; the image's default model).
 IMAGENET_MODEL = {"name": "mobilenet_v2", "version": "1.0.0"}
-# What that export answers for the pre-traffic hook's photo (hooks/photo_event.json: grace_hopper).
-IMAGENET_HOOK_TOP1 = "military_uniform"
 
 BACKENDS = ("litert", "keras")
 PRECISIONS = ("fp32", "int8")  # int8: the full-integer .tflite a model directory may carry

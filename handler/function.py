@@ -19,6 +19,7 @@ from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled  # noqa: E402
 from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 
+from handler import signals  # noqa: E402
 from handler.config import Settings  # noqa: E402
 from handler.http.api import Api  # noqa: E402
 from handler.recognition.sandbox import DecodeSandbox  # noqa: E402
@@ -44,13 +45,17 @@ class Function:
         @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
         @tracer.capture_lambda_handler(capture_response=False)
         @metrics.log_metrics(capture_cold_start_metric=COLD_START_METRIC)
+        @signals.measured
         def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """API Gateway (REST v1 proxy or HTTP API v2) -> JSON answer."""
-            return self.api.resolve(event, context)
+            answer = self.api.resolve(event, context)
+            signals.answer(int(answer.get("statusCode", 500)))
+            return answer
 
         @logger.inject_lambda_context
         @tracer.capture_lambda_handler(capture_response=False)
         @metrics.log_metrics(capture_cold_start_metric=COLD_START_METRIC)
+        @signals.measured
         def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """S3 ``ObjectCreated`` notifications, direct or in an SQS batch -> result records in S3."""
             return notifications.handle(self.runtime, event)
@@ -58,6 +63,7 @@ class Function:
         @logger.inject_lambda_context
         @tracer.capture_lambda_handler(capture_response=False)
         @metrics.log_metrics(capture_cold_start_metric=COLD_START_METRIC)
+        @signals.measured
         def bulk_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """Distributed Map batches and S3 Batch Operations tasks -> result records in S3."""
             return bulk.handle(self.runtime, event)

@@ -1,11 +1,19 @@
-"""CodeDeploy pre-traffic hook: before alias ``live`` sends a single request to a new version of the
-API function, invoke that version with a real photo and fail the deployment unless it answers 200
-with the expected top-1 label and the expected model. A model that cannot classify never takes
-traffic.
+"""CodeDeploy pre-traffic hook: the quality gate. Before alias ``live`` sends a single request to a
+new version of the API function, this sends that version every photo of the model's check set (as
+the API would: ``POST /predict?top_k=5``, a raw JPEG body) and fails the deployment unless
 
-Deployed as its own small function (``infra/components/delivery.py``), allowed to invoke that one
-version only. ``photo_event.json`` is the committed API fixture ``events/api-http-predict-raw-jpeg.json``
-(grace_hopper.jpg, raw JPEG, HTTP API payload 2.0). Standard library and the runtime's boto3 only.
+- every answer is a 200 from the expected model (name and version);
+- its accuracy on the check photos is at least the expected accuracy (the model card's) minus
+  ``ACCURACY_TOLERANCE``: a model worse than its card says never takes traffic;
+- for each photo, the probability it gives the class recorded at build time as top-1 is within
+  ``PROBABILITY_TOLERANCE`` of the recorded one: a build that is not the evaluated model (shuffled
+  labels, another scaling, other weights) never takes traffic, however plausible its labels.
+
+Deployed as its own small function (``infra/components/delivery.py``) whose asset holds this file,
+``photo_event.json`` (the committed API fixture ``events/api-http-predict-raw-jpeg.json``, the
+event every check photo is sent in) and ``check/`` (the model directory's check set, written by
+``training/checkset.py``). It may invoke that one version only. Its verdict, the figures and each
+photo's answer are one JSON line in its log. Standard library and the runtime's boto3 only.
 """
 
 from __future__ import annotations
@@ -14,31 +22,97 @@ import base64
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EVENT = Path(__file__).resolve().with_name("photo_event.json")
+HERE = Path(__file__).resolve().parent
+EVENT = HERE / "photo_event.json"
+CHECK_DIR = HERE / "check"
+TOP_K = 5
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def check(invoke: Invoke, expected_top1: str, expected_model: dict[str, str]) -> tuple[bool, str]:
-    """Send the photo through ``invoke`` (the new version); whether its answer is the expected one,
-    and why not."""
-    answer = invoke(json.loads(EVENT.read_text()))
+@dataclass(frozen=True)
+class Gate:
+    """What the new version must show."""
+
+    model: dict[str, str]  # name and version
+    precision: str = "fp32"  # whose recordings apply (the deployment's MODEL_PRECISION)
+    accuracy_tolerance: float = 0.10
+    probability_tolerance: float = 0.05
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    reason: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def photo_event(template: dict[str, Any], photo: bytes) -> dict[str, Any]:
+    """The API event for one check photo: the committed fixture with this photo as its body."""
+    event = json.loads(json.dumps(template))
+    event["body"] = base64.b64encode(photo).decode()
+    event["isBase64Encoded"] = True
+    event["rawQueryString"] = f"top_k={TOP_K}"
+    event["queryStringParameters"] = {"top_k": str(TOP_K)}
+    event.setdefault("headers", {})["content-type"] = "image/jpeg"
+    return event
+
+
+def answer_body(answer: dict[str, Any]) -> dict[str, Any]:
+    """The JSON of a 200 API answer; raises ``ValueError`` with what was wrong otherwise."""
     if "statusCode" not in answer:
-        return False, f"not an API answer: {json.dumps(answer)[:300]}"
+        raise ValueError(f"not an API answer: {json.dumps(answer)[:300]}")
     if answer["statusCode"] != 200:
-        return False, f"status {answer['statusCode']}: {str(answer.get('body', ''))[:300]}"
+        raise ValueError(f"status {answer['statusCode']}: {str(answer.get('body', ''))[:300]}")
     body = answer.get("body") or ""
-    result = json.loads(base64.b64decode(body) if answer.get("isBase64Encoded") else body)
-    model = {key: result.get("model", {}).get(key) for key in ("name", "version")}
-    if model != expected_model:
-        return False, f"model {model}, expected {expected_model}"
-    top1 = result["predictions"][0]["label"]
-    if expected_top1 and top1 != expected_top1:
-        return False, f"top-1 {top1!r}, expected {expected_top1!r}"
-    return True, f"200, top-1 {top1!r}, model {model['name']} {model['version']}"
+    return json.loads(base64.b64decode(body) if answer.get("isBase64Encoded") else body)
+
+
+def check(invoke: Invoke, gate: Gate, check_dir: Path = CHECK_DIR) -> Verdict:
+    """Send every check photo through ``invoke`` (the new version); the verdict and its figures."""
+    check_set = json.loads((check_dir / "check.json").read_text())
+    template = json.loads(EVENT.read_text())
+    photos = check_set["photos"]
+    correct, drifts, answers = 0, [], []
+    for entry in photos:
+        try:
+            result = answer_body(invoke(photo_event(template, (check_dir / entry["file"]).read_bytes())))
+        except ValueError as error:
+            return Verdict(False, f"{entry['file']}: {error}")
+        model = {key: result.get("model", {}).get(key) for key in ("name", "version")}
+        if model != gate.model:
+            return Verdict(False, f"model {model}, expected {gate.model}")
+        answered = {p["label"]: p["probability"] for p in result["predictions"]}
+        top1 = result["predictions"][0]["label"]
+        recorded = entry["recorded"][gate.precision][0]
+        drift = abs(answered.get(recorded["label"], 0.0) - recorded["probability"])
+        correct += top1 == entry["label"]
+        drifts.append((round(drift, 4), entry["file"]))
+        answers.append(
+            {"file": entry["file"], "label": entry["label"], "top1": top1, "drift": round(drift, 4)}
+        )
+    accuracy = correct / len(photos)
+    required = round(check_set["expected_accuracy"] - gate.accuracy_tolerance, 4)
+    drift, worst = max(drifts)
+    figures = {
+        "photos": len(photos),
+        "accuracy": round(accuracy, 4),
+        "required_accuracy": required,
+        "max_probability_drift": drift,
+        "allowed_drift": gate.probability_tolerance,
+        "answers": answers,
+    }
+    summary = (
+        f"accuracy {accuracy:.3f} on {len(photos)} check photos (required {required:.3f}: expected "
+        f"{check_set['expected_accuracy']:.3f} - {gate.accuracy_tolerance}); largest probability drift "
+        f"{drift:.3f} ({worst}, allowed {gate.probability_tolerance})"
+    )
+    passed = accuracy >= required and drift <= gate.probability_tolerance
+    return Verdict(passed, summary, figures)
 
 
 def lambda_invoker(client: Any, function_arn: str) -> Invoke:
@@ -54,19 +128,33 @@ def lambda_invoker(client: Any, function_arn: str) -> Invoke:
     return invoke
 
 
-def run(event: dict[str, Any], lambda_client: Any, codedeploy_client: Any, environ: dict[str, str]) -> str:
+def gate_from(environ: dict[str, str]) -> Gate:
+    return Gate(
+        model={"name": environ["EXPECTED_MODEL_NAME"], "version": environ["EXPECTED_MODEL_VERSION"]},
+        precision=environ.get("MODEL_PRECISION", "fp32"),
+        accuracy_tolerance=float(environ.get("ACCURACY_TOLERANCE", "0.10")),
+        probability_tolerance=float(environ.get("PROBABILITY_TOLERANCE", "0.05")),
+    )
+
+
+def run(
+    event: dict[str, Any],
+    lambda_client: Any,
+    codedeploy_client: Any,
+    environ: dict[str, str],
+    check_dir: Path = CHECK_DIR,
+) -> str:
     """Check the new version and tell CodeDeploy: ``Succeeded`` lets traffic shift, ``Failed`` rolls
     the deployment back."""
     try:
-        ok, reason = check(
-            lambda_invoker(lambda_client, environ["TARGET_VERSION_ARN"]),
-            environ.get("EXPECTED_TOP1", ""),
-            {"name": environ["EXPECTED_MODEL_NAME"], "version": environ["EXPECTED_MODEL_VERSION"]},
+        verdict = check(
+            lambda_invoker(lambda_client, environ["TARGET_VERSION_ARN"]), gate_from(environ), check_dir
         )
     except Exception as error:  # an unreadable answer fails the deployment; it must never pass
-        ok, reason = False, f"{type(error).__name__}: {error}"
-    status = "Succeeded" if ok else "Failed"
-    print(json.dumps({"pre_traffic": status, "reason": reason, "version": environ["TARGET_VERSION_ARN"]}))
+        verdict = Verdict(False, f"{type(error).__name__}: {error}")
+    status = "Succeeded" if verdict.passed else "Failed"
+    line = {"pre_traffic": status, "reason": verdict.reason, "version": environ["TARGET_VERSION_ARN"]}
+    print(json.dumps(line | verdict.figures))
     codedeploy_client.put_lifecycle_event_hook_execution_status(
         deploymentId=event["DeploymentId"],
         lifecycleEventHookExecutionId=event["LifecycleEventHookExecutionId"],

@@ -35,6 +35,11 @@ PARENT_MB = {"litert": 512, "keras": 1536}
 MIN_DECODE_MEMORY_MB, MAX_DECODE_MEMORY_MB = 256, 2048
 
 
+# The canary (10 % for 5 minutes) and how many 1-minute periods a rollback alarm may wait within it.
+CANARY_MINUTES = 5
+MAX_ROLLBACK_MINUTES = 4
+
+
 @dataclass(frozen=True)
 class Settings:
     """Deploy settings; each field's ``doc`` is its line in the README's context table."""
@@ -51,13 +56,6 @@ class Settings:
         default="canary",
         metadata={
             "doc": "CodeDeploy for alias live: canary (10 % for 5 min), linear (10 %/min) or all-at-once"
-        },
-    )
-    pre_traffic_top1: str = field(
-        default="",
-        metadata={
-            "doc": "the photo's top-1 label the pre-traffic hook requires (empty: what the served model "
-            "answers for it, computed at synth; `-` checks status and model only)"
         },
     )
     github_repo: str = field(
@@ -139,7 +137,29 @@ class Settings:
         default=7_000_000, metadata={"doc": "WAF blocks Content-Length >= this (d x 10^k bytes)"}
     )
     alarm_5xx_rate_percent: float = field(default=1.0, metadata={"doc": "alarm: API 5xx % over 5 minutes"})
-    alarm_p99_latency_ms: int = field(default=3000, metadata={"doc": "alarm: API p99 latency (ms)"})
+    alarm_p99_latency_ms: int = field(
+        default=3000, metadata={"doc": "alarm: API p99 latency (ms); a new version's p99 in a rollout too"}
+    )
+    rollback_error_rate_percent: float = field(
+        default=5.0,
+        metadata={"doc": "rollback: a new version answering 5xx or failing on this % of its requests"},
+    )
+    rollback_uncertain_rate_percent: float = field(
+        default=80.0,
+        metadata={"doc": "rollback: a new version answering `uncertain` on this % of its predictions"},
+    )
+    rollback_minutes: int = field(
+        default=2,
+        metadata={"doc": "rollback: 1-minute periods in a row a rollback alarm must see breach (1 to 4)"},
+    )
+    quality_gate_accuracy_tolerance: float = field(
+        default=0.10,
+        metadata={"doc": "pre-traffic gate: accuracy on the check set may fall this far below the card's"},
+    )
+    quality_gate_probability_tolerance: float = field(
+        default=0.05,
+        metadata={"doc": "pre-traffic gate: largest change of a check photo's top-1 probability since build"},
+    )
     uploads_prefix: str = field(
         default=Defaults.UPLOADS_PREFIX, metadata={"doc": "S3 prefix that triggers classification"}
     )
@@ -257,6 +277,23 @@ class Settings:
             raise ValueError("apiType=http has no API keys or usage plans; use apiType=rest")
         if self.github_repo and self.github_repo.count("/") != 1:
             raise ValueError(f"githubRepo must be owner/name, got {self.github_repo!r}")
+        if not 1 <= self.rollback_minutes <= MAX_ROLLBACK_MINUTES:
+            raise ValueError(
+                f"rollbackMinutes must be 1 to {MAX_ROLLBACK_MINUTES}: the alarm must fire while the "
+                f"canary's {CANARY_MINUTES} minutes last (CloudWatch adds about a minute)"
+            )
+        for name, percent in (
+            ("rollbackErrorRatePercent", self.rollback_error_rate_percent),
+            ("rollbackUncertainRatePercent", self.rollback_uncertain_rate_percent),
+        ):
+            if not 0 < percent <= 100:
+                raise ValueError(f"{name} must be above 0 and at most 100, got {percent}")
+        for name, tolerance in (
+            ("qualityGateAccuracyTolerance", self.quality_gate_accuracy_tolerance),
+            ("qualityGateProbabilityTolerance", self.quality_gate_probability_tolerance),
+        ):
+            if not 0 <= tolerance < 1:
+                raise ValueError(f"{name} must be at least 0 and below 1, got {tolerance}")
 
     @property
     def stack_name(self) -> str:

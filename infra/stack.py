@@ -12,6 +12,7 @@ from infra.components.delivery import GradualDeployment
 from infra.components.functions import ClassifierFunctions
 from infra.components.http_api import HttpFrontDoor
 from infra.components.monitoring import Monitoring
+from infra.components.rollout_alarms import RolloutAlarms
 from infra.components.uploads import Uploads
 from infra.settings import Settings
 
@@ -52,7 +53,14 @@ class ImageRecognitionStack(Stack):
             settings=settings,
             api_live=functions.live,
             worker_live=functions.worker_live,
-            rollback_alarms=monitoring.rollback_alarms,
+            rollback_alarms=RolloutAlarms(
+                self,
+                "RolloutAlarms",
+                settings=settings,
+                api_live=functions.live,
+                worker_live=functions.worker_live,
+                topic=monitoring.topic,
+            ).rollback_alarms,
         )
         self.backfill: Backfill | None = None
         if functions.bulk_worker is not None:

@@ -29,7 +29,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from handler.recognition import manifest as model_manifest
 from handler.recognition import model as serving
 from handler.recognition.manifest import LABELS_FILE
-from training import evaluate
+from training import checkset, evaluate
 from training.dataset import Dataset, load, stratified_split
 from training.options import Options
 
@@ -42,6 +42,8 @@ BASE_MODEL = (
     'keras.applications.MobileNetV2(weights="imagenet") up to out_relu (= include_top=False), 224x224'
 )
 CALIBRATION_IMAGES = 100
+# Photos of the validation split kept as the check set of the pre-traffic quality gate.
+CHECK_PHOTOS = 32
 
 
 def build(classes: int, options: Options):
@@ -258,6 +260,13 @@ def train(data_dir: Path, out: Path, options: Options) -> dict:
             "validation_accuracy": float((int8.argmax(1) == truth).mean()),
         }
     manifest = model_manifest.write(staging, fields, files)  # the card now holds every figure
+    held_back = checkset.pick(validation.labels, CHECK_PHOTOS, options.seed)
+    checkset.write(
+        staging,
+        [(validation.paths[i], dataset.classes[validation.labels[i]]) for i in held_back],
+        source=f"{len(held_back)} photos of the validation split of {data_dir.name}",
+        expected_accuracy=card["validation"]["accuracy"],
+    )
 
     staging.chmod(0o755)
     if out.exists():

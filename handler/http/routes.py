@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 
+from handler import signals
 from handler.http import page, payload, uploads
 from handler.http.answers import HealthAnswer, ModelAnswer, PredictionAnswer
 from handler.http.web import base_url, error_responses, json_response, request_body
@@ -73,6 +74,7 @@ def predict(
         outcomes = runtime.recognizer.classify(images.images, top_k)
         logger.info("classified a batch", extra={"images": len(outcomes)})
         results = [o.to_dict(runtime.min_confidence) for o in outcomes]
+        count_uncertain(results)
         return json_response(HTTPStatus.OK, {"results": results, "model": info})
     (image,) = images.images
     predictions = runtime.recognizer.classify_one(image, top_k)
@@ -80,7 +82,16 @@ def predict(
     logger.info(
         "classified", extra={"image_bytes": len(image), "top1": best.label, "probability": best.probability}
     )
-    return json_response(HTTPStatus.OK, {**answer_for(predictions, runtime.min_confidence), "model": info})
+    answer = answer_for(predictions, runtime.min_confidence)
+    count_uncertain([answer])
+    return json_response(HTTPStatus.OK, {**answer, "model": info})
+
+
+def count_uncertain(answers: list[dict]) -> None:
+    """One ``PredictionUncertain`` sample per prediction under a confidence threshold."""
+    for answer in answers:
+        if "uncertain" in answer:
+            signals.prediction(uncertain=answer["uncertain"])
 
 
 @router.post(

@@ -17,6 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from handler import signals
 from handler.events import TEST_EVENT, EventKind, InvalidEvent, kind_of
 from handler.recognition.errors import excerpt
 from handler.records.pipeline import process, summary
@@ -92,7 +93,9 @@ def _failed_messages(runtime: Runtime, records: list[SQSRecord]) -> list[str]:
     except Exception:  # a bug or an exhausted resource: retry these messages, isolated on redelivery
         logger.exception("batch failed", extra={"messages": len(records)})
         metrics.add_metric(name="BatchFailures", unit=MetricUnit.Count, value=1)
+        signals.batch(failed=True)
         return [record.message_id for record in records]
+    signals.batch(failed=False)
     return [
         message_id
         for message_id, objects in planned.items()

@@ -1,7 +1,9 @@
 """Gradual, self-reverting rollouts: CodeDeploy moves alias ``live`` of the API and worker functions
 to each new version (``deployment``: canary 10 % for 5 minutes, linear 10 % a minute, or all at
-once), rolls back by itself when a rollback alarm fires, and lets no traffic reach a new API
-version before the pre-traffic hook (``hooks/pre_traffic.py``) saw it classify a real photo.
+once), rolls back by itself when a rollback alarm fires (``rollout_alarms.py``: the new version's
+own metrics, 1-minute periods), and lets no traffic reach a new API version before the pre-traffic
+hook (``hooks/pre_traffic.py``) held it to the model's check set: its accuracy against the card's,
+each photo's probability against the one recorded at build.
 
 The worker has no hook: it is the same image as the API version the hook checked, deployed in the
 same update; its errors alarm rolls it back.
@@ -9,25 +11,44 @@ same update; its errors alarm rolls it back.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-from aws_cdk import Duration, SymlinkFollowMode
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from handler.contract import IMAGENET_HOOK_TOP1, IMAGENET_MODEL
+from handler.contract import IMAGENET_MODEL
 from handler.recognition import manifest
 from infra.components.common import log_group
 from infra.settings import REPO_ROOT, Settings
+
+HOOK_DIR = REPO_ROOT / "hooks"
 
 CONFIGS = {
     "canary": codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
     "linear": codedeploy.LambdaDeploymentConfig.LINEAR_10_PERCENT_EVERY_1_MINUTE,
     "all-at-once": codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE,
 }
+
+
+# The model the ImageNet deployment serves is exported in the image (Dockerfile, stage 1) by the
+# code and pinned weights `make model` runs: its check set comes from that export.
+IMAGENET_EXPORT = "build/model"
+HOOK_FILES = ("pre_traffic.py", "photo_event.json")
+# The deployment serves the fp32 files (MODEL_PRECISION is not a deploy setting).
+PRECISION = "fp32"
+
+
+def gated_model_dir(settings: Settings) -> Path:
+    """The model directory whose check set the pre-traffic hook holds the new version to."""
+    return REPO_ROOT / (settings.model_dir or IMAGENET_EXPORT)
 
 
 def expected_model(settings: Settings) -> dict[str, str]:
@@ -38,44 +59,50 @@ def expected_model(settings: Settings) -> dict[str, str]:
     return dict(IMAGENET_MODEL)
 
 
-HOOK_PHOTO_EVENT = REPO_ROOT / "hooks" / "photo_event.json"
+def read_check_set(settings: Settings) -> dict:
+    """The served model's check set, checked (present, recorded with this very build, within the
+    hook's limits); a ``ValueError`` that says how to make one fails ``cdk synth``."""
+    from training import checkset
+
+    model_dir = gated_model_dir(settings)
+    if not settings.model_dir and not (model_dir / manifest.MANIFEST_FILE).is_file():
+        raise ValueError(
+            f"the pre-traffic quality gate needs the ImageNet export's check set: run `make model` "
+            f"(it exports the model to {IMAGENET_EXPORT} with its check set), or give -c modelDir=DIR"
+        )
+    try:
+        document = checkset.read(model_dir, PRECISION)
+    except checkset.CheckSetError as error:
+        raise ValueError(f"modelDir {settings.model_dir or IMAGENET_EXPORT}: {error}") from None
+    model = {key: document["model"][key] for key in ("name", "version")}
+    if model != expected_model(settings):
+        raise ValueError(
+            f"{model_dir}: check set of {model}, but the deployment serves {expected_model(settings)}"
+        )
+    return document
 
 
-def expected_top1(settings: Settings) -> str:
-    """The top-1 label the pre-traffic hook requires of the new version, following the model served:
-    ``preTrafficTop1`` when given (it must be one of that model's classes; ``-``: none), else what
-    the ImageNet export answers for the hook's photo, or, for ``-c modelDir``, what that model
-    answers for it, computed here (the serving decoder and LiteRT, offline, in well under a second)."""
-    wanted = settings.pre_traffic_top1.strip()
-    if wanted == "-":
-        return ""
-    if not settings.model_dir:
-        return wanted or IMAGENET_HOOK_TOP1
-    model_dir = REPO_ROOT / settings.model_dir
-    classes = [label for _, label in manifest.read_labels(model_dir, manifest.read(model_dir))]
-    if wanted:
-        if wanted not in classes:
-            raise ValueError(
-                f"preTrafficTop1 {wanted!r} is not one of the classes of modelDir {settings.model_dir} "
-                f"({', '.join(classes[:10])}{', …' if len(classes) > 10 else ''})"
-            )
-        return wanted
-    return top1_of_hook_photo(model_dir)
+def hook_asset(settings: Settings) -> Path:
+    """The hook's code, its event template and the model's check set, in one folder (named by its
+    content, under build/)."""
+    from training import checkset
 
-
-def top1_of_hook_photo(model_dir: Path) -> str:
-    """What the model in ``model_dir`` answers for the hook's photo (a committed, trusted fixture,
-    decoded in-process)."""
-    import base64
-
-    from handler.recognition import imaging, model
-
-    event = json.loads(HOOK_PHOTO_EVENT.read_text())
-    photo = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else event["body"].encode()
-    classifier = model.load_classifier(model_dir, "litert", threads=1)
-    pixels = imaging.to_array(photo, imaging.DecodeLimits(max_bytes=len(photo), max_pixels=40_000_000))
-    (ranked,) = classifier.classify(pixels, top_k=1)
-    return ranked[0].label
+    read_check_set(settings)
+    source = gated_model_dir(settings) / checkset.CHECK_DIR
+    digest = hashlib.sha256()
+    for path in [*(HOOK_DIR / name for name in HOOK_FILES), *sorted(source.iterdir())]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    folder = REPO_ROOT / "build" / "hook-assets" / digest.hexdigest()[:16]
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".hook-", dir=folder.parent))
+        for name in HOOK_FILES:
+            shutil.copyfile(HOOK_DIR / name, staging / name)
+        shutil.copytree(source, staging / checkset.CHECK_DIR)
+        with contextlib.suppress(OSError):  # another synth made the same folder meanwhile
+            os.replace(staging, folder)
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
 
 
 class GradualDeployment(Construct):
@@ -118,20 +145,18 @@ class GradualDeployment(Construct):
             "PreTrafficHook",
             runtime=lambda_.Runtime.PYTHON_3_14,  # standard library and the runtime's boto3 only
             handler="pre_traffic.handler",
-            code=lambda_.Code.from_asset(
-                str(REPO_ROOT / "hooks"),
-                follow_symlinks=SymlinkFollowMode.ALWAYS,  # photo_event.json is the committed fixture
-                exclude=["__pycache__", "*.pyc", "__init__.py"],
-            ),
-            timeout=Duration.minutes(2),  # a cold start of the new version included
+            code=lambda_.Code.from_asset(str(hook_asset(settings))),
+            timeout=Duration.minutes(5),  # up to 64 check photos, the new version's cold start included
             memory_size=256,
             tracing=lambda_.Tracing.ACTIVE,
-            description="Pre-traffic check: the new API version must classify a real photo",
+            description="Pre-traffic quality gate: the new API version on the model's check set",
             environment={
                 "TARGET_VERSION_ARN": new_version.function_arn,
-                "EXPECTED_TOP1": expected_top1(settings),
                 "EXPECTED_MODEL_NAME": model["name"],
                 "EXPECTED_MODEL_VERSION": model["version"],
+                "MODEL_PRECISION": PRECISION,
+                "ACCURACY_TOLERANCE": str(settings.quality_gate_accuracy_tolerance),
+                "PROBABILITY_TOLERANCE": str(settings.quality_gate_probability_tolerance),
             },
             log_group=log_group(self, "PreTrafficHookLogs", settings.log_retention_days),
         )

@@ -128,18 +128,6 @@ class Monitoring(Construct):
         for alarm in self.alarms:
             alarm.add_alarm_action(actions.SnsAction(self.topic))
             alarm.add_ok_action(actions.SnsAction(self.topic))
-        by_id = {alarm.node.id: alarm for alarm in self.alarms}
-        # What rolls a gradual deployment back (CodeDeploy watches them while traffic shifts).
-        self.rollback_alarms = {
-            "api": [
-                by_id["Api5xxRate"],
-                by_id["ApiP99Latency"],
-                by_id["ApiErrors"],
-                by_id["ApiServerErrors"],
-            ],
-            "worker": [by_id["WorkerErrors"]],
-        }
-
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
 
         def graph(title: str, metrics: list[cw.IMetric], **kwargs) -> cw.GraphWidget:

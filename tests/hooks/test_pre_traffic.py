@@ -1,23 +1,33 @@
-"""The pre-traffic hook against the real handler: it lets a good version take traffic and stops one
-whose model answers the wrong label, the wrong model version, or an error. Only the AWS clients
-(Lambda invoke, CodeDeploy) are stand-ins: the invoked "version" is the real function."""
+"""The pre-traffic quality gate against the real handler: it lets a good version take traffic and
+stops one whose answers fall short of the model's check set (accuracy against the card's, each
+photo's probability against the one recorded at build), that reports another model, or that errors;
+and it stops each broken build a pipeline can ship (shuffled labels, preprocessing applied twice,
+worse weights). Only the AWS clients (Lambda invoke, CodeDeploy) are stand-ins: the invoked
+"version" is the real function."""
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import pytest
 
+from devtools.bad_builds import BUILDS
 from devtools.context import LocalContext
+from handler.recognition import model
 from hooks import pre_traffic
+from tests.support import REPO
 
 ENV = {
     "TARGET_VERSION_ARN": "arn:aws:lambda:us-east-1:123456789012:function:api:7",
-    "EXPECTED_TOP1": "military_uniform",
     "EXPECTED_MODEL_NAME": "mobilenet_v2",
     "EXPECTED_MODEL_VERSION": "1.0.0",
+    "MODEL_PRECISION": "fp32",
+    "ACCURACY_TOLERANCE": "0.1",
+    "PROBABILITY_TOLERANCE": "0.05",
 }
+CHECK = REPO / "build" / "model" / "check"  # the ImageNet export's check set (`make model`)
 HOOK_EVENT = {"DeploymentId": "d-EXAMPLE", "LifecycleEventHookExecutionId": "hook-1"}
 
 
@@ -42,35 +52,98 @@ class FakeCodeDeploy:
         self.reported.append(status)
 
 
-def run(entry_point, env=ENV, **fake) -> tuple[str, FakeLambda, FakeCodeDeploy]:
+def run(entry_point, env=ENV, check=CHECK, **fake) -> tuple[str, FakeLambda, FakeCodeDeploy]:
     lambda_client, codedeploy = FakeLambda(entry_point, **fake), FakeCodeDeploy()
-    status = pre_traffic.run(HOOK_EVENT, lambda_client, codedeploy, dict(env))
+    status = pre_traffic.run(HOOK_EVENT, lambda_client, codedeploy, dict(env), check)
     return status, lambda_client, codedeploy
 
 
-def test_a_good_version_takes_traffic(app) -> None:
+def logged(capsys) -> dict:
+    """The hook's verdict line (its log in Lambda)."""
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_a_good_version_takes_traffic(app, capsys) -> None:
     status, lambda_client, codedeploy = run(app.api_handler)
     assert status == "Succeeded"
-    assert lambda_client.invoked == [ENV["TARGET_VERSION_ARN"]], "the new version, by its ARN"
+    assert lambda_client.invoked == [ENV["TARGET_VERSION_ARN"]] * 2, "each check photo, to the new version"
     assert codedeploy.reported == [
         {"deploymentId": "d-EXAMPLE", "lifecycleEventHookExecutionId": "hook-1", "status": "Succeeded"}
     ]
+    line = logged(capsys)
+    assert (line["pre_traffic"], line["photos"], line["accuracy"], line["required_accuracy"]) == (
+        "Succeeded",
+        2,
+        1.0,
+        0.9,
+    )
+    assert line["max_probability_drift"] <= 0.001, "the same model answers what was recorded"
+    assert [a["top1"] for a in line["answers"]] == ["military_uniform", "Egyptian_cat"]
+
+
+def test_a_version_reporting_another_model_is_stopped(app, capsys) -> None:
+    status, _, codedeploy = run(app.api_handler, {**ENV, "EXPECTED_MODEL_VERSION": "2.0.0"})
+    assert status == "Failed" and codedeploy.reported[0]["status"] == "Failed"
+    assert "expected {'name': 'mobilenet_v2', 'version': '2.0.0'}" in logged(capsys)["reason"]
+
+
+def answering(probabilities: dict[str, list[tuple[str, float]]]):
+    """A version that answers each check photo (by its recorded top-1) with these predictions."""
+    recorded = json.loads((CHECK / "check.json").read_text())["photos"]
+    by_body = {(CHECK / p["file"]).read_bytes(): p["recorded"]["fp32"][0]["label"] for p in recorded}
+
+    def entry_point(event, context):
+        import base64
+
+        label = by_body[base64.b64decode(event["body"])]
+        predictions = [{"label": name, "probability": value} for name, value in probabilities[label]]
+        body = {"predictions": predictions, "model": {"name": "mobilenet_v2", "version": "1.0.0"}}
+        return {"statusCode": 200, "body": json.dumps(body)}
+
+    return entry_point
+
+
+def recorded_top1() -> dict[str, float]:
+    photos = json.loads((CHECK / "check.json").read_text())["photos"]
+    return {p["recorded"]["fp32"][0]["label"]: p["recorded"]["fp32"][0]["probability"] for p in photos}
 
 
 @pytest.mark.parametrize(
-    ("env", "reason"),
-    [
-        (
-            {**ENV, "EXPECTED_TOP1": "golden_retriever"},
-            "top-1 'military_uniform', expected 'golden_retriever'",
-        ),
-        ({**ENV, "EXPECTED_MODEL_VERSION": "2.0.0"}, "expected {'name': 'mobilenet_v2', 'version': '2.0.0'}"),
-    ],
+    ("shift", "verdict"), [(0.049, "Succeeded"), (-0.049, "Succeeded"), (0.051, "Failed")]
 )
-def test_a_version_with_the_wrong_label_or_model_is_stopped(app, env, reason, capsys) -> None:
-    status, _, codedeploy = run(app.api_handler, env)
-    assert status == "Failed" and codedeploy.reported[0]["status"] == "Failed"
-    assert reason in capsys.readouterr().out
+def test_a_probability_may_move_within_the_tolerance_only(shift, verdict, capsys) -> None:
+    """The recorded top-1 probability of each photo, moved by ``shift``: right labels throughout."""
+    answers = {
+        label: [(label, p + shift if label == "Egyptian_cat" else p)] for label, p in recorded_top1().items()
+    }
+    status, _, _ = run(answering(answers))
+    line = logged(capsys)
+    assert status == verdict, line
+    assert line["max_probability_drift"] == pytest.approx(abs(shift), abs=1e-3)
+
+
+def test_a_recorded_class_missing_from_the_answer_counts_as_probability_zero(capsys) -> None:
+    answers = {label: [(label, p)] for label, p in recorded_top1().items()}
+    answers["Egyptian_cat"] = [("tabby", 0.9)]  # a wrong top-1, and its recorded class absent
+    status, _, _ = run(answering(answers))
+    line = logged(capsys)
+    assert status == "Failed" and line["accuracy"] == 0.5 and line["required_accuracy"] == 0.9
+    assert line["max_probability_drift"] == pytest.approx(recorded_top1()["Egyptian_cat"], abs=1e-4)
+
+
+def test_accuracy_may_fall_below_the_cards_by_the_tolerance_only(tmp_path, capsys) -> None:
+    """An expected accuracy of 0.6 with a 0.1 tolerance: 1 photo of 2 right (0.5) passes, as it is
+    the required 0.5; with a 0.05 tolerance it does not."""
+    check = tmp_path / "check"
+    shutil.copytree(CHECK, check)
+    document = json.loads((check / "check.json").read_text())
+    document["expected_accuracy"] = 0.6
+    (check / "check.json").write_text(json.dumps(document))
+    answers = {label: [(label, p)] for label, p in recorded_top1().items()}
+    answers["Egyptian_cat"] = [("tabby", 0.5), ("Egyptian_cat", recorded_top1()["Egyptian_cat"])]
+    assert run(answering(answers), check=check)[0] == "Succeeded"
+    assert run(answering(answers), {**ENV, "ACCURACY_TOLERANCE": "0.05"}, check=check)[0] == "Failed"
+    assert logged(capsys)["required_accuracy"] == 0.55
 
 
 def test_a_version_that_errors_is_stopped(app, capsys) -> None:
@@ -91,6 +164,32 @@ def test_a_version_that_answers_an_error_status_is_stopped(app, capsys) -> None:
     assert status == "Failed" and "status 503" in capsys.readouterr().out
 
 
-def test_without_an_expected_label_status_and_model_still_count(app) -> None:
-    status, _, _ = run(app.api_handler, {**ENV, "EXPECTED_TOP1": ""})
-    assert status == "Succeeded"
+@pytest.fixture(scope="module")
+def bad_builds(tmp_path_factory) -> dict:
+    """Each broken build of the ImageNet export, under its name and version (TensorFlow rebuilds two)."""
+    root = tmp_path_factory.mktemp("bad-builds")
+    good = REPO / "build" / "model"
+    return {name: make(good, root / name.replace(" ", "-")) for name, make in BUILDS.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("build", "why"),
+    [
+        ("shuffled labels", "accuracy"),  # right weights: every answer names another class
+        ("double-scaled input", "accuracy"),  # garbage in: no photo right, nothing confident
+        ("worse weights", "drift"),  # right labels here, far less sure of them than the card's model
+    ],
+)
+def test_a_bad_build_never_takes_traffic(configure, bad_builds, build, why, capsys) -> None:
+    """The rehearsal: the real function serving the broken build, the hook holding it to the good
+    build's check set (what synth put in its asset)."""
+    function = configure(model=model.load_classifier(bad_builds[build], "litert", threads=2))
+    status, _, codedeploy = run(function.api_handler)
+    line = logged(capsys)
+    assert status == "Failed" and codedeploy.reported[0]["status"] == "Failed", line
+    assert line["max_probability_drift"] > line["allowed_drift"], line
+    if why == "accuracy":
+        assert line["accuracy"] == 0.0 and line["required_accuracy"] == 0.9, line
+    else:
+        assert line["accuracy"] == 1.0 and line["max_probability_drift"] > 0.3, line

@@ -45,16 +45,73 @@ def alarm_ids(group: dict) -> set[str]:
     return {a["Name"]["Ref"] for a in group["AlarmConfiguration"]["Alarms"]}
 
 
+ROLLBACK_ALARMS = {
+    "api": {"ApiRolloutFailureRate", "ApiRolloutP99Latency", "ApiRolloutUncertainRate"},
+    "worker": {"WorkerRolloutFailureRate"},
+}
+
+
 def test_alarms_roll_back_each_group(template: Template) -> None:
-    found = groups(template)
-    api, worker = alarm_ids(found["api"]), alarm_ids(found["worker"])
-    names = ("Api5xxRate", "ApiP99Latency", "ApiServerErrors", "ApiErrors")
-    assert {next(k for k in names if k in a) for a in api} == set(names)
-    assert len(worker) == 1 and "WorkerErrors" in next(iter(worker))
-    for group in found.values():
+    for name, group in groups(template).items():
+        found = alarm_ids(group)
+        assert {next(k for k in ROLLBACK_ALARMS[name] if k in a) for a in found} == ROLLBACK_ALARMS[name]
+        assert len(found) == len(ROLLBACK_ALARMS[name])
         assert group["AlarmConfiguration"]["Enabled"] is True
         events = set(group["AutoRollbackConfiguration"]["Events"])
         assert events == {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM"}
+
+
+def metric_stats(alarm: dict) -> list[dict]:
+    """Every metric an alarm reads (one, or those of its math expression)."""
+    properties = alarm["Properties"]
+    if "Metrics" not in properties:
+        keys = ("MetricName", "Namespace", "Dimensions", "Period")
+        return [{"Metric": {k: properties[k] for k in keys if k != "Period"}, "Period": properties["Period"]}]
+    return [m["MetricStat"] for m in properties["Metrics"] if "MetricStat" in m]
+
+
+def test_each_rollback_alarm_reads_the_new_version_alone_minute_by_minute(template: Template) -> None:
+    """Within the canary's 5 minutes: 60-second periods, 2 breaching in a row (``rollbackMinutes``),
+    and every metric scoped to the version alias live is shifting to (Lambda's ExecutedVersion, or the
+    function's own ``version`` dimension), never the whole stage."""
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    for name, group in groups(template).items():
+        _, alias = alias_of(template, f"handler.app.{'api' if name == 'api' else 's3'}_handler")
+        new_version = alias["Properties"]["FunctionVersion"]  # {"Fn::GetAtt": [VersionId, "Version"]}
+        for alarm_id in alarm_ids(group):
+            alarm = alarms[alarm_id]
+            properties = alarm["Properties"]
+            assert (properties["EvaluationPeriods"], properties["DatapointsToAlarm"]) == (2, 2), alarm_id
+            assert properties["TreatMissingData"] == "notBreaching"
+            for stat in metric_stats(alarm):
+                assert stat["Period"] == 60, alarm_id
+                dimensions = {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]}
+                version = dimensions.get("ExecutedVersion", dimensions.get("version"))
+                assert version == new_version, (alarm_id, stat["Metric"]["MetricName"])
+
+
+def test_handled_500s_count_against_the_new_version(template: Template) -> None:
+    """Exceptions the API answers as 500s (Lambda's Errors never sees them) are the function's own
+    ``AnswerFailed`` signal, with the crashes Lambda counts, per invocation of the new version."""
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    ((_, alarm),) = [(k, v) for k, v in alarms.items() if "ApiRolloutFailureRate" in k]
+    expression = next(m["Expression"] for m in alarm["Properties"]["Metrics"] if "Expression" in m)
+    assert expression == "IF(invocations > 0, 100 * (FILL(failed, 0) + FILL(crashed, 0)) / invocations, 0)"
+    names = {s["Metric"]["MetricName"]: s["Metric"]["Namespace"] for s in metric_stats(alarm)}
+    assert names == {"Invocations": "AWS/Lambda", "Errors": "AWS/Lambda", "AnswerFailed": "ImageRecognition"}
+    assert alarm["Properties"]["Threshold"] == 5
+    ops = next(v for k, v in alarms.items() if "ApiServerErrors" in k)["Properties"]  # still pages ops
+    assert (ops["MetricName"], ops["Period"], ops["Threshold"]) == ("ServerErrors", 60, 1)
+
+
+@own_template
+def test_rollback_settings_reach_the_alarms() -> None:
+    chosen = template_for({"rollbackMinutes": "3", "rollbackErrorRatePercent": "2.5"})
+    alarms = chosen.find_resources("AWS::CloudWatch::Alarm")
+    rate = next(v for k, v in alarms.items() if "ApiRolloutFailureRate" in k)["Properties"]
+    assert (rate["Threshold"], rate["EvaluationPeriods"], rate["DatapointsToAlarm"]) == (2.5, 3, 3)
+    with pytest.raises(ValueError, match="rollbackMinutes must be 1 to 4"):
+        template_for({"rollbackMinutes": "5"})
 
 
 def hook(template: Template) -> tuple[str, dict]:
@@ -81,11 +138,13 @@ def test_the_hook_may_invoke_the_new_api_version_only(template: Template) -> Non
     version = api_alias["Properties"]["FunctionVersion"]  # {"Fn::GetAtt": [VersionId, "Version"]}
     version_id = version["Fn::GetAtt"][0]
     assert env["TARGET_VERSION_ARN"] == {"Ref": version_id}
-    assert (env["EXPECTED_TOP1"], env["EXPECTED_MODEL_NAME"], env["EXPECTED_MODEL_VERSION"]) == (
-        "military_uniform",
-        "mobilenet_v2",
-        "1.0.0",
-    )
+    assert {k: v for k, v in env.items() if k != "TARGET_VERSION_ARN"} == {
+        "EXPECTED_MODEL_NAME": "mobilenet_v2",
+        "EXPECTED_MODEL_VERSION": "1.0.0",
+        "MODEL_PRECISION": "fp32",
+        "ACCURACY_TOLERANCE": "0.1",
+        "PROBABILITY_TOLERANCE": "0.05",
+    }
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
     statements = [
         s
@@ -100,8 +159,9 @@ def test_the_hook_may_invoke_the_new_api_version_only(template: Template) -> Non
 
 
 @own_template
-def test_the_hooks_photo_is_the_committed_fixture(tmp_path) -> None:
-    """The hook's asset, as synth stages it, holds its code and the fixture itself (not a link)."""
+def test_the_hooks_asset_holds_the_models_check_set(tmp_path) -> None:
+    """The hook's asset, as synth stages it: its code, the event fixture itself (not a link) and
+    the check set of the model served (here the ImageNet export's, from `make model`)."""
     from infra.settings import Settings
     from infra.stack import ImageRecognitionStack
 
@@ -109,10 +169,16 @@ def test_the_hooks_photo_is_the_committed_fixture(tmp_path) -> None:
     ImageRecognitionStack(app, "ImageRecognition", settings=Settings.from_context(app.node))
     app.synth()
     (asset,) = [p for p in tmp_path.glob("asset.*") if (p / "pre_traffic.py").is_file()]
-    assert sorted(p.name for p in asset.iterdir()) == ["photo_event.json", "pre_traffic.py"]
+    assert sorted(p.name for p in asset.iterdir()) == ["check", "photo_event.json", "pre_traffic.py"]
     staged = asset / "photo_event.json"
     assert not staged.is_symlink()
     assert staged.read_bytes() == (REPO / "events" / "api-http-predict-raw-jpeg.json").read_bytes()
+    model_check = REPO / "build" / "model" / "check"
+    assert sorted(p.name for p in (asset / "check").iterdir()) == sorted(
+        p.name for p in model_check.iterdir()
+    )
+    assert (asset / "check" / "check.json").read_bytes() == (model_check / "check.json").read_bytes()
+    assert len(json.loads((asset / "check" / "check.json").read_text())["photos"]) == 2
 
 
 @pytest.fixture(scope="module")
@@ -168,26 +234,42 @@ def test_each_stage_is_its_own_stack(stage: str) -> None:
     assert Template.from_stack(stack).find_outputs("Stage")["Stage"]["Value"] == stage
 
 
-def test_the_hooks_expectation_follows_the_model_served() -> None:
-    """No modelDir: the ImageNet export's answer for the hook's photo. With one: what that model
-    answers for it, computed at synth by running it; an explicit label must be one of its classes."""
-    from infra.components.delivery import expected_top1
+def model_copy(folder, check: bool = True):
+    """The ImageNet export's files (links), with or without its check set, as another model dir."""
+    source = REPO / "build" / "model"
+    folder.mkdir()
+    for path in source.iterdir():
+        if path.is_file():
+            (folder / path.name).symlink_to(path)
+    if check:
+        (folder / "check").symlink_to(source / "check")
+    return folder
+
+
+@own_template
+def test_synth_refuses_a_model_without_a_check_set(tmp_path) -> None:
+    bare = model_copy(tmp_path / "bare", check=False)
+    with pytest.raises(
+        ValueError, match=r"no check set \(check/check.json\) for the quality gate: make one with"
+    ):
+        template_for({"modelDir": str(bare)})
+
+
+def test_a_check_set_recorded_with_another_build_is_refused(tmp_path) -> None:
+    """A check set is bound to the files it was recorded with: one left from another training run
+    (or copied from another model) cannot vouch for this build."""
+    from infra.components.delivery import read_check_set
     from infra.settings import Settings
 
-    assert expected_top1(Settings()) == "military_uniform"
-    assert expected_top1(Settings(pre_traffic_top1="-")) == ""
-    assert expected_top1(Settings(model_dir="build/model")) == "military_uniform"  # computed
-    assert expected_top1(Settings(model_dir="build/model", pre_traffic_top1="tabby")) == "tabby"
-    with pytest.raises(ValueError, match="preTrafficTop1 'ants' is not one of the classes of modelDir"):
-        expected_top1(Settings(model_dir="build/model", pre_traffic_top1="ants"))
+    assert read_check_set(Settings())["photos"][0]["label"] == "military_uniform"
+    other = model_copy(tmp_path / "other")
+    (other / "labels.json").unlink()
+    labels = json.loads((REPO / "build" / "model" / "labels.json").read_text())
+    (other / "labels.json").write_text(json.dumps(labels[::-1], indent=0) + "\n")  # another build
+    from handler.recognition import manifest
 
-
-def test_handled_500s_roll_a_deployment_back_within_a_minute(template: Template) -> None:
-    """Exceptions the API answers as 500s (Lambda's Errors never sees them) are the function's own
-    EMF metric, summed per minute, one of the API group's rollback alarms."""
-    alarms = template.find_resources("AWS::CloudWatch::Alarm")
-    ((alarm_id, alarm),) = [(k, v) for k, v in alarms.items() if "ApiServerErrors" in k]
-    properties = alarm["Properties"]
-    assert (properties["MetricName"], properties["Namespace"]) == ("ServerErrors", "ImageRecognition")
-    assert (properties["Period"], properties["EvaluationPeriods"], properties["Threshold"]) == (60, 1, 1)
-    assert alarm_id in alarm_ids(groups(template)["api"])
+    fields = manifest.read(other)
+    (other / "manifest.json").unlink()
+    manifest.write(other, {k: v for k, v in fields.items() if k != "files"}, list(fields["files"]))
+    with pytest.raises(ValueError, match="recorded with another model"):
+        read_check_set(Settings(model_dir=str(other)))

@@ -34,7 +34,7 @@ VARIANTS = {
         "deployment": "linear",
         "githubRepo": "example-org/image-recognition",
     },
-    "rest-prod": {"stage": "prod", "deployment": "all-at-once", "preTrafficTop1": "-"},
+    "rest-prod": {"stage": "prod", "deployment": "all-at-once"},
 }
 
 

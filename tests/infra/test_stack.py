@@ -284,10 +284,14 @@ def test_every_alarm_and_its_threshold(template: Template) -> None:
         "WorkerThrottles": 1,
         "DeadLettersNotEmpty": 1,
         "BackfillExecutionsFailed": 1,
+        "ApiRolloutFailureRate": 5,
+        "ApiRolloutP99Latency": 3000,
+        "ApiRolloutUncertainRate": 80,
+        "WorkerRolloutFailureRate": 5,
     }
     found = {}
     for logical_id, props in alarms.items():
-        name = next(key for key in expected if key in logical_id)
+        name = next(key for key in sorted(expected, key=len, reverse=True) if key in logical_id)
         found[name] = props["Threshold"]
         assert props["AlarmActions"] and props["OKActions"], "every alarm notifies the topic"
     assert found == expected

@@ -60,6 +60,16 @@ def test_the_model_directory_has_every_file_pinned(trained: Path) -> None:
     assert {p.name for p in (trained / "evaluation").iterdir()} >= {"report.md", "report.json", "roc.png"}
 
 
+def test_training_keeps_a_check_set_from_its_validation_split(trained: Path, card: dict) -> None:
+    """The pre-traffic gate's photos: held back from training, every class, the card's accuracy."""
+    from training import checkset
+
+    document = checkset.read(trained, "int8")  # recorded at both precisions the directory serves
+    assert len(document["photos"]) == 6 and {p["label"] for p in document["photos"]} == {"ants", "bees"}
+    assert document["expected_accuracy"] == round(card["validation"]["accuracy"], 4)
+    assert set(document["accuracy_when_recorded"]) == {"fp32", "int8"}
+
+
 def test_the_card_is_complete(card: dict) -> None:
     assert {"base_model", "classes", "data", "hyperparameters", "history", "validation"} <= set(card)
     assert card["classes"] == {"ants": {"train": 11, "validation": 3}, "bees": {"train": 11, "validation": 3}}

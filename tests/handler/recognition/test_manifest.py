@@ -23,6 +23,8 @@ def variant(target: Path, edit: Callable[[dict, list], None] | None = None) -> P
     and labels ``edit`` changes, with the sha256 re-written so only what ``edit`` did is wrong."""
     target.mkdir(parents=True)
     for source in MODEL_DIR.iterdir():
+        if source.is_dir():  # check/: the gate's, not the function's
+            continue
         if source.name in (MANIFEST_FILE, LABELS_FILE):
             shutil.copy2(source, target / source.name)
         else:

@@ -1,0 +1,97 @@
+"""Broken builds of a good model directory, for rehearsing a rollout (tests, ``make rollout-demo``).
+
+Each is what a real pipeline can ship by mistake, under the good model's name and version, with a
+manifest that pins its own files (so the cold start's integrity check passes: these are builds,
+not corruptions):
+
+- ``shuffled_labels``: the right weights, ``labels.json`` in another order (a class list rebuilt
+  from a folder listing in another order);
+- ``double_scaled``: the model behind a second ``x / 127.5 - 1`` (MobileNetV2's preprocessing
+  applied in the graph as well as by the function: the course's classic mistake);
+- ``worse_weights``: the classifier's weights with noise (a model that is simply worse than the card
+  it ships with).
+
+The last two need TensorFlow (``.keras`` in, ``.tflite`` out).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from handler.recognition import manifest
+
+
+def _copy(good: Path, out: Path) -> dict:
+    """``good``'s served files in ``out`` (not its check set: the hook brings the good one's)."""
+    fields = manifest.read(good)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in [*fields["files"], manifest.MANIFEST_FILE]:
+        shutil.copyfile(good / name, out / name)
+    return fields
+
+
+def _pin(out: Path, fields: dict) -> Path:
+    manifest.write(out, {k: v for k, v in fields.items() if k != "files"}, list(fields["files"]))
+    return out
+
+
+def shuffled_labels(good: Path, out: Path, seed: int = 7) -> Path:
+    fields = _copy(good, out)
+    labels = json.loads((out / manifest.LABELS_FILE).read_text())
+    order = np.random.default_rng(seed).permutation(len(labels))
+    while len(labels) > 1 and (order == np.arange(len(labels))).any():  # every label moves
+        order = np.roll(order, 1)
+    (out / manifest.LABELS_FILE).write_text(json.dumps([labels[i] for i in order], indent=0) + "\n")
+    return _pin(out, fields)
+
+
+def _rebuilt(good: Path, out: Path, change: Callable) -> Path:
+    """``good``'s Keras model changed by ``change(keras, model) -> model``, saved and converted."""
+    import keras
+    import tensorflow as tf
+
+    from layers.model.export import convert_to_tflite
+
+    fields = _copy(good, out)
+    model = change(keras, keras.models.load_model(good / manifest.artifact(fields, "keras")))
+    model.save(out / manifest.artifact(fields, "keras"))
+    (out / manifest.artifact(fields, "tflite")).write_bytes(convert_to_tflite(tf, model))
+    int8 = fields.get("artifacts", {}).get("tflite_int8")
+    if int8:  # not rebuilt: dropped, so nothing stale is served
+        (out / int8).unlink()
+        fields["files"].pop(int8)
+        fields["artifacts"].pop("tflite_int8")
+    return _pin(out, fields)
+
+
+def double_scaled(good: Path, out: Path) -> Path:
+    def change(keras, model):
+        inputs = keras.Input(model.input_shape[1:])
+        return keras.Model(inputs, model(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)))
+
+    return _rebuilt(good, out, change)
+
+
+def worse_weights(good: Path, out: Path, noise: float = 3.0, seed: int = 7) -> Path:
+    """``noise``: the noise's standard deviation, in standard deviations of each weight array."""
+
+    def change(keras, model):
+        dense = next(layer for layer in reversed(model.layers) if layer.get_weights())
+        rng = np.random.default_rng(seed)
+        noisy = [w + rng.normal(0, noise * w.std(), w.shape).astype(w.dtype) for w in dense.get_weights()]
+        dense.set_weights(noisy)
+        return model
+
+    return _rebuilt(good, out, change)
+
+
+BUILDS: dict[str, Callable[[Path, Path], Path]] = {
+    "shuffled labels": shuffled_labels,
+    "double-scaled input": double_scaled,
+    "worse weights": worse_weights,
+}

@@ -1,0 +1,62 @@
+"""The rollout signals: what a canary's rollback alarms watch, per function version.
+
+A rollout's alarms must see the new version alone: measured over the whole stage, a new version's
+failures are diluted by the old version's traffic (10 % canary: a version failing every request
+shows as ~10 %). So these metrics carry the executed version (Lambda's
+``AWS_LAMBDA_FUNCTION_VERSION``) as a dimension, beside ``service``, in an EMF blob of their own
+(``EphemeralMetrics``: its dimensions do not leak into the function's other metrics). Each is 0 or 1
+per sample, so its Average is a rate and its SampleCount the number of samples:
+
+- ``AnswerFailed``: an API answer with a 5xx status (handled exceptions included, which Lambda's
+  ``Errors`` never counts);
+- ``PredictionUncertain``: a prediction below the model's confidence threshold (a model that lost
+  its calibration, or the wrong preprocessing, answers uncertain on everything);
+- ``BatchFailed``: a worker batch whose objects could not be processed (a bug or an exhausted
+  resource; a client's bad photo is an error record, not a failure).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+UNPUBLISHED = "$LATEST"  # outside Lambda, or an unpublished function
+
+rollout_metrics = EphemeralMetrics()
+
+
+def function_version() -> str:
+    return os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", UNPUBLISHED)
+
+
+def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``handler`` with its signals flushed after each invocation, tagged with the version that ran
+    it (read per invocation: tests and the rollout demo run several versions in one process)."""
+
+    @rollout_metrics.log_metrics
+    @functools.wraps(handler)
+    def run(event: Any, context: Any) -> Any:
+        rollout_metrics.add_dimension(name="version", value=function_version())
+        return handler(event, context)
+
+    return run
+
+
+def _sample(name: str, happened: bool) -> None:
+    rollout_metrics.add_metric(name=name, unit=MetricUnit.Count, value=1 if happened else 0)
+
+
+def answer(status: int) -> None:
+    _sample("AnswerFailed", status >= 500)
+
+
+def prediction(uncertain: bool) -> None:
+    _sample("PredictionUncertain", uncertain)
+
+
+def batch(failed: bool) -> None:
+    _sample("BatchFailed", failed)

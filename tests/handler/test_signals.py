@@ -1,0 +1,70 @@
+"""The rollout signals: one EMF blob per invocation, dimensioned by the version that ran it, 0 or 1
+per sample (so a rollback alarm's Average is a rate and its SampleCount the requests)."""
+
+from __future__ import annotations
+
+import json
+
+from devtools.context import LocalContext
+from devtools.events import http_event, rest_event, s3_event, sqs_event
+
+
+def signals_in(printed: str) -> list[dict]:
+    """The EMF blobs that carry a version (the function's other metrics are a blob of their own)."""
+    blobs = [json.loads(line) for line in printed.splitlines() if line.startswith('{"_aws"')]
+    return [blob for blob in blobs if "version" in blob]
+
+
+def dimensions(blob: dict) -> list[list[str]]:
+    return [d for metric in blob["_aws"]["CloudWatchMetrics"] for d in metric["Dimensions"]]
+
+
+def test_each_answer_is_a_sample_of_its_version(app, grace_hopper, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "7")
+    capsys.readouterr()
+    body = {"body": grace_hopper, "headers": {"Content-Type": "image/jpeg"}}
+    assert app.api_handler(rest_event("POST", "/predict", **body), LocalContext())["statusCode"] == 200
+    assert app.api_handler(http_event("GET", "/nope"), LocalContext())["statusCode"] == 404
+    (ok, not_found) = signals_in(capsys.readouterr().out)
+    assert (ok["version"], ok["service"], ok["AnswerFailed"]) == ("7", "image-recognition", [0.0])
+    assert not_found["AnswerFailed"] == [0.0], "a client's mistake is not the version's failure"
+    assert [sorted(d) for d in dimensions(ok)] == [["service", "version"]], "its own blob: no backend"
+    assert "PredictionUncertain" not in ok, "no confidence threshold: no uncertainty to count"
+
+
+def test_a_handled_500_is_a_failure_of_the_version_that_answered_it(app, grace_hopper, monkeypatch, capsys):
+    def explode(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(app.runtime.recognizer, "classify_one", explode)
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "8")
+    capsys.readouterr()
+    body = {"body": grace_hopper, "headers": {"Content-Type": "image/jpeg"}}
+    assert app.api_handler(rest_event("POST", "/predict", **body), LocalContext())["statusCode"] == 500
+    (blob,) = signals_in(capsys.readouterr().out)
+    assert (blob["version"], blob["AnswerFailed"]) == ("8", [1.0])
+
+
+def test_each_prediction_under_a_threshold_is_a_sample(configure, grace_hopper, cat, capsys) -> None:
+    """With a confidence threshold, one sample per image of a batch: uncertain (1) or not (0)."""
+    import base64
+
+    function = configure(min_confidence=0.9)  # grace_hopper ~0.92, the cat ~0.78
+    images = [base64.b64encode(photo).decode() for photo in (grace_hopper, cat)]
+    event = rest_event("POST", "/predict", body=json.dumps({"images": images}).encode(),
+                       headers={"Content-Type": "application/json"})  # fmt: skip
+    capsys.readouterr()
+    assert function.api_handler(event, LocalContext())["statusCode"] == 200
+    (blob,) = signals_in(capsys.readouterr().out)
+    assert blob["PredictionUncertain"] == [0.0, 1.0] and blob["version"] == "$LATEST"
+
+
+def test_a_worker_batch_is_a_sample_failed_only_when_it_could_not_run(app, monkeypatch, capsys) -> None:
+    """A batch whose objects are gone still ran (error records): 0. One that raised: 1."""
+    event = sqs_event([s3_event("no-such-bucket", [("uploads/missing.jpg", "etag", 10)])])
+    capsys.readouterr()
+    app.s3_handler(event, LocalContext())
+    monkeypatch.setattr("handler.records.notifications.process", lambda *args, **kwargs: 1 / 0)
+    app.s3_handler(event, LocalContext())
+    ran, raised = signals_in(capsys.readouterr().out)
+    assert (ran["BatchFailed"], raised["BatchFailed"]) == ([0.0], [1.0])
