@@ -370,6 +370,7 @@ def test_webp_animation_frames_are_counted(no_opening) -> None:
     assert f"the limit is {formats.MAX_WEBP_CHUNKS}" in refused.value.message
 
 
+@pytest.mark.slow
 def test_a_still_webps_size_is_checked_before_libwebp_allocates_its_canvas(no_opening) -> None:
     """Pillow opens every WebP with libwebp's animation decoder, which allocates the canvas twice
     when the file is opened: a lossless still (VP8L) is refused from its own header first."""

@@ -120,6 +120,7 @@ def test_a_worker_killed_while_idle_is_replaced_before_its_next_image(doubles, g
     assert set(doubles.pids()).isdisjoint(pids)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_while_decoding_a_good_photo_does_not_fail_it(grace_hopper: bytes) -> None:
     """The photo is tried once more on a fresh worker; a second death would refuse it."""
     with DecodeSandbox.start(1, MEMORY, 5.0, decode_doubles.PATH) as sandbox:
@@ -181,6 +182,7 @@ def test_a_batch_with_doubles_classifies_its_photos(app, door, grace_hopper: byt
     assert [answers[i]["code"] for i in (1, 3, 4)] == ["image_too_costly"] * 3
 
 
+@pytest.mark.slow
 def test_stored_objects_each_pay_their_own_deadline(app, s3_client, grace_hopper: bytes, cat: bytes) -> None:
     """An SQS batch and a Map batch with hanging objects: every object ends with its record; the
     photos are classified (the batch has no deadline of its own)."""
