@@ -47,20 +47,22 @@ class ImageRecognitionStack(Stack):
             queue=uploads.queue,
             dead_letters=uploads.dead_letters,
         )
+        rollout = RolloutAlarms(
+            self,
+            "RolloutAlarms",
+            settings=settings,
+            api_live=functions.live,
+            worker_live=functions.worker_live,
+            topic=monitoring.topic,
+        )
+        monitoring.watch_rollouts([*rollout.api, *rollout.worker])
         self.delivery = GradualDeployment(
             self,
             "Delivery",
             settings=settings,
             api_live=functions.live,
             worker_live=functions.worker_live,
-            rollback_alarms=RolloutAlarms(
-                self,
-                "RolloutAlarms",
-                settings=settings,
-                api_live=functions.live,
-                worker_live=functions.worker_live,
-                topic=monitoring.topic,
-            ).rollback_alarms,
+            rollback_alarms=rollout.rollback_alarms,
         )
         self.backfill: Backfill | None = None
         if functions.bulk_worker is not None:

@@ -182,6 +182,14 @@ class Monitoring(Construct):
         self.dashboard.add_widgets(graph("Model inference p50 (ms)", [inference]))
         self._graph = graph
 
+    def watch_rollouts(self, rollback_alarms: list[cw.IAlarm]) -> None:
+        """The rollback alarms' states beside the graphs: a rollout in trouble shows on the dashboard."""
+        self.dashboard.add_widgets(
+            cw.AlarmStatusWidget(
+                title="Rollback alarms (the version being deployed)", alarms=rollback_alarms, width=24
+            )
+        )
+
     def watch_backfill(self, state_machine: sfn.StateMachine, bulk_worker: lambda_.Function) -> None:
         """A failed backfill run is an alarm; its progress, worker and images on the dashboard."""
         failed = state_machine.metric_failed(period=FIVE_MINUTES, statistic="Sum")

@@ -273,3 +273,10 @@ def test_a_check_set_recorded_with_another_build_is_refused(tmp_path) -> None:
     manifest.write(other, {k: v for k, v in fields.items() if k != "files"}, list(fields["files"]))
     with pytest.raises(ValueError, match="recorded with another model"):
         read_check_set(Settings(model_dir=str(other)))
+
+
+def test_the_dashboard_shows_the_rollback_alarms(template: Template) -> None:
+    body = json.dumps(only(template, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"])
+    assert "Rollback alarms (the version being deployed)" in body
+    for name in (*ROLLBACK_ALARMS["api"], *ROLLBACK_ALARMS["worker"]):
+        assert name in body, name

@@ -95,3 +95,17 @@ def test_picking_from_a_split_keeps_every_class() -> None:
     assert len(picked) == 8 and sorted(set(labels[picked])) == [0, 1]
     assert (labels[picked] == 1).sum() == 3, "a rare class keeps all it has, up to its turn"
     assert picked == checkset.pick(labels, 8, seed=1)
+
+
+def test_imgrec_check_set_writes_one_from_a_folder_per_class(model_dir: Path, tmp_path: Path, capsys) -> None:
+    from devtools.cli import main
+
+    photos = tmp_path / "photos"
+    for path, label in PAIRS:
+        (photos / label).mkdir(parents=True)
+        (photos / label / path.name).symlink_to(path)
+    assert main(["check-set", str(model_dir), str(photos), "--expected-accuracy", "0.7"]) == 0
+    assert "2 check photos in" in capsys.readouterr().out
+    assert checkset.read(model_dir)["expected_accuracy"] == 0.7
+    assert main(["check-set", str(model_dir), "--photo", "no-label-here"]) == 2
+    assert "--photo takes FILE=LABEL" in capsys.readouterr().err
