@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 UNPUBLISHED = "$LATEST"  # outside Lambda, or an unpublished function
 
@@ -47,6 +48,9 @@ def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 
 def _sample(name: str, happened: bool) -> None:
+    # Off means nothing kept: Powertools would still accumulate values and print them at 100.
+    if is_metrics_disabled():
+        return
     rollout_metrics.add_metric(name=name, unit=MetricUnit.Count, value=1 if happened else 0)
 
 

@@ -68,3 +68,15 @@ def test_a_worker_batch_is_a_sample_failed_only_when_it_could_not_run(app, monke
     app.s3_handler(event, LocalContext())
     ran, raised = signals_in(capsys.readouterr().out)
     assert (ran["BatchFailed"], raised["BatchFailed"]) == ([0.0], [1.0])
+
+
+def test_metrics_off_keeps_no_signal(app, grace_hopper, monkeypatch, capsys) -> None:
+    """With POWERTOOLS_METRICS_DISABLED (``imgrec serve``), nothing is kept, even past the 100
+    values at which Powertools prints a blob by itself."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    event = rest_event("POST", "/predict", body=grace_hopper, headers={"Content-Type": "image/jpeg"})
+    capsys.readouterr()
+    for _ in range(101):
+        app.api_handler(http_event("GET", "/health"), LocalContext())
+    assert app.api_handler(event, LocalContext())["statusCode"] == 200
+    assert not signals_in(capsys.readouterr().out)
