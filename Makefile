@@ -82,7 +82,7 @@ $(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler
 	$(PY) -m layers.model.export --out "$(IMAGENET_DIR)" $(if $(QUANTIZE),--quantize $(QUANTIZE))
 
 # The check set of the pre-traffic quality gate: the shared photos, recorded with the export.
-$(IMAGENET_DIR)/check/check.json: $(IMAGENET_DIR)/manifest.json training/checkset.py
+$(IMAGENET_DIR)/check/check.json: $(IMAGENET_DIR)/manifest.json training/checkset.py handler/recognition/imaging.py handler/recognition/model.py
 	$(PY) -m devtools check-set "$(IMAGENET_DIR)" --source "../shared/images (the ImageNet export's)" \
 	  --photo "$(SHARED)/images/grace_hopper.jpg=military_uniform" --photo "$(SHARED)/images/cat.bmp=Egyptian_cat"
 
@@ -121,13 +121,13 @@ events: setup ## regenerate the events/ fixtures and events/expected.json
 synth: setup model ## cdk synth offline into cdk.out (cdk-nag runs; no Docker needed; the hook's asset takes build/model's check set)
 	$(CDK) synth --quiet
 
-bootstrap: setup ## once per account/region: cdk bootstrap (needs AWS credentials)
+bootstrap: setup model ## once per account/region: cdk bootstrap (needs AWS credentials)
 	$(CDK) bootstrap
 
 deploy: setup model ## build the image (Docker) and deploy the stack (needs AWS credentials)
 	$(CDK) deploy --require-approval broadening
 
-destroy: setup ## delete the stack (the buckets are retained: they hold your photos)
+destroy: setup model ## delete the stack (the buckets are retained: they hold your photos)
 	$(CDK) destroy
 
 clean: ## remove build outputs and caches (keeps .venv and node_modules)

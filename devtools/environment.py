@@ -22,6 +22,8 @@ from handler.config import Settings
 # How long a cold start may take (spawn, imports, the model, the decode sandbox) before it counts
 # as failed.
 START_TIMEOUT_S = 120.0
+# Lambda's timeout for one event: the API function's (API Gateway gives up at 29 s).
+DEFAULT_TIMEOUT_S = 30.0
 
 
 class EnvironmentLost(RuntimeError):
@@ -40,8 +42,13 @@ class FunctionProcess:
     """
 
     def __init__(
-        self, settings: Settings, s3_endpoint: str | None = None, entry: str = "api_handler"
+        self,
+        settings: Settings,
+        s3_endpoint: str | None = None,
+        entry: str = "api_handler",
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
+        self.timeout_s = timeout_s
         context = multiprocessing.get_context("spawn")
         self._one_event = threading.Lock()
         self._connection, theirs = context.Pipe()
@@ -50,10 +57,13 @@ class FunctionProcess:
         )
         self._process.start()
         theirs.close()
-        if not self._connection.poll(START_TIMEOUT_S):
+        try:
+            if not self._connection.poll(START_TIMEOUT_S):
+                raise EnvironmentLost(f"the function did not start within {START_TIMEOUT_S:.0f} s")
+            self._answer(START_TIMEOUT_S)  # "ready", or why it could not start
+        except BaseException:
             self.close()
-            raise EnvironmentLost(f"the function did not start within {START_TIMEOUT_S:.0f} s")
-        self._answer()  # "ready", or why it could not start
+            raise
 
     @property
     def pid(self) -> int | None:
@@ -65,10 +75,15 @@ class FunctionProcess:
                 self._connection.send((event, context))
             except (OSError, EOFError):
                 raise EnvironmentLost("the function's process is gone") from None
-            return self._answer()
+            return self._answer(self.timeout_s)
 
-    def _answer(self) -> Any:
+    def _answer(self, timeout_s: float) -> Any:
+        """What the function sent back, within ``timeout_s``; past it, Lambda's timeout: the
+        environment is ended (and replaced by the next request)."""
         try:
+            if not self._connection.poll(timeout_s):
+                self._process.kill()
+                raise EnvironmentLost(f"the function timed out after {timeout_s:.0f} s")
             outcome, value = self._connection.recv()
         except (OSError, EOFError):
             raise EnvironmentLost("the function's process ended while running an event") from None

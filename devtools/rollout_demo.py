@@ -59,6 +59,8 @@ def run(model_dir: Path | None, out: TextIO) -> int:
         print(f"rollout-demo: {error}", file=out)
         return 2
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")  # the injected bug would log each 500
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"  # the canary is read from its metrics
+    os.environ.pop("POWERTOOLS_DEV", None)
     with _sandbox(model_dir) as sandbox, tempfile.TemporaryDirectory() as scratch:
         print(f"1. The pre-traffic gate: each build held to {model_dir}/check\n", file=out)
         builds = {"the good build": model_dir}
@@ -165,7 +167,7 @@ def _minute(function, template: dict, photos: list[Path]) -> tuple[int, int, int
     crashed, printed = 0, io.StringIO()
     with contextlib.redirect_stdout(printed):
         for index in range(REQUESTS_PER_MINUTE):
-            event = pre_traffic.photo_event(template, photos[index % len(photos)].read_bytes())
+            event = pre_traffic.photo_event(template, photos[index % len(photos)].read_bytes(), 1)
             crashed += _invocation_failed(function.api_handler, event)
     return REQUESTS_PER_MINUTE, crashed, _signal_sum(printed.getvalue(), "AnswerFailed")
 

@@ -86,17 +86,21 @@ class ExecutionEnvironments:
                     self.started -= 1
                     self._changed.notify()
                 raise
+        lost = False
         try:
             yield handler
         except EnvironmentLost:  # its process ended: the next request starts a new one
-            with self._changed:
-                self.started -= 1
-                self._changed.notify()
-            _close(handler)
+            lost = True
             raise
-        with self._changed:
-            self._idle.append(handler)
-            self._changed.notify()
+        finally:  # the function answered, or raised (a 502): either way the environment is free again
+            with self._changed:
+                if lost:
+                    self.started -= 1
+                else:
+                    self._idle.append(handler)
+                self._changed.notify()
+            if lost:
+                _close(handler)
 
     def close(self) -> None:
         """End the idle environments (their processes, for ``FunctionProcess``)."""

@@ -2,8 +2,9 @@
 
 A rollout's alarms must see the new version alone: measured over the whole stage, a new version's
 failures are diluted by the old version's traffic (10 % canary: a version failing every request
-shows as ~10 %). So these metrics carry the executed version (Lambda's
-``AWS_LAMBDA_FUNCTION_VERSION``) as a dimension, beside ``service``, in an EMF blob of their own
+shows as ~10 %). So these metrics carry the function and the executed version (Lambda's
+``AWS_LAMBDA_FUNCTION_NAME`` and ``AWS_LAMBDA_FUNCTION_VERSION``: two stacks in one account, or the
+API and the worker, never add up) as dimensions, beside ``service``, in an EMF blob of their own
 (``EphemeralMetrics``: its dimensions do not leak into the function's other metrics). Each is 0 or 1
 per sample, so its Average is a rate and its SampleCount the number of samples:
 
@@ -25,13 +26,21 @@ from typing import Any
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-UNPUBLISHED = "$LATEST"  # outside Lambda, or an unpublished function
+from handler.contract import METRICS_NAMESPACE, SERVICE_NAME
 
-rollout_metrics = EphemeralMetrics()
+UNPUBLISHED = "$LATEST"  # outside Lambda, or an unpublished function
+LOCAL = "local"  # outside Lambda: no function name
+
+# Namespace and service given here, not read from the environment at import: the alarms name them.
+rollout_metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 
 
 def function_version() -> str:
     return os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", UNPUBLISHED)
+
+
+def function_name() -> str:
+    return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", LOCAL)
 
 
 def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -41,6 +50,7 @@ def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     @rollout_metrics.log_metrics
     @functools.wraps(handler)
     def run(event: Any, context: Any) -> Any:
+        rollout_metrics.add_dimension(name="function", value=function_name())
         rollout_metrics.add_dimension(name="version", value=function_version())
         return handler(event, context)
 

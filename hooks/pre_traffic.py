@@ -19,7 +19,9 @@ photo's answer are one JSON line in its log. Standard library and the runtime's 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +31,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 EVENT = HERE / "photo_event.json"
 CHECK_DIR = HERE / "check"
-TOP_K = 5
+# What the hook keeps for itself from its timeout: enough to report to CodeDeploy. Without a report,
+# CodeDeploy would wait its own hour-long hook timeout.
+REPORT_MARGIN_S = 30.0
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -51,13 +55,14 @@ class Verdict:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-def photo_event(template: dict[str, Any], photo: bytes) -> dict[str, Any]:
-    """The API event for one check photo: the committed fixture with this photo as its body."""
+def photo_event(template: dict[str, Any], photo: bytes, top_k: int) -> dict[str, Any]:
+    """The API event for one check photo: the committed fixture with this photo as its body, asking
+    for as many classes as were recorded (a two-class model answers at most two)."""
     event = json.loads(json.dumps(template))
     event["body"] = base64.b64encode(photo).decode()
     event["isBase64Encoded"] = True
-    event["rawQueryString"] = f"top_k={TOP_K}"
-    event["queryStringParameters"] = {"top_k": str(TOP_K)}
+    event["rawQueryString"] = f"top_k={top_k}"
+    event["queryStringParameters"] = {"top_k": str(top_k)}
     event.setdefault("headers", {})["content-type"] = "image/jpeg"
     return event
 
@@ -72,29 +77,39 @@ def answer_body(answer: dict[str, Any]) -> dict[str, Any]:
     return json.loads(base64.b64decode(body) if answer.get("isBase64Encoded") else body)
 
 
-def check(invoke: Invoke, gate: Gate, check_dir: Path = CHECK_DIR) -> Verdict:
-    """Send every check photo through ``invoke`` (the new version); the verdict and its figures."""
+def check(
+    invoke: Invoke, gate: Gate, check_dir: Path = CHECK_DIR, seconds_left: Callable[[], float] | None = None
+) -> Verdict:
+    """Send every check photo through ``invoke`` (the new version); the verdict and its figures.
+    ``seconds_left``: the hook's remaining time; it stops (Failed) while it can still report."""
     check_set = json.loads((check_dir / "check.json").read_text())
     template = json.loads(EVENT.read_text())
     photos = check_set["photos"]
     correct, drifts, answers = 0, [], []
     for entry in photos:
+        if seconds_left is not None and seconds_left() < REPORT_MARGIN_S:
+            return Verdict(False, f"out of time after {len(answers)} of {len(photos)} check photos")
+        name = Path(entry["file"]).name  # inside the check folder, whatever the file says
+        photo = (check_dir / name).read_bytes()
+        if hashlib.sha256(photo).hexdigest() != entry["sha256"]:
+            return Verdict(False, f"{name}: not the photo that was recorded")
+        recorded_top = entry["recorded"][gate.precision]
         try:
-            result = answer_body(invoke(photo_event(template, (check_dir / entry["file"]).read_bytes())))
+            result = answer_body(invoke(photo_event(template, photo, len(recorded_top))))
         except ValueError as error:
-            return Verdict(False, f"{entry['file']}: {error}")
+            return Verdict(False, f"{name}: {error}")
         model = {key: result.get("model", {}).get(key) for key in ("name", "version")}
         if model != gate.model:
             return Verdict(False, f"model {model}, expected {gate.model}")
         answered = {p["label"]: p["probability"] for p in result["predictions"]}
+        if not all(isinstance(p, (int, float)) and math.isfinite(p) for p in answered.values()):
+            return Verdict(False, f"{name}: a probability that is not a number: {answered}")
         top1 = result["predictions"][0]["label"]
-        recorded = entry["recorded"][gate.precision][0]
+        recorded = recorded_top[0]
         drift = abs(answered.get(recorded["label"], 0.0) - recorded["probability"])
         correct += top1 == entry["label"]
-        drifts.append((round(drift, 4), entry["file"]))
-        answers.append(
-            {"file": entry["file"], "label": entry["label"], "top1": top1, "drift": round(drift, 4)}
-        )
+        drifts.append((round(drift, 4), name))
+        answers.append({"file": name, "label": entry["label"], "top1": top1, "drift": round(drift, 4)})
     accuracy = correct / len(photos)
     required = round(check_set["expected_accuracy"] - gate.accuracy_tolerance, 4)
     drift, worst = max(drifts)
@@ -143,13 +158,13 @@ def run(
     codedeploy_client: Any,
     environ: dict[str, str],
     check_dir: Path = CHECK_DIR,
+    seconds_left: Callable[[], float] | None = None,
 ) -> str:
     """Check the new version and tell CodeDeploy: ``Succeeded`` lets traffic shift, ``Failed`` rolls
     the deployment back."""
     try:
-        verdict = check(
-            lambda_invoker(lambda_client, environ["TARGET_VERSION_ARN"]), gate_from(environ), check_dir
-        )
+        invoke = lambda_invoker(lambda_client, environ["TARGET_VERSION_ARN"])
+        verdict = check(invoke, gate_from(environ), check_dir, seconds_left)
     except Exception as error:  # an unreadable answer fails the deployment; it must never pass
         verdict = Verdict(False, f"{type(error).__name__}: {error}")
     status = "Succeeded" if verdict.passed else "Failed"
@@ -165,5 +180,14 @@ def run(
 
 def handler(event: dict[str, Any], context: Any) -> str:
     import boto3
+    from botocore.config import Config
 
-    return run(event, boto3.client("lambda"), boto3.client("codedeploy"), dict(os.environ))
+    # One attempt per photo, waiting as long as the API function may run (29 s) and a little more.
+    invoking = Config(read_timeout=40, connect_timeout=5, retries={"max_attempts": 1, "mode": "standard"})
+    return run(
+        event,
+        boto3.client("lambda", config=invoking),
+        boto3.client("codedeploy"),
+        dict(os.environ),
+        seconds_left=lambda: context.get_remaining_time_in_millis() / 1000,
+    )

@@ -37,7 +37,7 @@ MIN_DECODE_MEMORY_MB, MAX_DECODE_MEMORY_MB = 256, 2048
 
 # The canary (10 % for 5 minutes) and how many 1-minute periods a rollback alarm may wait within it.
 CANARY_MINUTES = 5
-MAX_ROLLBACK_MINUTES = 4
+MAX_ROLLBACK_MINUTES = 3  # + a partial first minute + about a minute of CloudWatch's delay < 5
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,11 @@ class Settings:
     )
     rollback_minutes: int = field(
         default=2,
-        metadata={"doc": "rollback: 1-minute periods in a row a rollback alarm must see breach (1 to 4)"},
+        metadata={"doc": "rollback: 1-minute periods in a row a rollback alarm must see breach (1 to 3)"},
+    )
+    rollback_min_requests: int = field(
+        default=3,
+        metadata={"doc": "rollback: a minute with fewer requests to the new version is not evidence"},
     )
     quality_gate_accuracy_tolerance: float = field(
         default=0.10,
@@ -280,8 +284,11 @@ class Settings:
         if not 1 <= self.rollback_minutes <= MAX_ROLLBACK_MINUTES:
             raise ValueError(
                 f"rollbackMinutes must be 1 to {MAX_ROLLBACK_MINUTES}: the alarm must fire while the "
-                f"canary's {CANARY_MINUTES} minutes last (CloudWatch adds about a minute)"
+                f"canary's {CANARY_MINUTES} minutes last (a partial first minute and CloudWatch's delay of "
+                "about a minute come on top)"
             )
+        if self.rollback_min_requests < 1:
+            raise ValueError(f"rollbackMinRequests must be at least 1, got {self.rollback_min_requests}")
         for name, percent in (
             ("rollbackErrorRatePercent", self.rollback_error_rate_percent),
             ("rollbackUncertainRatePercent", self.rollback_uncertain_rate_percent),

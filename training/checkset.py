@@ -92,9 +92,12 @@ def write(
 ) -> dict:
     """Write ``model_dir/check`` from ``photos`` (path, true label) and return ``check.json``.
 
-    ``expected_accuracy``: the figure the gate holds the model to (the card's); None: the accuracy
-    measured here on these photos."""
+    ``expected_accuracy``: the figure the gate holds the model to; None: the card's (test, else
+    validation accuracy), or, for a model without one (the ImageNet export), the accuracy measured
+    here on these photos."""
     fields = model_manifest.validate(model_dir)
+    if expected_accuracy is None:
+        expected_accuracy = card_accuracy(fields)
     classes = [label for _, label in model_manifest.read_labels(model_dir, fields)]
     if not MIN_PHOTOS <= len(photos) <= MAX_PHOTOS:
         raise CheckSetError(f"a check set has {MIN_PHOTOS} to {MAX_PHOTOS} photos, not {len(photos)}")
@@ -141,7 +144,7 @@ def _record(model_dir: Path, folder: Path, entries: list[dict], precision: str) 
     limits = imaging.DecodeLimits(max_bytes=DECODE_MAX_BYTES, max_pixels=DECODE_MAX_PIXELS)
     classifier = serving.load_classifier(model_dir, "litert", threads=2, precision=precision)
     pixels = np.stack([imaging.to_array((folder / e["file"]).read_bytes(), limits) for e in entries])
-    ranked = classifier.classify(pixels, top_k=TOP_K)
+    ranked = classifier.classify(pixels, top_k=min(TOP_K, len(classifier.labels)))
     return [[{"label": p.label, "probability": round(p.probability, 6)} for p in top] for top in ranked]
 
 
@@ -150,7 +153,7 @@ def read(model_dir: Path, precision: str = "fp32") -> dict:
     files) at ``precision``, within the hook's limits. Raises ``CheckSetError`` saying what to do."""
     how = (
         f"make one with `imgrec check-set {model_dir} PHOTOS` (a folder per class, {MIN_PHOTOS}-{MAX_PHOTOS} "
-        "labelled photos the model was not trained on); `imgrec train` keeps one from its validation split"
+        "labelled photos the model was not trained on); `imgrec train` keeps one from its test split"
     )
     path = model_dir / CHECK_DIR / CHECK_FILE
     if not path.is_file():
@@ -170,20 +173,54 @@ def read(model_dir: Path, precision: str = "fp32") -> dict:
         raise CheckSetError(f"{path} was recorded with another model (or another build of it): {how}")
     if not MIN_PHOTOS <= len(photos) <= MAX_PHOTOS:
         raise CheckSetError(f"{path}: {len(photos)} photos; the gate takes {MIN_PHOTOS} to {MAX_PHOTOS}")
+    classes = {label for _, label in model_manifest.read_labels(model_dir, fields)}
     total = 0
     for entry in photos:
         photo = model_dir / CHECK_DIR / Path(str(entry.get("file", ""))).name
         data = photo.read_bytes() if photo.is_file() else b""
         if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
             raise CheckSetError(f"{photo} is missing or changed since it was recorded: {how}")
+        if len(data) > MAX_PHOTO_BYTES:
+            raise CheckSetError(
+                f"{photo}: {len(data):,} bytes; a check photo is sent whole, at most {MAX_PHOTO_BYTES:,}"
+            )
         if precision not in entry.get("recorded", {}):
             raise CheckSetError(
                 f"{path} has no {precision} recordings (the deployment serves {precision}): {how}"
+            )
+        if not _recording_ok(entry["recorded"][precision], classes) or entry.get("label") not in classes:
+            raise CheckSetError(
+                f"{path}: the entry of {photo.name} is not a recording of this model's classes: {how}"
             )
         total += len(data)
     if total > MAX_TOTAL_BYTES:
         raise CheckSetError(f"{path}: {total:,} bytes of photos; the gate takes at most {MAX_TOTAL_BYTES:,}")
     return document
+
+
+def _recording_ok(top: object, classes: set[str]) -> bool:
+    """A recording is a non-empty ranked list of {label, probability} of the model's classes."""
+    return (
+        isinstance(top, list)
+        and bool(top)
+        and all(
+            isinstance(p, dict)
+            and p.get("label") in classes
+            and isinstance(p.get("probability"), (int, float))
+            and 0 <= p["probability"] <= 1
+            for p in top
+        )
+    )
+
+
+def card_accuracy(fields: dict) -> float | None:
+    """The accuracy a model's card reports: its test split's, else its validation split's."""
+    card = fields.get("card", {})
+    for split in ("test", "validation"):
+        accuracy = card.get(split, {}).get("accuracy")
+        if isinstance(accuracy, (int, float)):
+            return float(accuracy)
+    return None
 
 
 def photos_in(folder: Path) -> list[tuple[Path, str]]:

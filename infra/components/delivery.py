@@ -6,7 +6,8 @@ hook (``hooks/pre_traffic.py``) held it to the model's check set: its accuracy a
 each photo's probability against the one recorded at build.
 
 The worker has no hook: it is the same image as the API version the hook checked, deployed in the
-same update; its errors alarm rolls it back.
+same update, and its alias moves only after the API's deployment succeeded; its own rollback alarm
+watches it then.
 """
 
 from __future__ import annotations
@@ -79,26 +80,37 @@ def read_check_set(settings: Settings) -> dict:
         raise ValueError(
             f"{model_dir}: check set of {model}, but the deployment serves {expected_model(settings)}"
         )
+    scored, required = document["accuracy_when_recorded"][PRECISION], document["expected_accuracy"]
+    if scored < required - settings.quality_gate_accuracy_tolerance:
+        raise ValueError(
+            f"{model_dir}: this very build scores {scored:.3f} on its check photos, below the expected "
+            f"{required:.3f} - qualityGateAccuracyTolerance {settings.quality_gate_accuracy_tolerance}: the "
+            "pre-traffic gate would stop it. Choose more (or other) check photos with `imgrec check-set`, "
+            "or give a larger -c qualityGateAccuracyTolerance."
+        )
     return document
 
 
 def hook_asset(settings: Settings) -> Path:
-    """The hook's code, its event template and the model's check set, in one folder (named by its
-    content, under build/)."""
+    """The hook's code, its event template and the model's check set (``check.json`` and the photos
+    it lists, nothing else), in one folder named by its content, under build/."""
     from training import checkset
 
-    read_check_set(settings)
+    document = read_check_set(settings)
     source = gated_model_dir(settings) / checkset.CHECK_DIR
+    check_files = [checkset.CHECK_FILE, *(Path(entry["file"]).name for entry in document["photos"])]
+    staged = [(HOOK_DIR / name, name) for name in HOOK_FILES]
+    staged += [(source / name, f"{checkset.CHECK_DIR}/{name}") for name in check_files]
     digest = hashlib.sha256()
-    for path in [*(HOOK_DIR / name for name in HOOK_FILES), *sorted(source.iterdir())]:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path, name in staged:
+        digest.update(name.encode() + b"\0" + path.read_bytes())
     folder = REPO_ROOT / "build" / "hook-assets" / digest.hexdigest()[:16]
     if not folder.is_dir():
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".hook-", dir=folder.parent))
-        for name in HOOK_FILES:
-            shutil.copyfile(HOOK_DIR / name, staging / name)
-        shutil.copytree(source, staging / checkset.CHECK_DIR)
+        (staging / checkset.CHECK_DIR).mkdir()
+        for path, name in staged:
+            shutil.copyfile(path, staging / name)
         with contextlib.suppress(OSError):  # another synth made the same folder meanwhile
             os.replace(staging, folder)
         shutil.rmtree(staging, ignore_errors=True)
@@ -137,6 +149,11 @@ class GradualDeployment(Construct):
         self.hook = self._pre_traffic_hook(settings, api_live.version)
         self.api = group("Api", api_live, pre_hook=self.hook)
         self.worker = group("Worker", worker_live)
+        # CloudFormation updates the hook (its TARGET_VERSION_ARN) and the alarms (their version)
+        # before it updates the API alias, whose update is the deployment; the worker's alias moves
+        # only once the API's deployment succeeded: a build the gate stopped never reaches the worker.
+        api_live.node.add_dependency(self.hook, *rollback_alarms["api"])
+        worker_live.node.add_dependency(api_live, *rollback_alarms["worker"])
 
     def _pre_traffic_hook(self, settings: Settings, new_version: lambda_.IVersion) -> lambda_.Function:
         model = expected_model(settings)

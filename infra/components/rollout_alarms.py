@@ -14,8 +14,9 @@ paging ops; they cannot tell a canary's failures from the old version's traffic.
 - ``WorkerRolloutFailureRate``: the worker version's failed batches or failed invocations ≥
   ``rollbackErrorRatePercent``.
 
-Every alarm treats missing data as not breaching: a minute without traffic to the new version is
-not evidence against it.
+Every alarm treats missing data as not breaching, and a minute with fewer than
+``rollbackMinRequests`` requests as not breaching either: a minute with almost no traffic to the new
+version is not evidence against it (a p99 of too few samples is not evaluated at all).
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ def signal_metric(alias: lambda_.Alias, name: str, statistic: str) -> cw.Metric:
     return cw.Metric(
         namespace=METRICS_NAMESPACE,
         metric_name=name,
-        dimensions_map={"service": SERVICE_NAME, "version": alias.version.version},
+        dimensions_map={
+            "service": SERVICE_NAME,
+            "function": alias.version.lambda_.function_name,
+            "version": alias.version.version,
+        },
         statistic=statistic,
         period=PERIOD,
     )
@@ -77,8 +82,11 @@ class RolloutAlarms(Construct):
         self.settings = settings
         minutes = settings.rollback_minutes
         failing = f"{settings.rollback_error_rate_percent:g} %"
+        enough = settings.rollback_min_requests
+        failures = "100 * (FILL(failed, 0) + FILL(crashed, 0)) / invocations"
+        failure_rate = f"IF(invocations >= {enough}, {failures}, 0)"
         api_failures = cw.MathExpression(
-            expression="IF(invocations > 0, 100 * (FILL(failed, 0) + FILL(crashed, 0)) / invocations, 0)",
+            expression=failure_rate,
             using_metrics={
                 "invocations": version_metric(api_live, "Invocations", "Sum"),
                 "crashed": version_metric(api_live, "Errors", "Sum"),
@@ -87,21 +95,23 @@ class RolloutAlarms(Construct):
             label="new API version: failed requests (%)",
             period=PERIOD,
         )
+        # One SQS invocation is one batch (a redelivered one, one sample per message).
         worker_failures = cw.MathExpression(
-            expression="MAX([IF(invocations > 0, 100 * FILL(crashed, 0) / invocations, 0), "
-            "IF(batches > 0, 100 * FILL(failed, 0) / batches, 0)])",
+            expression=failure_rate,
             using_metrics={
                 "invocations": version_metric(worker_live, "Invocations", "Sum"),
                 "crashed": version_metric(worker_live, "Errors", "Sum"),
-                "batches": signal_metric(worker_live, "BatchFailed", "SampleCount"),
                 "failed": signal_metric(worker_live, "BatchFailed", "Sum"),
             },
             label="new worker version: failed batches (%)",
             period=PERIOD,
         )
         uncertain = cw.MathExpression(
-            expression="100 * uncertain",
-            using_metrics={"uncertain": signal_metric(api_live, "PredictionUncertain", "Average")},
+            expression=f"IF(predictions >= {enough}, 100 * uncertain, 0)",
+            using_metrics={
+                "uncertain": signal_metric(api_live, "PredictionUncertain", "Average"),
+                "predictions": signal_metric(api_live, "PredictionUncertain", "SampleCount"),
+            },
             label="new API version: uncertain predictions (%)",
             period=PERIOD,
         )
@@ -114,7 +124,7 @@ class RolloutAlarms(Construct):
             ),
             self._alarm(
                 "ApiRolloutP99Latency",
-                version_metric(api_live, "Duration", "p99"),
+                version_metric(api_live, "Duration", "p99"),  # too few samples: not evaluated (below)
                 settings.alarm_p99_latency_ms,
                 f"A new API version's p99 reached {settings.alarm_p99_latency_ms} ms for {minutes} min",
             ),
@@ -149,4 +159,6 @@ class RolloutAlarms(Construct):
             datapoints_to_alarm=self.settings.rollback_minutes,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            # A p99 of a handful of requests is their slowest one (a cold start): not evidence.
+            evaluate_low_sample_count_percentile="ignore",
         )

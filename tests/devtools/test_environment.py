@@ -67,6 +67,12 @@ def test_environments_are_processes_of_their_own_and_answer_their_own_requests()
         expected = {"grace_hopper.jpg": {"military_uniform"}, "cat.bmp": CAT_CLASSES}
         assert all(label in expected[name] for name, label in answers), answers
 
+        environments[1].timeout_s = 0.001  # Lambda's timeout, reached: the environment is ended
+        with pytest.raises(EnvironmentLost, match="timed out"):
+            environments[1](_photo_event("cat.bmp"), LocalContext())
+        environments[1]._process.join(5)
+        assert not environments[1]._process.is_alive()
+
         os.kill(environments[0].pid, signal.SIGKILL)  # a crash, as Lambda would see it
         with pytest.raises(EnvironmentLost):
             environments[0](_photo_event("cat.bmp"), LocalContext())

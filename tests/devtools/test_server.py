@@ -325,3 +325,24 @@ def test_an_environment_whose_process_ended_is_replaced_not_reused() -> None:
     assert first.status_code == 502 and first.json()["code"] == "bad_gateway"
     assert second.status_code == 200 and second.json() == {"ok": 1}
     assert started == ["environment-0", "environment-1"]
+
+
+def test_an_environment_whose_function_raised_serves_the_next_request() -> None:
+    """The function failed (a 502): its environment is alive and free again, never leaked (with one
+    environment, a leak would leave every later request waiting forever)."""
+    from devtools.environment import FunctionFailed
+
+    calls: list[int] = []
+
+    def start():
+        def handler(event, context):
+            calls.append(1)
+            if len(calls) <= 2:
+                raise FunctionFailed("RuntimeError: a bug")
+            return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": '{"ok": 1}'}
+
+        return handler
+
+    with serving(local_server.LocalApiServer(start, port=0, quiet=True, environments=1)) as url:
+        statuses = [requests.get(f"{url}health", timeout=10).status_code for _ in range(3)]
+    assert statuses == [502, 502, 200]

@@ -28,7 +28,8 @@ def test_each_answer_is_a_sample_of_its_version(app, grace_hopper, monkeypatch, 
     (ok, not_found) = signals_in(capsys.readouterr().out)
     assert (ok["version"], ok["service"], ok["AnswerFailed"]) == ("7", "image-recognition", [0.0])
     assert not_found["AnswerFailed"] == [0.0], "a client's mistake is not the version's failure"
-    assert [sorted(d) for d in dimensions(ok)] == [["service", "version"]], "its own blob: no backend"
+    assert [sorted(d) for d in dimensions(ok)] == [["function", "service", "version"]], "no backend"
+    assert ok["function"] == "local", "outside Lambda (AWS_LAMBDA_FUNCTION_NAME names it there)"
     assert "PredictionUncertain" not in ok, "no confidence threshold: no uncertainty to count"
 
 

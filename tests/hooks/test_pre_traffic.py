@@ -193,3 +193,36 @@ def test_a_bad_build_never_takes_traffic(configure, bad_builds, build, why, caps
         assert line["accuracy"] == 0.0 and line["required_accuracy"] == 0.9, line
     else:
         assert line["accuracy"] == 1.0 and line["max_probability_drift"] > 0.3, line
+
+
+def test_a_probability_that_is_not_a_number_is_stopped(capsys) -> None:
+    """NaN compares false with everything: never let it through a max() or a threshold."""
+    answers = {label: [(label, p)] for label, p in recorded_top1().items()}
+    answers["Egyptian_cat"] = [("Egyptian_cat", float("nan"))]
+    status, _, _ = run(answering(answers))
+    assert status == "Failed" and "not a number" in logged(capsys)["reason"]
+
+
+def test_a_check_photo_swapped_in_the_asset_is_stopped(tmp_path, capsys) -> None:
+    check = tmp_path / "check"
+    shutil.copytree(CHECK, check)
+    first = json.loads((check / "check.json").read_text())["photos"][0]["file"]
+    (check / first).write_bytes((CHECK / "001-Egyptian_cat.jpg").read_bytes())
+    status, lambda_client, _ = run(answering({}), check=check)
+    assert status == "Failed" and "not the photo that was recorded" in logged(capsys)["reason"]
+    assert not lambda_client.invoked, "nothing sent"
+
+
+def test_the_hook_reports_before_its_own_timeout(app, capsys) -> None:
+    """With less than its margin left, it stops and reports Failed (CodeDeploy would otherwise wait
+    an hour for a hook that timed out)."""
+    lambda_client, codedeploy = FakeLambda(app.api_handler), FakeCodeDeploy()
+    left = iter([300.0, pre_traffic.REPORT_MARGIN_S - 1])
+    status = pre_traffic.run(HOOK_EVENT, lambda_client, codedeploy, dict(ENV), CHECK, lambda: next(left))
+    assert status == "Failed" and codedeploy.reported[0]["status"] == "Failed"
+    assert logged(capsys)["reason"] == "out of time after 1 of 2 check photos"
+
+
+def test_the_hook_asks_for_as_many_classes_as_were_recorded() -> None:
+    event = pre_traffic.photo_event({"headers": {}}, b"\xff\xd8\xff", 2)
+    assert event["queryStringParameters"] == {"top_k": "2"} and event["rawQueryString"] == "top_k=2"

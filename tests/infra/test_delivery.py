@@ -88,6 +88,8 @@ def test_each_rollback_alarm_reads_the_new_version_alone_minute_by_minute(templa
                 dimensions = {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]}
                 version = dimensions.get("ExecutedVersion", dimensions.get("version"))
                 assert version == new_version, (alarm_id, stat["Metric"]["MetricName"])
+                function = dimensions.get("FunctionName", dimensions.get("function"))
+                assert function == {"Ref": alias["Properties"]["FunctionName"]["Ref"]}, alarm_id
 
 
 def test_handled_500s_count_against_the_new_version(template: Template) -> None:
@@ -96,7 +98,7 @@ def test_handled_500s_count_against_the_new_version(template: Template) -> None:
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     ((_, alarm),) = [(k, v) for k, v in alarms.items() if "ApiRolloutFailureRate" in k]
     expression = next(m["Expression"] for m in alarm["Properties"]["Metrics"] if "Expression" in m)
-    assert expression == "IF(invocations > 0, 100 * (FILL(failed, 0) + FILL(crashed, 0)) / invocations, 0)"
+    assert expression == "IF(invocations >= 3, 100 * (FILL(failed, 0) + FILL(crashed, 0)) / invocations, 0)"
     names = {s["Metric"]["MetricName"]: s["Metric"]["Namespace"] for s in metric_stats(alarm)}
     assert names == {"Invocations": "AWS/Lambda", "Errors": "AWS/Lambda", "AnswerFailed": "ImageRecognition"}
     assert alarm["Properties"]["Threshold"] == 5
@@ -110,8 +112,8 @@ def test_rollback_settings_reach_the_alarms() -> None:
     alarms = chosen.find_resources("AWS::CloudWatch::Alarm")
     rate = next(v for k, v in alarms.items() if "ApiRolloutFailureRate" in k)["Properties"]
     assert (rate["Threshold"], rate["EvaluationPeriods"], rate["DatapointsToAlarm"]) == (2.5, 3, 3)
-    with pytest.raises(ValueError, match="rollbackMinutes must be 1 to 4"):
-        template_for({"rollbackMinutes": "5"})
+    with pytest.raises(ValueError, match="rollbackMinutes must be 1 to 3"):
+        template_for({"rollbackMinutes": "4"})
 
 
 def hook(template: Template) -> tuple[str, dict]:
@@ -123,12 +125,17 @@ def hook(template: Template) -> tuple[str, dict]:
 
 
 def test_the_alias_update_waits_for_the_pre_traffic_hook(template: Template) -> None:
+    """The hook and the rollback alarms are updated (new version) before the API alias moves; the
+    worker's alias moves only after the API's deployment, so a build the gate stops never reaches it."""
     hook_id, _ = hook(template)
-    _, api_alias = alias_of(template, "handler.app.api_handler")
+    api_alias_id, api_alias = alias_of(template, "handler.app.api_handler")
     update = api_alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
     assert update["BeforeAllowTrafficHook"] == {"Ref": hook_id}
     _, worker_alias = alias_of(template, "handler.app.s3_handler")
     assert "BeforeAllowTrafficHook" not in worker_alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    found = groups(template)
+    assert {hook_id, *alarm_ids(found["api"])} <= set(api_alias["DependsOn"])
+    assert {api_alias_id, *alarm_ids(found["worker"])} <= set(worker_alias["DependsOn"])
 
 
 def test_the_hook_may_invoke_the_new_api_version_only(template: Template) -> None:

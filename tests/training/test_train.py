@@ -183,3 +183,27 @@ def test_the_page_names_the_model_and_shows_its_labels(trained: Path, configure,
         expect(labels.first).to_have_text(re.compile("^(ants|bees)$"), timeout=30_000)
         assert sorted(labels.all_text_contents()) == ["ants", "bees"]
         context.close()
+
+
+def test_the_gate_lets_the_trained_model_through_and_stops_it_with_swapped_labels(
+    trained: Path, custom, configure, tmp_path: Path
+) -> None:
+    """A two-class model: the hook asks for the two classes it recorded (not five), passes the
+    model it was recorded with, and stops the same weights shipped with its labels swapped."""
+    from devtools.bad_builds import shuffled_labels
+    from hooks import pre_traffic
+
+    fields = json.loads((trained / "manifest.json").read_text())
+    gate = pre_traffic.Gate(model={"name": fields["name"], "version": fields["version"]})
+    verdict = pre_traffic.check(
+        lambda event: custom.api_handler(event, LocalContext()), gate, trained / "check"
+    )
+    assert verdict.passed, verdict.reason
+    assert verdict.figures["max_probability_drift"] < 0.001
+    swapped = configure(
+        model=model.load_classifier(shuffled_labels(trained, tmp_path / "swapped"), "litert", 2)
+    )
+    verdict = pre_traffic.check(
+        lambda event: swapped.api_handler(event, LocalContext()), gate, trained / "check"
+    )
+    assert not verdict.passed and verdict.figures["max_probability_drift"] > 0.05, verdict.reason
