@@ -36,7 +36,7 @@ REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt in
 
 FORCE:
 
-.PHONY: FORCE lock base-digests check train evaluate train-examples bench bench-backfill backfill-demo smoke fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+.PHONY: FORCE lock base-digests check train evaluate train-examples bench bench-backfill bench-recipes bench-train rollout-demo backfill-demo smoke fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
@@ -149,6 +149,12 @@ evaluate: model ## the serving classifier on labelled photos: make evaluate DATA
 
 train-examples: model keras-cache ## train both shared datasets with the documented settings: writes build/bench/models.md (WRITE_DOCS=1: docs/)
 	$(PY) -m bench.models $(DOCS_FLAG) $(TRAIN_EXAMPLES_ARGS)
+
+bench-recipes: model keras-cache ## the training recipes on both shared datasets' test splits (and ImageNet's zero-shot answer): writes build/bench/recipes.md (WRITE_DOCS=1: docs/)
+	$(PY) -m bench.recipes $(DOCS_FLAG) $(RECIPES_ARGS)
+
+bench-train: model keras-cache ## training's peak memory (10,000 generated photos, the shared sets) and the feature cache's speed-up: writes build/bench/training.md (WRITE_DOCS=1: docs/)
+	$(PY) -m bench.training $(DOCS_FLAG) $(BENCH_TRAIN_ARGS)
 
 bench: model ## benchmark vs the tutorial's app: writes build/bench/benchmarks.md, .json and .png (WRITE_DOCS=1: docs/)
 	$(PY) -m bench.run $(DOCS_FLAG) $(BENCH_ARGS)

@@ -1,5 +1,5 @@
 """``make train-examples``: train both shared datasets with the documented settings, then write
-``models.md`` (each card's validation figures, training time on this machine, the plots).
+``models.md`` (each card's test figures with intervals, training time on this machine, the plots).
 
 The models land in ``build/models/<name>/`` like ``make train``; ``models.md`` and the evaluation
 plots it shows (``model-plots/``: charts, never dataset photos) go to ``build/bench/``
@@ -58,8 +58,8 @@ def train_one(name: str, folder: str, settings: dict) -> dict:
 
 def section(run: dict, plots: Path) -> str:
     card = run["manifest"]["card"]
-    figures = card["validation"]
-    counts = ", ".join(f"{c} {n['train']}+{n['validation']}" for c, n in card["classes"].items())
+    figures = card["test"]
+    counts = ", ".join(f"{c} {n['train']}+{n['validation']}+{n['test']}" for c, n in card["classes"].items())
     shown = (
         "epochs",
         "patience",
@@ -67,41 +67,58 @@ def section(run: dict, plots: Path) -> str:
         "zoom",
         "dropout",
         "fine_tune_layers",
+        "fine_tune_epochs",
+        "feature_cache",
         "quantize",
         "min_confidence",
     )
     settings = json.dumps({k: v for k, v in card["hyperparameters"].items() if k in shown})
+    low, high = figures["accuracy_95ci"]
     lines = [
         f"## {run['name']}",
         "",
         f"`make train DATA=../shared/datasets/{run['folder']} NAME={run['name']}` with "
-        f"`{settings}`; "
-        f"classes (train+validation): {counts}; {len(card['data']['skipped'])} file(s) skipped.",
+        f"`{settings}`; classes (train+validation+test): {counts}; "
+        f"{len(card['data']['skipped'])} file(s) skipped.",
         "",
-        "| measure (validation split, served `.tflite`) | value |",
-        "| --- | ---: |",
-        f"| accuracy | {figures['accuracy']:.3f} |",
-        f"| balanced accuracy | {figures['balanced_accuracy']:.3f} |",
+        "| measure (**test split**: chose nothing; served `.tflite`) | value | 95 % interval |",
+        "| --- | ---: | ---: |",
+        f"| accuracy | {figures['accuracy']:.3f} | {low:.3f}-{high:.3f} |",
+        f"| balanced accuracy | {figures['balanced_accuracy']:.3f} | |",
     ]
     if "roc_auc" in figures:
-        lines.append(f"| ROC AUC | {figures['roc_auc']:.3f} |")
+        auc_low, auc_high = figures["roc_auc_95ci"]
+        lines.append(f"| ROC AUC | {figures['roc_auc']:.3f} | {auc_low:.3f}-{auc_high:.3f} |")
+    for name, point in figures.get("operating_points", {}).items():
+        lines.append(
+            f"| {name} (threshold {point['threshold']:.3f}): sensitivity / specificity "
+            f"| {point['sensitivity']:.3f} / {point['specificity']:.3f} | "
+            f"{point['sensitivity_95ci'][0]:.2f}-{point['sensitivity_95ci'][1]:.2f} / "
+            f"{point['specificity_95ci'][0]:.2f}-{point['specificity_95ci'][1]:.2f} |"
+        )
+    validation = card["validation"]
+    lines.append(
+        f"| validation split (stopped training, chose thresholds): accuracy / balanced "
+        f"| {validation['accuracy']:.3f} / {validation['balanced_accuracy']:.3f} | |"
+    )
     agreement = card["tflite_vs_keras"]
     lines += [
         f"| `.tflite` vs `.keras`: top-1 agreement / max probability difference | "
-        f"{agreement['top1_agreement']:.3f} / {agreement['max_abs_probability_difference']:.1e} |",
+        f"{agreement['top1_agreement']:.3f} / {agreement['max_abs_probability_difference']:.1e} | |",
     ]
     if "int8" in card:
         lines.append(
-            f"| int8 vs fp32 top-1 agreement; int8 accuracy | {card['int8']['top1_agreement']:.3f}; "
-            f"{card['int8']['validation_accuracy']:.3f} |"
+            f"| int8 vs fp32 top-1 agreement; int8 test accuracy | {card['int8']['top1_agreement']:.3f}; "
+            f"{card['int8']['test_accuracy']:.3f} | |"
         )
     lines += [
-        f"| training + export + evaluation on this machine (2 cores) | {run['seconds'] / 60:.1f} min |",
+        f"| training + export + evaluation on this machine (2 cores) | {run['seconds'] / 60:.1f} min | |",
         "",
         f"![confusion matrix]({plots.name}/{run['name']}-confusion_matrix.png)",
     ]
     if "roc_auc" in figures:
         lines.append(f"![ROC]({plots.name}/{run['name']}-roc.png)")
+    lines.append(f"![learning curves]({plots.name}/{run['name']}-learning_curves.png)")
     return "\n".join(lines) + "\n"
 
 
@@ -124,13 +141,25 @@ def write(runs: list[dict], out: Path) -> None:
         for png in evaluation.glob("*.png"):
             shutil.copy(png, plots / f"{run['name']}-{png.name}")
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    recipes = out / "recipes.md"
     text = (
         f"# Models trained on the shared datasets (`make train-examples`, {date})\n\n"
-        "Each is the tutorial's transfer learning (frozen MobileNetV2 features, global average pooling, "
-        "Dense 1024 relu, dropout, softmax) with flips/rotation/zoom augmentation, class weights and early "
-        "stopping; figures are the *served* fp32 `.tflite` on a stratified 20 % validation split (seed 7), "
-        "from each model's card (`GET /model`).\n\n" + "\n".join(section(run, plots) for run in runs)
+        "Each is keras-io's two-phase transfer learning: the head (global average pooling, Dense 1024 relu, "
+        "dropout, softmax) on MobileNetV2's frozen features, computed once and cached; then the top 30 base "
+        "layers fine-tuned at a low learning rate with flips/rotation/zoom augmentation, batch-norm in "
+        "inference mode; class weights, early stopping on the validation ROC AUC. Three stratified splits "
+        "(seed 7): 70 % train, 15 % validation (stops training, chooses the thresholds), 15 % test (chooses "
+        "nothing). Figures are the *served* fp32 `.tflite` on the **test split**, with 95 % intervals "
+        "(Wilson for proportions, bootstrap for the AUC), from each model's card (`GET /model`).\n\n"
+        + "\n".join(section(run, plots) for run in runs)
+        + (
+            f"\n## How the recipe was chosen\n\n{recipes.read_text().split(chr(10), 2)[2]}"
+            if recipes.is_file()
+            else ""
+        )
     )
+    minutes = round(sum(run["seconds"] for run in runs) / 60, 1)
+    (out / "models.json").write_text(json.dumps({"minutes": minutes, "date": date}) + "\n")
     (out / "models.md").write_text(text)
     print(text)
     print(f"wrote {output.shown(out / 'models.md')} and {output.shown(plots)}/")

@@ -171,7 +171,7 @@ def learn_or_judge(args: argparse.Namespace, out: TextIO) -> int:
             # Every option the command line names (--epochs, --zoom, ...) is the Options field of that name.
             given = {f.name: getattr(args, f.name) for f in fields(Options) if f.name in vars(args)}
             options = Options(**{**given, "name": args.name or args.data_dir.resolve().name})
-            card = train(args.data_dir, args.out, options)["card"]
+            card = train(args.data_dir, args.out, options, test_dir=args.test_dir)["card"]
             out.write(f"model written to {args.out}\n{summary(card)}\n")
             return 0
         from handler import config
@@ -183,7 +183,7 @@ def learn_or_judge(args: argparse.Namespace, out: TextIO) -> int:
         except FolderInUse as error:
             out.write(f"error: {error}\n")
             return 2
-        out.write(f"report written to {folder}\n{summary({'validation': report})}\n")
+        out.write(f"report written to {folder}\n{headline(report, args.data_dir.name)}\n")
         return 0
     except DatasetError as error:
         out.write(f"error: {error}\n")
@@ -191,12 +191,22 @@ def learn_or_judge(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def summary(card: dict) -> str:
-    figures = card["validation"]
-    line = f"accuracy {figures['accuracy']:.3f}, balanced accuracy {figures['balanced_accuracy']:.3f}"
-    if "roc_auc" in figures:
-        line += f", ROC AUC {figures['roc_auc']:.3f}"
+    """The card's headline: the test split's figures (never used to choose anything)."""
+    split = "test" if "test" in card else "validation"
+    line = headline(card[split], f"{split} split")
     if "int8" in card:
         line += f"; int8 top-1 agreement {card['int8']['top1_agreement']:.3f}"
+    return line
+
+
+def headline(figures: dict, what: str) -> str:
+    line = f"{what}: accuracy {figures['accuracy']:.3f}"
+    if "accuracy_95ci" in figures:
+        low, high = figures["accuracy_95ci"]
+        line += f" (95 % CI {low:.3f}-{high:.3f})"
+    line += f", balanced accuracy {figures['balanced_accuracy']:.3f}"
+    if "roc_auc" in figures:
+        line += f", ROC AUC {figures['roc_auc']:.3f}"
     return line + f" ({figures['images']} images)"
 
 
@@ -291,7 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     learn.add_argument("--out", type=Path, required=True, help="model directory to write")
     learn.add_argument("--name", default=None, help="model name (default: the folder's name)")
     for flag, kind, default, text in command_line_fields():  # training.options: defined once
-        learn.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
+        if kind is bool:  # --feature-cache / --no-feature-cache
+            learn.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+        else:
+            learn.add_argument(flag, type=kind, default=default, help=f"{text} (default: {default})")
+    learn.add_argument(
+        "--test-dir", type=Path, default=None, help="labelled photos to test on instead of a split"
+    )
     learn.add_argument("--quantize", choices=["int8"], default=None, help="add a full-integer int8 .tflite")
     learn.add_argument("--min-confidence", type=float, default=None, help="below it answers say uncertain")
     judge = commands.add_parser("evaluate", help="evaluate the serving classifier on labelled photos")

@@ -1,15 +1,22 @@
-"""A folder of labelled photos (one sub-folder per class) -> checked, split, decoded arrays.
+"""A folder of labelled photos (one sub-folder per class) -> checked, split, decoded once, streamed.
 
 Photos are decoded by the serving code in its decode sandbox (``handler.recognition.sandbox``:
 worker processes under a memory cap and a deadline), so training and serving cannot preprocess
-differently, and a hostile file in a dataset costs no more than it would cost the API. Every
-problem a person can fix is a ``DatasetError`` with a message that says what to do; unreadable
-files (and files over the size limit, refused by their size unread) are listed and skipped.
+differently, and a hostile file in a dataset costs no more than it would cost the API. Each photo is
+decoded once, into ``Pixels``: a file of 224x224x3 uint8 rows (147 KB a photo, in ``TMPDIR``), read
+back a batch at a time, so the memory training needs does not grow with the dataset (the float32
+arrays of 10,000 photos would take 6 GB). Every problem a person can fix is a ``DatasetError`` with
+a message that says what to do; unreadable files, and files over the size limit (refused by their
+size, unread), are listed and skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +33,73 @@ LIMITS = imaging.DecodeLimits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
 DECODE_DEADLINE_S = 10.0
 DECODE_MEMORY_BYTES = 1024 * 1024 * 1024
 CHUNK = 32  # photos read and decoded together (the sandbox's workers take them in parallel)
+SHAPE = (*imaging.INPUT_SIZE, 3)
+ROW_BYTES = int(np.prod(SHAPE))
+
+
+class Pixels:
+    """Decoded photos in a file, one uint8 row each; indexing reads only the rows asked for and
+    returns them scaled for the model (float32 in [-1, 1]), like the in-memory array it replaces."""
+
+    def __init__(self, path: Path, rows: np.ndarray, owner: object | None = None) -> None:
+        self.path = path
+        self.rows = rows  # which rows of the file, in this view's order
+        self._owner = owner  # keeps the file's folder alive while a view exists
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *SHAPE)
+
+    def view(self, indexes: np.ndarray) -> Pixels:
+        return Pixels(self.path, self.rows[np.asarray(indexes, dtype=np.int64)], self._owner or self)
+
+    def uint8(self, key: int | slice | np.ndarray) -> np.ndarray:
+        """The rows ``key`` selects, as decoded (uint8)."""
+        rows = np.atleast_1d(self.rows[key])
+        out = np.empty((len(rows), *SHAPE), np.uint8)
+        with self.path.open("rb", buffering=0) as stream:
+            for index, row in enumerate(rows):
+                view = memoryview(out[index]).cast("B")
+                if os.preadv(stream.fileno(), [view], int(row) * ROW_BYTES) != ROW_BYTES:
+                    raise OSError(f"{self.path}: row {row} is short")
+        return out
+
+    def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
+        scaled = np.stack([imaging.scale(image) for image in self.uint8(key)]) if len(self) else self._empty()
+        return scaled[0] if isinstance(key, (int, np.integer)) else scaled
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, *SHAPE), np.float32)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """All of it in memory: only for small sets (a validation split, a calibration sample)."""
+        array = self[np.arange(len(self))] if len(self) else self._empty()
+        return array.astype(dtype) if dtype is not None else array
+
+
+class PixelWriter:
+    """Appends decoded photos to a new ``Pixels`` file in its own temporary folder (removed when the
+    last view of it is gone, or at exit)."""
+
+    def __init__(self, parent: Path | None = None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="imgrec-pixels-", dir=parent))
+        weakref.finalize(self, shutil.rmtree, self.folder, True)
+        self.path = self.folder / "pixels.u8"
+        self._stream = self.path.open("wb")
+        self.count = 0
+
+    def append(self, pixels: np.ndarray) -> None:
+        if pixels.shape != SHAPE or pixels.dtype != np.uint8:
+            raise ValueError(f"expected {SHAPE} uint8 pixels, got {pixels.shape} {pixels.dtype}")
+        self._stream.write(pixels.tobytes())
+        self.count += 1
+
+    def finish(self) -> Pixels:
+        self._stream.close()
+        return Pixels(self.path, np.arange(self.count), owner=self)
 
 
 class DatasetError(ValueError):
@@ -38,7 +112,7 @@ class Dataset:
 
     root: Path
     classes: list[str]
-    images: np.ndarray  # (n, 224, 224, 3) float32 in [-1, 1]
+    images: Pixels  # n photos; images[i], images[batch] -> float32 in [-1, 1]
     labels: np.ndarray  # (n,) int
     paths: list[Path]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
@@ -58,7 +132,7 @@ class Dataset:
         return Dataset(
             self.root,
             self.classes,
-            self.images[indexes],
+            self.images.view(indexes),
             self.labels[indexes],
             [self.paths[i] for i in indexes],
         )
@@ -77,7 +151,37 @@ def class_folders(root: Path) -> list[Path]:
             f"{root} has {len(folders)} class folder(s) ({found}); a classifier needs at least 2, "
             "one sub-folder of photos per class (e.g. ants/ and bees/)."
         )
+    seen: dict[Path, str] = {}
+    for folder in folders:
+        real = folder.resolve()
+        if real in seen:
+            raise DatasetError(
+                f"{folder.name} and {seen[real]} are the same folder ({real}, through a link): each class "
+                "needs photos of its own. Remove the link, or copy the photos that belong to both."
+            )
+        seen[real] = folder.name
     return folders
+
+
+def photo_files(root: Path, folders: list[Path]) -> list[tuple[int, Path]]:
+    """(class index, path) of every file under the class folders; a file that is the same file in
+    two classes (a link) is refused: it cannot be both."""
+    files = [(index, path) for index, folder in enumerate(folders) for path in sorted(folder.rglob("*"))]
+    files = [(index, path) for index, path in files if path.is_file() and not path.name.startswith(".")]
+    owners: dict[Path, tuple[int, Path]] = {}
+    unique = []
+    for index, path in files:
+        real = path.resolve()
+        if real in owners and owners[real][0] != index:
+            other = owners[real][1]
+            raise DatasetError(
+                f"{path.relative_to(root)} and {other.relative_to(root)} are the same file in two classes: "
+                "a photo belongs to one class. Remove one of them."
+            )
+        if real not in owners:  # the same file twice in one class counts once
+            owners[real] = (index, path)
+            unique.append((index, path))
+    return unique
 
 
 def sandbox() -> DecodeSandbox:
@@ -99,12 +203,13 @@ def _read(files: list[tuple[int, Path]]) -> list[bytes | Refusal]:
     return read
 
 
-def load(root: Path, progress: bool = True) -> Dataset:
-    """Decode every photo under ``root``; skip (and list) what is not a readable image."""
+def load(root: Path, progress: bool = True, workdir: Path | None = None) -> Dataset:
+    """Decode every photo under ``root`` once, into ``Pixels`` (under ``workdir``, default TMPDIR);
+    skip (and list) what is not a readable image."""
     folders = class_folders(root)
-    images, labels, paths, skipped = [], [], [], []
-    files = [(index, path) for index, folder in enumerate(folders) for path in sorted(folder.rglob("*"))]
-    files = [(index, path) for index, path in files if path.is_file() and not path.name.startswith(".")]
+    files = photo_files(root, folders)
+    labels, paths, skipped = [], [], []
+    writer = PixelWriter(workdir)
     if progress:
         from tqdm import tqdm
 
@@ -116,7 +221,7 @@ def load(root: Path, progress: bool = True) -> Dataset:
                 if isinstance(decoded, Refusal):
                     skipped.append((path.relative_to(root).as_posix(), decoded.message))
                     continue
-                images.append(imaging.scale(decoded))
+                writer.append(decoded)
                 labels.append(index)
                 paths.append(path)
             if progress:
@@ -126,7 +231,7 @@ def load(root: Path, progress: bool = True) -> Dataset:
     dataset = Dataset(
         root,
         [folder.name for folder in folders],
-        np.stack(images) if images else np.zeros((0, *imaging.INPUT_SIZE, 3), np.float32),
+        writer.finish(),
         np.array(labels, dtype=np.int64),
         paths,
         skipped,
@@ -142,13 +247,18 @@ def load(root: Path, progress: bool = True) -> Dataset:
     return dataset
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) indexes: ``fraction`` of each class (at least one) held out, fixed seed."""
+def stratified_split(
+    labels: np.ndarray, validation: float, seed: int, test: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) indexes: the given share of each class held out for each (at least
+    one photo when the share is not 0), the rest trains; the same seed gives the same split."""
     rng = np.random.default_rng(seed)
-    train, validation = [], []
+    train, held_validation, held_test = [], [], []
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
-        held = max(1, round(len(members) * fraction))
-        validation.extend(members[:held])
-        train.extend(members[held:])
-    return np.array(sorted(train)), np.array(sorted(validation))
+        tests = max(1, round(len(members) * test)) if test else 0
+        validations = max(1, round(len(members) * validation)) if validation else 0
+        held_test.extend(members[:tests])
+        held_validation.extend(members[tests : tests + validations])
+        train.extend(members[tests + validations :])
+    return tuple(np.array(sorted(part), dtype=np.int64) for part in (train, held_validation, held_test))

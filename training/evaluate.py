@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from handler.recognition import model as serving
-from training import metrics
+from training import metrics, plots
 from training.dataset import Dataset, DatasetError, load
 
 BATCH = 32
@@ -82,9 +82,25 @@ def _class_map(classifier: serving.Classifier, folders: list[str]) -> list[int]:
     return mapped
 
 
-def evaluate(classifier: serving.Classifier, dataset: Dataset, out: Path, title: str = "Evaluation") -> dict:
+def thresholds(truth: np.ndarray, probabilities: np.ndarray, target_sensitivity: float) -> dict[str, float]:
+    """Two classes: the operating thresholds on P(positive class), chosen on these (validation)
+    photos: 0.5 (the argmax), and the highest reaching ``target_sensitivity``."""
+    if probabilities.shape[1] != 2:
+        return {}
+    reached = metrics.threshold_for_sensitivity(truth, probabilities[:, 1], target_sensitivity)
+    return {"argmax (0.5)": 0.5, f"sensitivity >= {target_sensitivity:g} on validation": reached}
+
+
+def evaluate(
+    classifier: serving.Classifier,
+    dataset: Dataset,
+    out: Path,
+    title: str = "Evaluation",
+    chosen_thresholds: dict[str, float] | None = None,
+) -> dict:
     """Score ``dataset`` with ``classifier``; write the report files into ``out`` (new or empty:
-    ``FolderInUse`` otherwise); return the figures."""
+    ``FolderInUse`` otherwise); return the figures. ``chosen_thresholds`` (two classes; chosen on
+    other photos): each one's sensitivity and specificity here, with 95 % intervals."""
     refuse_used(out)
     out.mkdir(parents=True, exist_ok=True)
     columns = _class_map(classifier, dataset.classes)
@@ -93,6 +109,15 @@ def evaluate(classifier: serving.Classifier, dataset: Dataset, out: Path, title:
         probs = probs[:, columns]  # the folders' classes only (ImageNet: a few of 1,000)
         probs = probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
     result = metrics.summary(dataset.labels, probs, dataset.classes)
+    correct = int((probs.argmax(axis=1) == dataset.labels).sum())
+    result["accuracy_95ci"] = metrics.wilson(correct, len(dataset.labels))
+    if len(dataset.classes) == 2:
+        result["roc_auc_95ci"] = metrics.bootstrap_auc(dataset.labels, probs[:, 1])
+        points = chosen_thresholds or {"argmax (0.5)": 0.5}
+        result["operating_points"] = {
+            name: metrics.operating_point(dataset.labels, probs[:, 1], threshold)
+            for name, threshold in points.items()
+        }
     predicted = probs.argmax(axis=1)
     result["misclassified"] = [
         {
@@ -114,37 +139,32 @@ def evaluate(classifier: serving.Classifier, dataset: Dataset, out: Path, title:
     return result
 
 
+def card_figures(result: dict) -> dict:
+    """What the model card keeps of a report."""
+    keys = (
+        "images",
+        "accuracy",
+        "accuracy_95ci",
+        "balanced_accuracy",
+        "per_class",
+        "roc_auc",
+        "roc_auc_95ci",
+    )
+    figures = {key: result[key] for key in keys if key in result}
+    if "operating_points" in result:
+        figures["operating_points"] = result["operating_points"]
+        figures["positive_class"] = result["positive_class"]
+    return figures
+
+
 def _plots(result: dict, dataset: Dataset, probs: np.ndarray, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    matrix = np.array(result["confusion_matrix"])
-    figure, axis = plt.subplots(figsize=(1.2 + 0.9 * len(dataset.classes), 1 + 0.8 * len(dataset.classes)))
-    axis.imshow(matrix, cmap="Blues")
-    axis.set_xticks(range(len(dataset.classes)), dataset.classes, rotation=45, ha="right")
-    axis.set_yticks(range(len(dataset.classes)), dataset.classes)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    for (row, column), count in np.ndenumerate(matrix):
-        axis.text(column, row, str(count), ha="center", va="center", color="black")
-    axis.set_title("Confusion matrix")
-    figure.tight_layout()
-    figure.savefig(out / "confusion_matrix.png", dpi=110)
-    plt.close(figure)
+    plots.confusion_matrix(
+        np.array(result["confusion_matrix"]), dataset.classes, out / "confusion_matrix.png"
+    )
     if len(dataset.classes) == 2:
         fpr, tpr, auc = metrics.roc(dataset.labels, probs[:, 1])
-        figure, axis = plt.subplots(figsize=(4.2, 4))
-        axis.plot(fpr, tpr, label=f"AUC {auc:.3f}")
-        axis.plot([0, 1], [0, 1], linestyle="--", color="grey")
-        axis.set_xlabel("false positive rate")
-        axis.set_ylabel(f"true positive rate ({dataset.classes[1]})")
-        axis.set_title("ROC")
-        axis.legend(loc="lower right")
-        figure.tight_layout()
-        figure.savefig(out / "roc.png", dpi=110)
-        plt.close(figure)
+        points = result.get("operating_points", {})
+        plots.roc_curve(fpr, tpr, auc, dataset.classes[1], points, out / "roc.png")
 
 
 def markdown(result: dict, title: str) -> str:
@@ -154,13 +174,33 @@ def markdown(result: dict, title: str) -> str:
         f"Model `{result['model']['name']}` {result['model']['version']} ({result['model']['backend']}), "
         f"{result['images']} images, {result['evaluated_at']}.",
         "",
-        "| measure | value |",
-        "| --- | ---: |",
-        f"| accuracy | {result['accuracy']:.3f} |",
-        f"| balanced accuracy | {result['balanced_accuracy']:.3f} |",
+        "| measure | value | 95 % interval |",
+        "| --- | ---: | ---: |",
+        f"| accuracy | {result['accuracy']:.3f} | {_interval(result.get('accuracy_95ci'))} |",
+        f"| balanced accuracy | {result['balanced_accuracy']:.3f} | |",
     ]
     if "roc_auc" in result:
-        lines.append(f"| ROC AUC ({result['positive_class']} positive) | {result['roc_auc']:.3f} |")
+        lines.append(
+            f"| ROC AUC ({result['positive_class']} positive) | {result['roc_auc']:.3f} "
+            f"| {_interval(result.get('roc_auc_95ci'))} |"
+        )
+    if "operating_points" in result:
+        lines += [
+            "",
+            f"Calling a photo **{result['positive_class']}** when its probability reaches the threshold:",
+            "",
+            "| threshold | sensitivity (95 % CI) | specificity (95 % CI) | missed positives | false alarms |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, point in result["operating_points"].items():
+            counts = point["counts"]
+            lines.append(
+                f"| {name}: {point['threshold']:.3f} "
+                f"| {point['sensitivity']:.3f} ({_interval(point['sensitivity_95ci'])}) "
+                f"| {point['specificity']:.3f} ({_interval(point['specificity_95ci'])}) "
+                f"| {counts['false_negative']} of {counts['false_negative'] + counts['true_positive']} "
+                f"| {counts['false_positive']} of {counts['false_positive'] + counts['true_negative']} |"
+            )
     lines += ["", "| class | precision | recall | F1 | images |", "| --- | ---: | ---: | ---: | ---: |"]
     for name, row in result["per_class"].items():
         lines.append(
@@ -178,6 +218,10 @@ def markdown(result: dict, title: str) -> str:
         lines += ["", f"## Skipped as unreadable ({len(result['skipped'])})", ""]
         lines += [f"- `{s['file']}`: {s['why']}" for s in result["skipped"]]
     return "\n".join(lines) + "\n"
+
+
+def _interval(bounds) -> str:
+    return f"{bounds[0]:.3f}-{bounds[1]:.3f}" if bounds else ""
 
 
 def run(

@@ -60,3 +60,55 @@ def summary(truth: np.ndarray, probabilities: np.ndarray, classes: list[str]) ->
         result["roc_auc"] = auc
         result["positive_class"] = classes[1]
     return result
+
+
+def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion: honest for small sets and for 0 % or 100 %."""
+    if not trials:
+        return 0.0, 1.0
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def bootstrap_auc(
+    truth: np.ndarray, scores: np.ndarray, rounds: int = 1000, seed: int = 7
+) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the ROC AUC (resampling photos, within each class)."""
+    rng = np.random.default_rng(seed)
+    positives, negatives = np.flatnonzero(truth == 1), np.flatnonzero(truth == 0)
+    if not len(positives) or not len(negatives):
+        return float("nan"), float("nan")
+    aucs = []
+    for _ in range(rounds):
+        sample = np.r_[rng.choice(positives, len(positives)), rng.choice(negatives, len(negatives))]
+        aucs.append(roc(truth[sample], scores[sample])[2])
+    low, high = np.percentile(aucs, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def operating_point(truth: np.ndarray, scores: np.ndarray, threshold: float) -> dict:
+    """Two classes: calling ``scores >= threshold`` positive, the sensitivity (recall of the positive
+    class) and specificity (recall of the negative one), with their 95 % intervals and counts."""
+    called = scores >= threshold
+    tp, fn = int((called & (truth == 1)).sum()), int((~called & (truth == 1)).sum())
+    tn, fp = int((~called & (truth == 0)).sum()), int((called & (truth == 0)).sum())
+    return {
+        "threshold": round(float(threshold), 4),
+        "sensitivity": tp / (tp + fn) if tp + fn else 0.0,
+        "sensitivity_95ci": wilson(tp, tp + fn),
+        "specificity": tn / (tn + fp) if tn + fp else 0.0,
+        "specificity_95ci": wilson(tn, tn + fp),
+        "counts": {"true_positive": tp, "false_negative": fn, "true_negative": tn, "false_positive": fp},
+    }
+
+
+def threshold_for_sensitivity(truth: np.ndarray, scores: np.ndarray, target: float) -> float:
+    """The highest threshold whose sensitivity on these photos reaches ``target`` (chosen on the
+    validation split, then reported on the test split, where it may fall short)."""
+    positives = np.sort(scores[truth == 1])[::-1]
+    if not len(positives):
+        return 0.5
+    needed = int(np.ceil(target * len(positives)))
+    return float(positives[max(needed, 1) - 1])

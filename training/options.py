@@ -18,24 +18,30 @@ class Options:
     name: str = option("custom", "model name (imgrec train: the data folder's name)", flag=False)
     version: str = option("1.0.0", "model version")
     epochs: int = option(15, "epochs of the head on frozen features")
-    fine_tune_layers: int = option(0, "also fine-tune the top N base layers")
-    fine_tune_epochs: int = option(10, "epochs of fine-tuning")
-    validation_split: float = option(0.2, "share of each class held out for validation")
+    fine_tune_layers: int = option(30, "then fine-tune the top N base layers (0: head only)")
+    fine_tune_epochs: int = option(8, "epochs of fine-tuning")
+    validation_split: float = option(0.15, "share of each class held out to stop training and choose")
+    test_split: float = option(
+        0.15, "share of each class held out for the card's figures (0 with --test-dir)"
+    )
     seed: int = option(7, "seed of the split, the shuffles and the initial weights")
     batch_size: int = option(32, "images per training step")
-    learning_rate: float = option(1e-4, "Adam's learning rate for the head")
+    learning_rate: float = option(1e-3, "Adam's learning rate for the head")
     fine_tune_learning_rate: float = option(1e-5, "Adam's learning rate for fine-tuning")
     dropout: float = option(0.3, "dropout before the softmax")
     rotation: float = option(0.1, "augmentation: RandomRotation factor (0.5: any angle)")
     zoom: float = option(0.1, "augmentation: RandomZoom factor")
-    patience: int = option(6, "epochs without a better validation AUC before stopping")
+    patience: int = option(4, "epochs without a better validation AUC before stopping")
+    feature_cache: bool = option(True, "head phase on cached base features (fast; no augmentation)")
+    flip_average: bool = option(False, "served model averages each photo with its mirror image")
+    target_sensitivity: float = option(0.9, "two classes: the sensitivity a second threshold is chosen for")
     quantize: str | None = option(None, "add a full-integer int8 .tflite", flag=False)
     min_confidence: float | None = option(None, "below it, answers say uncertain", flag=False)
 
 
 def command_line_fields() -> list[tuple[str, type, Any, str]]:
     """``(flag, type, default, help)`` for each field the command line offers."""
-    types = {"str": str, "int": int, "float": float}
+    types = {"str": str, "int": int, "float": float, "bool": bool}
     return [
         ("--" + f.name.replace("_", "-"), types[str(f.type)], f.default, f.metadata["help"])
         for f in fields(Options)

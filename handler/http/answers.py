@@ -54,7 +54,7 @@ class ModelAnswer(BaseModel):
     input: dict
     preprocessing: dict
     min_confidence: float | None
-    card: dict = Field(description="the model card (trained models): data, settings, validation metrics")
+    card: dict = Field(description="the model card (trained models): data, settings, test metrics")
 
 
 class ErrorAnswer(BaseModel):

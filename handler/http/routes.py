@@ -175,7 +175,7 @@ def health(runtime: RuntimeDep):
 )
 def model_metadata(runtime: RuntimeDep):
     """What TensorFlow Serving's metadata API says of a model, plus its card: classes, input,
-    preprocessing, and (for a trained model) its data, settings and validation metrics."""
+    preprocessing, and (for a trained model) its data, settings and test (and validation) metrics."""
     classifier = runtime.recognizer.classifier
     manifest = classifier.manifest
     return json_response(

@@ -53,17 +53,68 @@ def test_unreadable_files_are_listed_and_skipped(tmp_path: Path) -> None:
     dataset = load(tmp_path, progress=False)
     assert dataset.classes == ["ants", "bees"] and dataset.counts() == {"ants": 6, "bees": 6}
     assert sorted(file for file, _ in dataset.skipped) == ["ants/broken.jpg", "bees/notes.txt"]
-    assert (
-        dataset.images.shape == (12, 224, 224, 3) and -1 <= dataset.images.min() < dataset.images.max() <= 1
-    )
+    pixels = np.asarray(dataset.images)
+    assert pixels.shape == (12, 224, 224, 3) and -1 <= pixels.min() < pixels.max() <= 1
 
 
-def test_the_split_is_stratified_and_reproducible() -> None:
+def test_the_split_is_three_way_stratified_and_reproducible() -> None:
     labels = np.array([0] * 80 + [1] * 20)
-    train, validation = stratified_split(labels, 0.2, seed=7)
-    assert sorted([*train, *validation]) == list(range(100))
-    assert (labels[validation] == 0).sum() == 16 and (labels[validation] == 1).sum() == 4
-    assert np.array_equal(stratified_split(labels, 0.2, seed=7)[1], validation)
+    train, validation, test = stratified_split(labels, 0.15, seed=7, test=0.15)
+    assert sorted([*train, *validation, *test]) == list(range(100))
+    assert (labels[test] == 0).sum() == 12 and (labels[test] == 1).sum() == 3
+    assert (labels[validation] == 0).sum() == 12 and (labels[validation] == 1).sum() == 3
+    assert not set(train) & set(validation) | set(train) & set(test) | set(validation) & set(test)
+    assert np.array_equal(stratified_split(labels, 0.15, seed=7, test=0.15)[2], test)
+    assert len(stratified_split(labels, 0.2, seed=7)[2]) == 0, "no test share: no test split"
+
+
+def test_photos_are_decoded_once_into_a_file_and_read_back_a_batch_at_a_time(tmp_path: Path) -> None:
+    photos(tmp_path / "ants", 5)
+    photos(tmp_path / "bees", 5, "cat.bmp")
+    dataset = load(tmp_path, progress=False)
+    stored = dataset.images.path
+    assert stored.stat().st_size == 10 * 224 * 224 * 3, "uint8 rows on disk, one per photo"
+    subset = dataset.subset(np.array([9, 0]))
+    first, last = subset.images[np.array([1])], subset.images[0]
+    assert first.shape == (1, 224, 224, 3) and first.dtype == np.float32
+    assert np.array_equal(first[0], dataset.images[0]) and np.array_equal(last, dataset.images[9])
+    assert subset.labels.tolist() == [1, 0]
+    del dataset, subset, first, last
+    import gc
+
+    gc.collect()
+    assert not stored.exists(), "the file goes with the last view of it"
+
+
+def test_a_class_folder_that_links_to_another_is_refused(tmp_path: Path) -> None:
+    photos(tmp_path / "ants", 6)
+    (tmp_path / "bees").symlink_to(tmp_path / "ants")
+    with pytest.raises(
+        DatasetError, match=r"bees and ants are the same folder .* each class needs photos of its own"
+    ):
+        class_folders(tmp_path)
+
+
+def test_a_photo_in_two_classes_is_refused(tmp_path: Path) -> None:
+    photos(tmp_path / "ants", 6)
+    photos(tmp_path / "bees", 6, "cat.bmp")
+    (tmp_path / "bees" / "same.jpg").symlink_to(tmp_path / "ants" / "0.jpg")
+    with pytest.raises(DatasetError, match=r"bees/same.jpg and ants/0.jpg are the same file in two classes"):
+        load(tmp_path, progress=False)
+
+
+def test_an_oversized_file_is_skipped_by_its_size_unread(tmp_path: Path, monkeypatch) -> None:
+    """A 2 GB file in a class folder costs a stat(), never a read (here: 51 MB, sparse)."""
+    photos(tmp_path / "ants", 6)
+    photos(tmp_path / "bees", 6, "cat.bmp")
+    with (tmp_path / "bees" / "huge.jpg").open("wb") as huge:
+        huge.truncate(51 * 1024 * 1024)
+    opened: list[str] = []
+    real_read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: opened.append(self.name) or real_read_bytes(self))
+    dataset = load(tmp_path, progress=False)
+    assert "huge.jpg" not in opened
+    assert [file for file, _ in dataset.skipped] == ["bees/huge.jpg"]
 
 
 @pytest.mark.slow  # the CLI as a subprocess
@@ -77,3 +128,30 @@ def test_the_cli_answers_a_bad_dataset_with_a_message_not_a_traceback(
     assert main(args) == 2
     out = capsys.readouterr().out
     assert out.startswith("error: ") and "does not exist" in out and "Traceback" not in out
+
+
+def test_out_is_checked_before_anything_is_trained(tmp_path: Path) -> None:
+    from training.train import Options, train
+
+    photos(tmp_path / "data" / "ants", 6)
+    photos(tmp_path / "data" / "bees", 6, "cat.bmp")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DatasetError, match=r"--out .*file is a file: name a new folder"):
+        train(tmp_path / "data", tmp_path / "file", Options())
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="holds files that are not a model directory"):
+        train(tmp_path / "data", busy, Options())
+    assert (busy / "notes.txt").read_text() == "mine" and (tmp_path / "file").read_text() == "x"
+
+
+def test_a_training_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
+    from training.train import Options, train
+
+    photos(tmp_path / "data" / "ants", 6)
+    photos(tmp_path / "data" / "bees", 2, "cat.bmp")
+    models = tmp_path / "models"
+    with pytest.raises(DatasetError, match="Too few readable photos in bees"):
+        train(tmp_path / "data", models / "mine", Options())
+    assert list(models.iterdir()) == [], "no staging folder left"

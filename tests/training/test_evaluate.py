@@ -25,7 +25,10 @@ def test_evaluate_the_imagenet_model_on_labelled_folders(tmp_path: Path, capsys)
     data = labelled_photos(tmp_path / "photos")
     out = tmp_path / "report"
     assert main(["evaluate", str(data), "--model-dir", str(MODEL_DIR), "--out", str(out)]) == 0
-    assert "accuracy 1.000, balanced accuracy 1.000, ROC AUC 1.000 (10 images)" in capsys.readouterr().out
+    headline = (
+        "photos: accuracy 1.000 (95 % CI 0.722-1.000), balanced accuracy 1.000, ROC AUC 1.000 (10 images)"
+    )
+    assert headline in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     assert report["confusion_matrix"] == [[5, 0], [0, 5]] and report["misclassified"] == []
     assert report["per_class"]["military_uniform"] == {

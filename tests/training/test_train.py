@@ -38,7 +38,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy(photo, data / name / photo.name)
     (data / "bees" / "README.txt").write_text("not a photo")  # listed, skipped, counted in the card
     out = tmp_path_factory.mktemp("models") / "ants-and-bees"
-    train(data, out, Options(name="ants-and-bees", version="1.0.0", epochs=2, quantize="int8"))
+    options = Options(name="ants-and-bees", version="1.0.0", epochs=2, fine_tune_epochs=1, quantize="int8")
+    train(data, out, options)
     return out
 
 
@@ -57,39 +58,60 @@ def test_the_model_directory_has_every_file_pinned(trained: Path) -> None:
     assert set(manifest["files"]) == {"model.keras", "model.tflite", "model_int8.tflite", "labels.json"}
     assert json.loads((trained / "labels.json").read_text()) == ["ants", "bees"]
     assert manifest["output"]["classes"] == 2 and manifest["artifacts"]["tflite_int8"] == "model_int8.tflite"
-    assert {p.name for p in (trained / "evaluation").iterdir()} >= {"report.md", "report.json", "roc.png"}
+    report = trained / "evaluation"
+    assert {p.name for p in report.iterdir()} >= {
+        "report.md",
+        "report.json",
+        "roc.png",
+        "learning_curves.png",
+    }
+    assert {p.name for p in (report / "validation").iterdir()} >= {"report.md", "confusion_matrix.png"}
+    assert "test split (used to choose nothing)" in (report / "report.md").read_text()
 
 
-def test_training_keeps_a_check_set_from_its_validation_split(trained: Path, card: dict) -> None:
-    """The pre-traffic gate's photos: held back from training, every class, the card's accuracy."""
+def test_training_keeps_a_check_set_from_its_test_split(trained: Path, card: dict) -> None:
+    """The pre-traffic gate's photos: never trained on, every class, the card's test accuracy."""
     from training import checkset
 
     document = checkset.read(trained, "int8")  # recorded at both precisions the directory serves
-    assert len(document["photos"]) == 6 and {p["label"] for p in document["photos"]} == {"ants", "bees"}
-    assert document["expected_accuracy"] == round(card["validation"]["accuracy"], 4)
+    assert len(document["photos"]) == 4 and {p["label"] for p in document["photos"]} == {"ants", "bees"}
+    assert document["expected_accuracy"] == round(card["test"]["accuracy"], 4)
     assert set(document["accuracy_when_recorded"]) == {"fp32", "int8"}
 
 
 def test_the_card_is_complete(card: dict) -> None:
-    assert {"base_model", "classes", "data", "hyperparameters", "history", "validation"} <= set(card)
-    assert card["classes"] == {"ants": {"train": 11, "validation": 3}, "bees": {"train": 11, "validation": 3}}
+    assert {"base_model", "classes", "data", "hyperparameters", "history", "validation", "test"} <= set(card)
+    split = {"train": 10, "validation": 2, "test": 2}
+    assert card["classes"] == {"ants": split, "bees": split}
     assert len(card["data"]["fingerprint_sha256"]) == 64 and card["data"]["images"] == 28
     assert [s["file"] for s in card["data"]["skipped"]] == ["bees/README.txt"]
     assert card["hyperparameters"]["epochs"] == 2 and card["training_seconds"] > 0
-    assert {"accuracy", "balanced_accuracy", "roc_auc", "per_class"} <= set(card["validation"])
+    assert set(card["history"]) == {"head", "fine_tune"}, "the two phases"
+    for split_name in ("validation", "test"):
+        assert {"accuracy", "accuracy_95ci", "balanced_accuracy", "roc_auc", "per_class"} <= set(
+            card[split_name]
+        )
+    test = card["test"]
+    low, high = test["accuracy_95ci"]
+    assert 0 <= low <= test["accuracy"] <= high <= 1 and high - low > 0.3, "4 photos: a wide interval"
+    points = test["operating_points"]
+    assert set(points) == {"argmax (0.5)", "sensitivity >= 0.9 on validation"}
+    assert all(
+        {"sensitivity", "specificity", "sensitivity_95ci", "threshold"} <= set(p) for p in points.values()
+    )
 
 
 def test_the_tflite_and_the_keras_model_agree(card: dict) -> None:
     agreement = card["tflite_vs_keras"]
-    assert agreement["images"] == 6
-    assert agreement["top1_agreement"] >= 5 / 6  # all but a rounding case
+    assert agreement["images"] == 4
+    assert agreement["top1_agreement"] >= 3 / 4  # all but a rounding case
     assert agreement["max_abs_probability_difference"] <= 1e-3
 
 
 def test_int8_agreement_is_measured(card: dict) -> None:
     int8 = card["int8"]
-    assert int8["images"] == 6 and 0 <= int8["top1_agreement"] <= 1
-    assert 0 <= int8["validation_accuracy"] <= 1 and int8["max_abs_probability_difference"] < 0.5
+    assert int8["images"] == 4 and 0 <= int8["top1_agreement"] <= 1
+    assert 0 <= int8["test_accuracy"] <= 1 and int8["max_abs_probability_difference"] < 0.5
 
 
 def test_int8_is_served_with_model_precision(trained: Path) -> None:

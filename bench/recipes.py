@@ -1,0 +1,126 @@
+"""``make bench-recipes``: which training recipe, measured on both shared datasets' test splits.
+
+Each recipe trains on the same split (seed 7: 70 % train, 15 % validation, 15 % test, stratified)
+with the dataset's documented settings (``bench.models.EXAMPLES``) and its own changes; the figures
+are the served fp32 ``.tflite`` on the test split, with 95 % intervals, and the training time on
+this machine. Where ImageNet already knows the classes (ants and bees), the zero-shot baseline is
+MobileNetV2's own ImageNet answer restricted to them: a recipe must beat it to be worth training.
+Writes ``recipes.md`` and ``recipes.json`` (the table ``docs/models.md`` shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import output
+from bench.models import DATASETS, EXAMPLES
+
+# name: the changes to the dataset's documented settings.
+RECIPES = {
+    "head, cached features": {"fine_tune_layers": 0, "feature_cache": True},
+    "head, streamed and augmented": {"fine_tune_layers": 0, "feature_cache": False},
+    "two-phase: cached head, then fine-tune top 30": {"fine_tune_layers": 30, "feature_cache": True},
+    "two-phase + flip average": {"fine_tune_layers": 30, "feature_cache": True, "flip_average": True},
+}
+# ImageNet classes that are the shared datasets' classes (folder -> ImageNet label).
+ZERO_SHOT = {"hymenoptera": {"ants": "ant", "bees": "bee"}}
+
+
+def run_recipe(name: str, folder: str, settings: dict, changes: dict) -> dict:
+    from training.train import Options, train
+
+    options = Options(name=name, **{**settings, "quantize": None, **changes})
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        card = train(DATASETS / folder, Path(scratch) / name, options)["card"]
+    return {"test": card["test"], "minutes": round((time.perf_counter() - started) / 60, 1),
+            "phase_seconds": card["phase_seconds"]}  # fmt: skip
+
+
+def zero_shot(folder: str, classes: dict[str, str], settings: dict) -> dict:
+    """MobileNetV2's ImageNet probabilities of the folders' classes, renormalized, on the test split
+    the recipes are measured on."""
+    from handler import config
+    from handler.recognition import model
+    from training import evaluate, metrics
+    from training.dataset import load, stratified_split
+    from training.options import Options
+
+    options = Options(**{k: v for k, v in settings.items() if k in ("seed",)})
+    dataset = load(DATASETS / folder, progress=False)
+    _, _, test = stratified_split(dataset.labels, options.validation_split, options.seed, options.test_split)
+    tested = dataset.subset(test)
+    classifier = model.load_classifier(config.read_settings().model_dir, "litert", threads=2)
+    columns = [classifier.labels.index(classes[name]) for name in tested.classes]
+    probabilities = evaluate.probabilities(classifier, tested.images)[:, columns]
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    figures = metrics.summary(tested.labels, probabilities, tested.classes)
+    correct = int((probabilities.argmax(1) == tested.labels).sum())
+    figures["accuracy_95ci"] = metrics.wilson(correct, len(tested.labels))
+    figures["roc_auc_95ci"] = metrics.bootstrap_auc(tested.labels, probabilities[:, 1])
+    return {"test": figures, "minutes": 0.0}
+
+
+def table(results: dict) -> str:
+    lines = []
+    for dataset, rows in results.items():
+        lines += [
+            f"### {dataset} (test split: {next(iter(rows.values()))['test']['images']} photos)",
+            "",
+            "| recipe | accuracy (95 % CI) | balanced accuracy | ROC AUC (95 % CI) | minutes |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for recipe, row in rows.items():
+            test = row["test"]
+            low, high = test["accuracy_95ci"]
+            auc = ""
+            if "roc_auc" in test:
+                auc_low, auc_high = test["roc_auc_95ci"]
+                auc = f"{test['roc_auc']:.3f} ({auc_low:.3f}-{auc_high:.3f})"
+            lines.append(
+                f"| {recipe} | {test['accuracy']:.3f} ({low:.3f}-{high:.3f}) "
+                f"| {test['balanced_accuracy']:.3f} | {auc} | {row['minutes']:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", choices=list(EXAMPLES))
+    parser.add_argument("--recipes", nargs="*", choices=list(RECIPES))
+    output.add_arguments(parser)
+    args = parser.parse_args(argv)
+    results: dict[str, dict] = {}
+    for name in args.only or EXAMPLES:
+        folder, settings = EXAMPLES[name]
+        rows = {}
+        if name in ZERO_SHOT:
+            rows["zero-shot: MobileNetV2's ImageNet answer"] = zero_shot(folder, ZERO_SHOT[name], settings)
+        for recipe in args.recipes or RECIPES:
+            print(f"== {name}: {recipe}", flush=True)
+            rows[recipe] = run_recipe(name, folder, settings, RECIPES[recipe])
+        results[name] = rows
+    out = output.folder(args)
+    (out / "recipes.json").write_text(json.dumps(results, indent=2, default=_plain) + "\n")
+    (out / "recipes.md").write_text(
+        "# Training recipes, measured\n\n" + __doc__.split("\n\n")[1] + "\n\n" + table(results)
+    )
+    print(table(results))
+    print(f"wrote {output.shown(out / 'recipes.md')} and recipes.json")
+    return 0
+
+
+def _plain(value):
+    return value.tolist() if isinstance(value, np.ndarray) else float(value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
