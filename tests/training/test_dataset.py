@@ -155,3 +155,22 @@ def test_a_training_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="Too few readable photos in bees"):
         train(tmp_path / "data", models / "mine", Options())
     assert list(models.iterdir()) == [], "no staging folder left"
+
+
+def test_a_test_folder_must_have_the_training_classes(tmp_path: Path) -> None:
+    from training.train import Options, splits
+
+    photos(tmp_path / "data" / "ants", 6)
+    photos(tmp_path / "data" / "bees", 6, "cat.bmp")
+    photos(tmp_path / "other" / "ants", 5)
+    photos(tmp_path / "other" / "wasps", 5, "cat.bmp")
+    dataset = load(tmp_path / "data", progress=False)
+    with pytest.raises(
+        DatasetError, match=r"--test-dir .* has classes ants, wasps; the training folder has ants, bees"
+    ):
+        splits(dataset, Options(), tmp_path / "other")
+    photos(tmp_path / "mine" / "ants", 5)
+    photos(tmp_path / "mine" / "bees", 5, "cat.bmp")
+    train, validation, test = splits(dataset, Options(), tmp_path / "mine")
+    assert len(test.labels) == 10 and test.root == tmp_path / "mine", "the given folder, whole"
+    assert len(train.labels) + len(validation.labels) == 12, "no test share taken from the training folder"
