@@ -21,9 +21,9 @@ DEFAULT_BUCKET = "image-recognition-local"
 LOCAL_SECRET_KEY = "local"
 
 
-def local_client(endpoint: str):
-    """A boto3 S3 client for the local S3 at ``endpoint`` (what a function started elsewhere, an
-    execution environment's process, builds from the endpoint alone)."""
+def local_client(endpoint: str, access_key: str = "local", secret: str = LOCAL_SECRET_KEY):
+    """A boto3 S3 client for the local S3 at ``endpoint`` (moto, or the proxy in front of it; what a
+    function started elsewhere, an execution environment's process, builds from the endpoint)."""
     import boto3
     from botocore.config import Config
 
@@ -31,8 +31,8 @@ def local_client(endpoint: str):
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key=LOCAL_SECRET_KEY,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret,
         config=Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3}),
     )
 

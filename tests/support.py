@@ -118,17 +118,9 @@ def worker_sandbox():
 
 def s3_client_for(endpoint: str, secret: str = "testing"):
     """A boto3 S3 client for a local endpoint (moto, or a proxy in front of it), credentials given."""
-    import boto3
-    from botocore.config import Config
+    from devtools.s3_stack import local_client
 
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key=secret,
-        config=Config(signature_version="s3v4", retries={"mode": "standard", "max_attempts": 3}),
-    )
+    return local_client(endpoint, "testing", secret)
 
 
 def package_files(root: Path, package: str = "handler") -> set[str]:

@@ -83,28 +83,10 @@ class RolloutAlarms(Construct):
         minutes = settings.rollback_minutes
         failing = f"{settings.rollback_error_rate_percent:g} %"
         enough = settings.rollback_min_requests
-        failures = "100 * (FILL(failed, 0) + FILL(crashed, 0)) / invocations"
-        failure_rate = f"IF(invocations >= {enough}, {failures}, 0)"
-        api_failures = cw.MathExpression(
-            expression=failure_rate,
-            using_metrics={
-                "invocations": version_metric(api_live, "Invocations", "Sum"),
-                "crashed": version_metric(api_live, "Errors", "Sum"),
-                "failed": signal_metric(api_live, "AnswerFailed", "Sum"),
-            },
-            label="new API version: failed requests (%)",
-            period=PERIOD,
-        )
+        api_failures = self._failure_rate(api_live, "AnswerFailed", "new API version: failed requests (%)")
         # One SQS invocation is one batch (a redelivered one, one sample per message).
-        worker_failures = cw.MathExpression(
-            expression=failure_rate,
-            using_metrics={
-                "invocations": version_metric(worker_live, "Invocations", "Sum"),
-                "crashed": version_metric(worker_live, "Errors", "Sum"),
-                "failed": signal_metric(worker_live, "BatchFailed", "Sum"),
-            },
-            label="new worker version: failed batches (%)",
-            period=PERIOD,
+        worker_failures = self._failure_rate(
+            worker_live, "BatchFailed", "new worker version: failed batches (%)"
         )
         uncertain = cw.MathExpression(
             expression=f"IF(predictions >= {enough}, 100 * uncertain, 0)",
@@ -148,6 +130,21 @@ class RolloutAlarms(Construct):
             alarm.add_alarm_action(actions.SnsAction(topic))
             alarm.add_ok_action(actions.SnsAction(topic))
         self.rollback_alarms: dict[str, list[cw.IAlarm]] = {"api": self.api, "worker": self.worker}
+
+    def _failure_rate(self, alias: lambda_.Alias, signal: str, label: str) -> cw.MathExpression:
+        """100 x (the version's ``signal`` failures + its crashed invocations) / its invocations, in
+        minutes with at least ``rollbackMinRequests`` invocations (0 otherwise)."""
+        failures = "100 * (FILL(failed, 0) + FILL(crashed, 0)) / invocations"
+        return cw.MathExpression(
+            expression=f"IF(invocations >= {self.settings.rollback_min_requests}, {failures}, 0)",
+            using_metrics={
+                "invocations": version_metric(alias, "Invocations", "Sum"),
+                "crashed": version_metric(alias, "Errors", "Sum"),
+                "failed": signal_metric(alias, signal, "Sum"),
+            },
+            label=label,
+            period=PERIOD,
+        )
 
     def _alarm(self, alarm_id: str, metric: cw.IMetric, threshold: float, description: str) -> cw.Alarm:
         return metric.create_alarm(
