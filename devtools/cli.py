@@ -170,7 +170,11 @@ def learn_or_judge(args: argparse.Namespace, out: TextIO) -> int:
 
             # Every option the command line names (--epochs, --zoom, ...) is the Options field of that name.
             given = {f.name: getattr(args, f.name) for f in fields(Options) if f.name in vars(args)}
-            options = Options(**{**given, "name": args.name or args.data_dir.resolve().name})
+            try:
+                options = Options(**{**given, "name": args.name or args.data_dir.resolve().name})
+            except ValueError as error:  # the settings' own checks (training.options)
+                out.write(f"error: {error}\n")
+                return 2
             card = train(args.data_dir, args.out, options, test_dir=args.test_dir)["card"]
             out.write(f"model written to {args.out}\n{summary(card)}\n")
             return 0

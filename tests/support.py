@@ -332,3 +332,13 @@ def cli_server(*args: str, timeout: float = 90, output: list[str] | None = None)
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def distinct_copy(source: Path, target: Path, index: int) -> None:
+    """``source`` as another photo: a corner block painted by ``index`` and re-encoded in its format
+    (training and evaluation skip byte-identical copies: they would count twice). The block is
+    16 px wide so JPEG's quantization cannot erase the difference."""
+    with Image.open(source) as image:
+        changed = image.convert("RGB")
+        changed.paste((index * 37 % 256, index * 91 % 256, index * 53 % 256), (0, 0, 16, 16))
+        changed.save(target, format=image.format)

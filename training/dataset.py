@@ -33,6 +33,8 @@ LIMITS = imaging.DecodeLimits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
 DECODE_DEADLINE_S = 10.0
 DECODE_MEMORY_BYTES = 1024 * 1024 * 1024
 CHUNK = 32  # photos read and decoded together (the sandbox's workers take them in parallel)
+CHUNK_BYTES = 128 * 1024 * 1024  # and at most this many of their bytes held at once
+DUPLICATE = Unprocessable("A copy of another photo.", Code.CORRUPT_IMAGE)  # never decoded
 SHAPE = (*imaging.INPUT_SIZE, 3)
 ROW_BYTES = int(np.prod(SHAPE))
 
@@ -116,6 +118,7 @@ class Dataset:
     labels: np.ndarray  # (n,) int
     paths: list[Path]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
+    digests: list[str] = field(default_factory=list)  # each photo's sha256, as paths
 
     def counts(self) -> dict[str, int]:
         return {name: int((self.labels == index).sum()) for index, name in enumerate(self.classes)}
@@ -123,9 +126,9 @@ class Dataset:
     def fingerprint(self) -> str:
         """sha256 over every used file's relative path and bytes: which data a model was trained on."""
         digest = hashlib.sha256()
-        for path in sorted(self.paths):
+        for path, photo in sorted(zip(self.paths, self.digests, strict=True)):
             digest.update(path.relative_to(self.root).as_posix().encode())
-            digest.update(hashlib.sha256(path.read_bytes()).digest())
+            digest.update(bytes.fromhex(photo))
         return digest.hexdigest()
 
     def subset(self, indexes: np.ndarray) -> Dataset:
@@ -135,6 +138,7 @@ class Dataset:
             self.images.view(indexes),
             self.labels[indexes],
             [self.paths[i] for i in indexes],
+            digests=[self.digests[i] for i in indexes],
         )
 
 
@@ -163,11 +167,17 @@ def class_folders(root: Path) -> list[Path]:
     return folders
 
 
-def photo_files(root: Path, folders: list[Path]) -> list[tuple[int, Path]]:
-    """(class index, path) of every file under the class folders; a file that is the same file in
-    two classes (a link) is refused: it cannot be both."""
-    files = [(index, path) for index, folder in enumerate(folders) for path in sorted(folder.rglob("*"))]
-    files = [(index, path) for index, path in files if path.is_file() and not path.name.startswith(".")]
+def photo_files(root: Path, folders: list[Path]) -> tuple[list[tuple[int, Path]], list[tuple[str, str]]]:
+    """(class index, path) of every file under the class folders, and what is skipped unread (a
+    linked sub-folder is not followed: it could lead anywhere, even back); a file that is the same
+    file in two classes (a link) is refused: it cannot be both."""
+    files, skipped = [], []
+    for index, folder in enumerate(folders):
+        for path in sorted(folder.rglob("*")):
+            if path.is_symlink() and path.is_dir():
+                skipped.append((path.relative_to(root).as_posix(), "a link to a folder: not followed"))
+            elif path.is_file() and not path.name.startswith("."):
+                files.append((index, path))
     owners: dict[Path, tuple[int, Path]] = {}
     unique = []
     for index, path in files:
@@ -181,7 +191,25 @@ def photo_files(root: Path, folders: list[Path]) -> list[tuple[int, Path]]:
         if real not in owners:  # the same file twice in one class counts once
             owners[real] = (index, path)
             unique.append((index, path))
-    return unique
+    return unique, skipped
+
+
+def chunks(files: list[tuple[int, Path]]) -> list[list[tuple[int, Path]]]:
+    """Groups of at most ``CHUNK`` files and ``CHUNK_BYTES`` bytes (as ``stat`` says), read and
+    decoded together: the bytes held at once stay bounded whatever the files' sizes."""
+    groups: list[list[tuple[int, Path]]] = [[]]
+    held = 0
+    for item in files:
+        try:
+            size = min(item[1].stat().st_size, LIMITS.max_bytes + 1)
+        except OSError:
+            size = 0
+        if groups[-1] and (len(groups[-1]) >= CHUNK or held + size > CHUNK_BYTES):
+            groups.append([])
+            held = 0
+        groups[-1].append(item)
+        held += size
+    return [group for group in groups if group]
 
 
 def sandbox() -> DecodeSandbox:
@@ -190,12 +218,16 @@ def sandbox() -> DecodeSandbox:
 
 
 def _read(files: list[tuple[int, Path]]) -> list[bytes | Refusal]:
-    """Each file's bytes; one over the size limit is refused by its size, never read."""
+    """Each file's bytes; one over the size limit is refused by its size, never read, and none is
+    read past the limit (a file that grows after ``stat``, or that ``stat`` calls empty)."""
     read: list[bytes | Refusal] = []
     for _, path in files:
         try:
             check_image_size(path.stat().st_size, LIMITS.max_bytes)
-            read.append(path.read_bytes())
+            with path.open("rb") as stream:
+                data = stream.read(LIMITS.max_bytes + 1)
+            check_image_size(len(data), LIMITS.max_bytes)
+            read.append(data)
         except Refusal as error:
             read.append(error)
         except OSError:
@@ -203,27 +235,50 @@ def _read(files: list[tuple[int, Path]]) -> list[bytes | Refusal]:
     return read
 
 
+def _duplicate(root: Path, path: Path, index: int, first_index: int, first: Path) -> None:
+    """A byte-identical copy in another class is a contradiction; in its own class, a skip."""
+    if index != first_index:
+        raise DatasetError(
+            f"{path.relative_to(root)} and {first.relative_to(root)} are the same photo (same bytes) in two "
+            "classes: a photo belongs to one class. Remove one of them."
+        )
+
+
 def load(root: Path, progress: bool = True, workdir: Path | None = None) -> Dataset:
     """Decode every photo under ``root`` once, into ``Pixels`` (under ``workdir``, default TMPDIR);
     skip (and list) what is not a readable image."""
     folders = class_folders(root)
-    files = photo_files(root, folders)
-    labels, paths, skipped = [], [], []
+    files, skipped = photo_files(root, folders)
+    labels, paths, digests = [], [], []
+    seen: dict[str, tuple[int, Path]] = {}  # a photo's sha256 -> its class and first path
     writer = PixelWriter(workdir)
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(total=len(files), desc=f"decoding {root.name}", unit="photo")
     with sandbox() as decoder:
-        for start in range(0, len(files), CHUNK):
-            chunk = files[start : start + CHUNK]
-            for (index, path), decoded in zip(chunk, decoder.decode(_read(chunk), LIMITS), strict=True):
+        for chunk in chunks(files):
+            read = _read(chunk)
+            for position, ((index, path), data) in enumerate(zip(chunk, read, strict=True)):
+                if not isinstance(data, bytes):
+                    continue
+                digest = hashlib.sha256(data).hexdigest()
+                if digest in seen:  # a copy: it would count twice, or land in two splits
+                    _duplicate(root, path, index, *seen[digest])
+                    first = seen[digest][1].relative_to(root).as_posix()
+                    skipped.append((path.relative_to(root).as_posix(), f"the same photo as {first}"))
+                    read[position] = DUPLICATE
+                else:
+                    seen[digest] = (index, path)
+            for (index, path), data, decoded in zip(chunk, read, decoder.decode(read, LIMITS), strict=True):
                 if isinstance(decoded, Refusal):
-                    skipped.append((path.relative_to(root).as_posix(), decoded.message))
+                    if data is not DUPLICATE:  # listed above
+                        skipped.append((path.relative_to(root).as_posix(), decoded.message))
                     continue
                 writer.append(decoded)
                 labels.append(index)
                 paths.append(path)
+                digests.append(hashlib.sha256(data).hexdigest())  # type: ignore[arg-type]
             if progress:
                 iterator.update(len(chunk))
     if progress:
@@ -235,6 +290,7 @@ def load(root: Path, progress: bool = True, workdir: Path | None = None) -> Data
         np.array(labels, dtype=np.int64),
         paths,
         skipped,
+        digests,
     )
     too_few = {name: count for name, count in dataset.counts().items() if count < MIN_IMAGES_PER_CLASS}
     if too_few:

@@ -88,7 +88,10 @@ def thresholds(truth: np.ndarray, probabilities: np.ndarray, target_sensitivity:
     if probabilities.shape[1] != 2:
         return {}
     reached = metrics.threshold_for_sensitivity(truth, probabilities[:, 1], target_sensitivity)
-    return {"argmax (0.5)": 0.5, f"sensitivity >= {target_sensitivity:g} on validation": reached}
+    chosen = {"argmax (0.5)": 0.5}
+    if reached is not None:
+        chosen[f"sensitivity >= {target_sensitivity:g} on validation"] = reached
+    return chosen
 
 
 def evaluate(

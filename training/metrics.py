@@ -95,7 +95,7 @@ def operating_point(truth: np.ndarray, scores: np.ndarray, threshold: float) -> 
     tp, fn = int((called & (truth == 1)).sum()), int((~called & (truth == 1)).sum())
     tn, fp = int((~called & (truth == 0)).sum()), int((called & (truth == 0)).sum())
     return {
-        "threshold": round(float(threshold), 4),
+        "threshold": float(threshold),  # as chosen: rounding up could miss the photo that set it
         "sensitivity": tp / (tp + fn) if tp + fn else 0.0,
         "sensitivity_95ci": wilson(tp, tp + fn),
         "specificity": tn / (tn + fp) if tn + fp else 0.0,
@@ -104,11 +104,12 @@ def operating_point(truth: np.ndarray, scores: np.ndarray, threshold: float) -> 
     }
 
 
-def threshold_for_sensitivity(truth: np.ndarray, scores: np.ndarray, target: float) -> float:
+def threshold_for_sensitivity(truth: np.ndarray, scores: np.ndarray, target: float) -> float | None:
     """The highest threshold whose sensitivity on these photos reaches ``target`` (chosen on the
-    validation split, then reported on the test split, where it may fall short)."""
+    validation split, then reported on the test split, where it may fall short); None without any
+    positive photo to choose it on."""
     positives = np.sort(scores[truth == 1])[::-1]
     if not len(positives):
-        return 0.5
-    needed = int(np.ceil(target * len(positives)))
+        return None
+    needed = int(np.ceil(target * len(positives) - 1e-9))  # 0.55 x 100 is 55, not 55.000000000000007
     return float(positives[max(needed, 1) - 1])

@@ -38,6 +38,25 @@ class Options:
     quantize: str | None = option(None, "add a full-integer int8 .tflite", flag=False)
     min_confidence: float | None = option(None, "below it, answers say uncertain", flag=False)
 
+    def __post_init__(self) -> None:
+        """Mistakes a person can make on the command line, refused before anything is read."""
+        problems = []
+        if not 0 < self.validation_split < 1:
+            problems.append("--validation-split must be above 0 and below 1 (it stops training)")
+        if not 0 <= self.test_split < 1:
+            problems.append("--test-split must be at least 0 and below 1")
+        if self.validation_split + self.test_split >= 0.9:
+            problems.append("--validation-split and --test-split leave too little to train on")
+        if not 0 < self.target_sensitivity <= 1:
+            problems.append("--target-sensitivity must be above 0 and at most 1")
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name.replace('_', '-')} must be at least 1")
+        if self.fine_tune_layers < 0 or self.fine_tune_epochs < 0:
+            problems.append("--fine-tune-layers and --fine-tune-epochs cannot be negative")
+        if problems:
+            raise ValueError("; ".join(problems))
+
 
 def command_line_fields() -> list[tuple[str, type, Any, str]]:
     """``(flag, type, default, help)`` for each field the command line offers."""

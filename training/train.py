@@ -27,7 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from handler.recognition import manifest as model_manifest
 from handler.recognition import model as serving
 from handler.recognition.manifest import LABELS_FILE
 from training import checkset, evaluate, plots, stream
-from training.dataset import Dataset, DatasetError, load, stratified_split
+from training.dataset import Dataset, DatasetError, class_folders, load, stratified_split
 from training.options import Options
 
 __all__ = ["Options", "train"]
@@ -186,6 +186,7 @@ def fit(
     seconds["head"] = round(time.perf_counter() - started, 1)
     if options.fine_tune_layers:
         started = time.perf_counter()
+        head_best, head_weights = max(history["head"]["val_auc"]), trainer.get_weights()
         print(f"phase 2: fine-tuning the top {options.fine_tune_layers} base layers (augmented)", flush=True)
         base.trainable = True
         for layer in base.layers[: -options.fine_tune_layers]:
@@ -204,6 +205,13 @@ def fit(
             validation_stream,
         )
         seconds["fine_tune"] = round(time.perf_counter() - started, 1)
+        # Each phase keeps its own best epoch; fine-tuning is kept only if its best beat the head's.
+        if max(history["fine_tune"]["val_auc"]) <= head_best:
+            trainer.set_weights(head_weights)
+            history["fine_tune"]["kept"] = [0.0]
+            print("fine-tuning did not beat the head on validation: the head's weights are kept", flush=True)
+        else:
+            history["fine_tune"]["kept"] = [1.0]
     rounded = {
         phase: {
             k: [round(float(v), 4) for v in values] for k, values in h.items() if isinstance(values, list)
@@ -238,36 +246,76 @@ def agreement(reference: np.ndarray, other: np.ndarray) -> dict:
     }
 
 
-def check_out(out: Path) -> None:
-    """``out`` must be a model directory to (re)place: new, empty, or an earlier model directory.
-    Checked before training, so a wrong ``--out`` costs nothing."""
+def check_out(out: Path, data: list[Path]) -> None:
+    """``out`` must be a model directory to (re)place: new, empty, or an earlier model directory
+    (one whose manifest checks), neither a link nor inside (or around) a data folder, where it would
+    become a class of photos. Checked before anything is trained or created."""
+    if out.is_symlink():
+        raise DatasetError(f"--out {out} is a link: name the folder itself.")
     if out.exists() and not out.is_dir():
         raise DatasetError(f"--out {out} is a file: name a new folder (or an earlier model directory).")
-    if out.is_dir() and any(out.iterdir()) and not (out / model_manifest.MANIFEST_FILE).is_file():
-        raise DatasetError(
-            f"--out {out} holds files that are not a model directory: name a new folder, or an earlier "
-            "model directory to replace."
-        )
-    parent = out.parent if out.parent != Path("") else Path(".")
-    probe = parent
+    target = out.resolve()
+    for folder in data:
+        real = folder.resolve()
+        if target == real or real in target.parents or target in real.parents:
+            raise DatasetError(
+                f"--out {out} is inside (or around) the photos in {folder}: the model directory would "
+                "become a class of photos. Write it elsewhere (e.g. build/models/NAME)."
+            )
+    if out.is_dir() and any(out.iterdir()):
+        try:
+            model_manifest.validate(out)
+        except model_manifest.ModelError:
+            raise DatasetError(
+                f"--out {out} holds files that are not a model directory: name a new folder, or an "
+                "earlier model directory to replace."
+            ) from None
+    probe = target
     while not probe.exists():
         probe = probe.parent
     if not os.access(probe, os.W_OK):
         raise DatasetError(f"--out {out}: {probe} is not writable.")
 
 
-def splits(dataset: Dataset, options: Options, test_dir: Path | None) -> tuple[Dataset, Dataset, Dataset]:
-    """(train, validation, test): stratified from ``dataset``, or the test photos from ``test_dir``."""
+def replace_model_dir(staging: Path, out: Path) -> None:
+    """``out`` becomes ``staging``; an earlier model there is moved aside first and removed only
+    once the new one is in place (an interruption leaves one of the two, never neither)."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _same_classes(data_dir: Path, test_dir: Path) -> None:
+    trained = [folder.name for folder in class_folders(data_dir)]
+    tested = [folder.name for folder in class_folders(test_dir)]
+    if tested != trained:
+        raise DatasetError(
+            f"--test-dir {test_dir} has classes {', '.join(tested)}; the training folder has "
+            f"{', '.join(trained)}: they must be the same sub-folders."
+        )
+
+
+def splits(
+    dataset: Dataset, options: Options, test_dir: Path | None, workdir: Path | None = None
+) -> tuple[Dataset, Dataset, Dataset]:
+    """(train, validation, test): stratified from ``dataset``, or the test photos from ``test_dir``
+    (which must not hold any of the training folder's photos: same bytes, anywhere)."""
     if test_dir is None:
         train, validation, test = stratified_split(
             dataset.labels, options.validation_split, options.seed, options.test_split
         )
         return dataset.subset(train), dataset.subset(validation), dataset.subset(test)
-    tested = load(test_dir)
-    if tested.classes != dataset.classes:
+    _same_classes(dataset.root, test_dir)
+    tested = load(test_dir, workdir=workdir)
+    shared = set(tested.digests) & set(dataset.digests)
+    if shared:
         raise DatasetError(
-            f"--test-dir {test_dir} has classes {', '.join(tested.classes)}; the training folder has "
-            f"{', '.join(dataset.classes)}: they must be the same sub-folders."
+            f"--test-dir {test_dir} holds {len(shared)} photo(s) that are also in the training folder "
+            "(same bytes): a test must be on photos the model never saw."
         )
     train, validation, _ = stratified_split(dataset.labels, options.validation_split, options.seed)
     return dataset.subset(train), dataset.subset(validation), tested
@@ -275,16 +323,17 @@ def splits(dataset: Dataset, options: Options, test_dir: Path | None) -> tuple[D
 
 def train(data_dir: Path, out: Path, options: Options, test_dir: Path | None = None) -> dict:
     """Train on ``data_dir`` and write the model directory ``out``; return its manifest."""
-    check_out(out)
+    check_out(out, [data_dir, *([test_dir] if test_dir else [])])
+    if test_dir is not None:
+        _same_classes(data_dir, test_dir)  # before hours of decoding and training
+        options = replace(options, test_split=0.0)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out.parent))
     try:
         with tempfile.TemporaryDirectory(prefix="imgrec-train-") as scratch:
             manifest = _train(data_dir, staging, options, test_dir, Path(scratch))
         staging.chmod(0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        replace_model_dir(staging, out)
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # a failure leaves nothing behind
@@ -293,7 +342,7 @@ def train(data_dir: Path, out: Path, options: Options, test_dir: Path | None = N
 def _train(data_dir: Path, staging: Path, options: Options, test_dir: Path | None, scratch: Path) -> dict:
     started = time.perf_counter()
     dataset = load(data_dir, workdir=scratch)
-    train_set, validation, test = splits(dataset, options, test_dir)
+    train_set, validation, test = splits(dataset, options, test_dir, scratch)
     import keras  # after the photos: a dataset's mistake is reported without waiting for TensorFlow
     import tensorflow as tf
 

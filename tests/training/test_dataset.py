@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 
 from devtools.cli import main
-from tests.support import PHOTOS
+from tests.support import PHOTOS, distinct_copy
 from training.dataset import MIN_IMAGES_PER_CLASS, DatasetError, class_folders, load, stratified_split
 
 
-def photos(folder: Path, count: int, source: str = "grace_hopper.jpg") -> None:
+def photos(folder: Path, count: int, source: str = "grace_hopper.jpg", first: int = 0) -> None:
+    """``count`` distinct photos made from ``source`` (numbered from ``first``: another number,
+    another photo)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for index in range(count):
-        shutil.copy(PHOTOS / source, folder / f"{index}{Path(source).suffix}")
+    for index in range(first, first + count):
+        distinct_copy(PHOTOS / source, folder / f"{index}{Path(source).suffix}", index)
 
 
 def test_not_a_folder(tmp_path: Path) -> None:
@@ -162,15 +164,88 @@ def test_a_test_folder_must_have_the_training_classes(tmp_path: Path) -> None:
 
     photos(tmp_path / "data" / "ants", 6)
     photos(tmp_path / "data" / "bees", 6, "cat.bmp")
-    photos(tmp_path / "other" / "ants", 5)
-    photos(tmp_path / "other" / "wasps", 5, "cat.bmp")
+    photos(tmp_path / "other" / "ants", 5, first=100)
+    photos(tmp_path / "other" / "wasps", 5, "cat.bmp", first=100)
     dataset = load(tmp_path / "data", progress=False)
     with pytest.raises(
         DatasetError, match=r"--test-dir .* has classes ants, wasps; the training folder has ants, bees"
     ):
         splits(dataset, Options(), tmp_path / "other")
-    photos(tmp_path / "mine" / "ants", 5)
-    photos(tmp_path / "mine" / "bees", 5, "cat.bmp")
+    photos(tmp_path / "mine" / "ants", 5, first=100)
+    photos(tmp_path / "mine" / "bees", 5, "cat.bmp", first=100)
     train, validation, test = splits(dataset, Options(), tmp_path / "mine")
     assert len(test.labels) == 10 and test.root == tmp_path / "mine", "the given folder, whole"
     assert len(train.labels) + len(validation.labels) == 12, "no test share taken from the training folder"
+    with pytest.raises(DatasetError, match=r"holds 12 photo.s. that are also in the training folder"):
+        splits(dataset, Options(), tmp_path / "data")
+
+
+def test_a_copy_is_skipped_in_its_class_and_refused_across_classes(tmp_path: Path) -> None:
+    """Byte-identical copies would count twice or straddle the splits (a test photo seen in training)."""
+    photos(tmp_path / "ants", 6)
+    photos(tmp_path / "bees", 6, "cat.bmp")
+    shutil.copy(tmp_path / "ants" / "0.jpg", tmp_path / "ants" / "copy.jpg")
+    dataset = load(tmp_path, progress=False)
+    assert dataset.counts() == {"ants": 6, "bees": 6}
+    assert ("ants/copy.jpg", "the same photo as ants/0.jpg") in dataset.skipped
+    shutil.copy(tmp_path / "ants" / "1.jpg", tmp_path / "bees" / "stray.jpg")
+    with pytest.raises(
+        DatasetError, match=r"bees/stray.jpg and ants/1.jpg are the same photo \(same bytes\)"
+    ):
+        load(tmp_path, progress=False)
+
+
+def test_a_linked_sub_folder_is_listed_not_followed(tmp_path: Path) -> None:
+    photos(tmp_path / "ants", 6)
+    photos(tmp_path / "bees", 6, "cat.bmp")
+    (tmp_path / "ants" / "loop").symlink_to(tmp_path)
+    dataset = load(tmp_path, progress=False)
+    assert ("ants/loop", "a link to a folder: not followed") in dataset.skipped
+    assert dataset.counts() == {"ants": 6, "bees": 6}
+
+
+@pytest.mark.parametrize("where", ["inside", "is", "around"])
+def test_out_never_lands_among_the_photos(tmp_path: Path, where: str) -> None:
+    from training.train import Options, train
+
+    data = tmp_path / "data"
+    photos(data / "ants", 6)
+    photos(data / "bees", 6, "cat.bmp")
+    out = {"inside": data / "models" / "m", "is": data, "around": tmp_path}[where]
+    with pytest.raises(DatasetError, match="would become a class of photos"):
+        train(data, out, Options())
+    assert sorted(p.name for p in data.iterdir()) == ["ants", "bees"], "nothing created there"
+
+
+def test_out_that_only_looks_like_a_model_directory_is_refused(tmp_path: Path) -> None:
+    """A web project has a manifest.json too: only a model directory whose manifest checks may be
+    replaced; a link is refused rather than followed."""
+    from training.train import Options, train
+
+    photos(tmp_path / "data" / "ants", 6)
+    photos(tmp_path / "data" / "bees", 6, "cat.bmp")
+    app = tmp_path / "my-app"
+    app.mkdir()
+    (app / "manifest.json").write_text('{"name": "my app", "start_url": "/"}')
+    with pytest.raises(DatasetError, match="holds files that are not a model directory"):
+        train(tmp_path / "data", app, Options())
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(DatasetError, match="is a link: name the folder itself"):
+        train(tmp_path / "data", tmp_path / "link", Options())
+    assert (app / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"validation_split": 0.0}, "--validation-split must be above 0"),
+        ({"test_split": 0.5, "validation_split": 0.45}, "leave too little to train on"),
+        ({"target_sensitivity": 1.5}, "--target-sensitivity must be above 0 and at most 1"),
+        ({"batch_size": 0}, "--batch-size must be at least 1"),
+    ],
+)
+def test_settings_that_cannot_train_are_refused_before_anything_is_read(settings: dict, message: str) -> None:
+    from training.options import Options
+
+    with pytest.raises(ValueError, match=message):
+        Options(**settings)

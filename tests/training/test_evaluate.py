@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 from devtools.cli import main
-from tests.support import MODEL_DIR, PHOTOS
+from tests.support import MODEL_DIR, PHOTOS, distinct_copy
 
 
 def labelled_photos(data: Path) -> Path:
     for folder, photo in (("military_uniform", "grace_hopper.jpg"), ("n02124075", "cat.bmp")):
         (data / folder).mkdir(parents=True)
         for index in range(5):
-            shutil.copy(PHOTOS / photo, data / folder / f"{index}{Path(photo).suffix}")
+            distinct_copy(PHOTOS / photo, data / folder / f"{index}{Path(photo).suffix}", index)
     (data / "n02124075" / "notes.txt").write_text("skipped, and listed in the report")
     return data
 
@@ -46,7 +45,9 @@ def test_a_folder_that_names_no_class_is_a_message(tmp_path: Path, capsys) -> No
     for folder in ("military_uniform", "unicorn"):
         (tmp_path / folder).mkdir()
         for index in range(5):
-            shutil.copy(PHOTOS / "grace_hopper.jpg", tmp_path / folder / f"{index}.jpg")
+            distinct_copy(
+                PHOTOS / "grace_hopper.jpg", tmp_path / folder / f"{index}.jpg", index + 10 * len(folder)
+            )
     assert main(["evaluate", str(tmp_path), "--model-dir", str(MODEL_DIR), "--out", str(tmp_path / "r")]) == 2
     assert "Folder 'unicorn' is not a class of mobilenet_v2" in capsys.readouterr().out
     assert not (tmp_path / "r").exists()  # no empty report folder left behind
