@@ -27,8 +27,14 @@ from bench.models import DATASETS, EXAMPLES
 RECIPES = {
     "head, cached features": {"fine_tune_layers": 0, "feature_cache": True},
     "head, streamed and augmented": {"fine_tune_layers": 0, "feature_cache": False},
+    "head on features + ImageNet scores, cached": {"fine_tune_layers": 0, "imagenet_scores": True},
     "two-phase: cached head, then fine-tune top 30": {"fine_tune_layers": 30, "feature_cache": True},
-    "two-phase + flip average": {"fine_tune_layers": 30, "feature_cache": True, "flip_average": True},
+    "two-phase + flip average": {"fine_tune_layers": 30, "flip_average": True},
+    "two-phase + ImageNet scores + flip average": {
+        "fine_tune_layers": 30,
+        "flip_average": True,
+        "imagenet_scores": True,
+    },
 }
 # ImageNet classes that are the shared datasets' classes (folder -> ImageNet label).
 ZERO_SHOT = {"hymenoptera": {"ants": "ant", "bees": "bee"}}

@@ -2,7 +2,8 @@
 
 ``batches``: a ``tf.data`` pipeline over a split (a new shuffle each epoch, batching, prefetch) for
 Keras' ``fit``; augmentation runs in the model (its preprocessing layers), so the pipeline only
-reads. ``features``: the frozen base's pooled features (1,280 float32 a photo: 5 KB), computed once
+reads. ``features``: the frozen base's pooled features (1,280 float32 a photo, 2,280 with ImageNet's
+class scores: 5 to 9 KB), computed once
 per split and kept on disk, so the head-only phase trains on them in seconds instead of running the
 base over every photo in every epoch (without augmentation: the measured trade-off is in
 docs/models.md).
@@ -16,8 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from training.dataset import SHAPE, Pixels
-
-FEATURES = 1280  # MobileNetV2's last feature layer, pooled
 
 
 def batches(pixels: Pixels, labels: np.ndarray, classes: int, batch_size: int, seed: int | None = None):
@@ -49,7 +48,7 @@ def features(extractor, pixels: Pixels, batch_size: int, file: Path) -> np.ndarr
     removes; memory: one batch)."""
     from tqdm import tqdm
 
-    out = np.lib.format.open_memmap(file, "w+", np.float32, (len(pixels), FEATURES))
+    out = np.lib.format.open_memmap(file, "w+", np.float32, (len(pixels), extractor.output_shape[-1]))
     for start in tqdm(range(0, len(pixels), batch_size), desc="features", unit="batch", leave=False):
         chosen = np.arange(start, min(start + batch_size, len(pixels)))
         # predict_on_batch runs the compiled graph: an eager call keeps every activation alive and

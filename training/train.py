@@ -79,16 +79,26 @@ def build(classes: int, options: Options):
         name="augmentation",
     )
     pool = layers.GlobalAveragePooling2D()
+    # ImageNet's own classifier on the pooled features (frozen): its 1,000 class probabilities, for
+    # the head to read beside the features. Where your classes are ImageNet's (ants, bees), the head
+    # starts from what MobileNetV2 already knows instead of relearning it from a few hundred photos.
+    imagenet = full.get_layer("predictions")
+    imagenet.trainable = False
+    joined = layers.Concatenate(name="features_and_imagenet_scores")
     hidden = layers.Dense(1024, activation="relu")
     dropout = layers.Dropout(options.dropout)
     head_output = layers.Dense(classes, activation="softmax")
+
+    def features(x):
+        # training=False: batch-norm stays in inference mode, even when the top layers fine-tune.
+        pooled = pool(base(x, training=False))
+        return joined([pooled, imagenet(pooled)]) if options.imagenet_scores else pooled
 
     def top(features):
         return head_output(dropout(hidden(features)))
 
     def classify(x):
-        # training=False: batch-norm stays in inference mode, even when the top layers fine-tune.
-        return top(pool(base(x, training=False)))
+        return top(features(x))
 
     inputs = keras.Input((224, 224, 3))
     trainer = keras.Model(inputs, classify(augmentation(inputs)), name="trainer")
@@ -96,9 +106,9 @@ def build(classes: int, options: Options):
     if options.flip_average:
         answer = layers.Average()([classify(inputs), classify(keras.ops.flip(inputs, axis=2))])
     served = keras.Model(inputs, answer, name="classifier")
-    extractor = keras.Model(inputs, pool(base(inputs, training=False)), name="features")
-    pooled = keras.Input((stream.FEATURES,))
-    head = keras.Model(pooled, top(pooled), name="head")
+    extractor = keras.Model(inputs, features(inputs), name="features")
+    cached = keras.Input(extractor.output_shape[1:])
+    head = keras.Model(cached, top(cached), name="head")
     return trainer, served, extractor, head, base
 
 
