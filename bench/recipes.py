@@ -130,19 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", choices=list(EXAMPLES))
     parser.add_argument("--recipes", nargs="*", choices=list(RECIPES))
+    parser.add_argument("--merge", action="store_true", help="update the rows of an earlier recipes.json")
     output.add_arguments(parser)
     args = parser.parse_args(argv)
-    results: dict[str, dict] = {}
+    out = output.folder(args)
+    earlier = out / "recipes.json"
+    results: dict[str, dict] = json.loads(earlier.read_text()) if args.merge and earlier.is_file() else {}
     for name in args.only or EXAMPLES:
         folder, settings = EXAMPLES[name]
-        rows = {}
-        if name in ZERO_SHOT:
+        rows = results.get(name, {})
+        if name in ZERO_SHOT and not args.merge:
             rows["zero-shot: MobileNetV2's ImageNet answer"] = zero_shot(folder, ZERO_SHOT[name], settings)
         for recipe in args.recipes or RECIPES:
             print(f"== {name}: {recipe}", flush=True)
             rows[recipe] = run_recipe(name, folder, settings, RECIPES[recipe])
-        results[name] = rows
-    out = output.folder(args)
+        results[name] = {recipe: rows[recipe] for recipe in [*rows] if recipe in rows}
     (out / "recipes.json").write_text(json.dumps(results, indent=2, default=_plain) + "\n")
     (out / "recipes.md").write_text(
         "# Training recipes, measured\n\n" + __doc__.split("\n\n")[1] + "\n\n" + table(results)

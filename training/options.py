@@ -33,7 +33,7 @@ class Options:
     zoom: float = option(0.1, "augmentation: RandomZoom factor")
     patience: int = option(4, "epochs without a better validation AUC before stopping")
     feature_cache: bool = option(True, "head phase on cached base features (fast; no augmentation)")
-    flip_average: bool = option(False, "served model averages each photo with its mirror image")
+    flip_average: bool = option(True, "served model averages each photo with its mirror (2x inference)")
     imagenet_scores: bool = option(False, "the head also reads MobileNetV2's 1,000 ImageNet class scores")
     target_sensitivity: float = option(0.9, "two classes: the sensitivity a second threshold is chosen for")
     quantize: str | None = option(None, "add a full-integer int8 .tflite", flag=False)
