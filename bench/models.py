@@ -69,6 +69,7 @@ def section(run: dict, plots: Path) -> str:
         "fine_tune_layers",
         "fine_tune_epochs",
         "feature_cache",
+        "flip_average",
         "quantize",
         "min_confidence",
     )
@@ -147,7 +148,8 @@ def write(runs: list[dict], out: Path) -> None:
         "Each is keras-io's two-phase transfer learning: the head (global average pooling, Dense 1024 relu, "
         "dropout, softmax) on MobileNetV2's frozen features, computed once and cached; then the top 30 base "
         "layers fine-tuned at a low learning rate with flips/rotation/zoom augmentation, batch-norm in "
-        "inference mode; class weights, early stopping on the validation ROC AUC. Three stratified splits "
+        "inference mode; the served model averages each photo's answer with its mirror's. Class weights, "
+        "early stopping on the validation ROC AUC. Three stratified splits "
         "(seed 7): 70 % train, 15 % validation (stops training, chooses the thresholds), 15 % test (chooses "
         "nothing). Figures are the *served* fp32 `.tflite` on the **test split**, with 95 % intervals "
         "(Wilson for proportions, bootstrap for the AUC), from each model's card (`GET /model`).\n\n"

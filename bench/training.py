@@ -92,10 +92,15 @@ def measure(generated: int) -> dict:
             results["throughput"]["with the feature cache" if cache == "--feature-cache" else "streamed"] = (
                 run
             )
-    examples = output.BUILD / "models.json"
-    if examples.is_file():
-        results["train_examples_minutes"] = json.loads(examples.read_text()).get("minutes")
     return results
+
+
+def train_examples_minutes(out: Path) -> float | None:
+    """What ``make train-examples`` took, from its ``models.json`` beside this report (or build/)."""
+    for folder in (out, output.BUILD):
+        if (folder / "models.json").is_file():
+            return json.loads((folder / "models.json").read_text()).get("minutes")
+    return None
 
 
 def markdown(results: dict) -> str:
@@ -132,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = measure(args.generated)
     out = output.folder(args)
+    results["train_examples_minutes"] = train_examples_minutes(out)
     (out / "training.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / "training.md").write_text(markdown(results))
     print(markdown(results))
