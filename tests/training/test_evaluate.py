@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from devtools.cli import main
 from tests.support import MODEL_DIR, PHOTOS, distinct_copy
 
@@ -20,6 +22,7 @@ def labelled_photos(data: Path) -> Path:
     return data
 
 
+@pytest.mark.slow
 def test_evaluate_the_imagenet_model_on_labelled_folders(tmp_path: Path, capsys) -> None:
     data = labelled_photos(tmp_path / "photos")
     out = tmp_path / "report"
@@ -59,6 +62,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_each_evaluation_gets_a_new_folder_beside_the_training_report(tmp_path: Path, capsys) -> None:
     model_dir = tmp_path / "model"  # the served files linked, so the evaluations land here
     model_dir.mkdir()

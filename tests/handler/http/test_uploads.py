@@ -148,6 +148,7 @@ def test_uploads_without_a_bucket_are_501(configure) -> None:
     assert body_json(result)["code"] == "uploads_disabled"
 
 
+@pytest.mark.slow
 def test_make_devs_local_s3_enforces_the_post_policy_as_s3_does(configure) -> None:
     """``serve --s3`` (what ``make dev`` runs): a local upload cannot exceed its size or leave its key."""
     from tests.support import local_site

@@ -142,6 +142,7 @@ def test_a_lossless_webp_over_its_format_limit_is_refused_before_decoding(header
     assert "WEBP" in body["error"]
 
 
+@pytest.mark.slow
 def test_the_issues_batches_fail_item_by_item_without_decoding(headers_only) -> None:
     webp = hostile.webp_lossless()
     png = hostile.png_zeros()
@@ -158,6 +159,7 @@ def test_the_headers_only_double_really_stops_pixel_decoding(headers_only, grace
     assert (status, body["code"]) == (422, "corrupt_image")
 
 
+@pytest.mark.slow
 def test_a_batch_of_large_photos_decodes_each_in_its_own_worker(app) -> None:
     """Before the sandbox, 4 RGBA PNGs of 20 MP were over the request's decode budget (413); each
     is now bounded by its worker's memory cap instead, and all four are classified."""
