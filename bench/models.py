@@ -23,7 +23,11 @@ from bench.photos import REPO
 DATASETS = REPO.parent / "shared" / "datasets"
 # name: (folder under ../shared/datasets, training options). The documented settings.
 EXAMPLES = {
-    "hymenoptera": ("hymenoptera/train", {"epochs": 15, "quantize": "int8"}),
+    # Ants and bees are ImageNet classes: the head starts as ImageNet's classifier for them.
+    "hymenoptera": (
+        "hymenoptera/train",
+        {"epochs": 15, "quantize": "int8", "imagenet_classes": "ants=ant,bees=bee"},
+    ),
     # Dermoscopy has no "up": any rotation; more zoom, more dropout, more patience (small, noisy split).
     "skin-lesions": (
         "skin-lesions",
@@ -70,6 +74,7 @@ def section(run: dict, plots: Path) -> str:
         "fine_tune_epochs",
         "feature_cache",
         "flip_average",
+        "imagenet_classes",
         "quantize",
         "min_confidence",
     )
@@ -148,7 +153,10 @@ def write(runs: list[dict], out: Path) -> None:
         "Each is keras-io's two-phase transfer learning: the head (global average pooling, Dense 1024 relu, "
         "dropout, softmax) on MobileNetV2's frozen features, computed once and cached; then the top 30 base "
         "layers fine-tuned at a low learning rate with flips/rotation/zoom augmentation, batch-norm in "
-        "inference mode; the served model averages each photo's answer with its mirror's. Class weights, "
+        "inference mode; the served model averages each photo's answer with its mirror's. Where the classes "
+        "are ImageNet's (hymenoptera: `--imagenet-classes ants=ant,bees=bee`), the head is linear and "
+        "starts as ImageNet's own classifier for them, and each phase is kept only if it beats what came "
+        "before it on validation. Class weights, "
         "early stopping on the validation ROC AUC. Three stratified splits "
         "(seed 7): 70 % train, 15 % validation (stops training, chooses the thresholds), 15 % test (chooses "
         "nothing). Figures are the *served* fp32 `.tflite` on the **test split**, with 95 % intervals "

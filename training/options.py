@@ -35,6 +35,11 @@ class Options:
     feature_cache: bool = option(True, "head phase on cached base features (fast; no augmentation)")
     flip_average: bool = option(True, "served model averages each photo with its mirror (2x inference)")
     imagenet_scores: bool = option(False, "the head also reads MobileNetV2's 1,000 ImageNet class scores")
+    imagenet_classes: str = option(
+        "",
+        "your classes are ImageNet's (FOLDER=LABEL,...: ants=ant,bees=bee): the head starts as ImageNet's "
+        "own classifier for them (the zero-shot answer) and keeps it unless training beats it on validation",
+    )
     target_sensitivity: float = option(0.9, "two classes: the sensitivity a second threshold is chosen for")
     quantize: str | None = option(None, "add a full-integer int8 .tflite", flag=False)
     min_confidence: float | None = option(None, "below it, answers say uncertain", flag=False)
@@ -55,8 +60,30 @@ class Options:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1")
         if self.fine_tune_layers < 0 or self.fine_tune_epochs < 0:
             problems.append("--fine-tune-layers and --fine-tune-epochs cannot be negative")
+        if self.imagenet_classes:
+            try:
+                self.imagenet_mapping()
+            except ValueError as error:
+                problems.append(str(error))
+            if self.imagenet_scores:
+                problems.append("--imagenet-classes and --imagenet-scores: choose one")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def imagenet_mapping(self) -> dict[str, str]:
+        """``--imagenet-classes`` as ``{folder: ImageNet label}`` (empty: not given)."""
+        if not self.imagenet_classes:
+            return {}
+        pairs = [pair.partition("=") for pair in self.imagenet_classes.split(",")]
+        if any(not folder.strip() or not sep or not label.strip() for folder, sep, label in pairs):
+            raise ValueError(
+                f"--imagenet-classes {self.imagenet_classes!r}: write FOLDER=LABEL pairs separated by "
+                "commas, e.g. ants=ant,bees=bee"
+            )
+        mapping = {folder.strip(): label.strip() for folder, _, label in pairs}
+        if len(mapping) != len(pairs) or len(set(mapping.values())) != len(mapping):
+            raise ValueError(f"--imagenet-classes {self.imagenet_classes!r} names a folder or a label twice")
+        return mapping
 
 
 def command_line_fields() -> list[tuple[str, type, Any, str]]:

@@ -21,6 +21,7 @@ everything succeeded; a failure removes what it staged.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shutil
@@ -56,11 +57,13 @@ CALIBRATION_IMAGES = 100
 CHECK_PHOTOS = 32
 
 
-def build(classes: int, options: Options):
+def build(classes: int, options: Options, imagenet_rows: list[int] | None = None):
     """The models, sharing their layers: ``trainer`` (augmentation, then the classifier), ``served``
     (the classifier; with ``flip_average`` the mean of a photo's and its mirror's answers),
     ``extractor`` (the frozen base, pooled: the cached features), ``head`` (on those features), and
-    the ``base`` (to unfreeze its top for fine-tuning)."""
+    the ``base`` (to unfreeze its top for fine-tuning). With ``imagenet_rows`` (your classes are
+    those ImageNet classes) the head is linear and starts as ImageNet's own classifier restricted to
+    them: before any training, the model answers exactly what MobileNetV2 answers zero-shot."""
     import keras
     from keras import layers
 
@@ -95,6 +98,8 @@ def build(classes: int, options: Options):
         return joined([pooled, imagenet(pooled)]) if options.imagenet_scores else pooled
 
     def top(features):
+        if imagenet_rows:
+            return head_output(dropout(features))
         return head_output(dropout(hidden(features)))
 
     def classify(x):
@@ -109,7 +114,50 @@ def build(classes: int, options: Options):
     extractor = keras.Model(inputs, features(inputs), name="features")
     cached = keras.Input(extractor.output_shape[1:])
     head = keras.Model(cached, top(cached), name="head")
+    if imagenet_rows:
+        kernel, bias = imagenet.get_weights()
+        head_output.set_weights([kernel[:, imagenet_rows], bias[imagenet_rows]])
     return trainer, served, extractor, head, base
+
+
+def imagenet_rows(options: Options, classes: list[str]) -> list[int] | None:
+    """``--imagenet-classes`` as ImageNet class indexes in the folders' order, checked before any
+    photo is read: every folder named, every label one of ImageNet's (its name, or its WordNet id
+    where a name is ImageNet's twice)."""
+    mapping = options.imagenet_mapping()
+    if not mapping:
+        return None
+    import keras
+
+    from layers.model.export import fetch_labels
+
+    try:
+        names = fetch_labels(keras)
+    except Exception as error:  # Keras' get_file: offline with no cached copy, or a bad checksum
+        raise DatasetError(
+            f"--imagenet-classes needs ImageNet's class index (imagenet_class_index.json in "
+            f"$KERAS_HOME/models; `make keras-cache` links ../shared/models): {error}"
+        ) from None
+    index: dict[str, list[int]] = {}
+    for row, (wnid, label) in enumerate(names):
+        index.setdefault(label, []).append(row)
+        index[wnid] = [row]
+    problems = []
+    if sorted(mapping) != sorted(classes):
+        problems.append(
+            f"--imagenet-classes names {', '.join(sorted(mapping))}; the class folders are "
+            f"{', '.join(classes)}: name each folder once"
+        )
+    for folder, label in mapping.items():
+        if label not in index:
+            close = difflib.get_close_matches(label, [k for k in index if not k.startswith("n0")], 3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            problems.append(f"{label!r} (for {folder}) is not an ImageNet class{hint}")
+        elif len(index[label]) > 1:
+            problems.append(f"{label!r} is two ImageNet classes: name it by its WordNet id")
+    if problems:
+        raise DatasetError("; ".join(problems) + ".")
+    return [index[mapping[folder]][0] for folder in classes]
 
 
 def auc_metric(classes: int):
@@ -133,12 +181,26 @@ def class_weights(labels: np.ndarray, classes: int) -> dict[int, float]:
     return {index: float(len(labels) / (classes * count)) for index, count in enumerate(counts) if count}
 
 
+def best_score(history: dict) -> tuple[float, float]:
+    """A phase's best epoch as Keras' early stopping restores it (the first highest validation ROC
+    AUC), with its validation loss to break a tie: (auc, -loss), higher is better."""
+    best = int(np.argmax(history["val_auc"]))
+    return history["val_auc"][best], -history["val_loss"][best]
+
+
 def fit(
-    models: tuple, train: Dataset, validation: Dataset, options: Options, scratch: Path
+    models: tuple,
+    train: Dataset,
+    validation: Dataset,
+    options: Options,
+    scratch: Path,
+    warm_start: bool = False,
 ) -> tuple[dict, dict]:
     """Phase 1, the head (on cached features, or on the streamed photos with augmentation); phase 2,
     fine-tuning the top base layers on the streamed photos. Each phase stops early on the validation
-    ROC AUC and keeps its best epoch. Returns both phases' histories and how long each took."""
+    ROC AUC and keeps its best epoch, and is kept only if that epoch beats what came before it (the
+    head's starting point when it starts as ImageNet's classifier, ``warm_start``; the head, for
+    fine-tuning). Returns both phases' histories and how long each took."""
     import keras
 
     trainer, _, extractor, head, base = models
@@ -146,16 +208,11 @@ def fit(
     weights = class_weights(train.labels, classes)
     validation_stream = stream.batches(validation.images, validation.labels, classes, options.batch_size)
 
-    def run(model, learning_rate: float, epochs: int, data, validation_data) -> dict:
+    def run(model, epochs: int, data, validation_data) -> dict:
         # Early stopping follows the validation ROC AUC: on a small, imbalanced split the loss is
         # noisy and accuracy rewards the majority class.
         stop = keras.callbacks.EarlyStopping(
             monitor="val_auc", mode="max", patience=options.patience, restore_best_weights=True
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss="categorical_crossentropy",
-            metrics=["accuracy", auc_metric(classes)],
         )
         fitted = model.fit(
             *data,
@@ -168,9 +225,32 @@ def fit(
         )
         return fitted.history
 
+    def compile(model, learning_rate: float) -> None:
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss="categorical_crossentropy",
+            metrics=["accuracy", auc_metric(classes)],
+        )
+
+    def score_now(model, validation_data) -> tuple[float, float]:
+        """How ``model`` scores on validation as it stands (see best_score)."""
+        data = validation_data if isinstance(validation_data, tuple) else (validation_data,)
+        scores = model.evaluate(*data, verbose=0, return_dict=True)
+        return scores["auc"], -scores["loss"]
+
+    def keep_if_better(phase: str, before: tuple[float, float], weights_before: list) -> tuple[float, float]:
+        if best_score(history[phase]) > before:
+            history[phase]["kept"] = [1.0]
+            return best_score(history[phase])
+        trainer.set_weights(weights_before)
+        history[phase]["kept"] = [0.0]
+        print(f"{phase}: no epoch beat what came before it on validation, which is kept", flush=True)
+        return before
+
     history: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     started = time.perf_counter()
+    start_weights = trainer.get_weights()
     if options.feature_cache:
         print("phase 1: the head, on the base's features (computed once)", flush=True)
         train_features = stream.features(extractor, train.images, options.batch_size, scratch / "train.npy")
@@ -178,25 +258,28 @@ def fit(
             extractor, validation.images, options.batch_size, scratch / "validation.npy"
         )
         targets = np.eye(classes, dtype=np.float32)
+        validation_data = (np.asarray(validation_features), targets[validation.labels])
+        compile(head, options.learning_rate)
+        start = score_now(head, validation_data) if warm_start else None
         history["head"] = run(
             head,
-            options.learning_rate,
             options.epochs,
             (np.asarray(train_features), targets[train.labels]),
-            (np.asarray(validation_features), targets[validation.labels]),
+            validation_data,
         )
     else:
         print("phase 1: the head, on the streamed photos (augmented)", flush=True)
         training_stream = stream.batches(
             train.images, train.labels, classes, options.batch_size, options.seed
         )
-        history["head"] = run(
-            trainer, options.learning_rate, options.epochs, (training_stream,), validation_stream
-        )
+        compile(trainer, options.learning_rate)
+        start = score_now(trainer, validation_stream) if warm_start else None
+        history["head"] = run(trainer, options.epochs, (training_stream,), validation_stream)
+    best = keep_if_better("head", start, start_weights) if start else best_score(history["head"])
     seconds["head"] = round(time.perf_counter() - started, 1)
     if options.fine_tune_layers:
         started = time.perf_counter()
-        head_best, head_weights = max(history["head"]["val_auc"]), trainer.get_weights()
+        head_weights = trainer.get_weights()
         print(f"phase 2: fine-tuning the top {options.fine_tune_layers} base layers (augmented)", flush=True)
         base.trainable = True
         for layer in base.layers[: -options.fine_tune_layers]:
@@ -207,21 +290,15 @@ def fit(
         training_stream = stream.batches(
             train.images, train.labels, classes, options.batch_size, options.seed + 1
         )
+        compile(trainer, options.fine_tune_learning_rate)
         history["fine_tune"] = run(
             trainer,
-            options.fine_tune_learning_rate,
             options.fine_tune_epochs,
             (training_stream,),
             validation_stream,
         )
         seconds["fine_tune"] = round(time.perf_counter() - started, 1)
-        # Each phase keeps its own best epoch; fine-tuning is kept only if its best beat the head's.
-        if max(history["fine_tune"]["val_auc"]) <= head_best:
-            trainer.set_weights(head_weights)
-            history["fine_tune"]["kept"] = [0.0]
-            print("fine-tuning did not beat the head on validation: the head's weights are kept", flush=True)
-        else:
-            history["fine_tune"]["kept"] = [1.0]
+        keep_if_better("fine_tune", best, head_weights)
     rounded = {
         phase: {
             k: [round(float(v), 4) for v in values] for k, values in h.items() if isinstance(values, list)
@@ -337,11 +414,12 @@ def train(data_dir: Path, out: Path, options: Options, test_dir: Path | None = N
     if test_dir is not None:
         _same_classes(data_dir, test_dir)  # before hours of decoding and training
         options = replace(options, test_split=0.0)
+    rows = imagenet_rows(options, [folder.name for folder in class_folders(data_dir)])
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out.parent))
     try:
         with tempfile.TemporaryDirectory(prefix="imgrec-train-") as scratch:
-            manifest = _train(data_dir, staging, options, test_dir, Path(scratch))
+            manifest = _train(data_dir, staging, options, test_dir, Path(scratch), rows)
         staging.chmod(0o755)
         replace_model_dir(staging, out)
         return manifest
@@ -349,7 +427,14 @@ def train(data_dir: Path, out: Path, options: Options, test_dir: Path | None = N
         shutil.rmtree(staging, ignore_errors=True)  # a failure leaves nothing behind
 
 
-def _train(data_dir: Path, staging: Path, options: Options, test_dir: Path | None, scratch: Path) -> dict:
+def _train(
+    data_dir: Path,
+    staging: Path,
+    options: Options,
+    test_dir: Path | None,
+    scratch: Path,
+    rows: list[int] | None = None,
+) -> dict:
     started = time.perf_counter()
     dataset = load(data_dir, workdir=scratch)
     train_set, validation, test = splits(dataset, options, test_dir, scratch)
@@ -361,9 +446,9 @@ def _train(data_dir: Path, staging: Path, options: Options, test_dir: Path | Non
         f"validation and {len(test.labels)} test photos; {len(dataset.skipped)} skipped",
         flush=True,
     )
-    models = build(len(dataset.classes), options)
+    models = build(len(dataset.classes), options, rows)
     served = models[1]
-    history, phase_seconds = fit(models, train_set, validation, options, scratch)
+    history, phase_seconds = fit(models, train_set, validation, options, scratch, warm_start=bool(rows))
     training_seconds = time.perf_counter() - started
 
     served.save(staging / KERAS_FILE)
@@ -379,6 +464,13 @@ def _train(data_dir: Path, staging: Path, options: Options, test_dir: Path | Non
         artifacts["tflite_int8"] = INT8_FILE
     card = {
         "base_model": BASE_MODEL,
+        "head": (
+            "linear, started as ImageNet's classifier for "
+            + ", ".join(f"{c}={label}" for c, label in options.imagenet_mapping().items())
+            + " (the zero-shot answer)"
+            if rows
+            else "Dense(1024, relu), dropout, softmax; random start"
+        ),
         "classes": {
             name: {
                 "train": train_set.counts()[name],

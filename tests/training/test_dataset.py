@@ -242,6 +242,11 @@ def test_out_that_only_looks_like_a_model_directory_is_refused(tmp_path: Path) -
         ({"test_split": 0.5, "validation_split": 0.45}, "leave too little to train on"),
         ({"target_sensitivity": 1.5}, "--target-sensitivity must be above 0 and at most 1"),
         ({"batch_size": 0}, "--batch-size must be at least 1"),
+        ({"imagenet_classes": "ants:ant"}, "write FOLDER=LABEL pairs"),
+        ({"imagenet_classes": "ants=ant,bees="}, "write FOLDER=LABEL pairs"),
+        ({"imagenet_classes": "ants=ant,bees=ant"}, "names a folder or a label twice"),
+        ({"imagenet_classes": "ants=ant,ants=bee"}, "names a folder or a label twice"),
+        ({"imagenet_classes": "ants=ant,bees=bee", "imagenet_scores": True}, "choose one"),
     ],
 )
 def test_settings_that_cannot_train_are_refused_before_anything_is_read(settings: dict, message: str) -> None:
@@ -249,3 +254,13 @@ def test_settings_that_cannot_train_are_refused_before_anything_is_read(settings
 
     with pytest.raises(ValueError, match=message):
         Options(**settings)
+
+
+def test_imagenet_classes_read_as_folder_to_label() -> None:
+    from training.options import Options
+
+    assert Options(imagenet_classes=" ants = ant,bees=bee ").imagenet_mapping() == {
+        "ants": "ant",
+        "bees": "bee",
+    }
+    assert Options().imagenet_mapping() == {}

@@ -1,0 +1,117 @@
+"""``--imagenet-classes``: the head starts as ImageNet's own classifier for your classes, and
+training may only move it by doing better on validation. Trained on a few dozen shared photos."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from handler.recognition import model
+from tests.support import SHARED
+from training.dataset import DatasetError, load
+from training.evaluate import probabilities
+from training.train import Options, imagenet_rows, train
+
+pytestmark = [pytest.mark.slow]
+
+HYMENOPTERA = SHARED / "datasets" / "hymenoptera" / "train"
+ANT, BEE = 310, 309  # their rows in ImageNet's 1,000 classes
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not HYMENOPTERA.is_dir():
+        pytest.fail(f"These tests need the shared datasets at {HYMENOPTERA.parents[1]} (see README).")
+    data = tmp_path_factory.mktemp("ants-and-bees")
+    for name in ("ants", "bees"):
+        (data / name).mkdir()
+        for photo in sorted((HYMENOPTERA / name).iterdir())[-14:]:
+            shutil.copy(photo, data / name / photo.name)
+    return data
+
+
+def served_probabilities(model_dir: Path, data: Path) -> np.ndarray:
+    classifier = model.load_classifier(model_dir, "litert", threads=2)
+    return probabilities(classifier, load(data, progress=False).images)
+
+
+def zero_shot(classifier, data: Path, rows: list[int]) -> np.ndarray:
+    """MobileNetV2's own ImageNet answer (the served export) restricted to ``rows``, renormalized."""
+    restricted = probabilities(classifier, load(data, progress=False).images)[:, rows]
+    return restricted / restricted.sum(axis=1, keepdims=True)
+
+
+def test_classes_resolve_to_imagenet_rows_in_folder_order() -> None:
+    assert imagenet_rows(Options(imagenet_classes="bees=bee,ants=ant"), ["ants", "bees"]) == [ANT, BEE]
+    assert imagenet_rows(Options(imagenet_classes="ants=n02219486,bees=bee"), ["ants", "bees"]) == [ANT, BEE]
+    assert imagenet_rows(Options(), ["ants", "bees"]) is None
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ("ants=ant", "the class folders are ants, bees: name each folder once"),
+        ("ants=ant,bees=bees", r"'bees' \(for bees\) is not an ImageNet class \(did you mean bee"),
+        ("ants=crane,bees=bee", "'crane' is two ImageNet classes: name it by its WordNet id"),
+    ],
+)
+def test_a_mapping_that_is_not_imagenets_is_refused_before_any_photo_is_read(
+    mapping: str, message: str, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    for name in ("ants", "bees"):
+        (data / name).mkdir(parents=True)
+        (data / name / "not-even-a-photo.jpg").write_bytes(b"\xff\xd8 broken")
+    with pytest.raises(DatasetError, match=message):
+        train(data, tmp_path / "model", Options(imagenet_classes=mapping))
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_diverging_run_still_serves_the_zero_shot_answer(photos: Path, tmp_path: Path, classifier) -> None:
+    """A learning rate of 10 wrecks the head in its first step: no epoch beats the start on
+    validation, so what is served is exactly ImageNet's answer for ants and bees."""
+    out = tmp_path / "model"
+    options = Options(
+        imagenet_classes="ants=ant,bees=bee",
+        learning_rate=10.0,
+        epochs=2,
+        fine_tune_layers=0,
+        flip_average=False,
+    )
+    card = train(photos, out, options)["card"]
+    assert card["history"]["head"]["kept"] == [0.0]
+    assert card["head"].startswith("linear, started as ImageNet's classifier for ants=ant, bees=bee")
+    trained = served_probabilities(out, photos)
+    np.testing.assert_allclose(trained, zero_shot(classifier, photos, [ANT, BEE]), atol=2e-3)
+
+
+def test_a_wrong_start_is_trained_away(photos: Path, tmp_path: Path, classifier) -> None:
+    """Ants mapped to ImageNet's bee and bees to its ant: the start answers backwards, training beats
+    it on validation and is kept. The start is a starting point, not an answer."""
+    out = tmp_path / "model"
+    options = Options(imagenet_classes="ants=bee,bees=ant", learning_rate=1e-2, epochs=15, fine_tune_layers=0)
+    card = train(photos, out, options)["card"]
+    assert card["history"]["head"]["kept"] == [1.0]
+    backwards = zero_shot(classifier, photos, [BEE, ANT])
+    labels = np.repeat([0, 1], 14)
+    assert (backwards.argmax(1) == labels).mean() < 0.5, "the start is wrong on these photos"
+    # Validation: every ant ranked below every bee (the start ranked them all backwards: AUC 0).
+    assert card["validation"]["roc_auc"] == 1.0 and card["test"]["accuracy"] > 0.5
+
+
+def test_without_imagenets_class_index_the_error_says_where_to_put_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline, with no cached class index: Keras would try to download it and raise; the user reads
+    where the file goes instead."""
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(DatasetError, match=r"imagenet_class_index.json in \$KERAS_HOME/models"):
+        imagenet_rows(Options(imagenet_classes="ants=ant,bees=bee"), ["ants", "bees"])
