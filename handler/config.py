@@ -57,6 +57,11 @@ class Settings:
     decode_deadline_ms: int = Defaults.DECODE_DEADLINE_MS
     decode_request_deadline_ms: int = Defaults.DECODE_REQUEST_DEADLINE_MS
     decode_fresh_workers: bool = False
+    # Capture (handler.records.capture): off unless a rate is above 0.
+    capture_rate: float = 0.0
+    capture_uncertain_rate: float | None = None  # None: the same as capture_rate
+    capture_bucket: str | None = None  # None: the uploads bucket
+    capture_prefix: str = Defaults.CAPTURE_PREFIX
     # What decode workers run ("module:function"); the tests' misbehaving doubles replace it. Not an
     # environment variable: nothing outside the code that builds the function can choose it.
     decoder: str = "handler.recognition.imaging:to_pixels"
@@ -141,6 +146,10 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "DECODE_REQUEST_DEADLINE_MS", Defaults.DECODE_REQUEST_DEADLINE_MS, minimum=10
         ),
         decode_fresh_workers=read.flag("DECODE_FRESH_WORKERS"),
+        capture_rate=read.fraction("CAPTURE_RATE") or 0.0,
+        capture_uncertain_rate=read.fraction("CAPTURE_UNCERTAIN_RATE"),
+        capture_bucket=read.optional("CAPTURE_BUCKET"),
+        capture_prefix=read.text("CAPTURE_PREFIX", Defaults.CAPTURE_PREFIX),
     )
 
 

@@ -50,6 +50,7 @@ ROUTES = (
     ("POST", "/predict"),
     ("POST", "/uploads"),
     ("GET", "/results/{upload_id}"),
+    ("POST", "/feedback"),
     ("GET", "/health"),
     ("GET", "/model"),
     ("GET", "/"),
@@ -81,4 +82,5 @@ class Defaults:
     MAX_UPLOAD_BYTES = 20 * 1024 * 1024
     UPLOADS_PREFIX = "uploads/"
     RESULTS_PREFIX = "results/"
+    CAPTURE_PREFIX = "capture/"
     ALLOWED_ORIGINS = "*"

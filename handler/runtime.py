@@ -7,12 +7,14 @@ build a ``Runtime`` from their own ``Settings`` and S3 client instead of patchin
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from handler.config import Settings
 from handler.recognition import memory, model
 from handler.recognition.recognizer import Recognizer
 from handler.recognition.sandbox import DecodeSandbox
+from handler.records.capture import Capture
 from handler.records.storage import Storage
 
 
@@ -21,6 +23,11 @@ class Runtime:
     settings: Settings
     recognizer: Recognizer
     storage: Storage
+
+    @cached_property
+    def capture(self) -> Capture:
+        """Answers sampled into S3 and the feedback on them (off unless a capture rate is set)."""
+        return Capture(self.settings, self.storage.given_client)
 
     @property
     def min_confidence(self) -> float | None:

@@ -26,6 +26,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
+from handler import drift
 from handler.contract import METRICS_NAMESPACE, SERVICE_NAME
 
 UNPUBLISHED = "$LATEST"  # outside Lambda, or an unpublished function
@@ -52,7 +53,10 @@ def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     def run(event: Any, context: Any) -> Any:
         rollout_metrics.add_dimension(name="function", value=function_name())
         rollout_metrics.add_dimension(name="version", value=function_version())
-        return handler(event, context)
+        try:
+            return handler(event, context)
+        finally:
+            drift.flush()  # the model's health samples of this invocation (handler.drift)
 
     return run
 

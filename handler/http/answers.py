@@ -40,6 +40,28 @@ class PredictionAnswer(BaseModel):
     uncertain: bool | None = Field(
         default=None, description="present when MIN_CONFIDENCE applies: top-1 below it, refer to a person"
     )
+    prediction_id: str = Field(
+        description="MODEL:VERSION:UTC-TIME:SHA256-OF-THE-IMAGE; send it back with POST /feedback",
+        examples=["mobilenet_v2:1.0.0:20261127T214420123456Z:" + "9f86d081" * 8],
+    )
+    captured: bool | None = Field(
+        default=None,
+        description="present when this answer was sampled for capture (CAPTURE_RATE): whether it was stored",
+    )
+
+
+class FeedbackRequest(BaseModel):
+    prediction_id: str = Field(description="the answer's prediction_id")
+    label: str = Field(
+        description="the right class: one of the model's classes (GET /model)", examples=["bee"]
+    )
+
+
+class FeedbackAnswer(BaseModel):
+    prediction_id: str
+    label: str = Field(description="the correction, as stored")
+    answered: str | None = Field(description="what the model answered (its top-1 label)")
+    time: str = Field(description="when the correction was stored (UTC, ISO 8601)")
 
 
 class ModelSpec(BaseModel):

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.models import Server
 
 from handler.contract import UPLOAD_EXTENSIONS
+from handler.http.answers import FeedbackRequest
 from handler.http.uploads import UPLOAD_ID
 
 TITLE = "Image recognition API"
@@ -72,6 +73,11 @@ UPLOADS_REQUEST_BODY: dict[str, Any] = {
         }
     },
 }
+FEEDBACK_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "The correction: the answer's prediction_id and the right class.",
+    "content": {"application/json": {"schema": FeedbackRequest.model_json_schema()}},
+}
 # Statuses a route answers beyond 2xx, when it is not what Powertools generated.
 PRODUCED_ERRORS = {("/predict", "post"): {"422"}}
 VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError", "ResponseValidationError")
@@ -100,6 +106,7 @@ def document(resolver: ApiGatewayResolver, top_k: tuple[int, int]) -> dict[str, 
     paths = generated["paths"]
     paths["/predict"]["post"]["requestBody"] = PREDICT_REQUEST_BODY
     paths["/uploads"]["post"]["requestBody"] = UPLOADS_REQUEST_BODY
+    paths["/feedback"]["post"]["requestBody"] = FEEDBACK_REQUEST_BODY
     for parameter in paths["/results/{upload_id}"]["get"]["parameters"]:
         if parameter["name"] == "upload_id":
             parameter["schema"]["pattern"] = UPLOAD_ID.pattern

@@ -16,12 +16,13 @@ from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 
-from handler import signals
+from handler import answering, signals
 from handler.http import page, payload, uploads
-from handler.http.answers import HealthAnswer, ModelAnswer, PredictionAnswer
+from handler.http.answers import FeedbackAnswer, HealthAnswer, ModelAnswer, PredictionAnswer
 from handler.http.web import base_url, error_responses, json_response, request_body
-from handler.recognition.errors import BadRequest, Code
-from handler.recognition.recognizer import answer_for
+from handler.recognition.errors import BadRequest, Code, NotFound, Unavailable, excerpt
+from handler.recognition.recognizer import ImageResult
+from handler.records.capture import PredictionId, PredictionIdError
 from handler.runtime import Runtime
 
 logger = Logger(child=True)
@@ -73,7 +74,7 @@ def predict(
     if images.batch:
         outcomes = runtime.recognizer.classify(images.images, top_k)
         logger.info("classified a batch", extra={"images": len(outcomes)})
-        results = [o.to_dict(runtime.min_confidence) for o in outcomes]
+        results = answering.answers(runtime, images.images, outcomes, source="api")
         count_uncertain(results)
         return json_response(HTTPStatus.OK, {"results": results, "model": info})
     (image,) = images.images
@@ -82,7 +83,7 @@ def predict(
     logger.info(
         "classified", extra={"image_bytes": len(image), "top1": best.label, "probability": best.probability}
     )
-    answer = answer_for(predictions, runtime.min_confidence)
+    (answer,) = answering.answers(runtime, [image], [ImageResult(predictions=predictions)], source="api")
     count_uncertain([answer])
     return json_response(HTTPStatus.OK, {**answer, "model": info})
 
@@ -92,6 +93,64 @@ def count_uncertain(answers: list[dict]) -> None:
     for answer in answers:
         if "uncertain" in answer:
             signals.prediction(uncertain=answer["uncertain"])
+
+
+@router.post(
+    "/feedback",
+    summary="Correct an answer",
+    description=(
+        '`{"prediction_id": "...", "label": "..."}`: the right class for a captured answer, '
+        "stored beside its capture for the next training (`imgrec dataset export`)."
+    ),
+    tags=["feedback"],
+    responses={
+        201: {"description": "Stored", "content": {"application/json": {"model": FeedbackAnswer}}},
+        **error_responses(400, 404, 503),
+    },
+)
+def feedback(request: Request, runtime: RuntimeDep):
+    """A correction for an answer that was captured: the label must be one of the model's classes."""
+    document = payload.parse_json(request_body(request.resolved_event))
+    if not isinstance(document, dict):
+        raise BadRequest(
+            'The body must be JSON like {"prediction_id": "...", "label": "..."}.', Code.INVALID_JSON
+        )
+    try:
+        pid = PredictionId.parse(document.get("prediction_id"))
+    except PredictionIdError as error:
+        raise BadRequest(str(error), Code.INVALID_PREDICTION_ID) from None
+    label = document.get("label")
+    labels = runtime.recognizer.classifier.labels
+    if not isinstance(label, str) or label not in labels:
+        shown = excerpt(label) if isinstance(label, str) else type(label).__name__
+        raise BadRequest(
+            f"label must be one of the model's {len(labels)} classes (GET /model lists them); got {shown!r}.",
+            Code.UNKNOWN_LABEL,
+        )
+    try:
+        captured = runtime.capture.captured(pid)
+    except Exception as error:
+        logger.warning("feedback: capture lookup failed", extra={"error": str(error)[:300]})
+        raise Unavailable(
+            "The capture store could not be read: try again.", Code.STORAGE_UNAVAILABLE
+        ) from None
+    if captured is None:
+        raise NotFound(
+            "No captured answer has this prediction_id: feedback is kept beside a capture, and this "
+            "answer was not sampled (CAPTURE_RATE), has expired, or never existed.",
+            Code.UNKNOWN_PREDICTION,
+        )
+    info = runtime.recognizer.classifier.info.to_dict()
+    try:
+        stored = runtime.capture.store_feedback(pid, label, info)
+    except Exception as error:
+        logger.warning("feedback: store failed", extra={"error": str(error)[:300]})
+        raise Unavailable(
+            "The correction could not be stored: try again.", Code.STORAGE_UNAVAILABLE
+        ) from None
+    answered = (captured.get("predictions") or [{}])[0].get("label")
+    logger.info("feedback", extra={"prediction_id": str(pid), "label": label, "answered": answered})
+    return json_response(HTTPStatus.CREATED, {**stored, "answered": answered})
 
 
 @router.post(

@@ -42,6 +42,10 @@ class Code(StrEnum):
     SOURCE_NOT_FOUND = "source_not_found"
     SOURCE_ACCESS_DENIED = "source_access_denied"
     SOURCE_UNREADABLE = "source_unreadable"
+    INVALID_PREDICTION_ID = "invalid_prediction_id"
+    UNKNOWN_PREDICTION = "unknown_prediction"
+    UNKNOWN_LABEL = "unknown_label"
+    STORAGE_UNAVAILABLE = "storage_unavailable"
 
 
 class Refusal(Exception):
@@ -96,6 +100,12 @@ class NotConfigured(Refusal):
     """The deployment does not offer this feature (no uploads bucket): not a client mistake, not a crash."""
 
     status = HTTPStatus.NOT_IMPLEMENTED
+
+
+class Unavailable(Refusal):
+    """A dependency (S3) failed this request: try again; nothing the client sent was wrong."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
 
 
 class Unprocessable(ClientMistake):

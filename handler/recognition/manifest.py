@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 MANIFEST_FILE = "manifest.json"
@@ -138,6 +139,14 @@ def _check_schema(path: Path, fields: dict) -> None:
             )
     if "output" in fields:
         _field(path, _field(path, fields, "output", dict), "classes", int, "output.")
+    if "calibration" in fields:
+        calibration = _field(path, fields, "calibration", dict)
+        temperature = _field(path, calibration, "temperature", (int, float), "calibration.")
+        if not math.isfinite(temperature) or not 0.05 <= temperature <= 20:
+            raise ManifestError(
+                f"{path}: field 'calibration.temperature' is {temperature!r}; a fitted temperature is "
+                "a finite number from 0.05 to 20"
+            )
     artifacts = fields.get("artifacts", {})
     if not isinstance(artifacts, dict) or not all(isinstance(v, str) for v in artifacts.values()):
         raise ManifestError(f"{path}: field 'artifacts' must map a kind to a file name")

@@ -138,8 +138,23 @@ ENGINES: dict[str, type[LiteRTBackend] | type[KerasBackend]] = {
 }
 
 
+def calibrated(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling applied to probabilities: ``softmax(log(p) / T)``, which equals
+    ``softmax(logits / T)`` for a softmax output (the constant of the log-softmax cancels) and is
+    the same monotone map for a flip-averaged one. ``T > 1`` softens over-confident answers; the
+    ranking never changes. ``T == 1`` returns the input unchanged."""
+    if temperature == 1:
+        return probabilities
+    scaled = np.log(np.clip(probabilities.astype(np.float64), 1e-30, None)) / temperature
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
 class Classifier:
-    """A backend plus its labels: the only thing the entry points call."""
+    """A backend plus its labels: the only thing the entry points call. Answers are calibrated
+    by the manifest's ``calibration.temperature`` when it has one (fitted by ``imgrec train`` on
+    the validation split), so ``min_confidence`` compares a calibrated probability."""
 
     def __init__(
         self,
@@ -153,6 +168,7 @@ class Classifier:
         self.labels = [label for _, label in labels]  # read per request (top_k bound): built once
         self.info = info
         self.manifest = manifest or {}  # what the model directory says of itself (and its card)
+        self.temperature = float(self.manifest.get("calibration", {}).get("temperature", 1.0))
         self.calls = 0  # model invocations so far: lets tests and logs see that batches stay batched
 
     @property
@@ -161,8 +177,8 @@ class Classifier:
         return list(self._labels)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Softmax outputs for ``batch`` (evaluation needs them all, not a ranking)."""
-        return self._backend.probabilities(batch)
+        """Calibrated softmax outputs for ``batch`` (evaluation needs them all, not a ranking)."""
+        return calibrated(self._backend.probabilities(batch), self.temperature)
 
     def renamed(self, info: ModelInfo) -> Classifier:
         """The same loaded model answering under another name or version."""
@@ -172,7 +188,7 @@ class Classifier:
         """Rank the classes of each image in ``batch`` (one model call for the whole batch)."""
         if batch.ndim == 3:
             batch = batch[np.newaxis]
-        probabilities = self._backend.probabilities(batch)
+        probabilities = self.probabilities(batch)
         self.calls += 1
         top = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
         return [

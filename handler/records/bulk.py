@@ -106,7 +106,9 @@ def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
         logger.warning("invalid Map items", extra={"count": len(invalid)})
     outcomes: pipeline.RecordOutcomes = {}
     for group in groups_within([size for _, size in listed], BATCH_BYTES, WAVE_OBJECTS):
-        outcomes.update(pipeline.process(runtime, [listed[index][0] for index in group], force=force))
+        outcomes.update(
+            pipeline.process(runtime, [listed[index][0] for index in group], force=force, source="bulk")
+        )
     failed = [obj.key for obj, outcome in outcomes.items() if isinstance(outcome, TransientError)]
     if failed:
         raise TransientError(
@@ -168,7 +170,7 @@ def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationRespons
         except TransientError as write_error:
             return result("TemporaryFailure", str(write_error))
         return result("PermanentFailure", f"{error.code}: {error.message}")
-    outcome = pipeline.process(runtime, [obj], force=force)[obj]
+    outcome = pipeline.process(runtime, [obj], force=force, source="bulk")[obj]
     if isinstance(outcome, TransientError):
         return result("TemporaryFailure", str(outcome))
     if isinstance(outcome, Refusal):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
+from handler import answering
 from handler.recognition.errors import Refusal
 from handler.records.storage import S3Object, Superseded, TransientError
 
@@ -100,7 +101,9 @@ def _write(runtime: Runtime, obj: S3Object, record: dict[str, Any] | Refusal) ->
 
 
 @tracer.capture_method(capture_response=False)
-def process(runtime: Runtime, objects: Iterable[S3Object], force: bool = False) -> RecordOutcomes:
+def process(
+    runtime: Runtime, objects: Iterable[S3Object], force: bool = False, source: str = "s3"
+) -> RecordOutcomes:
     """Answer every object once; classify all downloaded images in one model call. ``force``
     recomputes objects already answered by this model version. S3 requests run in parallel."""
     started = time.perf_counter()
@@ -132,12 +135,9 @@ def process(runtime: Runtime, objects: Iterable[S3Object], force: bool = False) 
         )
         batch_ms = round((time.perf_counter() - started) * 1000, 2)
         info = runtime.recognizer.classifier.info.to_dict()
-        for obj, answer in zip(downloaded, answers, strict=True):
-            to_write[obj] = answer.error or {
-                **answer.to_dict(runtime.min_confidence),
-                "model": info,
-                "batch_ms": batch_ms,
-            }
+        built = answering.answers(runtime, list(downloaded.values()), answers, source)
+        for obj, result, answer in zip(downloaded, answers, built, strict=True):
+            to_write[obj] = result.error or {**answer, "model": info, "batch_ms": batch_ms}
         written = pool.map(lambda o: _write(runtime, o, to_write[o]), to_write)
         for obj, outcome in zip(to_write, written, strict=True):
             outcomes[obj] = outcome

@@ -116,6 +116,11 @@ class Storage:
     def client(self):
         return self._given if self._given is not None else new_client()
 
+    @property
+    def given_client(self) -> Any:
+        """The client this storage was given (tests, local S3), or None: others share it."""
+        return self._given
+
     @cached_property
     def post_origin(self) -> str | None:
         """Where browsers POST presigned uploads (scheme and host); None without an uploads bucket.

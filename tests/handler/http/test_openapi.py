@@ -75,5 +75,6 @@ def test_real_answers_match_the_documented_schemas(app, grace_hopper: bytes) -> 
     ErrorAnswer.model_validate(body_json(bad))
     health = app.api_handler(rest_event("GET", "/health"), LocalContext())
     HealthAnswer.model_validate(body_json(health))
-    # "uncertain" appears only when a confidence threshold applies (none for ImageNet by default).
-    assert json.loads(ok["body"]).keys() == PredictionAnswer.model_fields.keys() - {"uncertain"}
+    # "uncertain" appears only when a confidence threshold applies (none for ImageNet by default),
+    # "captured" only when capture sampled the answer (off by default).
+    assert json.loads(ok["body"]).keys() == PredictionAnswer.model_fields.keys() - {"uncertain", "captured"}

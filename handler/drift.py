@@ -1,0 +1,62 @@
+"""The model's health in production, per model version: what its answers look like, beside the
+card's validation baseline, so a drift alarm can say "this version answers differently now".
+
+One EMF blob of its own (``EphemeralMetrics``) whose dimensions are the service, the model and its
+version (the rollout signals are per function version: another question). Per prediction:
+
+- ``Top1Confidence``: the top-1 probability (calibrated when the model has a temperature);
+- ``ModelUncertain``: 0 or 1, when a confidence threshold applies (Average: the uncertain rate);
+- ``TopClass_<label>``: for models of at most ``WATCHED_CLASSES`` classes, 1 for the top-1 class
+  and 0 for the others (Average: the class's share). ImageNet's 1,000 classes would be 1,000
+  metrics per version (about $300 a month): they are not watched one by one.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+from handler.contract import METRICS_NAMESPACE, SERVICE_NAME
+
+WATCHED_CLASSES = 10
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+model_metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+
+
+def class_metric(label: str) -> str:
+    """``TopClass_<label>``, the label reduced to characters every metric tool accepts."""
+    return "TopClass_" + _UNSAFE.sub("_", label)[:200]
+
+
+def observe(answers: list[dict], model: dict, labels: list[str]) -> None:
+    """One sample per answered image (error answers carry no prediction and are skipped)."""
+    if is_metrics_disabled():
+        return
+    predicted = [a for a in answers if a.get("predictions")]
+    if not predicted:
+        return
+    if "model" not in model_metrics.dimension_set:
+        model_metrics.add_dimension(name="model", value=model["name"])
+        model_metrics.add_dimension(name="model_version", value=model["version"])
+    watched = labels if len(labels) <= WATCHED_CLASSES else []
+    for answer in predicted:
+        top = answer["predictions"][0]
+        model_metrics.add_metric(name="Top1Confidence", unit=MetricUnit.NoUnit, value=top["probability"])
+        if "uncertain" in answer:
+            model_metrics.add_metric(
+                name="ModelUncertain", unit=MetricUnit.Count, value=1 if answer["uncertain"] else 0
+            )
+        for label in watched:
+            model_metrics.add_metric(
+                name=class_metric(label), unit=MetricUnit.Count, value=1 if top["label"] == label else 0
+            )
+
+
+def flush() -> None:
+    """Publish what this invocation observed (a no-op when it observed nothing)."""
+    if model_metrics.metric_set:
+        model_metrics.flush_metrics()
+    model_metrics.clear_metrics()

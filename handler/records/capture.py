@@ -1,0 +1,223 @@
+"""Production data for the model's next version: every answer's ``prediction_id``, a sampled
+capture of the image and its answer, and the corrections people send back.
+
+``prediction_id`` is ``{model}:{version}:{UTC time}:{sha256 of the image}``: it says which image,
+which model and when, and it is where the capture lives, so ``POST /feedback`` finds it without a
+database. Capture is off unless ``CAPTURE_RATE`` (or ``CAPTURE_UNCERTAIN_RATE``) is above 0; a
+sampled answer stores the image and its answer side by side::
+
+    {CAPTURE_PREFIX}{model}/{version}/{yyyy}/{mm}/{dd}/{prediction_id}.{ext}
+    {CAPTURE_PREFIX}{model}/{version}/{yyyy}/{mm}/{dd}/{prediction_id}.json
+    {CAPTURE_PREFIX}{model}/{version}/{yyyy}/{mm}/{dd}/{prediction_id}.feedback.json   (POST /feedback)
+
+A capture never fails an answer and never holds it long: one PUT per file on a client with 1 s
+timeouts and no retries; a failure is the ``CaptureFailed`` metric and a warning in the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+from urllib.parse import quote, unquote
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from handler.config import Settings
+
+logger = Logger(child=True)
+metrics = Metrics()
+
+STAMP = "%Y%m%dT%H%M%S%fZ"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_STAMP = re.compile(r"\d{8}T\d{12}Z")
+# The longest id accepted from a client: model and version names are short, quoted at most 3x.
+MAX_ID_LENGTH = 600
+# (signature at offset 0, extension, content type); HEIF-family files say "ftyp" at offset 4.
+SIGNATURES = (
+    (b"\xff\xd8", "jpg", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "png", "image/png"),
+    (b"GIF8", "gif", "image/gif"),
+    (b"II*\x00", "tiff", "image/tiff"),
+    (b"MM\x00*", "tiff", "image/tiff"),
+    (b"BM", "bmp", "image/bmp"),
+)
+
+
+class PredictionIdError(ValueError):
+    """A string that is not a prediction_id this service writes."""
+
+
+@dataclass(frozen=True)
+class PredictionId:
+    model: str
+    version: str
+    time: datetime
+    sha256: str
+
+    def __str__(self) -> str:
+        return ":".join((quote(self.model, safe=""), quote(self.version, safe=""), self.stamp, self.sha256))
+
+    @property
+    def stamp(self) -> str:
+        return self.time.strftime(STAMP)
+
+    def key(self, prefix: str, suffix: str) -> str:
+        """Where this prediction's file ``suffix`` (``jpg``, ``json``, ``feedback.json``) lives."""
+        model, version = quote(self.model, safe=""), quote(self.version, safe="")
+        return f"{prefix}{model}/{version}/{self.time:%Y/%m/%d}/{self}.{suffix}"
+
+    @classmethod
+    def new(cls, image: bytes, model: str, version: str, now: datetime | None = None) -> PredictionId:
+        return cls(model, version, now or datetime.now(UTC), hashlib.sha256(image).hexdigest())
+
+    @classmethod
+    def parse(cls, text: Any) -> PredictionId:
+        """The id a client sent back; ``PredictionIdError`` saying why when it is not one of ours."""
+        if not isinstance(text, str) or not 0 < len(text) <= MAX_ID_LENGTH:
+            raise PredictionIdError("prediction_id must be the string an answer carried.")
+        parts = text.split(":")
+        if len(parts) != 4 or not all(parts):
+            raise PredictionIdError("prediction_id must be MODEL:VERSION:TIME:SHA256, as answers carry it.")
+        model, version, stamp, digest = parts
+        if not _STAMP.fullmatch(stamp) or not _SHA256.fullmatch(digest):
+            raise PredictionIdError("prediction_id's time or image digest is not one an answer carries.")
+        try:
+            time = datetime.strptime(stamp, STAMP).replace(tzinfo=UTC)
+        except ValueError:
+            raise PredictionIdError("prediction_id's time is not a date.") from None
+        return cls(unquote(model), unquote(version), time, digest)
+
+
+def image_type(image: bytes) -> tuple[str, str]:
+    """(extension, content type) of an image from its first bytes."""
+    for signature, extension, content_type in SIGNATURES:
+        if image.startswith(signature):
+            return extension, content_type
+    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        return "webp", "image/webp"
+    if image[4:8] == b"ftyp":
+        brand = image[8:12]
+        return ("avif", "image/avif") if brand.startswith(b"avi") else ("heic", "image/heic")
+    return "bin", "application/octet-stream"
+
+
+def new_capture_client(endpoint_url: str | None = None):
+    """An S3 client that gives up fast: a capture must never hold an answer for long."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 1},
+        connect_timeout=1,
+        read_timeout=1,
+        signature_version="s3v4",
+    )
+    return boto3.session.Session().client("s3", config=config, endpoint_url=endpoint_url)
+
+
+class Capture:
+    """Samples answers into S3 and keeps the corrections people send for them."""
+
+    def __init__(
+        self, settings: Settings, client: Any = None, draw: Callable[[], float] = random.random
+    ) -> None:
+        self.bucket = settings.capture_bucket or settings.uploads_bucket
+        self.prefix = settings.capture_prefix
+        self.rate = settings.capture_rate
+        self.uncertain_rate = (
+            settings.capture_rate
+            if settings.capture_uncertain_rate is None
+            else settings.capture_uncertain_rate
+        )
+        self._given = client
+        self._draw = draw
+
+    @cached_property
+    def client(self):
+        return self._given if self._given is not None else new_capture_client()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bucket) and (self.rate > 0 or self.uncertain_rate > 0)
+
+    def sampled_by(self, answer: dict) -> str | None:
+        """Why this answer is captured (``rate`` or ``uncertain_rate``), or None: one draw."""
+        if not self.enabled or "predictions" not in answer:
+            return None
+        uncertain = bool(answer.get("uncertain"))
+        rate, reason = (self.uncertain_rate, "uncertain_rate") if uncertain else (self.rate, "rate")
+        return reason if rate > 0 and self._draw() < rate else None
+
+    def store(
+        self, pid: PredictionId, image: bytes, answer: dict, model: dict, source: str, reason: str
+    ) -> bool:
+        """The image and its answer, side by side; False (and ``CaptureFailed``) if S3 said no."""
+        extension, content_type = image_type(image)
+        image_key = pid.key(self.prefix, extension)
+        record = {
+            "prediction_id": str(pid),
+            "time": pid.time.isoformat().replace("+00:00", "Z"),
+            "source": source,
+            "image": {
+                "key": image_key,
+                "sha256": pid.sha256,
+                "bytes": len(image),
+                "content_type": content_type,
+            },
+            "model": model,
+            **{k: answer[k] for k in ("predictions", "uncertain") if k in answer},
+            "sampled_by": reason,
+        }
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=image_key, Body=image, ContentType=content_type)
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=pid.key(self.prefix, "json"),
+                Body=json.dumps(record, indent=2).encode(),
+                ContentType="application/json",
+            )
+        except Exception as error:  # any SDK or network failure: the answer goes out regardless
+            logger.warning("capture failed", extra={"prediction_id": str(pid), "error": str(error)[:300]})
+            metrics.add_metric(name="CaptureFailed", unit=MetricUnit.Count, value=1)
+            return False
+        metrics.add_metric(name="CaptureStored", unit=MetricUnit.Count, value=1)
+        return True
+
+    def captured(self, pid: PredictionId) -> dict | None:
+        """The stored answer of ``pid``, or None when nothing was captured under it."""
+        from handler.records.storage import is_missing
+
+        if not self.bucket:
+            return None
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=pid.key(self.prefix, "json"))["Body"].read()
+        except Exception as error:
+            if is_missing(error):
+                return None
+            raise
+        return json.loads(body)
+
+    def store_feedback(self, pid: PredictionId, label: str, model: dict) -> dict:
+        """The correction beside its capture (a later one replaces it)."""
+        feedback = {
+            "prediction_id": str(pid),
+            "label": label,
+            "time": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "model": {"name": model["name"], "version": model["version"]},
+        }
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=pid.key(self.prefix, "feedback.json"),
+            Body=json.dumps(feedback, indent=2).encode(),
+            ContentType="application/json",
+        )
+        metrics.add_metric(name="FeedbackStored", unit=MetricUnit.Count, value=1)
+        return feedback

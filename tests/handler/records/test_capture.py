@@ -1,0 +1,287 @@
+"""prediction_id, capture and feedback, on moto's S3 server with the real model and photos."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from devtools.context import LocalContext
+from devtools.events import http_event, rest_event, s3_event
+from handler.records.capture import PredictionId, PredictionIdError, image_type, new_capture_client
+from tests.support import PHOTOS, body_json, s3_client_for
+
+GRACE = (PHOTOS / "grace_hopper.jpg").read_bytes()
+CAT = (PHOTOS / "cat.bmp").read_bytes()
+
+
+@pytest.fixture
+def bucket(s3_client) -> str:
+    name = f"capture-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def capturing(configure, moto_s3, bucket):
+    """The function with every answer captured into ``bucket``."""
+    return configure(s3_client=s3_client_for(moto_s3), uploads_bucket=bucket, capture_rate=1.0)
+
+
+def predict(app, image: bytes, door=rest_event) -> dict:
+    headers = {"Content-Type": "image/jpeg"}
+    return app.api_handler(door("POST", "/predict", body=image, headers=headers), LocalContext())
+
+
+def send_feedback(app, document, door=rest_event) -> dict:
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
+    headers = {"Content-Type": "application/json"}
+    return app.api_handler(door("POST", "/feedback", body=body, headers=headers), LocalContext())
+
+
+def stored(s3_client, bucket: str, prefix: str = "capture/") -> dict[str, bytes]:
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: s3_client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+
+
+# --- prediction_id -------------------------------------------------------------------------------
+
+
+def test_a_prediction_id_names_the_image_the_model_and_the_time() -> None:
+    now = datetime(2026, 11, 27, 21, 44, 20, 123456, tzinfo=UTC)
+    pid = PredictionId.new(GRACE, "my model/v2", "1.0:rc", now)
+    text = str(pid)
+    assert text == f"my%20model%2Fv2:1.0%3Arc:20261127T214420123456Z:{hashlib.sha256(GRACE).hexdigest()}"
+    assert PredictionId.parse(text) == pid
+    assert pid.key("capture/", "jpg") == f"capture/my%20model%2Fv2/1.0%3Arc/2026/11/27/{text}.jpg"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        None,
+        42,
+        "",
+        "a:b:c",
+        "a:b:c:d:e",
+        "m:v:20261127T214420123456Z:" + "g" * 64,
+        "m:v:20261127T214420123456Z:" + "a" * 63,
+        "m:v:2026-11-27T21:44:20Z:" + "a" * 64,
+        "m:v:20261399T214420123456Z:" + "a" * 64,  # month 13
+        "m::20261127T214420123456Z:" + "a" * 64,
+        "m:v:20261127T214420123456Z:" + "a" * 64 + "\n",
+        "x" * 10_000,
+    ],
+)
+def test_anything_else_is_not_a_prediction_id(hostile) -> None:
+    with pytest.raises(PredictionIdError):
+        PredictionId.parse(hostile)
+
+
+@pytest.mark.parametrize(
+    ("start", "extension"),
+    [
+        (GRACE[:16], "jpg"),
+        (CAT[:16], "bmp"),
+        (b"\x89PNG\r\n\x1a\n", "png"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "webp"),
+        (b"\x00\x00\x00\x1cftypavif", "avif"),
+        (b"\x00\x00\x00\x1cftypheic", "heic"),
+        (b"GIF89a", "gif"),
+        (b"II*\x00", "tiff"),
+        (b"hello", "bin"),
+    ],
+)
+def test_a_captured_image_keeps_its_type(start: bytes, extension: str) -> None:
+    assert image_type(start)[0] == extension
+
+
+# --- answers -------------------------------------------------------------------------------------
+
+
+def test_every_answer_has_a_prediction_id_and_capture_is_off_by_default(app, s3_client) -> None:
+    answer = body_json(predict(app, GRACE))
+    pid = PredictionId.parse(answer["prediction_id"])
+    assert (pid.model, pid.version, pid.sha256) == (
+        "mobilenet_v2",
+        "1.0.0",
+        hashlib.sha256(GRACE).hexdigest(),
+    )
+    assert abs((datetime.now(UTC) - pid.time).total_seconds()) < 60
+    assert "captured" not in answer
+
+
+@pytest.mark.parametrize("door", [rest_event, http_event])
+def test_a_captured_answer_stores_the_image_and_its_answer_side_by_side(
+    capturing, s3_client, bucket, door
+) -> None:
+    answer = body_json(predict(capturing, GRACE, door))
+    assert answer["captured"] is True
+    pid = PredictionId.parse(answer["prediction_id"])
+    files = stored(s3_client, bucket)
+    day = f"capture/mobilenet_v2/1.0.0/{pid.time:%Y/%m/%d}/{answer['prediction_id']}"
+    assert set(files) == {f"{day}.jpg", f"{day}.json"}
+    assert files[f"{day}.jpg"] == GRACE
+    record = json.loads(files[f"{day}.json"])
+    assert record["prediction_id"] == answer["prediction_id"] and record["source"] == "api"
+    assert record["predictions"] == answer["predictions"]
+    assert record["predictions"][0]["label"] == "military_uniform"
+    assert record["image"] == {
+        "key": f"{day}.jpg",
+        "sha256": hashlib.sha256(GRACE).hexdigest(),
+        "bytes": len(GRACE),
+        "content_type": "image/jpeg",
+    }
+    assert record["model"]["name"] == "mobilenet_v2" and record["sampled_by"] == "rate"
+
+
+def test_a_batch_captures_each_photo_and_not_the_refused_one(capturing, s3_client, bucket) -> None:
+    body = json.dumps(
+        {"images": [__import__("base64").b64encode(x).decode() for x in (GRACE, b"not an image", CAT)]}
+    ).encode()
+    answer = body_json(
+        capturing.api_handler(
+            rest_event("POST", "/predict", body=body, headers={"Content-Type": "application/json"}),
+            LocalContext(),
+        )
+    )
+    first, refused, third = answer["results"]
+    assert first["captured"] and third["captured"] and "prediction_id" not in refused
+    assert first["prediction_id"] != third["prediction_id"]
+    assert sorted(k.rsplit(".", 1)[1] for k in stored(s3_client, bucket)) == ["bmp", "jpg", "json", "json"]
+
+
+def test_uncertain_answers_are_captured_at_their_own_rate(configure, moto_s3, s3_client, bucket) -> None:
+    """Rate 0 for confident answers, 1 for uncertain ones: a threshold above every probability
+    makes the cat uncertain; a threshold of 0 makes it confident, and nothing is stored."""
+    client = s3_client_for(moto_s3)
+    sure = configure(
+        s3_client=client,
+        uploads_bucket=bucket,
+        capture_rate=0.0,
+        capture_uncertain_rate=1.0,
+        min_confidence=0.0,
+    )
+    assert "captured" not in body_json(predict(sure, CAT))
+    assert stored(s3_client, bucket) == {}
+    unsure = configure(
+        s3_client=client,
+        uploads_bucket=bucket,
+        capture_rate=0.0,
+        capture_uncertain_rate=1.0,
+        min_confidence=1.0,
+    )
+    answer = body_json(predict(unsure, CAT))
+    assert answer["uncertain"] is True and answer["captured"] is True
+    (record,) = [json.loads(v) for k, v in stored(s3_client, bucket).items() if k.endswith(".json")]
+    assert record["uncertain"] is True and record["sampled_by"] == "uncertain_rate"
+
+
+def test_stored_objects_get_a_prediction_id_and_are_captured_too(capturing, s3_client, bucket) -> None:
+    s3_client.put_object(Bucket=bucket, Key="uploads/cat.bmp", Body=CAT)
+    etag = s3_client.head_object(Bucket=bucket, Key="uploads/cat.bmp")["ETag"].strip('"')
+    capturing.s3_handler(s3_event(bucket, [("uploads/cat.bmp", etag, len(CAT))]), LocalContext())
+    record = json.loads(
+        s3_client.get_object(Bucket=bucket, Key="results/uploads/cat.bmp.json")["Body"].read()
+    )
+    pid = PredictionId.parse(record["prediction_id"])
+    assert pid.sha256 == hashlib.sha256(CAT).hexdigest() and record["captured"] is True
+    (answer,) = [json.loads(v) for k, v in stored(s3_client, bucket).items() if k.endswith(".json")]
+    assert answer["source"] == "s3" and answer["prediction_id"] == record["prediction_id"]
+
+
+class Refusing:
+    """An S3 client whose every call fails, as a full bucket policy or an outage would."""
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise RuntimeError(f"{name}: S3 is down")
+
+        return fail
+
+
+def test_a_failed_capture_is_a_metric_not_an_error(configure, capsys) -> None:
+    app = configure(s3_client=Refusing(), uploads_bucket="anywhere", capture_rate=1.0)
+    answer = predict(app, GRACE)
+    assert answer["statusCode"] == 200
+    body = body_json(answer)
+    assert body["captured"] is False and body["predictions"][0]["label"] == "military_uniform"
+    assert '"CaptureFailed":[1.0]' in capsys.readouterr().out.replace(" ", "")
+
+
+@pytest.mark.slow
+def test_a_capture_store_that_hangs_holds_the_answer_seconds_not_forever(configure) -> None:
+    """A server that accepts the connection and never answers: the capture client's read timeout
+    (1 s, no retry) ends the wait; the answer still goes out, uncaptured."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    held = []
+    threading.Thread(target=lambda: held.append(listener.accept()), daemon=True).start()
+    port = listener.getsockname()[1]
+    import os
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    client = new_capture_client(endpoint_url=f"http://127.0.0.1:{port}")
+    app = configure(s3_client=client, uploads_bucket="hanging", capture_rate=1.0)
+    started = time.monotonic()
+    answer = predict(app, GRACE)
+    waited = time.monotonic() - started
+    listener.close()
+    assert answer["statusCode"] == 200 and body_json(answer)["captured"] is False
+    assert waited < 10, f"the answer waited {waited:.1f} s for a hanging capture store"
+
+
+# --- feedback ------------------------------------------------------------------------------------
+
+
+def test_feedback_is_stored_beside_its_capture(capturing, s3_client, bucket) -> None:
+    pid = body_json(predict(capturing, CAT))["prediction_id"]
+    answer = send_feedback(capturing, {"prediction_id": pid, "label": "tiger_cat"})
+    assert answer["statusCode"] == 201, answer["body"]
+    body = body_json(answer)
+    assert body["label"] == "tiger_cat" and body["answered"] == "Egyptian_cat"
+    key = PredictionId.parse(pid).key("capture/", "feedback.json")
+    feedback = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert feedback["prediction_id"] == pid and feedback["label"] == "tiger_cat"
+    assert feedback["model"] == {"name": "mobilenet_v2", "version": "1.0.0"}
+
+
+@pytest.mark.parametrize(
+    ("document", "status", "code"),
+    [
+        (b"{not json", 400, "invalid_json"),
+        (b"[]", 400, "invalid_json"),
+        ({"label": "tiger_cat"}, 400, "invalid_prediction_id"),
+        ({"prediction_id": "m:v:t:s", "label": "tiger_cat"}, 400, "invalid_prediction_id"),
+        ({"prediction_id": "GOOD", "label": "not_a_class"}, 400, "unknown_label"),
+        ({"prediction_id": "GOOD", "label": ["tiger_cat"]}, 400, "unknown_label"),
+        ({"prediction_id": "GOOD"}, 400, "unknown_label"),
+        ({"prediction_id": "UNKNOWN", "label": "tiger_cat"}, 404, "unknown_prediction"),
+    ],
+)
+def test_bad_feedback_gets_a_clear_error(capturing, document, status: int, code: str) -> None:
+    if isinstance(document, dict) and document.get("prediction_id") in ("GOOD", "UNKNOWN"):
+        if document["prediction_id"] == "GOOD":
+            document["prediction_id"] = body_json(predict(capturing, CAT))["prediction_id"]
+        else:  # well formed, never captured
+            document["prediction_id"] = str(PredictionId.new(b"never sent", "mobilenet_v2", "1.0.0"))
+    answer = send_feedback(capturing, document)
+    assert answer["statusCode"] == status, answer["body"]
+    assert body_json(answer)["code"] == code
+
+
+def test_feedback_without_capture_is_404_and_a_broken_store_503(configure) -> None:
+    pid = str(PredictionId.new(CAT, "mobilenet_v2", "1.0.0"))
+    off = configure()  # no bucket at all
+    assert send_feedback(off, {"prediction_id": pid, "label": "tiger_cat"})["statusCode"] == 404
+    broken = configure(s3_client=Refusing(), uploads_bucket="anywhere", capture_rate=1.0)
+    answer = send_feedback(broken, {"prediction_id": pid, "label": "tiger_cat"})
+    assert answer["statusCode"] == 503 and body_json(answer)["code"] == "storage_unavailable"
