@@ -201,3 +201,52 @@ def test_several_photos_are_one_batch_with_a_result_each(browser: Browser, site_
     OUTPUT.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT / "demo-page-batch.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture(scope="module")
+def site_capturing(configure, moto_s3, s3_client) -> Iterator[tuple[str, str]]:
+    """The page on a function that captures every answer into a moto bucket."""
+    import uuid
+
+    from tests.support import s3_client_for
+
+    bucket = f"capture-{uuid.uuid4().hex[:10]}"
+    s3_client.create_bucket(Bucket=bucket)
+    overrides = {"s3_client": s3_client_for(moto_s3), "uploads_bucket": bucket, "capture_rate": 1.0}
+    with local_site(configure, stage="prod", **overrides) as url:
+        yield url, bucket
+
+
+def test_a_captured_answer_can_be_corrected_from_the_page(
+    browser: Browser, site_capturing, s3_client
+) -> None:
+    import json
+
+    url, bucket = site_capturing
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.goto(url)
+    expect(page.locator("#subtitle")).to_contain_text("mobilenet_v2")  # GET /model answered: classes known
+    analyze(page, PHOTOS / "cat.bmp")
+    form = page.locator("#results form.feedback")
+    expect(form).to_be_visible(timeout=30_000)
+    expect(form.locator("select option")).to_have_count(1000)
+    expect(form.locator("select")).to_have_value("Egyptian_cat")  # the answer, preselected
+    form.locator("select").select_option("tiger_cat")
+    form.locator("button").click()
+    expect(form.locator("[role=status]")).to_have_text(re.compile("the correction is stored"), timeout=10_000)
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="capture/")["Contents"]
+    (feedback,) = [o["Key"] for o in listed if o["Key"].endswith(".feedback.json")]
+    stored = json.loads(s3_client.get_object(Bucket=bucket, Key=feedback)["Body"].read())
+    assert stored["label"] == "tiger_cat"
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "demo-page-feedback.png"), full_page=True)
+    context.close()
+
+
+def test_an_uncaptured_answer_offers_no_correction(visit) -> None:
+    page, problems, _ = visit()
+    analyze(page, PHOTOS / "cat.bmp")
+    expect(page.locator("#results .predictions li").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#results form.feedback")).to_have_count(0)
+    assert not problems, problems
