@@ -27,7 +27,7 @@ def blocks(language: str, containing: str = "") -> list[str]:
 
 @pytest.fixture(scope="module")
 def base_url(configure) -> Iterator[str]:
-    with local_site(configure, uploads=True) as url:
+    with local_site(configure, uploads=True, capture_rate=1.0) as url:  # the feedback example needs it
         yield url
 
 
@@ -67,6 +67,8 @@ def test_curl_examples(example: str, base_url: str, workdir: Path) -> None:
         assert answer["predictions"][0]["label"] == "military_uniform"
         top_k = re.search(r"top_k=(\d+)", example)
         assert len(answer["predictions"]) == (int(top_k.group(1)) if top_k else 5)
+    elif "answered" in answer:  # POST feedback on the answer the example just got
+        assert (answer["label"], answer["answered"]) == ("suit", "military_uniform"), answer
     elif "status" in answer:
         assert answer["status"] == "ok" and answer["limits"]["max_image_bytes"] == 6 * 1024 * 1024
     else:
