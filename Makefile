@@ -36,7 +36,7 @@ REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt in
 
 FORCE:
 
-.PHONY: FORCE lock base-digests check train evaluate train-examples bench bench-backfill bench-recipes bench-train rollout-demo backfill-demo smoke fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
+.PHONY: FORCE lock base-digests check train evaluate train-examples bench bench-backfill bench-recipes bench-train bench-capture rollout-demo backfill-demo smoke fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
 	bootstrap deploy destroy
 
 help: ## list the targets
@@ -152,6 +152,9 @@ train-examples: model keras-cache ## train both shared datasets with the documen
 
 bench-recipes: model keras-cache ## the training recipes on both shared datasets' test splits (and ImageNet's zero-shot answer): writes build/bench/recipes.md (WRITE_DOCS=1: docs/)
 	$(PY) -m bench.recipes $(DOCS_FLAG) $(RECIPES_ARGS)
+
+bench-capture: model ## what capture costs an answer: p50/p99 of POST /predict with capture off and CAPTURE_RATE=1 (moto S3): writes build/bench/capture.md (WRITE_DOCS=1: docs/)
+	$(PY) -m bench.capture $(DOCS_FLAG)
 
 bench-train: model keras-cache ## training's peak memory (10,000 generated photos, the shared sets) and the feature cache's speed-up: writes build/bench/training.md (WRITE_DOCS=1: docs/)
 	$(PY) -m bench.training $(DOCS_FLAG) $(BENCH_TRAIN_ARGS)

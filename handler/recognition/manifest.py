@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 MANIFEST_FILE = "manifest.json"
@@ -46,6 +49,19 @@ class IntegrityError(ModelError):
 class ManifestError(ModelError):
     """The manifest or ``labels.json`` is malformed or asks for what this service cannot serve; the
     message names the file and the field."""
+
+
+def replace_model_dir(staging: Path, out: Path) -> None:
+    """``out`` becomes ``staging`` (a fully written model directory); an earlier model there, with
+    whatever folders it holds (``check/``, ``evaluation/``), is moved aside first and removed only
+    once the new one is in place: an interruption leaves one of the two, never neither."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def sha256_of(path: Path) -> str:

@@ -162,11 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=args.out.parent))
     manifest = export(staging, args.version, args.calibration_photos if args.quantize else None)
     staging.chmod(0o755)  # mkdtemp makes it private; the image copies it for the Lambda user
-    if args.out.exists():
-        for old in args.out.iterdir():
-            old.unlink()
-        args.out.rmdir()
-    os.replace(staging, args.out)
+    model_manifest.replace_model_dir(staging, args.out)  # check/ and other folders included
     sizes = ", ".join(f"{name} {info['bytes'] / 1e6:.1f} MB" for name, info in manifest["files"].items())
     print(f"model {manifest['name']} {manifest['version']} written to {args.out}: {sizes}")
     return 0

@@ -67,3 +67,22 @@ def test_make_model_quantize_int8_measures_its_agreement(tmp_path) -> None:
 
     photo = imaging.to_array((PHOTOS / "grace_hopper.jpg").read_bytes(), imaging.DecodeLimits(10**7, 10**8))
     assert classifier.classify(photo, top_k=1)[0][0].label == "military_uniform"
+
+
+def test_a_model_directory_is_replaced_whole_folders_included(tmp_path) -> None:
+    """``make model`` over an earlier export that has its check set (``check/``) and an evaluation
+    folder: the old directory goes whole, once the new one is in place. (The old way unlinked
+    files one by one and stopped at the first folder, leaving half a model.)"""
+    from handler.recognition.manifest import replace_model_dir
+
+    out = tmp_path / "model"
+    (out / "check" / "photos").mkdir(parents=True)
+    (out / "check" / "check.json").write_text("{}")
+    (out / "model.tflite").write_bytes(b"old")
+    staging = tmp_path / ".model-new"
+    staging.mkdir()
+    (staging / "model.tflite").write_bytes(b"new")
+    replace_model_dir(staging, out)
+    assert sorted(p.name for p in out.iterdir()) == ["model.tflite"]
+    assert (out / "model.tflite").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "nothing left aside"
