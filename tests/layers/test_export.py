@@ -86,3 +86,23 @@ def test_a_model_directory_is_replaced_whole_folders_included(tmp_path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["model.tflite"]
     assert (out / "model.tflite").read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "nothing left aside"
+
+
+@pytest.mark.slow
+def test_held_back_photos_give_the_export_a_temperature(tmp_path) -> None:
+    """``make model CALIBRATE=DIR``: folders named after ImageNet labels (or WordNet ids); the
+    fitted temperature is one the manifest accepts, with the calibration error before and after."""
+    import shutil
+
+    from layers.model.export import calibrate
+    from tests.support import MODEL_DIR, SHARED
+
+    photos = tmp_path / "held-back"
+    for imagenet, folder in (("ant", "ants"), ("n02206856", "bees")):  # a label, a WordNet id
+        (photos / imagenet).mkdir(parents=True)
+        for photo in sorted((SHARED / "datasets" / "hymenoptera" / "train" / folder).iterdir())[:10]:
+            shutil.copy(photo, photos / imagenet / photo.name)
+    fitted = calibrate(MODEL_DIR, photos)
+    assert 0.05 <= fitted["temperature"] <= 20 and fitted["temperature"] != 1.0
+    assert fitted["method"] == "temperature scaling, fitted on 20 photos of held-back"
+    assert 0 <= fitted["ece_before"] <= 1 and 0 <= fitted["ece_after"] <= 1
