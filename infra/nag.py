@@ -111,6 +111,12 @@ def fixed_accepted(stack: ImageRecognitionStack) -> tuple[Accepted, ...]:
             f"{settings.results_prefix} only; the API reads them for GET /results/{{id}}.",
             ("Functions/Worker", "Functions/Api", *functions[2:]),
         ),
+        Accepted(
+            wildcard(stack, stack.capture.objects),
+            "Sampled predictions are stored (and the API stores and reads their feedback) under the "
+            "capture prefix only, in keys named by the prediction id: unknown in advance.",
+            ("Functions/Api", *(functions[1:] if settings.capture_on else ())),
+        ),
     )
 
 

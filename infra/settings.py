@@ -35,6 +35,12 @@ PARENT_MB = {"litert": 512, "keras": 1536}
 MIN_DECODE_MEMORY_MB, MAX_DECODE_MEMORY_MB = 256, 2048
 
 
+# Where sampled predictions are stored in the capture bucket (CAPTURE_PREFIX; handler/records/capture.py).
+CAPTURE_PREFIX = Defaults.CAPTURE_PREFIX
+# Drift alarms wait this many periods; CloudWatch evaluates at most one day of periods.
+DRIFT_EVALUATION_PERIODS = 3
+MAX_DRIFT_PERIOD_MINUTES = 24 * 60 // DRIFT_EVALUATION_PERIODS
+
 # The canary (10 % for 5 minutes) and how many 1-minute periods a rollback alarm may wait within it.
 CANARY_MINUTES = 5
 MAX_ROLLBACK_MINUTES = 3  # + a partial first minute + about a minute of CloudWatch's delay < 5
@@ -195,6 +201,40 @@ class Settings:
         default=1, metadata={"doc": "failed batches (after retries) a run tolerates, in % of batches"}
     )
     backfill_timeout_seconds: int = field(default=300, metadata={"doc": "bulk worker timeout for one batch"})
+    capture_rate: float = field(
+        default=0.0,
+        metadata={"doc": "share of predictions stored with their image under capture/ (0: off, 1: all)"},
+    )
+    capture_uncertain_rate: str = field(
+        default="",
+        metadata={"doc": "share of `uncertain` predictions stored, 0 to 1 (empty: captureRate)"},
+    )
+    capture_expiry_days: int = field(
+        default=90, metadata={"doc": "days before captured images, answers and feedback expire (1 or more)"}
+    )
+    capture_bucket: str = field(
+        default="",
+        metadata={"doc": "an existing bucket (name) to capture into (empty: the uploads bucket)"},
+    )
+    feedback_throttle_rate_limit: int = field(
+        default=5, metadata={"doc": "POST /feedback steady-state requests per second (its own limit)"}
+    )
+    feedback_throttle_burst_limit: int = field(default=10, metadata={"doc": "POST /feedback burst requests"})
+    drift_uncertain_rate_points: float = field(
+        default=15.0,
+        metadata={"doc": "drift alarm: `uncertain` rate this many points away from the card's baseline"},
+    )
+    drift_class_share_points: float = field(
+        default=20.0,
+        metadata={"doc": "drift alarm: a class's share of top-1 answers this many points from the baseline"},
+    )
+    drift_min_predictions: int = field(
+        default=100, metadata={"doc": "drift alarms: a period with fewer predictions is not evidence"}
+    )
+    drift_period_minutes: int = field(
+        default=60,
+        metadata={"doc": f"drift alarms: period in minutes (2 of {DRIFT_EVALUATION_PERIODS} periods breach)"},
+    )
 
     def __post_init__(self) -> None:
         self._check_delivery()
@@ -242,6 +282,8 @@ class Settings:
                 f"memory_size {self.memory_size} MB leaves too little for the decode workers: "
                 f"give it at least {PARENT_MB[self.model_backend] + MIN_DECODE_MEMORY_MB} MB"
             )
+        self._check_capture()
+        self._check_drift()
         digits = str(self.waf_max_content_length)
         if digits.strip("0") != digits[0]:
             raise ValueError("waf_max_content_length must be one digit followed by zeros, e.g. 7000000")
@@ -301,6 +343,60 @@ class Settings:
         ):
             if not 0 <= tolerance < 1:
                 raise ValueError(f"{name} must be at least 0 and below 1, got {tolerance}")
+
+    def _check_capture(self) -> None:
+        for name, rate in (("captureRate", self.capture_rate), ("captureUncertainRate", self.uncertain_rate)):
+            if not 0 <= rate <= 1:
+                raise ValueError(f"{name} must be from 0 to 1 (a share of predictions), got {rate}")
+        if self.capture_expiry_days < 1:
+            raise ValueError(f"captureExpiryDays must be at least 1, got {self.capture_expiry_days}")
+        if self.capture_bucket.strip() != self.capture_bucket or "/" in self.capture_bucket:
+            raise ValueError(f"captureBucket must be a bucket name, got {self.capture_bucket!r}")
+        if not self.capture_bucket:  # in the uploads bucket: never under a prefix the worker classifies
+            for name, prefix in (
+                ("uploadsPrefix", self.uploads_prefix),
+                ("resultsPrefix", self.results_prefix),
+            ):
+                if prefix.startswith(CAPTURE_PREFIX) or CAPTURE_PREFIX.startswith(prefix):
+                    raise ValueError(
+                        f"{name} {prefix!r} overlaps the capture prefix {CAPTURE_PREFIX!r} in the uploads "
+                        "bucket (captured images would be classified again): change it or set captureBucket"
+                    )
+        if self.feedback_throttle_rate_limit > self.throttle_rate_limit:
+            raise ValueError("feedback_throttle_rate_limit must not exceed throttle_rate_limit")
+
+    def _check_drift(self) -> None:
+        for name, points in (
+            ("driftUncertainRatePoints", self.drift_uncertain_rate_points),
+            ("driftClassSharePoints", self.drift_class_share_points),
+        ):
+            if not 0 < points < 100:
+                raise ValueError(f"{name} must be above 0 and below 100 (percentage points), got {points}")
+        if self.drift_min_predictions < 1:
+            raise ValueError(f"driftMinPredictions must be at least 1, got {self.drift_min_predictions}")
+        if not 1 <= self.drift_period_minutes <= MAX_DRIFT_PERIOD_MINUTES:
+            raise ValueError(
+                f"driftPeriodMinutes must be 1 to {MAX_DRIFT_PERIOD_MINUTES}: CloudWatch evaluates at most "
+                f"one day ({DRIFT_EVALUATION_PERIODS} periods), got {self.drift_period_minutes}"
+            )
+
+    @property
+    def uncertain_rate(self) -> float:
+        """``captureUncertainRate`` as a number: ``captureRate`` when left empty."""
+        if self.capture_uncertain_rate == "":
+            return self.capture_rate
+        try:
+            return float(self.capture_uncertain_rate)
+        except ValueError:
+            given = self.capture_uncertain_rate
+            raise ValueError(
+                f"captureUncertainRate must be a number from 0 to 1 or empty, got {given!r}"
+            ) from None
+
+    @property
+    def capture_on(self) -> bool:
+        """Whether any prediction is captured (either rate above 0)."""
+        return self.capture_rate > 0 or self.uncertain_rate > 0
 
     @property
     def stack_name(self) -> str:

@@ -1,5 +1,5 @@
-"""The app's stack: uploads bucket, functions, API (REST or HTTP), monitoring, backfill, gradual
-delivery, and the outputs ops need."""
+"""The app's stack: uploads bucket, capture, functions, API (REST or HTTP), monitoring and the model's
+drift alarms, backfill, gradual delivery, and the outputs ops need."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from constructs import Construct
 
 from infra.components.api import RestFrontDoor
 from infra.components.backfill import Backfill
+from infra.components.capture import Capture
 from infra.components.delivery import GradualDeployment
+from infra.components.drift import DriftAlarms, ServedModel
 from infra.components.functions import ClassifierFunctions
 from infra.components.http_api import HttpFrontDoor
 from infra.components.monitoring import Monitoring
@@ -18,8 +20,8 @@ from infra.settings import Settings
 
 
 class ImageRecognitionStack(Stack):
-    """Its parts stay reachable (``uploads``, ``functions``, ``delivery``, ``backfill``): ``infra.nag``
-    names the findings it accepts after them, not after literals."""
+    """Its parts stay reachable (``uploads``, ``capture``, ``functions``, ``delivery``, ``backfill``):
+    ``infra.nag`` names the findings it accepts after them, not after literals."""
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, **kwargs) -> None:
         super().__init__(
@@ -27,11 +29,21 @@ class ImageRecognitionStack(Stack):
         )
         self.settings = settings
         self.uploads = uploads = Uploads(self, "Uploads", settings=settings)
+        self.capture = capture = Capture(self, "Capture", settings=settings, uploads_bucket=uploads.bucket)
         self.functions = functions = ClassifierFunctions(
-            self, "Functions", settings=settings, bucket_name=uploads.bucket.bucket_name
+            self,
+            "Functions",
+            settings=settings,
+            bucket_name=uploads.bucket.bucket_name,
+            capture_environment=capture.environment,
         )
         uploads.connect(functions.worker_live)
         uploads.connect_api(functions.api)
+        capture.grant_api(functions.api)
+        capture.grant_worker(functions.worker)
+        if functions.bulk_worker is not None:
+            capture.grant_worker(functions.bulk_worker)
+        model = ServedModel.of(settings)
         front_door = (
             HttpFrontDoor(self, "Api", settings=settings, function=functions.live)
             if settings.api_type == "http"
@@ -47,6 +59,9 @@ class ImageRecognitionStack(Stack):
             queue=uploads.queue,
             dead_letters=uploads.dead_letters,
         )
+        monitoring.watch_model(model)
+        self.drift = DriftAlarms(self, "Drift", settings=settings, model=model, topic=monitoring.topic)
+        monitoring.watch_drift(self.drift.alarms)
         rollout = RolloutAlarms(
             self,
             "RolloutAlarms",

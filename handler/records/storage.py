@@ -145,8 +145,12 @@ class Storage:
         return f"{self.settings.results_prefix}{BY_HASH}{digest}.json"
 
     def is_result_key(self, obj: S3Object) -> bool:
-        """Recursion guard: never process what we (or another run) wrote under the results prefix."""
-        return obj.key.startswith(self.settings.results_prefix)
+        """Recursion guard: never process what we (or another run) wrote: records under the results
+        prefix, captures under the capture prefix of the capture bucket (a backfill of a whole
+        bucket would otherwise classify, and capture again, the photos capture kept)."""
+        capture_bucket = self.settings.capture_bucket or self.settings.uploads_bucket
+        captured = obj.key.startswith(self.settings.capture_prefix) and obj.bucket == capture_bucket
+        return obj.key.startswith(self.settings.results_prefix) or captured
 
     def already_answered(self, obj: S3Object, model: dict[str, str]) -> bool:
         """True when these exact bytes (the source's ETag) were answered by this model name and

@@ -14,6 +14,32 @@ from handler.contract import BINARY_MEDIA_TYPES, PUBLIC_ROUTES, ROUTES
 from infra.components.common import access_log_format, api_gateway_metric, log_group
 from infra.settings import Settings
 
+FEEDBACK = ("POST", "/feedback")
+# The body POST /feedback takes (handler: 400 for a bad label or id, 404 for an unknown capture);
+# API Gateway refuses anything else before the function runs.
+FEEDBACK_SCHEMA = apigw.JsonSchema(
+    schema=apigw.JsonSchemaVersion.DRAFT4,
+    title="Feedback",
+    type=apigw.JsonSchemaType.OBJECT,
+    required=["prediction_id", "label"],
+    properties={
+        "prediction_id": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1, max_length=1024),
+        "label": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1, max_length=256),
+    },
+)
+
+
+def limited_routes(settings: Settings) -> dict[tuple[str, str], tuple[int, int]]:
+    """Routes with their own, lower (rate, burst) limit than the stage's, among those served."""
+    limits = {
+        # Each upload form lets an anonymous client store up to MAX_UPLOAD_BYTES.
+        ("POST", "/uploads"): (settings.uploads_throttle_rate_limit, settings.uploads_throttle_burst_limit),
+        # Each feedback stores a small object; nobody needs to send many.
+        FEEDBACK: (settings.feedback_throttle_rate_limit, settings.feedback_throttle_burst_limit),
+    }
+    return {route: limit for route, limit in limits.items() if route in ROUTES}
+
+
 # API Gateway's own refusals (throttling, missing key, validation, too large) in the handler's shape.
 ERROR_TEMPLATE = '{"error": $context.error.messageString, "code": "$context.error.responseType"}'
 
@@ -48,12 +74,11 @@ class RestFrontDoor(Construct):
                 stage_name=settings.stage_name,
                 throttling_rate_limit=settings.throttle_rate_limit,
                 throttling_burst_limit=settings.throttle_burst_limit,
-                # Each upload form lets an anonymous client store up to MAX_UPLOAD_BYTES: a lower limit.
                 method_options={
-                    "/uploads/POST": apigw.MethodDeploymentOptions(
-                        throttling_rate_limit=settings.uploads_throttle_rate_limit,
-                        throttling_burst_limit=settings.uploads_throttle_burst_limit,
+                    f"{path}/{method}": apigw.MethodDeploymentOptions(
+                        throttling_rate_limit=rate, throttling_burst_limit=burst
                     )
+                    for (method, path), (rate, burst) in limited_routes(settings).items()
                 },
                 tracing_enabled=True,
                 logging_level=apigw.MethodLoggingLevel.ERROR,
@@ -74,7 +99,7 @@ class RestFrontDoor(Construct):
         integration = apigw.LambdaIntegration(function)
         validator = self.rest_api.add_request_validator(
             # Parameters: a Content-Type header is required. Body: validated only where a model is
-            # declared (none for images), which is what cdk-nag's APIG2 asks for.
+            # declared (POST /feedback's; none for images), which is what cdk-nag's APIG2 asks for.
             "Validate",
             validate_request_parameters=True,
             validate_request_body=True,
@@ -83,7 +108,9 @@ class RestFrontDoor(Construct):
             resource = self.rest_api.root
             for part in filter(None, path.split("/")):
                 resource = resource.get_resource(part) or resource.add_resource(part)
-            needs_body = (method, path) == ("POST", "/predict")
+            needs_body = (method, path) in (("POST", "/predict"), FEEDBACK)
+            # POST /feedback's JSON body is checked against its model before the function runs.
+            models = {"application/json": self._feedback_model()} if (method, path) == FEEDBACK else None
             resource.add_method(
                 method,
                 integration,
@@ -91,6 +118,7 @@ class RestFrontDoor(Construct):
                 api_key_required=settings.api_key_required and (method, path) not in PUBLIC_ROUTES,
                 request_validator=validator if needs_body else None,
                 request_parameters={"method.request.header.Content-Type": True} if needs_body else None,
+                request_models=models,
             )
 
         plan = self.rest_api.add_usage_plan(
@@ -107,6 +135,11 @@ class RestFrontDoor(Construct):
 
         if settings.enable_waf:
             self._web_acl(settings)
+
+    def _feedback_model(self) -> apigw.Model:
+        return self.rest_api.add_model(
+            "FeedbackModel", content_type="application/json", model_name="Feedback", schema=FEEDBACK_SCHEMA
+        )
 
     @property
     def url(self) -> str:

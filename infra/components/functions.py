@@ -33,7 +33,15 @@ class ClassifierFunctions(Construct):
     ``live``) and,
     with ``enableBackfill``, ``bulk_worker`` (Distributed Map batches, S3 Batch Operations tasks)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, bucket_name: str) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        bucket_name: str,
+        capture_environment: dict[str, str],
+    ) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
         self.layers: list[lambda_.ILayerVersion] = self._layers() if settings.packaging == "zip" else []
@@ -55,6 +63,8 @@ class ClassifierFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            # Every function that answers may capture its predictions (infra/components/capture.py).
+            **capture_environment,
         }
         self.api = self._function(
             "Api",

@@ -18,6 +18,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from handler.contract import ROUTES
+from infra.components.api import limited_routes
 from infra.components.common import access_log_format, api_gateway_metric, log_group
 from infra.settings import Settings
 
@@ -76,13 +77,11 @@ class HttpFrontDoor(Construct):
             ),
             access_log_settings=AccessLogs(apigwv2.LogGroupLogDestination(access_logs), access_log_format()),
         )
-        # Each upload form lets an anonymous client store up to MAX_UPLOAD_BYTES: a lower limit.
+        # Routes with a lower limit of their own (uploads, feedback: api.limited_routes).
         stage = self.stage.node.default_child
         stage.route_settings = {
-            "POST /uploads": {
-                "ThrottlingRateLimit": settings.uploads_throttle_rate_limit,
-                "ThrottlingBurstLimit": settings.uploads_throttle_burst_limit,
-            }
+            f"{method} {path}": {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
+            for (method, path), (rate, burst) in limited_routes(settings).items()
         }
 
     @property

@@ -15,6 +15,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from handler.contract import METRICS_NAMESPACE, SERVICE_NAME
+from infra.components.drift import ServedModel, metric_label
 from infra.settings import Settings
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -233,6 +234,62 @@ class Monitoring(Construct):
             ),
             self._graph("Images per minute (all workers): classified, error records", images),
         )
+
+    def watch_model(self, model: ServedModel) -> None:
+        """The served model's answers (against its card's validation baseline when it has one) and
+        what capture and feedback stored."""
+        baseline = model.baseline
+
+        def line(value: float | None, label: str) -> list[cw.HorizontalAnnotation]:
+            return [] if value is None else [cw.HorizontalAnnotation(value=value, label=label)]
+
+        widgets = [
+            self._graph(
+                f"Model {model.name} {model.version}: mean top-1 confidence",
+                [model.metric("Top1Confidence", "Average", FIVE_MINUTES, "mean top-1 confidence")],
+                left_annotations=line(baseline and baseline.mean_top1_confidence, "validation baseline"),
+                left_y_axis=cw.YAxisProps(min=0, max=1),
+            ),
+            self._graph(
+                "Uncertain answers (share of predictions)",
+                [model.metric("ModelUncertain", "Average", FIVE_MINUTES, "uncertain share")],
+                left_annotations=line(baseline and baseline.uncertain_rate, "validation baseline"),
+                left_y_axis=cw.YAxisProps(min=0, max=1),
+            ),
+        ]
+        if model.top_classes:
+            widgets.append(
+                self._graph(
+                    "Top-1 class shares",
+                    [
+                        model.metric(f"TopClass_{metric_label(label)}", "Average", FIVE_MINUTES, label)
+                        for label in model.top_classes
+                    ],
+                    left_y_axis=cw.YAxisProps(min=0, max=1),
+                )
+            )
+        capture = [
+            cw.Metric(
+                namespace=NAMESPACE,
+                metric_name=name,
+                dimensions_map={"service": SERVICE},
+                statistic="Sum",
+                period=FIVE_MINUTES,
+            )
+            for name in ("CaptureStored", "CaptureFailed", "FeedbackStored")
+        ]
+        widgets.append(self._graph("Capture and feedback (per 5 min)", capture))
+        self.dashboard.add_widgets(*widgets[:3])
+        self.dashboard.add_widgets(*widgets[3:])
+
+    def watch_drift(self, drift_alarms: list[cw.IAlarm]) -> None:
+        """The drift alarms' states on the dashboard (they notify the topic themselves)."""
+        if drift_alarms:
+            self.dashboard.add_widgets(
+                cw.AlarmStatusWidget(
+                    title="Model drift against the validation baseline", alarms=drift_alarms, width=24
+                )
+            )
 
     @property
     def dashboard_url(self) -> str:

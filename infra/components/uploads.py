@@ -12,7 +12,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from handler.contract import IMAGE_SUFFIXES
-from infra.settings import Settings
+from infra.settings import CAPTURE_PREFIX, Settings
 
 # S3 suffix filters are case-sensitive: phones and cameras write upper-case extensions too.
 # S3 notification filters are case-sensitive: lower and upper case of each image suffix.
@@ -50,6 +50,7 @@ class Uploads(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 ),
                 *self._expiry_rules(settings),
+                *self._capture_rules(settings),
             ],
             # Browsers POST large photos straight to the bucket with the API's presigned forms.
             cors=[
@@ -101,6 +102,22 @@ class Uploads(Construct):
                 id=f"expire-{name}", prefix=prefix, expiration=Duration.days(settings.expire_after_days)
             )
             for name, prefix in (("uploads", settings.uploads_prefix), ("results", upload_results))
+        ]
+
+    @staticmethod
+    def _capture_rules(settings: Settings) -> list[s3.LifecycleRule]:
+        """Captured photos are personal data kept for a while: they, their answers and feedback expire
+        after ``captureExpiryDays``, and the versions that leaves behind a day later (not the
+        bucket-wide 30). With ``captureBucket`` that bucket's owner sets its lifecycle."""
+        if settings.capture_bucket:
+            return []
+        return [
+            s3.LifecycleRule(
+                id="expire-capture",
+                prefix=CAPTURE_PREFIX,
+                expiration=Duration.days(settings.capture_expiry_days),
+                noncurrent_version_expiration=Duration.days(1),
+            )
         ]
 
     def connect(self, worker: lambda_.IFunction) -> None:

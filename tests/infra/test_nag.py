@@ -26,6 +26,7 @@ VARIANTS = {
         "uploadsPrefix": "incoming/",
         "resultsPrefix": "answers/",
         "backfillPrefix": "archive/",
+        "captureRate": "0.05",  # the workers write captures (into the uploads bucket)
     },
     "http-staging": {
         "apiType": "http",
@@ -33,6 +34,8 @@ VARIANTS = {
         "stage": "staging",
         "deployment": "linear",
         "githubRepo": "example-org/image-recognition",
+        "captureUncertainRate": "0.5",
+        "captureBucket": "team-captures",  # an existing bucket, imported by name
     },
     "rest-prod": {"stage": "prod", "deployment": "all-at-once"},
 }

@@ -10,7 +10,8 @@ import json
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from infra.settings import Settings
+from handler.contract import ROUTES
+from infra.settings import CAPTURE_PREFIX, Settings
 from tests.support import CDK_JSON, REPO, alias_of, app_with, functions, only, template_for
 
 
@@ -75,7 +76,8 @@ def test_routes_validation_and_cors(template: Template) -> None:
         "AWS::ApiGateway::RequestValidator", {"ValidateRequestParameters": True, "ValidateRequestBody": True}
     )
     paths = {r["Properties"]["PathPart"] for r in resources.values()}
-    assert paths == {"predict", "health", "model", "openapi.json", "uploads", "results", "{upload_id}"}
+    assert paths == {part for _, path in ROUTES for part in path.split("/") if part}
+    assert {"predict", "uploads", "results", "{upload_id}", "feedback", "openapi.json"} <= paths
     root_gets = [
         m
         for m in methods.values()
@@ -238,7 +240,7 @@ def role_statements(template: Template, command: str) -> list[dict]:
     ]
 
 
-def test_the_api_function_may_only_presign_uploads_and_read_results(
+def test_the_api_function_may_only_presign_uploads_read_results_and_keep_captures(
     shaped: tuple[Template, Settings],
 ) -> None:
     template, settings = shaped
@@ -250,9 +252,13 @@ def test_the_api_function_may_only_presign_uploads_and_read_results(
         for action in as_list(statement["Action"]):
             by_action.setdefault(action, []).extend(json.dumps(r) for r in as_list(statement["Resource"]))
     assert set(by_action) == {"s3:PutObject", "s3:GetObject", "s3:ListBucket"}
-    assert all(r.endswith(f'/{settings.uploads_prefix}*"]]}}') for r in by_action["s3:PutObject"])
-    prefixes = {r.split('"/', 1)[1].rsplit("*", 1)[0] for r in by_action["s3:GetObject"]}
-    assert prefixes == {settings.uploads_prefix, settings.results_prefix}
+
+    def prefixes(action: str) -> set[str]:
+        return {r.split('"/', 1)[1].rsplit("*", 1)[0] for r in by_action[action]}
+
+    # Captures and their feedback (POST /feedback) live under the capture prefix only.
+    assert prefixes("s3:PutObject") == {settings.uploads_prefix, CAPTURE_PREFIX}
+    assert prefixes("s3:GetObject") == {settings.uploads_prefix, settings.results_prefix, CAPTURE_PREFIX}
 
 
 def test_uploads_bucket_accepts_browser_posts_from_allowed_origins(template: Template) -> None:
@@ -380,7 +386,7 @@ def test_uploads_have_their_own_lower_method_throttle(template: Template, varian
             for m in settings
         }
 
-    assert limits(template) == {"* /*": (50, 100), "POST /~1uploads": (5, 10)}
+    assert limits(template) == {"* /*": (50, 100), "POST /~1uploads": (5, 10), "POST /~1feedback": (5, 10)}
     assert limits(variant_template)["POST /~1uploads"] == (2, 3)
 
 
@@ -391,7 +397,8 @@ def test_uploads_and_results_expire(
         buckets = t.find_resources("AWS::S3::Bucket")
         uploads = next(b for b in buckets.values() if "VersioningConfiguration" in b["Properties"])
         rules = uploads["Properties"]["LifecycleConfiguration"]["Rules"]
-        return {r["Prefix"]: r for r in rules if "ExpirationInDays" in r}
+        # (captures expire on their own schedule: test_capture_and_drift.py)
+        return {r["Prefix"]: r for r in rules if "ExpirationInDays" in r and r["Prefix"] != CAPTURE_PREFIX}
 
     rules = expiry_rules(template)
     # Results of uploads expire with them; a backfill's records of a stored archive stay.

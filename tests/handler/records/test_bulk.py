@@ -287,3 +287,26 @@ def test_a_batch_operations_task_that_names_no_object_fails_alone(app, archive, 
     (result,) = app.bulk_handler(event, LocalContext())["results"]
     assert (result["taskId"], result["resultCode"]) == ("task-2", "PermanentFailure")
     assert result["resultString"].startswith("invalid_task")
+
+
+def test_a_backfill_of_the_capture_bucket_skips_what_capture_kept(configure, moto_s3, s3_client) -> None:
+    """A backfill of a whole bucket that holds captures: the captured photos are the service's own
+    output, like its records; classifying them would capture them again, and again."""
+    bucket = f"uploads-{uuid.uuid4().hex[:10]}"
+    s3_client.create_bucket(Bucket=bucket)
+    photo = (PHOTOS / "grace_hopper.jpg").read_bytes()
+    etags = {
+        key: s3_client.put_object(Bucket=bucket, Key=key, Body=photo)["ETag"]
+        for key in ("uploads/a.jpg", "capture/mobilenet_v2/1.0.0/2026/11/27/x.jpg")
+    }
+    app = configure(s3_client=s3_client_for(moto_s3), uploads_bucket=bucket, capture_rate=1.0)
+    summary = app.bulk_handler(map_event(bucket, etags, list(etags)), LocalContext())
+    outcomes = {entry["key"]: entry["status"] for entry in summary["objects"]}
+    assert outcomes == {
+        "uploads/a.jpg": "classified",
+        "capture/mobilenet_v2/1.0.0/2026/11/27/x.jpg": "skipped",
+    }
+    captured = s3_client.list_objects_v2(Bucket=bucket, Prefix="capture/")["Contents"]
+    assert len(captured) == 3, "the one classified photo captured (image + answer), nothing more"
+    (answer,) = [o["Key"] for o in captured if o["Key"].endswith(".json")]
+    assert json.loads(s3_client.get_object(Bucket=bucket, Key=answer)["Body"].read())["source"] == "bulk"
