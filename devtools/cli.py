@@ -7,10 +7,12 @@
     imgrec s3-demo [FOLDER]            the S3 path on moto's local S3 server
     imgrec backfill s3://BUCKET/PREFIX classify what is stored: report.csv + summary.json
     imgrec rie [--port 9000]           the real awslambdaric on a local Runtime API
-    imgrec train DATA_DIR --out DIR    your own classes: train, export, evaluate (needs TensorFlow)
+    imgrec train DATA_DIR [DATA_DIR...] --out DIR   your own classes: train, export, evaluate (TensorFlow)
     imgrec evaluate DATA_DIR [--model-dir DIR]   the serving classifier on labelled photos: a report
     imgrec check-set MODEL_DIR [PHOTOS] [--photo FILE=LABEL]   the pre-traffic gate's check photos
     imgrec rollout-demo [--model-dir DIR]   what the pre-traffic gate decides for good and bad builds
+    imgrec dataset export s3://BUCKET/PREFIX --out DIR   captured photos with feedback -> a data folder
+    imgrec compare MODEL_DIR_A MODEL_DIR_B DATA [--json]   two models on the same labelled photos
 
 ``python -m devtools`` is the same command.
 
@@ -171,11 +173,12 @@ def learn_or_judge(args: argparse.Namespace, out: TextIO) -> int:
             # Every option the command line names (--epochs, --zoom, ...) is the Options field of that name.
             given = {f.name: getattr(args, f.name) for f in fields(Options) if f.name in vars(args)}
             try:
-                options = Options(**{**given, "name": args.name or args.data_dir.resolve().name})
+                options = Options(**{**given, "name": args.name or args.data_dir[0].resolve().name})
             except ValueError as error:  # the settings' own checks (training.options)
                 out.write(f"error: {error}\n")
                 return 2
-            card = train(args.data_dir, args.out, options, test_dir=args.test_dir)["card"]
+            data = args.data_dir[0] if len(args.data_dir) == 1 else args.data_dir
+            card = train(data, args.out, options, test_dir=args.test_dir)["card"]
             out.write(f"model written to {args.out}\n{summary(card)}\n")
             return 0
         from handler import config
@@ -200,6 +203,12 @@ def summary(card: dict) -> str:
     line = headline(card[split], f"{split} split")
     if "int8" in card:
         line += f"; int8 top-1 agreement {card['int8']['top1_agreement']:.3f}"
+    if "calibration" in card:
+        fitted = card["calibration"]
+        line += (
+            f"\ncalibration: temperature {fitted['temperature']:g}; expected calibration error (test) "
+            f"{fitted['ece_before']['test']:.3f} before, {fitted['ece_after']['test']:.3f} after"
+        )
     return line
 
 
@@ -262,6 +271,34 @@ def backfill(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if summary.failed else 0
 
 
+def dataset_export(args: argparse.Namespace, out: TextIO) -> int:
+    """Captured predictions with feedback -> a data folder; the summary on stdout."""
+    from devtools import capture_export
+
+    try:
+        summary = capture_export.export(args.url, args.out, endpoint_url=args.endpoint_url)
+    except capture_export.ExportError as error:
+        print(f"imgrec dataset export: {error}", file=sys.stderr)
+        return 2
+    capture_export.write_summary(summary, out)
+    return 0
+
+
+def compare_models(args: argparse.Namespace, out: TextIO) -> int:
+    """Two model directories on the same photos: agreement, changed answers, accuracies."""
+    from devtools import capture_export, compare
+    from handler.recognition.model import ModelError
+    from training.dataset import DatasetError
+
+    try:
+        result = compare.run(args.model_a, args.model_b, args.data, endpoint_url=args.endpoint_url)
+    except (compare.CompareError, capture_export.ExportError, DatasetError, ModelError) as error:
+        print(f"imgrec compare: {error}", file=sys.stderr)
+        return 2
+    compare.print_result(result, out, args.json)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from training.options import command_line_fields
 
@@ -301,7 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     fill.add_argument("--no-progress", action="store_true", help="no progress bar")
     learn = commands.add_parser("train", help="train a classifier of your own classes (folder per class)")
-    learn.add_argument("data_dir", type=Path, help="one sub-folder of photos per class")
+    learn.add_argument(
+        "data_dir",
+        type=Path,
+        nargs="+",
+        help="one sub-folder of photos per class; several folders merge (same-named classes join)",
+    )
     learn.add_argument("--out", type=Path, required=True, help="model directory to write")
     learn.add_argument("--name", default=None, help="model name (default: the folder's name)")
     for flag, kind, default, text in command_line_fields():  # training.options: defined once
@@ -332,6 +374,24 @@ def main(argv: list[str] | None = None) -> int:
     checks.add_argument("--source", default=None, help="where the photos come from (recorded)")
     demo = commands.add_parser("rollout-demo", help="the pre-traffic gate on a good and three bad builds")
     demo.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
+    data = commands.add_parser("dataset", help="data folders from what the service captured")
+    data_commands = data.add_subparsers(dest="dataset_command", required=True)
+    export = data_commands.add_parser("export", help="captures with feedback -> DIR/<label>/, review.csv")
+    export.add_argument("url", help="s3://BUCKET/PREFIX of the captures (any model, version, date below)")
+    export.add_argument("--out", type=Path, required=True, help="new or empty folder, or an earlier export")
+    export.add_argument(
+        "--endpoint-url", default=None, help="another S3 endpoint (moto: http://127.0.0.1:PORT)"
+    )
+    versus = commands.add_parser("compare", help="two model directories on the same photos")
+    versus.add_argument("model_a", type=Path, help="model directory A (e.g. the one serving)")
+    versus.add_argument("model_b", type=Path, help="model directory B (e.g. the candidate)")
+    versus.add_argument(
+        "data", help="a folder per class of labelled photos, or s3://BUCKET/PREFIX of captures"
+    )
+    versus.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    versus.add_argument(
+        "--endpoint-url", default=None, help="another S3 endpoint (moto: http://127.0.0.1:PORT)"
+    )
     args = parser.parse_args(argv)
 
     results = sys.stdout
@@ -357,6 +417,10 @@ def main(argv: list[str] | None = None) -> int:
             return backfill(args, results)
         if args.command == "check-set":
             return check_set(args, results)
+        if args.command == "dataset":
+            return dataset_export(args, results)
+        if args.command == "compare":
+            return compare_models(args, results)
         if args.command == "rollout-demo":
             from devtools import rollout_demo
 

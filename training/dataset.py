@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,17 +118,29 @@ class Dataset:
     images: Pixels  # n photos; images[i], images[batch] -> float32 in [-1, 1]
     labels: np.ndarray  # (n,) int
     paths: list[Path]
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, why)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, as ``name`` gives it; why)
     digests: list[str] = field(default_factory=list)  # each photo's sha256, as paths
+    roots: list[Path] = field(default_factory=list)  # every data folder (``root`` is the first)
+    folders: list[dict] = field(default_factory=list)  # per data folder: photos used, skipped, copies
+
+    def __post_init__(self) -> None:
+        if not self.roots:
+            self.roots = [self.root]
+
+    def name(self, path: Path) -> str:
+        """A photo's name in messages, reports and the fingerprint: its path in its data folder,
+        behind that folder's name when there are several (``folder_names``)."""
+        return _namer(self.roots)(path)
 
     def counts(self) -> dict[str, int]:
         return {name: int((self.labels == index).sum()) for index, name in enumerate(self.classes)}
 
     def fingerprint(self) -> str:
-        """sha256 over every used file's relative path and bytes: which data a model was trained on."""
+        """sha256 over every used file's name and bytes: which data a model was trained on."""
         digest = hashlib.sha256()
+        name = _namer(self.roots)
         for path, photo in sorted(zip(self.paths, self.digests, strict=True)):
-            digest.update(path.relative_to(self.root).as_posix().encode())
+            digest.update(name(path).encode())
             digest.update(bytes.fromhex(photo))
         return digest.hexdigest()
 
@@ -139,43 +152,119 @@ class Dataset:
             self.labels[indexes],
             [self.paths[i] for i in indexes],
             digests=[self.digests[i] for i in indexes],
+            roots=self.roots,
         )
 
 
-def class_folders(root: Path) -> list[Path]:
-    """The class folders of ``root``, sorted; a clear error for every shape that cannot be trained."""
+def folder_names(roots: Sequence[Path]) -> list[str]:
+    """Each data folder's name as a dataset shows it: its own name, or the path as given where two
+    folders share a name (``a/train``, ``b/train``)."""
+    names = [root.name for root in roots]
+    return [root.as_posix() if names.count(root.name) > 1 else root.name for root in roots]
+
+
+def _namer(roots: Sequence[Path]):
+    """``path -> name``: relative to its data folder; behind that folder's name when there are several."""
+    if len(roots) == 1:
+        (root,) = roots
+        return lambda path: path.relative_to(root).as_posix()
+    labels = folder_names(roots)
+
+    def name(path: Path) -> str:
+        for root, label in zip(roots, labels, strict=True):
+            if path.is_relative_to(root):
+                return f"{label}/{path.relative_to(root).as_posix()}"
+        return path.as_posix()
+
+    return name
+
+
+def _subfolders(root: Path) -> list[Path]:
+    """The class folders of one data folder (every sub-folder not hidden), sorted."""
     if not root.exists():
         raise DatasetError(f"{root} does not exist: give a folder with one sub-folder of photos per class.")
     if not root.is_dir():
         raise DatasetError(f"{root} is a file: give a folder with one sub-folder of photos per class.")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(folders) < 2:
-        found = ", ".join(p.name for p in folders) or "none"
-        raise DatasetError(
-            f"{root} has {len(folders)} class folder(s) ({found}); a classifier needs at least 2, "
-            "one sub-folder of photos per class (e.g. ants/ and bees/)."
-        )
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _too_few_classes(where: str, folders: list[Path], verb: str = "has") -> DatasetError:
+    found = ", ".join(sorted({p.name for p in folders})) or "none"
+    count = len({p.name for p in folders})
+    return DatasetError(
+        f"{where} {verb} {count} class folder(s) ({found}); a "
+        "classifier needs at least 2, one sub-folder of photos per class (e.g. ants/ and bees/)."
+    )
+
+
+def _distinct(folders: list[Path]) -> None:
+    """Two class names must not be one folder (through a link): each class needs photos of its own."""
     seen: dict[Path, str] = {}
     for folder in folders:
         real = folder.resolve()
-        if real in seen:
+        if real in seen and seen[real] != folder.name:
             raise DatasetError(
                 f"{folder.name} and {seen[real]} are the same folder ({real}, through a link): each class "
                 "needs photos of its own. Remove the link, or copy the photos that belong to both."
             )
-        seen[real] = folder.name
+        seen.setdefault(real, folder.name)
+
+
+def class_folders(root: Path) -> list[Path]:
+    """The class folders of ``root``, sorted; a clear error for every shape that cannot be trained."""
+    folders = _subfolders(root)
+    if len(folders) < 2:
+        raise _too_few_classes(str(root), folders)
+    _distinct(folders)
     return folders
 
 
-def photo_files(root: Path, folders: list[Path]) -> tuple[list[tuple[int, Path]], list[tuple[str, str]]]:
-    """(class index, path) of every file under the class folders, and what is skipped unread (a
-    linked sub-folder is not followed: it could lead anywhere, even back); a file that is the same
-    file in two classes (a link) is refused: it cannot be both."""
+def merged_class_folders(roots: Sequence[Path]) -> tuple[list[str], list[tuple[int, Path]]]:
+    """Several data folders as one: the classes (every class folder name of any of them, sorted)
+    and each class folder as ``(class index, folder)``. A class may be in some folders only; each
+    folder must hold at least one class, all of them together at least two; a folder given twice,
+    or one inside another, is refused (its photos would count twice)."""
+    if len(roots) == 1:
+        folders = class_folders(roots[0])
+        return [folder.name for folder in folders], list(enumerate(folders))
+    if not roots:
+        raise DatasetError("No data folder given: give at least one folder with one sub-folder per class.")
+    resolved = [root.resolve() for root in roots]
+    for i, (root, real) in enumerate(zip(roots, resolved, strict=True)):
+        for other, other_real in zip(roots[:i], resolved[:i], strict=True):
+            if real == other_real or real in other_real.parents or other_real in real.parents:
+                raise DatasetError(
+                    f"{root} and {other} are the same folder or one is inside the other: give each data "
+                    "folder once (its photos would count twice)."
+                )
+    every: list[Path] = []
+    for root in roots:
+        folders = _subfolders(root)
+        if not folders:
+            raise DatasetError(
+                f"{root} has no class folder: each data folder needs one sub-folder of photos per class "
+                "(a class may be missing from some of the folders)."
+            )
+        every += folders
+    classes = sorted({folder.name for folder in every})
+    if len(classes) < 2:
+        raise _too_few_classes(" and ".join(str(root) for root in roots), every, "have")
+    _distinct(every)
+    return classes, [(classes.index(folder.name), folder) for folder in every]
+
+
+def photo_files(
+    name, folders: list[tuple[int, Path]]
+) -> tuple[list[tuple[int, Path]], list[tuple[str, str]]]:
+    """(class index, path) of every file under the class folders (``(class index, folder)``), and
+    what is skipped unread (a linked sub-folder is not followed: it could lead anywhere, even back);
+    a file that is the same file in two classes (a link) is refused: it cannot be both. ``name``
+    gives a path's name in messages (``_namer``)."""
     files, skipped = [], []
-    for index, folder in enumerate(folders):
+    for index, folder in folders:
         for path in sorted(folder.rglob("*")):
             if path.is_symlink() and path.is_dir():
-                skipped.append((path.relative_to(root).as_posix(), "a link to a folder: not followed"))
+                skipped.append((name(path), "a link to a folder: not followed"))
             elif path.is_file() and not path.name.startswith("."):
                 files.append((index, path))
     owners: dict[Path, tuple[int, Path]] = {}
@@ -185,7 +274,7 @@ def photo_files(root: Path, folders: list[Path]) -> tuple[list[tuple[int, Path]]
         if real in owners and owners[real][0] != index:
             other = owners[real][1]
             raise DatasetError(
-                f"{path.relative_to(root)} and {other.relative_to(root)} are the same file in two classes: "
+                f"{name(path)} and {name(other)} are the same file in two classes: "
                 "a photo belongs to one class. Remove one of them."
             )
         if real not in owners:  # the same file twice in one class counts once
@@ -235,27 +324,43 @@ def _read(files: list[tuple[int, Path]]) -> list[bytes | Refusal]:
     return read
 
 
-def _duplicate(root: Path, path: Path, index: int, first_index: int, first: Path) -> None:
+def _duplicate(name, path: Path, index: int, first_index: int, first: Path) -> None:
     """A byte-identical copy in another class is a contradiction; in its own class, a skip."""
     if index != first_index:
         raise DatasetError(
-            f"{path.relative_to(root)} and {first.relative_to(root)} are the same photo (same bytes) in two "
+            f"{name(path)} and {name(first)} are the same photo (same bytes) in two "
             "classes: a photo belongs to one class. Remove one of them."
         )
 
 
-def load(root: Path, progress: bool = True, workdir: Path | None = None) -> Dataset:
-    """Decode every photo under ``root`` once, into ``Pixels`` (under ``workdir``, default TMPDIR);
-    skip (and list) what is not a readable image."""
-    folders = class_folders(root)
-    files, skipped = photo_files(root, folders)
+def load(
+    root: Path | Sequence[Path],
+    progress: bool = True,
+    workdir: Path | None = None,
+    min_per_class: int = MIN_IMAGES_PER_CLASS,
+) -> Dataset:
+    """Decode every photo under ``root`` (a data folder, or several merged: a class is the photos of
+    its class folders in all of them) once, into ``Pixels`` (under ``workdir``, default TMPDIR);
+    skip (and list) what is not a readable image, and every copy (same bytes) of a photo already
+    taken, in the same folder or another."""
+    roots = [root] if isinstance(root, (str, os.PathLike)) else list(root)
+    roots = [Path(r) for r in roots]
+    classes, folders = merged_class_folders(roots)
+    name = _namer(roots)
+    files, skipped = photo_files(name, folders)
     labels, paths, digests = [], [], []
     seen: dict[str, tuple[int, Path]] = {}  # a photo's sha256 -> its class and first path
+    per_root = [{"images": 0, "skipped": 0, "copies_of_another_folder": 0} for _ in roots]
+
+    def root_of(path: Path) -> int:
+        return next((i for i, r in enumerate(roots) if path.is_relative_to(r)), 0)
+
     writer = PixelWriter(workdir)
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(total=len(files), desc=f"decoding {root.name}", unit="photo")
+        label = roots[0].name if len(roots) == 1 else f"{len(roots)} folders"
+        iterator = tqdm(total=len(files), desc=f"decoding {label}", unit="photo")
     with sandbox() as decoder:
         for chunk in chunks(files):
             read = _read(chunk)
@@ -264,39 +369,49 @@ def load(root: Path, progress: bool = True, workdir: Path | None = None) -> Data
                     continue
                 digest = hashlib.sha256(data).hexdigest()
                 if digest in seen:  # a copy: it would count twice, or land in two splits
-                    _duplicate(root, path, index, *seen[digest])
-                    first = seen[digest][1].relative_to(root).as_posix()
-                    skipped.append((path.relative_to(root).as_posix(), f"the same photo as {first}"))
+                    _duplicate(name, path, index, *seen[digest])
+                    first = seen[digest][1]
+                    skipped.append((name(path), f"the same photo as {name(first)}"))
+                    if root_of(first) != root_of(path):
+                        per_root[root_of(path)]["copies_of_another_folder"] += 1
                     read[position] = DUPLICATE
                 else:
                     seen[digest] = (index, path)
             for (index, path), data, decoded in zip(chunk, read, decoder.decode(read, LIMITS), strict=True):
                 if isinstance(decoded, Refusal):
                     if data is not DUPLICATE:  # listed above
-                        skipped.append((path.relative_to(root).as_posix(), decoded.message))
+                        skipped.append((name(path), decoded.message))
                     continue
                 writer.append(decoded)
                 labels.append(index)
                 paths.append(path)
                 digests.append(hashlib.sha256(data).hexdigest())  # type: ignore[arg-type]
+                per_root[root_of(path)]["images"] += 1
             if progress:
                 iterator.update(len(chunk))
     if progress:
         iterator.close()
+    for file, _ in skipped:
+        for i, label in enumerate(folder_names(roots)):
+            if len(roots) == 1 or file.startswith(f"{label}/"):
+                per_root[i]["skipped"] += 1
+                break
     dataset = Dataset(
-        root,
-        [folder.name for folder in folders],
+        roots[0],
+        classes,
         writer.finish(),
         np.array(labels, dtype=np.int64),
         paths,
         skipped,
         digests,
+        roots,
+        [{"folder": label, **counts} for label, counts in zip(folder_names(roots), per_root, strict=True)],
     )
-    too_few = {name: count for name, count in dataset.counts().items() if count < MIN_IMAGES_PER_CLASS}
+    too_few = {name: count for name, count in dataset.counts().items() if count < min_per_class}
     if too_few:
         listed = ", ".join(f"{name}: {count}" for name, count in too_few.items())
         raise DatasetError(
-            f"Too few readable photos in {listed}; each class needs at least {MIN_IMAGES_PER_CLASS} "
+            f"Too few readable photos in {listed}; each class needs at least {min_per_class} "
             f"(more is better: a few dozen per class is a start)."
             + (f" Skipped as unreadable: {len(skipped)}." if skipped else "")
         )

@@ -124,7 +124,7 @@ def evaluate(
     predicted = probs.argmax(axis=1)
     result["misclassified"] = [
         {
-            "file": path.relative_to(dataset.root).as_posix(),
+            "file": dataset.name(path),
             "truth": dataset.classes[truth],
             "predicted": dataset.classes[guess],
             "probability": round(float(probs[i, guess]), 4),

@@ -113,3 +113,90 @@ def threshold_for_sensitivity(truth: np.ndarray, scores: np.ndarray, target: flo
         return None
     needed = int(np.ceil(target * len(positives) - 1e-9))  # 0.55 x 100 is 55, not 55.000000000000007
     return float(positives[max(needed, 1) - 1])
+
+
+def top1(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's top-1 class and its probability (the confidence an answer reports)."""
+    predicted = probabilities.argmax(axis=1)
+    return predicted, probabilities[np.arange(len(probabilities)), predicted].astype(np.float64)
+
+
+def reliability(truth: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> list[dict]:
+    """The reliability diagram's bins: ``bins`` equal-width bins of top-1 confidence, ``(i/bins,
+    (i+1)/bins]`` (the first one takes 0 too), each with its photos, mean confidence and accuracy."""
+    predicted, confidence = top1(probabilities)
+    which = np.clip(np.ceil(confidence * bins).astype(np.int64) - 1, 0, bins - 1)
+    rows = []
+    for index in range(bins):
+        members = which == index
+        count = int(members.sum())
+        rows.append(
+            {
+                "low": index / bins,
+                "high": (index + 1) / bins,
+                "count": count,
+                "confidence": float(confidence[members].mean()) if count else None,
+                "accuracy": float((predicted[members] == truth[members]).mean()) if count else None,
+            }
+        )
+    return rows
+
+
+def expected_calibration_error(truth: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
+    """ECE: over ``bins`` equal-width bins of top-1 confidence, the photo-weighted mean gap between
+    a bin's accuracy and its mean confidence (0: a 70 % answer is right 70 % of the time)."""
+    if not len(truth):
+        return 0.0
+    return float(
+        sum(
+            row["count"] * abs(row["accuracy"] - row["confidence"])
+            for row in reliability(truth, probabilities, bins)
+            if row["count"]
+        )
+        / len(truth)
+    )
+
+
+def negative_log_likelihood(truth: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean ``-log p(true class)`` (probabilities clipped at 1e-12)."""
+    if not len(truth):
+        return 0.0
+    chosen = probabilities[np.arange(len(truth)), truth].astype(np.float64)
+    return float(-np.log(np.clip(chosen, 1e-12, None)).mean())
+
+
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # what handler.recognition.manifest accepts
+
+
+def fit_temperature(
+    truth: np.ndarray, probabilities: np.ndarray, bounds: tuple[float, float] = TEMPERATURE_BOUNDS
+) -> float:
+    """The temperature ``T`` in ``bounds`` minimizing the NLL of ``calibrated(probabilities, T)``
+    (``handler.recognition.model``: what the served classifier applies): golden-section search on
+    ``log T``. The NLL is convex in ``1/T``, so unimodal in ``log T``. Without photos, 1."""
+    from handler.recognition.model import calibrated
+
+    if not len(truth):
+        return 1.0
+
+    def loss(log_t: float) -> float:
+        return negative_log_likelihood(truth, calibrated(probabilities, float(np.exp(log_t))))
+
+    low, high = np.log(bounds[0]), np.log(bounds[1])
+    ratio = (np.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    loss_a, loss_b = loss(a), loss(b)
+    while high - low > 1e-5:
+        if loss_a <= loss_b:
+            high, b, loss_b = b, a, loss_a
+            a = high - ratio * (high - low)
+            loss_a = loss(a)
+        else:
+            low, a, loss_a = a, b, loss_b
+            b = low + ratio * (high - low)
+            loss_b = loss(b)
+    best = (low + high) / 2
+    # The search never evaluates the bounds themselves: an optimum at a bound is kept as such.
+    edges = [float(np.log(bounds[0])), float(np.log(bounds[1]))]
+    chosen = min([best, *edges], key=loss)
+    return float(np.clip(np.exp(chosen), *bounds))

@@ -76,3 +76,29 @@ def learning_curves(history: dict, file: Path) -> None:
     figure.tight_layout()
     figure.savefig(file, dpi=110)
     plt.close(figure)
+
+
+def reliability_diagram(curves: dict[str, list[dict]], file: Path, title: str = "Reliability") -> None:
+    """Accuracy against mean top-1 confidence per confidence bin (``metrics.reliability``), one
+    line per named curve (before and after calibration, with their ECE in the name); the diagonal
+    is a perfectly calibrated model. A point's size follows its bin's photos."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.8, 4.5))
+    axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="calibrated (diagonal)")
+    for name, bins in curves.items():
+        used = [row for row in bins if row["count"]]
+        total = sum(row["count"] for row in used) or 1
+        confidence = [row["confidence"] for row in used]
+        accuracy = [row["accuracy"] for row in used]
+        (line,) = axis.plot(confidence, accuracy, marker="", label=name)
+        axis.scatter(confidence, accuracy, s=[12 + 200 * row["count"] / total for row in used],
+                     color=line.get_color(), zorder=3)  # fmt: skip
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.set_xlabel("mean top-1 confidence in the bin")
+    axis.set_ylabel("accuracy in the bin")
+    axis.set_title(title)
+    axis.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(file, dpi=120)
+    plt.close(figure)

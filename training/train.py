@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,8 +41,16 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from handler.recognition import manifest as model_manifest
 from handler.recognition import model as serving
 from handler.recognition.manifest import LABELS_FILE
-from training import checkset, evaluate, plots, stream
-from training.dataset import Dataset, DatasetError, class_folders, load, stratified_split
+from training import checkset, evaluate, metrics, plots, stream
+from training.dataset import (
+    Dataset,
+    DatasetError,
+    class_folders,
+    folder_names,
+    load,
+    merged_class_folders,
+    stratified_split,
+)
 from training.options import Options
 
 __all__ = ["Options", "train"]
@@ -333,6 +342,106 @@ def agreement(reference: np.ndarray, other: np.ndarray) -> dict:
     }
 
 
+CALIBRATION_METHOD = "temperature scaling, fitted on the validation split"
+NOT_FITTED = (
+    "every validation photo was right: a sharper answer always scores better there, so no finite "
+    "temperature fits; the probabilities are served as the model gives them (T = 1)"
+)
+
+
+def calibration(
+    validation_truth: np.ndarray,
+    validation: np.ndarray,
+    test_truth: np.ndarray,
+    test: np.ndarray,
+) -> dict:
+    """The manifest's ``calibration``: the temperature ``T`` minimizing the validation split's NLL
+    of ``calibrated(p, T)`` (the raw served probabilities ``validation``), and the expected
+    calibration error of both splits before and after. A split with no mistake has no finite
+    optimum (sharpening always lowers its NLL): then ``T`` stays 1 and ``note`` says why."""
+    temperature = metrics.fit_temperature(validation_truth, validation)
+    note = None
+    low = metrics.TEMPERATURE_BOUNDS[0]
+    if temperature <= low * 1.001 and (validation.argmax(axis=1) == validation_truth).all():
+        temperature, note = 1.0, NOT_FITTED
+    temperature = round(temperature, 4)
+    splits = {"validation": (validation_truth, validation), "test": (test_truth, test)}
+    fitted = {
+        "temperature": temperature,
+        "method": CALIBRATION_METHOD,
+        "ece_before": {k: round(metrics.expected_calibration_error(*v), 4) for k, v in splits.items()},
+        "ece_after": {
+            k: round(metrics.expected_calibration_error(truth, serving.calibrated(p, temperature)), 4)
+            for k, (truth, p) in splits.items()
+        },
+        "nll_before": {k: round(metrics.negative_log_likelihood(*v), 4) for k, v in splits.items()},
+        "nll_after": {
+            k: round(metrics.negative_log_likelihood(truth, serving.calibrated(p, temperature)), 4)
+            for k, (truth, p) in splits.items()
+        },
+        "bins": 15,
+    }
+    if note:
+        fitted["note"] = note
+    return fitted
+
+
+def reliability_figure(truth: np.ndarray, raw: np.ndarray, temperature: float, file: Path) -> None:
+    """The reliability diagram of ``raw`` probabilities before and after ``calibrated(raw, T)``."""
+    after = serving.calibrated(raw, temperature)
+    curves = {
+        f"before (ECE {metrics.expected_calibration_error(truth, raw):.3f})": metrics.reliability(truth, raw),
+        f"after, T = {temperature:g} (ECE {metrics.expected_calibration_error(truth, after):.3f})": (
+            metrics.reliability(truth, after)
+        ),
+    }
+    plots.reliability_diagram(curves, file, f"Reliability ({len(truth)} photos, 15 bins)")
+
+
+def calibration_section(fitted: dict) -> str:
+    """The report's calibration section (markdown)."""
+    lines = [
+        "",
+        "## Calibration",
+        "",
+        f"Served probabilities are `softmax(log p / T)` with T = {fitted['temperature']:g} "
+        f"({fitted['method']}); `min_confidence` compares them. The ranking never changes.",
+        "",
+        "| expected calibration error (15 bins) | before | after |",
+        "| --- | ---: | ---: |",
+    ]
+    for split in ("validation", "test"):
+        lines.append(f"| {split} | {fitted['ece_before'][split]:.3f} | {fitted['ece_after'][split]:.3f} |")
+    if "note" in fitted:
+        lines += ["", f"Not fitted: {fitted['note']}."]
+    lines += [
+        "",
+        "![reliability, test split](reliability.png) "
+        "![reliability, validation split](validation/reliability.png)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def baseline(probabilities: np.ndarray, classes: list[str], min_confidence: float | None) -> dict:
+    """The card's ``baseline``, what served traffic is compared with to see drift: on the
+    validation split's (calibrated, served) ``probabilities``, the mean top-1 confidence, the share
+    of answers below ``min_confidence`` (None without one) and each class's share of top-1 answers."""
+    predicted, confidence = metrics.top1(probabilities)
+    count = len(predicted)
+    shares = np.bincount(predicted, minlength=len(classes)) / count if count else np.zeros(len(classes))
+    return {
+        "split": "validation",
+        "predictions": count,
+        "mean_top1_confidence": round(float(confidence.mean()), 4) if count else 0.0,
+        "uncertain_rate": (
+            round(float((confidence < min_confidence).mean()), 4)
+            if min_confidence is not None and count
+            else None
+        ),
+        "top_class_share": {name: float(share) for name, share in zip(classes, shares, strict=True)},
+    }
+
+
 def check_out(out: Path, data: list[Path]) -> None:
     """``out`` must be a model directory to (re)place: new, empty, or an earlier model directory
     (one whose manifest checks), neither a link nor inside (or around) a data folder, where it would
@@ -376,12 +485,19 @@ def replace_model_dir(staging: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _same_classes(data_dir: Path, test_dir: Path) -> None:
-    trained = [folder.name for folder in class_folders(data_dir)]
+def data_folders(data: Path | Sequence[Path]) -> list[Path]:
+    """One data folder (a path) or several (a list of them), as a list."""
+    return [Path(data)] if isinstance(data, (str, os.PathLike)) else [Path(folder) for folder in data]
+
+
+def _same_classes(data: Path | Sequence[Path], test_dir: Path) -> None:
+    folders = data_folders(data)
+    trained, _ = merged_class_folders(folders)
     tested = [folder.name for folder in class_folders(test_dir)]
     if tested != trained:
+        what = "training folder has" if len(folders) == 1 else "training folders have"
         raise DatasetError(
-            f"--test-dir {test_dir} has classes {', '.join(tested)}; the training folder has "
+            f"--test-dir {test_dir} has classes {', '.join(tested)}; the {what} "
             f"{', '.join(trained)}: they must be the same sub-folders."
         )
 
@@ -390,36 +506,41 @@ def splits(
     dataset: Dataset, options: Options, test_dir: Path | None, workdir: Path | None = None
 ) -> tuple[Dataset, Dataset, Dataset]:
     """(train, validation, test): stratified from ``dataset``, or the test photos from ``test_dir``
-    (which must not hold any of the training folder's photos: same bytes, anywhere)."""
+    (which must not hold any of the training folders' photos: same bytes, anywhere)."""
     if test_dir is None:
         train, validation, test = stratified_split(
             dataset.labels, options.validation_split, options.seed, options.test_split
         )
         return dataset.subset(train), dataset.subset(validation), dataset.subset(test)
-    _same_classes(dataset.root, test_dir)
+    _same_classes(dataset.roots, test_dir)
     tested = load(test_dir, workdir=workdir)
     shared = set(tested.digests) & set(dataset.digests)
     if shared:
         raise DatasetError(
-            f"--test-dir {test_dir} holds {len(shared)} photo(s) that are also in the training folder "
-            "(same bytes): a test must be on photos the model never saw."
+            f"--test-dir {test_dir} holds {len(shared)} photo(s) that are also in the training folder"
+            f"{'s' if len(dataset.roots) > 1 else ''} (same bytes): a test must be on photos the model "
+            "never saw."
         )
     train, validation, _ = stratified_split(dataset.labels, options.validation_split, options.seed)
     return dataset.subset(train), dataset.subset(validation), tested
 
 
-def train(data_dir: Path, out: Path, options: Options, test_dir: Path | None = None) -> dict:
-    """Train on ``data_dir`` and write the model directory ``out``; return its manifest."""
-    check_out(out, [data_dir, *([test_dir] if test_dir else [])])
+def train(data_dir: Path | Sequence[Path], out: Path, options: Options, test_dir: Path | None = None) -> dict:
+    """Train on ``data_dir`` (a folder of class folders, or a list of them: same-named classes
+    merge, copies across folders count once) and write the model directory ``out``; return its
+    manifest."""
+    folders = data_folders(data_dir)
+    check_out(out, [*folders, *([test_dir] if test_dir else [])])
+    classes, _ = merged_class_folders(folders)
     if test_dir is not None:
-        _same_classes(data_dir, test_dir)  # before hours of decoding and training
+        _same_classes(folders, test_dir)  # before hours of decoding and training
         options = replace(options, test_split=0.0)
-    rows = imagenet_rows(options, [folder.name for folder in class_folders(data_dir)])
+    rows = imagenet_rows(options, classes)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=out.parent))
     try:
         with tempfile.TemporaryDirectory(prefix="imgrec-train-") as scratch:
-            manifest = _train(data_dir, staging, options, test_dir, Path(scratch), rows)
+            manifest = _train(folders, staging, options, test_dir, Path(scratch), rows)
         staging.chmod(0o755)
         replace_model_dir(staging, out)
         return manifest
@@ -428,7 +549,7 @@ def train(data_dir: Path, out: Path, options: Options, test_dir: Path | None = N
 
 
 def _train(
-    data_dir: Path,
+    data_dirs: list[Path],
     staging: Path,
     options: Options,
     test_dir: Path | None,
@@ -436,7 +557,8 @@ def _train(
     rows: list[int] | None = None,
 ) -> dict:
     started = time.perf_counter()
-    dataset = load(data_dir, workdir=scratch)
+    dataset = load(data_dirs, workdir=scratch)
+    data_name = " + ".join(folder_names(data_dirs))
     train_set, validation, test = splits(dataset, options, test_dir, scratch)
     import keras  # after the photos: a dataset's mistake is reported without waiting for TensorFlow
     import tensorflow as tf
@@ -480,7 +602,8 @@ def _train(
             for name in dataset.classes
         },
         "data": {
-            "folder": data_dir.name,
+            "folder": data_name,
+            "folders": dataset.folders,
             "fingerprint_sha256": dataset.fingerprint(),
             "images": len(dataset.labels),
             "skipped": [{"file": file, "why": why} for file, why in dataset.skipped],
@@ -495,7 +618,7 @@ def _train(
     fields = {
         "name": options.name,
         "version": options.version,
-        "source": f"trained by `imgrec train` on {data_dir.name}",
+        "source": f"trained by `imgrec train` on {data_name}",
         "input": {"height": 224, "width": 224, "channels": 3, "dtype": "float32"},
         "preprocessing": {"color": "RGB", "resize": "bilinear", "scale": "x / 127.5 - 1", "keras_mode": "tf"},
         "output": {"classes": len(dataset.classes), "activation": "softmax"},
@@ -518,9 +641,16 @@ def _train(
         stream.batches(validation.images, validation.labels, len(dataset.classes), options.batch_size),
         verbose=0,
     )
+    raw = serving.load_classifier(staging, "litert", threads=2)  # no calibration in the manifest yet
+    raw_validation = evaluate.probabilities(raw, validation.images)
+    card["tflite_vs_keras"] = agreement(keras_probabilities, raw_validation)
+    raw_test = evaluate.probabilities(raw, test.images)
+    fields["calibration"] = calibration(validation.labels, raw_validation, test.labels, raw_test)
+    card["calibration"] = fields["calibration"]
+    model_manifest.write(staging, fields, files)
+    # From here on, what is served: calibrated probabilities (thresholds, figures, check set, int8).
     classifier = serving.load_classifier(staging, "litert", threads=2)
     fp32 = evaluate.probabilities(classifier, validation.images)
-    card["tflite_vs_keras"] = agreement(keras_probabilities, fp32)
     thresholds = evaluate.thresholds(validation.labels, fp32, options.target_sensitivity)
     report = staging / "evaluation"
     title = f"{options.name}: test split (used to choose nothing)"
@@ -528,11 +658,19 @@ def _train(
     title = f"{options.name}: validation split (it stopped training and chose the thresholds)"
     chosen = evaluate.evaluate(classifier, validation, report / "validation", title, thresholds)
     plots.learning_curves(history, report / "learning_curves.png")
+    temperature = fields["calibration"]["temperature"]
+    for folder, truth, probabilities in (
+        (report, test.labels, raw_test),
+        (report / "validation", validation.labels, raw_validation),
+    ):
+        reliability_figure(truth, probabilities, temperature, folder / "reliability.png")
     with (report / "report.md").open("a") as markdown:
         markdown.write(
             "\n## Training\n\n![learning curves](learning_curves.png)\n\n"
             "The validation split's report: [validation/report.md](validation/report.md).\n"
+            + calibration_section(fields["calibration"])
         )
+    card["baseline"] = baseline(fp32, dataset.classes, options.min_confidence)
     card["validation"] = evaluate.card_figures(chosen)
     card["test"] = evaluate.card_figures(tested)
     if options.quantize == "int8":
@@ -547,7 +685,7 @@ def _train(
     checkset.write(
         staging,
         [(test.paths[i], dataset.classes[test.labels[i]]) for i in held_back],
-        source=f"{len(held_back)} photos of the test split of {data_dir.name}",
+        source=f"{len(held_back)} photos of the test split of {data_name}",
         expected_accuracy=card["test"]["accuracy"],
     )
     return manifest

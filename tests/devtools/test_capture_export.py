@@ -1,0 +1,225 @@
+"""``imgrec dataset export``: captures in the contract's S3 layout (on moto) -> a folder per
+feedback label, ``review.csv`` for uncertain answers nobody labelled, and a summary; hostile
+captures (a label ``../evil``, JSON that is not JSON, an image gone) are counted, never a crash."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+from devtools import capture_export
+from devtools.cli import main
+from tests.support import SHARED
+
+HYMENOPTERA = SHARED / "datasets" / "hymenoptera" / "train"
+
+
+def photo(name: str, index: int) -> bytes:
+    return sorted((HYMENOPTERA / name).iterdir())[index].read_bytes()
+
+
+def put_capture(
+    client,
+    bucket: str,
+    data: bytes,
+    *,
+    prefix: str = "capture/",
+    model: str = "ants and bees",
+    version: str = "1.0.0",
+    minutes: int = 0,
+    feedback: str | bytes | None = None,
+    answer: bytes | None = None,
+    uncertain: bool | None = None,
+    image: bool = True,
+    top: tuple[str, float] = ("ants", 0.55),
+) -> str:
+    """One capture as the function stores it (contract layout); its prediction id."""
+    when = datetime(2026, 11, 27, 21, 44, 20, tzinfo=UTC) + timedelta(minutes=minutes)
+    stamp = when.strftime("%Y%m%dT%H%M%S%fZ")
+    pid = f"{quote(model, safe='')}:{quote(version, safe='')}:{stamp}:{hashlib.sha256(data).hexdigest()}"
+    base = f"{prefix}{quote(model, safe='')}/{quote(version, safe='')}/{when:%Y/%m/%d}/{pid}"
+    if image:
+        client.put_object(Bucket=bucket, Key=f"{base}.jpg", Body=data)
+    record = {
+        "prediction_id": pid,
+        "time": when.isoformat().replace("+00:00", "Z"),
+        "source": "api",
+        "image": {"key": f"{base}.jpg", "sha256": pid.rsplit(":", 1)[1], "bytes": len(data)},
+        "model": {"name": model, "version": version, "backend": "litert"},
+        "predictions": [{"label": top[0], "probability": top[1]}, {"label": "bees", "probability": 0.45}],
+        "sampled_by": "rate",
+    }
+    if uncertain is not None:
+        record["uncertain"] = uncertain
+    client.put_object(Bucket=bucket, Key=f"{base}.json", Body=answer or json.dumps(record).encode())
+    if feedback is not None:
+        body = (
+            feedback
+            if isinstance(feedback, bytes)
+            else json.dumps(
+                {"prediction_id": pid, "label": feedback, "time": "2026-11-28T08:00:00Z"}
+            ).encode()
+        )
+        client.put_object(Bucket=bucket, Key=f"{base}.feedback.json", Body=body)
+    return pid
+
+
+@pytest.fixture
+def bucket(s3_client) -> str:
+    name = f"captures-{uuid.uuid4().hex[:8]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def stored(s3_client, bucket: str) -> dict[str, str]:
+    """Two labelled ants, a labelled bee (another model version, another day), an uncertain answer
+    and a confident one without feedback, and the hostile cases."""
+    put = lambda data, **kw: put_capture(s3_client, bucket, data, **kw)  # noqa: E731
+    ids = {
+        "ant1": put(photo("ants", 0), feedback="ants", uncertain=False),
+        "ant2": put(photo("ants", 1), feedback="ants"),
+        "bee": put(photo("bees", 0), feedback="bees", version="1.1.0", minutes=60 * 30),
+        "uncertain": put(photo("bees", 1), uncertain=True, top=("bees", 0.52)),
+        "confident": put(photo("bees", 2), uncertain=False),
+        "evil": put(photo("ants", 2), feedback="../evil"),
+        "not json": put(photo("ants", 3), answer=b"{not json", uncertain=True),
+        "feedback not json": put(photo("ants", 4), feedback=b"\xff\xfe garbage"),
+        "gone": put(photo("ants", 5), feedback="ants", image=False),
+    }
+    s3_client.put_object(Bucket=bucket, Key="capture/README.txt", Body=b"not a capture")
+    return ids
+
+
+def test_export_writes_a_folder_per_label_and_the_review_list(
+    s3_client, moto_s3: str, bucket: str, stored: dict, tmp_path: Path
+) -> None:
+    out = tmp_path / "exports" / "first"
+    summary = capture_export.export(f"s3://{bucket}/capture/", out, client=s3_client)
+    assert summary.exported == {"ants": 2, "bees": 1} and summary.to_review == 1 and summary.captures == 9
+    assert summary.skipped == {
+        "label is not a safe folder name": 1,
+        "unreadable answer JSON": 1,
+        "unreadable feedback JSON": 1,
+        "image missing": 1,
+    }
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    safe = {key: capture_export.safe_file_name(stored[key]) for key in ("ant1", "ant2", "bee")}
+    assert names == sorted(
+        [
+            ".imgrec-export.json",
+            "ants",
+            "bees",
+            "review.csv",
+            f"ants/{safe['ant1']}.jpg",
+            f"ants/{safe['ant2']}.jpg",
+            f"bees/{safe['bee']}.jpg",
+        ]
+    )
+    assert all(":" not in name and "%" not in name for name in names)
+    assert (out / "ants" / f"{safe['ant1']}.jpg").read_bytes() == photo("ants", 0)
+    assert sorted(p.name for p in tmp_path.rglob("*") if "evil" in p.name) == [], (
+        "nothing written for ../evil"
+    )
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == ["first"], "no staging folder left"
+    with (out / "review.csv").open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    image_key = json.loads(
+        s3_client.get_object(Bucket=bucket, Key=f"{_key(stored['uncertain'])}.json")["Body"].read()
+    )
+    assert row == {
+        "prediction_id": stored["uncertain"],
+        "image": f"s3://{bucket}/{image_key['image']['key']}",
+        "model": "ants and bees",
+        "version": "1.0.0",
+        "label": "bees",
+        "probability": "0.52",
+        "time": "2026-11-27T21:44:20Z",
+    }
+    marker = json.loads((out / ".imgrec-export.json").read_text())
+    assert marker["source"] == f"s3://{bucket}/capture/" and marker["exported"] == {"ants": 2, "bees": 1}
+
+
+def _key(pid: str) -> str:
+    model, version, stamp, _ = pid.split(":")
+    return f"capture/{model}/{version}/{stamp[:4]}/{stamp[4:6]}/{stamp[6:8]}/{pid}"
+
+
+def test_a_narrower_prefix_exports_only_what_is_below_it(
+    s3_client, bucket: str, stored, tmp_path: Path
+) -> None:
+    out = tmp_path / "bees-only"
+    summary = capture_export.export(f"s3://{bucket}/capture/ants%20and%20bees/1.1.0/", out, client=s3_client)
+    assert summary.exported == {"bees": 1} and summary.captures == 1 and not summary.skipped
+
+
+def test_out_must_be_new_empty_or_an_earlier_export(s3_client, bucket: str, stored, tmp_path: Path) -> None:
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(capture_export.ExportError, match="is not an earlier export"):
+        capture_export.export(f"s3://{bucket}/capture/", busy, client=s3_client)
+    assert [p.name for p in busy.iterdir()] == ["notes.txt"]
+    out = tmp_path / "again"
+    capture_export.export(f"s3://{bucket}/capture/", out, client=s3_client)
+    (out / "ants" / "stale.jpg").write_bytes(b"from an earlier export")
+    capture_export.export(f"s3://{bucket}/capture/", out, client=s3_client)  # replaced as a whole
+    assert not (out / "ants" / "stale.jpg").exists() and len(list((out / "ants").iterdir())) == 2
+    with pytest.raises(capture_export.ExportError, match="expected s3://BUCKET/PREFIX"):
+        capture_export.export("https://example.com/x", tmp_path / "x", client=s3_client)
+
+
+@pytest.mark.parametrize(
+    ("label", "safe"),
+    [
+        ("ants", True),
+        ("honey bee", True),
+        ("Ameise", True),
+        ("../evil", False),
+        ("..", False),
+        (".hidden", False),
+        ("a/b", False),
+        ("a\\b", False),
+        ("", False),
+        (" ants", False),
+        ("tab\there", False),
+        ("review.csv", False),
+        ("x" * 101, False),
+        (7, False),
+    ],
+)
+def test_only_safe_folder_names_become_classes(label, safe: bool) -> None:
+    assert (capture_export.safe_label(label) == label) is safe
+
+
+def test_the_export_is_a_data_folder_the_loader_reads(s3_client, bucket: str, stored, tmp_path: Path) -> None:
+    """review.csv and the marker are top-level files: not classes, not photos."""
+    from training.dataset import load
+
+    out = tmp_path / "export"
+    capture_export.export(f"s3://{bucket}/capture/", out, client=s3_client)
+    dataset = load(out, progress=False, min_per_class=1)
+    assert dataset.classes == ["ants", "bees"] and dataset.counts() == {"ants": 2, "bees": 1}
+    assert dataset.skipped == []
+
+
+def test_the_cli_prints_the_summary(moto_s3: str, bucket: str, stored, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli"
+    args = ["dataset", "export", f"s3://{bucket}/capture/", "--out", str(out), "--endpoint-url", moto_s3]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"exported 3 labelled photo(s) to {out}" in printed
+    assert "  ants: 2\n  bees: 1\n" in printed and "to review: 1 uncertain" in printed
+    assert "skipped: 4\n" in printed and "  label is not a safe folder name: 1\n" in printed
+    assert main(args) == 0, "again, into its own earlier export"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x").write_text("x")
+    assert main([*args[:3], "--out", str(tmp_path / "other"), "--endpoint-url", moto_s3]) == 2
+    assert "is not an earlier export" in capsys.readouterr().err
