@@ -153,6 +153,19 @@ def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
         print(f"  curl -F image=@photo.jpg {server.url}predict", flush=True)
         if local_s3:
             print(f"  uploads: moto S3 on {local_s3.endpoint}, bucket {local_s3.bucket}", flush=True)
+        if local_s3 and (settings.capture_rate or settings.capture_uncertain_rate):
+            where = f"s3://{settings.capture_bucket or local_s3.bucket}/{settings.capture_prefix}"
+            uncertain = (
+                settings.capture_rate
+                if settings.capture_uncertain_rate is None
+                else settings.capture_uncertain_rate
+            )
+            print(
+                f"  capture: rate {settings.capture_rate:g} (uncertain answers: {uncertain:g}) into {where}; "
+                f"while this runs, "
+                f"imgrec dataset export {where} --out build/exports/local --endpoint-url {local_s3.endpoint}",
+                flush=True,
+            )
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
     if local_s3:
