@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -35,12 +34,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from handler.recognition import manifest as model_manifest
+from handler.records import capture as capture_layout
+
 MARKER = ".imgrec-export.json"
 REVIEW = "review.csv"
 REVIEW_COLUMNS = ("prediction_id", "image", "model", "version", "label", "probability", "time")
-IMAGE_EXTENSIONS = ("jpg", "png", "webp", "gif", "bmp", "tiff")
-FEEDBACK_SUFFIX = ".feedback.json"
-ANSWER_SUFFIX = ".json"
+# The capture layout is the function's (handler.records.capture): the same suffixes, the same types.
+FEEDBACK_SUFFIX = "." + capture_layout.FEEDBACK_SUFFIX
+ANSWER_SUFFIX = "." + capture_layout.ANSWER_SUFFIX
+IMAGE_EXTENSIONS = capture_layout.IMAGE_EXTENSIONS
 MAX_IMAGE_BYTES = 50 * 1024 * 1024  # what training reads (training.dataset.LIMITS)
 MAX_JSON_BYTES = 1024 * 1024  # an answer or feedback record is a few hundred bytes
 MAX_LABEL = 100
@@ -220,7 +223,7 @@ def export(url: str, out: Path, endpoint_url: str | None = None, client=None) ->
         marker = {"exported_at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(summary)}
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         staging.chmod(0o755)
-        _replace(staging, out)
+        model_manifest.replace_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary
@@ -279,18 +282,6 @@ def _review_row(bucket: str, capture: Capture, answer: dict) -> dict[str, object
         "probability": top.get("probability", ""),
         "time": answer.get("time", ""),
     }
-
-
-def _replace(staging: Path, out: Path) -> None:
-    """``out`` becomes ``staging``; an earlier export there is moved aside first and removed once
-    the new one is in place."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_summary(summary: Summary, out: TextIO) -> None:

@@ -473,18 +473,6 @@ def check_out(out: Path, data: list[Path]) -> None:
         raise DatasetError(f"--out {out}: {probe} is not writable.")
 
 
-def replace_model_dir(staging: Path, out: Path) -> None:
-    """``out`` becomes ``staging``; an earlier model there is moved aside first and removed only
-    once the new one is in place (an interruption leaves one of the two, never neither)."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def data_folders(data: Path | Sequence[Path]) -> list[Path]:
     """One data folder (a path) or several (a list of them), as a list."""
     return [Path(data)] if isinstance(data, (str, os.PathLike)) else [Path(folder) for folder in data]
@@ -542,7 +530,7 @@ def train(data_dir: Path | Sequence[Path], out: Path, options: Options, test_dir
         with tempfile.TemporaryDirectory(prefix="imgrec-train-") as scratch:
             manifest = _train(folders, staging, options, test_dir, Path(scratch), rows)
         staging.chmod(0o755)
-        replace_model_dir(staging, out)
+        model_manifest.replace_folder(staging, out)
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # a failure leaves nothing behind

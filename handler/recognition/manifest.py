@@ -51,10 +51,11 @@ class ManifestError(ModelError):
     message names the file and the field."""
 
 
-def replace_model_dir(staging: Path, out: Path) -> None:
-    """``out`` becomes ``staging`` (a fully written model directory); an earlier model there, with
-    whatever folders it holds (``check/``, ``evaluation/``), is moved aside first and removed only
-    once the new one is in place: an interruption leaves one of the two, never neither."""
+def replace_folder(staging: Path, out: Path) -> None:
+    """``out`` becomes ``staging`` (a folder fully written beside it: a model directory, an export);
+    an earlier one there, with whatever folders it holds (``check/``, ``evaluation/``), is moved
+    aside first and removed only once the new one is in place: an interruption leaves one of the
+    two, never neither."""
     old = None
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=out.parent))

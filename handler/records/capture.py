@@ -51,6 +51,13 @@ SIGNATURES = (
 )
 
 
+# What a capture's files end with (after ``{prediction_id}.``): the readers (``imgrec dataset
+# export``, ``imgrec compare``) list them by these.
+ANSWER_SUFFIX = "json"
+FEEDBACK_SUFFIX = "feedback.json"
+IMAGE_EXTENSIONS = ("jpg", "png", "gif", "tiff", "bmp", "webp", "avif", "heic", "bin")
+
+
 class PredictionIdError(ValueError):
     """A string that is not a prediction_id this service writes."""
 
@@ -180,7 +187,7 @@ class Capture:
             self.client.put_object(Bucket=self.bucket, Key=image_key, Body=image, ContentType=content_type)
             self.client.put_object(
                 Bucket=self.bucket,
-                Key=pid.key(self.prefix, "json"),
+                Key=pid.key(self.prefix, ANSWER_SUFFIX),
                 Body=json.dumps(record, indent=2).encode(),
                 ContentType="application/json",
             )
@@ -198,7 +205,9 @@ class Capture:
         if not self.bucket:
             return None
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=pid.key(self.prefix, "json"))["Body"].read()
+            body = self.client.get_object(Bucket=self.bucket, Key=pid.key(self.prefix, ANSWER_SUFFIX))[
+                "Body"
+            ].read()
         except Exception as error:
             if is_missing(error):
                 return None
@@ -215,7 +224,7 @@ class Capture:
         }
         self.client.put_object(
             Bucket=self.bucket,
-            Key=pid.key(self.prefix, "feedback.json"),
+            Key=pid.key(self.prefix, FEEDBACK_SUFFIX),
             Body=json.dumps(feedback, indent=2).encode(),
             ContentType="application/json",
         )

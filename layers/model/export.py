@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         staging, args.version, args.calibration_photos if args.quantize else None, args.calibration_data
     )
     staging.chmod(0o755)  # mkdtemp makes it private; the image copies it for the Lambda user
-    model_manifest.replace_model_dir(staging, args.out)  # check/ and other folders included
+    model_manifest.replace_folder(staging, args.out)  # check/ and other folders included
     sizes = ", ".join(f"{name} {info['bytes'] / 1e6:.1f} MB" for name, info in manifest["files"].items())
     print(f"model {manifest['name']} {manifest['version']} written to {args.out}: {sizes}")
     return 0

@@ -73,7 +73,7 @@ def test_a_model_directory_is_replaced_whole_folders_included(tmp_path) -> None:
     """``make model`` over an earlier export that has its check set (``check/``) and an evaluation
     folder: the old directory goes whole, once the new one is in place. (The old way unlinked
     files one by one and stopped at the first folder, leaving half a model.)"""
-    from handler.recognition.manifest import replace_model_dir
+    from handler.recognition.manifest import replace_folder
 
     out = tmp_path / "model"
     (out / "check" / "photos").mkdir(parents=True)
@@ -82,7 +82,7 @@ def test_a_model_directory_is_replaced_whole_folders_included(tmp_path) -> None:
     staging = tmp_path / ".model-new"
     staging.mkdir()
     (staging / "model.tflite").write_bytes(b"new")
-    replace_model_dir(staging, out)
+    replace_folder(staging, out)
     assert sorted(p.name for p in out.iterdir()) == ["model.tflite"]
     assert (out / "model.tflite").read_bytes() == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"], "nothing left aside"

@@ -285,3 +285,24 @@ def test_feedback_without_capture_is_404_and_a_broken_store_503(configure) -> No
     broken = configure(s3_client=Refusing(), uploads_bucket="anywhere", capture_rate=1.0)
     answer = send_feedback(broken, {"prediction_id": pid, "label": "tiger_cat"})
     assert answer["statusCode"] == 503 and body_json(answer)["code"] == "storage_unavailable"
+
+
+def test_every_type_a_capture_can_store_is_one_the_export_reads() -> None:
+    """The export lists captures by their files' extensions: one it did not know would leave a
+    captured AVIF or HEIC photo behind as "image missing"."""
+    from devtools import capture_export
+    from handler.records.capture import IMAGE_EXTENSIONS, SIGNATURES
+
+    starts = [s for s, _, _ in SIGNATURES] + [
+        b"RIFF\0\0\0\0WEBP",
+        b"\0\0\0\x1cftypavif",
+        b"\0\0\0\x1cftypheic",
+        b"?",
+    ]
+    for start in starts:
+        extension = image_type(start)[0]
+        assert extension in IMAGE_EXTENSIONS
+        assert capture_export.split_key(f"capture/m/v/2026/11/27/id.{extension}") == (
+            "capture/m/v/2026/11/27/id",
+            "image",
+        )
