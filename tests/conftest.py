@@ -74,6 +74,16 @@ def s3_client(moto_s3: str):
     return s3_client_for(moto_s3)
 
 
+@pytest.fixture
+def bucket(s3_client) -> str:
+    """A new, empty bucket on the session's moto server."""
+    import uuid
+
+    name = f"bucket-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
 @pytest.fixture(scope="session")
 def classifier():
     """The real model, loaded once for the session (each configured function shares it)."""

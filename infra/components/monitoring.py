@@ -23,6 +23,17 @@ NAMESPACE = METRICS_NAMESPACE  # the functions' POWERTOOLS_METRICS_NAMESPACE
 SERVICE = SERVICE_NAME
 
 
+def service_count(name: str, period: Duration) -> cw.Metric:
+    """A count the function's Powertools metrics publish with the service dimension only."""
+    return cw.Metric(
+        namespace=NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": SERVICE},
+        statistic="Sum",
+        period=period,
+    )
+
+
 class FrontDoor(Protocol):
     """The API in front of the function, either type: its metrics by kind."""
 
@@ -207,16 +218,7 @@ class Monitoring(Construct):
         alarm.add_alarm_action(actions.SnsAction(self.topic))
         alarm.add_ok_action(actions.SnsAction(self.topic))
         self.alarms.append(alarm)
-        images = [
-            cw.Metric(
-                namespace=NAMESPACE,
-                metric_name=name,
-                dimensions_map={"service": SERVICE},
-                statistic="Sum",
-                period=Duration.minutes(1),
-            )
-            for name in ("ImagesProcessed", "ImagesFailed")
-        ]
+        images = [service_count(name, Duration.minutes(1)) for name in ("ImagesProcessed", "ImagesFailed")]
         self.dashboard.add_widgets(
             self._graph(
                 "Backfill runs",
@@ -269,14 +271,7 @@ class Monitoring(Construct):
                 )
             )
         capture = [
-            cw.Metric(
-                namespace=NAMESPACE,
-                metric_name=name,
-                dimensions_map={"service": SERVICE},
-                statistic="Sum",
-                period=FIVE_MINUTES,
-            )
-            for name in ("CaptureStored", "CaptureFailed", "FeedbackStored")
+            service_count(name, FIVE_MINUTES) for name in ("CaptureStored", "CaptureFailed", "FeedbackStored")
         ]
         widgets.append(self._graph("Capture and feedback (per 5 min)", capture))
         self.dashboard.add_widgets(*widgets[:3])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -69,13 +68,6 @@ def put_capture(
         )
         client.put_object(Bucket=bucket, Key=f"{base}.feedback.json", Body=body)
     return pid
-
-
-@pytest.fixture
-def bucket(s3_client) -> str:
-    name = f"captures-{uuid.uuid4().hex[:8]}"
-    s3_client.create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import socket
 import threading
 import time
-import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -19,13 +18,6 @@ from tests.support import PHOTOS, body_json, s3_client_for
 
 GRACE = (PHOTOS / "grace_hopper.jpg").read_bytes()
 CAT = (PHOTOS / "cat.bmp").read_bytes()
-
-
-@pytest.fixture
-def bucket(s3_client) -> str:
-    name = f"capture-{uuid.uuid4().hex[:12]}"
-    s3_client.create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture
@@ -160,23 +152,19 @@ def test_a_batch_captures_each_photo_and_not_the_refused_one(capturing, s3_clien
 def test_uncertain_answers_are_captured_at_their_own_rate(configure, moto_s3, s3_client, bucket) -> None:
     """Rate 0 for confident answers, 1 for uncertain ones: a threshold above every probability
     makes the cat uncertain; a threshold of 0 makes it confident, and nothing is stored."""
-    client = s3_client_for(moto_s3)
-    sure = configure(
-        s3_client=client,
-        uploads_bucket=bucket,
-        capture_rate=0.0,
-        capture_uncertain_rate=1.0,
-        min_confidence=0.0,
-    )
-    assert "captured" not in body_json(predict(sure, CAT))
+
+    def capturing_uncertain(threshold: float):
+        return configure(
+            s3_client=s3_client_for(moto_s3),
+            uploads_bucket=bucket,
+            capture_rate=0.0,
+            capture_uncertain_rate=1.0,
+            min_confidence=threshold,
+        )
+
+    assert "captured" not in body_json(predict(capturing_uncertain(0.0), CAT))
     assert stored(s3_client, bucket) == {}
-    unsure = configure(
-        s3_client=client,
-        uploads_bucket=bucket,
-        capture_rate=0.0,
-        capture_uncertain_rate=1.0,
-        min_confidence=1.0,
-    )
+    unsure = capturing_uncertain(1.0)
     answer = body_json(predict(unsure, CAT))
     assert answer["uncertain"] is True and answer["captured"] is True
     (record,) = [json.loads(v) for k, v in stored(s3_client, bucket).items() if k.endswith(".json")]

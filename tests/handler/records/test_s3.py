@@ -36,13 +36,6 @@ def app(configure, moto_s3):
 
 
 @pytest.fixture
-def bucket(s3_client) -> str:
-    name = f"uploads-{uuid.uuid4().hex[:12]}"
-    s3_client.create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
 def put(bucket: str) -> Callable[..., tuple[str, str, int]]:
     """Upload bytes; return what the notification would carry: (key, etag, size)."""
 
