@@ -107,6 +107,13 @@ def section(run: dict, plots: Path) -> str:
         f"| validation split (stopped training, chose thresholds): accuracy / balanced "
         f"| {validation['accuracy']:.3f} / {validation['balanced_accuracy']:.3f} | |"
     )
+    fitted = card.get("calibration")
+    if fitted:
+        before, after = fitted["ece_before"], fitted["ece_after"]
+        lines.append(
+            f"| calibration: temperature (fitted on validation); expected calibration error, test "
+            f"before / after | {fitted['temperature']:.3f}; {before['test']:.3f} / {after['test']:.3f} | |"
+        )
     agreement = card["tflite_vs_keras"]
     lines += [
         f"| `.tflite` vs `.keras`: top-1 agreement / max probability difference | "
