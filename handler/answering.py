@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from handler import drift
 from handler.recognition.errors import Refusal
 from handler.recognition.recognizer import ImageResult
-from handler.records.capture import PredictionId
+from handler.records.capture import PredictionId, Sampled
 
 if TYPE_CHECKING:
     from handler.runtime import Runtime
@@ -22,10 +22,12 @@ def answers(
     runtime: Runtime, images: Sequence[bytes | Refusal], results: Sequence[ImageResult], source: str
 ) -> list[dict]:
     """One answer per image, in order: an error answer stays as it is; a prediction gets its id
-    and, when sampled, is captured (``"captured": true``, or false when S3 refused it)."""
+    and, when sampled, is captured (``"captured": true``, or false when S3 refused it or the
+    invocation's capture budget was spent). The id names the image, the model and the time: the
+    same photo twice in one request has one id, and one capture."""
     info = runtime.recognizer.classifier.info.to_dict()
     now = datetime.now(UTC)
-    built = []
+    built, sampled = [], []
     for image, result in zip(images, results, strict=True):
         answer = result.to_dict(runtime.min_confidence)
         if result.error is None and isinstance(image, bytes):
@@ -33,7 +35,13 @@ def answers(
             answer["prediction_id"] = str(pid)
             reason = runtime.capture.sampled_by(answer)
             if reason:
-                answer["captured"] = runtime.capture.store(pid, image, answer, info, source, reason)
+                sampled.append(Sampled(pid, image, dict(answer), reason))
         built.append(answer)
+    if sampled:
+        labels = runtime.recognizer.classifier.labels
+        stored = runtime.capture.store_all(sampled, info, labels, source)
+        for answer in built:
+            if answer.get("prediction_id") in stored:
+                answer["captured"] = stored[answer["prediction_id"]]
     drift.observe(built, info, runtime.recognizer.classifier.labels)
     return built

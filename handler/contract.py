@@ -6,6 +6,9 @@ can read it without loading the function. Each value is defined here and nowhere
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 SERVICE_NAME = "image-recognition"  # POWERTOOLS_SERVICE_NAME: logs and the metrics' service dimension
 METRICS_NAMESPACE = "ImageRecognition"  # POWERTOOLS_METRICS_NAMESPACE
 
@@ -84,3 +87,18 @@ class Defaults:
     RESULTS_PREFIX = "results/"
     CAPTURE_PREFIX = "capture/"
     ALLOWED_ORIGINS = "*"
+
+
+# The model-health metrics (handler.drift) the drift alarms and the dashboard read (infra).
+WATCHED_CLASSES = 10  # models of at most this many classes get a TopClass_<label> metric each
+_UNSAFE_IN_METRIC = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def top_class_metric(label: str) -> str:
+    """``TopClass_<label>``, the label reduced to characters every metric tool accepts; a label the
+    reduction changed also gets 8 hex of its sha256, so two labels never share a metric (``蜂`` and
+    ``蚁``, ``a b`` and ``a_b``)."""
+    safe = _UNSAFE_IN_METRIC.sub("_", label)
+    if safe != label or len(label) > 200:
+        safe = f"{safe[:190]}_{hashlib.sha256(label.encode()).hexdigest()[:8]}"
+    return f"TopClass_{safe}"

@@ -13,22 +13,12 @@ version (the rollout signals are per function version: another question). Per pr
 
 from __future__ import annotations
 
-import re
-
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-from handler.contract import METRICS_NAMESPACE, SERVICE_NAME
-
-WATCHED_CLASSES = 10
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+from handler.contract import METRICS_NAMESPACE, SERVICE_NAME, WATCHED_CLASSES, top_class_metric
 
 model_metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
-
-
-def class_metric(label: str) -> str:
-    """``TopClass_<label>``, the label reduced to characters every metric tool accepts."""
-    return "TopClass_" + _UNSAFE.sub("_", label)[:200]
 
 
 def observe(answers: list[dict], model: dict, labels: list[str]) -> None:
@@ -51,7 +41,7 @@ def observe(answers: list[dict], model: dict, labels: list[str]) -> None:
             )
         for label in watched:
             model_metrics.add_metric(
-                name=class_metric(label), unit=MetricUnit.Count, value=1 if top["label"] == label else 0
+                name=top_class_metric(label), unit=MetricUnit.Count, value=1 if top["label"] == label else 0
             )
 
 

@@ -71,7 +71,7 @@ def test_capture_feedback_export_train_compare(tmp_path: Path, configure, moto_s
         refused = requests.post(f"{url}feedback", json=wrong, timeout=30)
         assert (refused.status_code, refused.json()["code"]) == (400, "unknown_label")
     captured = s3_client.list_objects_v2(Bucket=bucket, Prefix="capture/insects/1.0.0/")["KeyCount"]
-    assert captured == 12 * 2 + 8, "12 photos and their answers, 8 corrections"
+    assert captured == 12 * 2 + 8 + 1, "12 photos and their answers, 8 corrections, the version's labels"
 
     # 3. The corrections become a data folder.
     export = tmp_path / "exports" / "first"

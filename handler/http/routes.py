@@ -17,12 +17,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 
 from handler import answering, signals
+from handler.http import feedback as corrections
 from handler.http import page, payload, uploads
 from handler.http.answers import FeedbackAnswer, HealthAnswer, ModelAnswer, PredictionAnswer
 from handler.http.web import base_url, error_responses, json_response, request_body
-from handler.recognition.errors import BadRequest, Code, NotFound, Unavailable, excerpt
+from handler.recognition.errors import BadRequest, Code
 from handler.recognition.recognizer import ImageResult
-from handler.records.capture import PredictionId, PredictionIdError
 from handler.runtime import Runtime
 
 logger = Logger(child=True)
@@ -109,48 +109,12 @@ def count_uncertain(answers: list[dict]) -> None:
     },
 )
 def feedback(request: Request, runtime: RuntimeDep):
-    """A correction for an answer that was captured: the label must be one of the model's classes."""
-    document = payload.parse_json(request_body(request.resolved_event))
-    if not isinstance(document, dict):
-        raise BadRequest(
-            'The body must be JSON like {"prediction_id": "...", "label": "..."}.', Code.INVALID_JSON
-        )
-    try:
-        pid = PredictionId.parse(document.get("prediction_id"))
-    except PredictionIdError as error:
-        raise BadRequest(str(error), Code.INVALID_PREDICTION_ID) from None
-    label = document.get("label")
-    labels = runtime.recognizer.classifier.labels
-    if not isinstance(label, str) or label not in labels:
-        shown = excerpt(label) if isinstance(label, str) else type(label).__name__
-        raise BadRequest(
-            f"label must be one of the model's {len(labels)} classes (GET /model lists them); got {shown!r}.",
-            Code.UNKNOWN_LABEL,
-        )
-    try:
-        captured = runtime.capture.captured(pid)
-    except Exception as error:
-        logger.warning("feedback: capture lookup failed", extra={"error": str(error)[:300]})
-        raise Unavailable(
-            "The capture store could not be read: try again.", Code.STORAGE_UNAVAILABLE
-        ) from None
-    if captured is None:
-        raise NotFound(
-            "No captured answer has this prediction_id: feedback is kept beside a capture, and this "
-            "answer was not sampled (CAPTURE_RATE), has expired, or never existed.",
-            Code.UNKNOWN_PREDICTION,
-        )
-    info = runtime.recognizer.classifier.info.to_dict()
-    try:
-        stored = runtime.capture.store_feedback(pid, label, info)
-    except Exception as error:
-        logger.warning("feedback: store failed", extra={"error": str(error)[:300]})
-        raise Unavailable(
-            "The correction could not be stored: try again.", Code.STORAGE_UNAVAILABLE
-        ) from None
-    answered = (captured.get("predictions") or [{}])[0].get("label")
-    logger.info("feedback", extra={"prediction_id": str(pid), "label": label, "answered": answered})
-    return json_response(HTTPStatus.CREATED, {**stored, "answered": answered})
+    """A correction for an answer that was captured: the label must be one of the classes of the
+    model that answered."""
+    classifier = runtime.recognizer.classifier
+    served = (classifier.info.name, classifier.info.version, classifier.labels)
+    body = request_body(request.resolved_event)
+    return json_response(HTTPStatus.CREATED, corrections.correct(runtime.capture, served, body))
 
 
 @router.post(

@@ -10,8 +10,13 @@ sampled answer stores the image and its answer side by side::
     {CAPTURE_PREFIX}{model}/{version}/{yyyy}/{mm}/{dd}/{prediction_id}.json
     {CAPTURE_PREFIX}{model}/{version}/{yyyy}/{mm}/{dd}/{prediction_id}.feedback.json   (POST /feedback)
 
-A capture never fails an answer and never holds it long: one PUT per file on a client with 1 s
-timeouts and no retries; a failure is the ``CaptureFailed`` metric and a warning in the log.
+A capture never fails an answer and never holds it long: one attempt per PUT on a client with
+1 s timeouts, and per invocation a budget (``BUDGET_SECONDS``): after the first failure, or once
+the budget is spent, the invocation's other captures are skipped. A failure is the
+``CaptureFailed`` metric and a warning in the log; a skipped one ``CaptureSkipped``. Each model
+version's labels are stored once per container beside its captures
+(``{CAPTURE_PREFIX}{model}/{version}/labels.json``), so feedback on an answer of an earlier
+version is checked against the classes of the model that gave it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hashlib
 import json
 import random
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +62,11 @@ SIGNATURES = (
 ANSWER_SUFFIX = "json"
 FEEDBACK_SUFFIX = "feedback.json"
 IMAGE_EXTENSIONS = ("jpg", "png", "gif", "tiff", "bmp", "webp", "avif", "heic", "bin")
+LABELS_FILE = "labels.json"  # {prefix}{model}/{version}/labels.json: the classes of that version
+# Seconds one invocation may spend capturing: a slow store costs an answer this, plus at most one
+# attempt already under way (connect and read timeouts of 1 s each).
+BUDGET_SECONDS = 1.0
+MAX_RECORD_BYTES = 4 * 1024 * 1024  # an answer is a few KB; ImageNet's labels.json 20 KB
 
 
 class PredictionIdError(ValueError):
@@ -76,10 +87,14 @@ class PredictionId:
     def stamp(self) -> str:
         return self.time.strftime(STAMP)
 
+    @property
+    def folder(self) -> str:
+        """``{model}/{version}/``, quoted: this model version's captures, below the prefix."""
+        return f"{quote(self.model, safe='')}/{quote(self.version, safe='')}/"
+
     def key(self, prefix: str, suffix: str) -> str:
         """Where this prediction's file ``suffix`` (``jpg``, ``json``, ``feedback.json``) lives."""
-        model, version = quote(self.model, safe=""), quote(self.version, safe="")
-        return f"{prefix}{model}/{version}/{self.time:%Y/%m/%d}/{self}.{suffix}"
+        return f"{prefix}{self.folder}{self.time:%Y/%m/%d}/{self}.{suffix}"
 
     @classmethod
     def new(cls, image: bytes, model: str, version: str, now: datetime | None = None) -> PredictionId:
@@ -97,10 +112,25 @@ class PredictionId:
         if not _STAMP.fullmatch(stamp) or not _SHA256.fullmatch(digest):
             raise PredictionIdError("prediction_id's time or image digest is not one an answer carries.")
         try:
-            time = datetime.strptime(stamp, STAMP).replace(tzinfo=UTC)
+            when = datetime.strptime(stamp, STAMP).replace(tzinfo=UTC)
         except ValueError:
             raise PredictionIdError("prediction_id's time is not a date.") from None
-        return cls(unquote(model), unquote(version), time, digest)
+        if when.year < 2000:
+            raise PredictionIdError("prediction_id's time is before this service existed.")
+        model, version = unquote(model), unquote(version)
+        if {model, version} & {".", ".."} or "" in (model.strip(), version.strip()):
+            raise PredictionIdError("prediction_id's model or version is not one an answer carries.")
+        return cls(model, version, when, digest)
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """An answer sampled for capture: its id, the image as received, the answer, and why."""
+
+    pid: PredictionId
+    image: bytes
+    answer: dict
+    reason: str
 
 
 def image_type(image: bytes) -> tuple[str, str]:
@@ -122,7 +152,7 @@ def new_capture_client(endpoint_url: str | None = None):
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": 1},
+        retries={"mode": "standard", "total_max_attempts": 1},  # max_attempts counts retries
         connect_timeout=1,
         read_timeout=1,
         signature_version="s3v4",
@@ -146,6 +176,7 @@ class Capture:
         )
         self._given = client
         self._draw = draw
+        self._labels_stored: set[str] = set()  # model versions whose labels.json this container wrote
 
     @cached_property
     def client(self):
@@ -163,10 +194,45 @@ class Capture:
         rate, reason = (self.uncertain_rate, "uncertain_rate") if uncertain else (self.rate, "rate")
         return reason if rate > 0 and self._draw() < rate else None
 
-    def store(
-        self, pid: PredictionId, image: bytes, answer: dict, model: dict, source: str, reason: str
-    ) -> bool:
-        """The image and its answer, side by side; False (and ``CaptureFailed``) if S3 said no."""
+    def store_all(
+        self, sampled: list[Sampled], model: dict, labels: list[str], source: str
+    ) -> dict[str, bool]:
+        """Each sampled answer's image and answer, side by side, within the invocation's budget:
+        ``{prediction_id: stored}`` (the same image twice in a request is one capture)."""
+        started, failed, stored = time.monotonic(), False, {}
+        for item in sampled:
+            key = str(item.pid)
+            if key in stored:
+                continue
+            if failed or time.monotonic() - started > BUDGET_SECONDS:
+                metrics.add_metric(name="CaptureSkipped", unit=MetricUnit.Count, value=1)
+                stored[key] = False
+                continue
+            try:
+                self._store_labels(item.pid, labels)
+                self._store_one(item, model, source)
+            except Exception as error:  # any SDK or network failure: the answer goes out regardless
+                logger.warning("capture failed", extra={"prediction_id": key, "error": str(error)[:300]})
+                metrics.add_metric(name="CaptureFailed", unit=MetricUnit.Count, value=1)
+                failed, stored[key] = True, False
+                continue
+            metrics.add_metric(name="CaptureStored", unit=MetricUnit.Count, value=1)
+            stored[key] = True
+        return stored
+
+    def _store_labels(self, pid: PredictionId, labels: list[str]) -> None:
+        if pid.folder in self._labels_stored:
+            return
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=f"{self.prefix}{pid.folder}{LABELS_FILE}",
+            Body=json.dumps(labels).encode(),
+            ContentType="application/json",
+        )
+        self._labels_stored.add(pid.folder)
+
+    def _store_one(self, item: Sampled, model: dict, source: str) -> None:
+        pid, image, answer = item.pid, item.image, item.answer
         extension, content_type = image_type(image)
         image_key = pid.key(self.prefix, extension)
         record = {
@@ -181,46 +247,53 @@ class Capture:
             },
             "model": model,
             **{k: answer[k] for k in ("predictions", "uncertain") if k in answer},
-            "sampled_by": reason,
+            "sampled_by": item.reason,
         }
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=image_key, Body=image, ContentType=content_type)
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=pid.key(self.prefix, ANSWER_SUFFIX),
-                Body=json.dumps(record, indent=2).encode(),
-                ContentType="application/json",
-            )
-        except Exception as error:  # any SDK or network failure: the answer goes out regardless
-            logger.warning("capture failed", extra={"prediction_id": str(pid), "error": str(error)[:300]})
-            metrics.add_metric(name="CaptureFailed", unit=MetricUnit.Count, value=1)
-            return False
-        metrics.add_metric(name="CaptureStored", unit=MetricUnit.Count, value=1)
-        return True
+        self.client.put_object(Bucket=self.bucket, Key=image_key, Body=image, ContentType=content_type)
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=pid.key(self.prefix, ANSWER_SUFFIX),
+            Body=json.dumps(record, indent=2).encode(),
+            ContentType="application/json",
+        )
 
-    def captured(self, pid: PredictionId) -> dict | None:
-        """The stored answer of ``pid``, or None when nothing was captured under it."""
+    def _read_json(self, key: str) -> Any:
+        """The JSON stored at ``key``; None when there is none, or it is not JSON."""
         from handler.records.storage import is_missing
 
-        if not self.bucket:
-            return None
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=pid.key(self.prefix, ANSWER_SUFFIX))[
-                "Body"
-            ].read()
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(MAX_RECORD_BYTES)
         except Exception as error:
             if is_missing(error):
                 return None
             raise
-        return json.loads(body)
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            return None
 
-    def store_feedback(self, pid: PredictionId, label: str, model: dict) -> dict:
-        """The correction beside its capture (a later one replaces it)."""
+    def captured(self, pid: PredictionId) -> dict | None:
+        """The stored answer of ``pid``, or None when nothing (readable) was captured under it."""
+        if not self.bucket:
+            return None
+        document = self._read_json(pid.key(self.prefix, ANSWER_SUFFIX))
+        return document if isinstance(document, dict) else None
+
+    def labels_of(self, pid: PredictionId) -> list[str] | None:
+        """The classes of the model version that gave ``pid``, as its captures recorded them."""
+        document = self._read_json(f"{self.prefix}{pid.folder}{LABELS_FILE}")
+        if isinstance(document, list) and all(isinstance(label, str) for label in document):
+            return document
+        return None
+
+    def store_feedback(self, pid: PredictionId, label: str) -> dict:
+        """The correction beside its capture (a later one replaces it), naming the model that
+        answered."""
         feedback = {
             "prediction_id": str(pid),
             "label": label,
             "time": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
-            "model": {"name": model["name"], "version": model["version"]},
+            "model": {"name": pid.model, "version": pid.version},
         }
         self.client.put_object(
             Bucket=self.bucket,

@@ -32,20 +32,21 @@ from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from handler.contract import IMAGENET_MODEL, METRICS_NAMESPACE, SERVICE_NAME
+from handler.contract import (
+    IMAGENET_MODEL,
+    METRICS_NAMESPACE,
+    SERVICE_NAME,
+    WATCHED_CLASSES,
+    top_class_metric,
+)
 from handler.recognition import manifest as model_manifest
 from infra.settings import DRIFT_EVALUATION_PERIODS, REPO_ROOT, Settings
 
-# The handler's handler.drift.WATCHED_CLASSES and class_metric (not imported: the CDK app loads no
-# Powertools); a test holds the two sides equal.
-MAX_TOP_CLASSES = 10  # the handler emits TopClass_<label> for models with at most this many classes
+# The handler emits TopClass_<label> for models of at most this many classes; both sides take the
+# metric names from handler.contract (light: the CDK app loads no Powertools).
+MAX_TOP_CLASSES = WATCHED_CLASSES
 MAX_ALARM_METRICS = 10  # CloudWatch: metrics (and, separately, expressions) in one alarm
 DRIFT_DATAPOINTS = 2  # breaching periods of DRIFT_EVALUATION_PERIODS that raise a drift alarm
-
-
-def metric_label(label: str) -> str:
-    """A class label as it appears in ``TopClass_<label>`` (the handler's sanitizing)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", label)[:200]
 
 
 def number(value: float) -> str:
@@ -92,11 +93,8 @@ class ServedModel:
 
     @property
     def top_classes(self) -> tuple[str, ...]:
-        """The labels that have a ``TopClass_`` metric each (none past ``MAX_TOP_CLASSES`` or when two
-        labels sanitize to the same metric name)."""
+        """The labels that have a ``TopClass_`` metric each (none past ``MAX_TOP_CLASSES``)."""
         if self.labels is None or len(self.labels) > MAX_TOP_CLASSES:
-            return ()
-        if len({metric_label(label) for label in self.labels}) < len(self.labels):
             return ()
         return self.labels
 
@@ -202,7 +200,7 @@ class DriftAlarms(Construct):
         # One metric is the prediction count: with MAX_ALARM_METRICS classes the last one is derived.
         measured = classes if len(classes) < MAX_ALARM_METRICS else classes[:-1]
         shares_of = {
-            f"c{i}": self.model.metric(f"TopClass_{metric_label(label)}", "Average", self.period)
+            f"c{i}": self.model.metric(top_class_metric(label), "Average", self.period)
             for i, label in enumerate(measured)
         }
         terms = [f"ABS(c{i} - {number(shares[label])})" for i, label in enumerate(measured)]

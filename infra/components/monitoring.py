@@ -14,8 +14,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from handler.contract import METRICS_NAMESPACE, SERVICE_NAME
-from infra.components.drift import ServedModel, metric_label
+from handler.contract import METRICS_NAMESPACE, SERVICE_NAME, top_class_metric
+from infra.components.drift import ServedModel
 from infra.settings import Settings
 
 FIVE_MINUTES = Duration.minutes(5)
@@ -264,7 +264,7 @@ class Monitoring(Construct):
                 self._graph(
                     "Top-1 class shares",
                     [
-                        model.metric(f"TopClass_{metric_label(label)}", "Average", FIVE_MINUTES, label)
+                        model.metric(top_class_metric(label), "Average", FIVE_MINUTES, label)
                         for label in model.top_classes
                     ],
                     left_y_axis=cw.YAxisProps(min=0, max=1),

@@ -9,6 +9,7 @@ import json
 from devtools.context import LocalContext
 from devtools.events import rest_event
 from handler import drift
+from handler.contract import top_class_metric
 
 
 def drift_blobs(printed: str) -> list[dict]:
@@ -49,7 +50,7 @@ def test_a_model_of_few_classes_reports_each_class_share(capsys) -> None:
     (blob,) = drift_blobs(capsys.readouterr().out)
     assert blob["TopClass_ants"] == [0.0, 0.0]
     assert blob["TopClass_bees"] == [1.0, 0.0]
-    assert blob["TopClass_red_wine_2"] == [0.0, 1.0]
+    assert blob[top_class_metric("red wine/2")] == [0.0, 1.0]  # TopClass_red_wine_2_<8 hex>
     assert blob["ModelUncertain"] == [1.0] and blob["model_version"] == "2.0.0"
 
 
@@ -58,3 +59,12 @@ def test_nothing_answered_publishes_nothing(capsys) -> None:
     drift.observe([{"error": "x", "code": "corrupt_image"}], {"name": "m", "version": "1"}, ["a", "b"])
     drift.flush()
     assert drift_blobs(capsys.readouterr().out) == []
+
+
+def test_labels_the_metric_name_cannot_spell_still_get_a_metric_each() -> None:
+    """Non-Latin labels, or labels that differ only in a character the reduction replaces, must not
+    share a metric: their shares would average together and the class-mix alarm would be blind."""
+    names = [top_class_metric(label) for label in ("蜂", "蚁", "a b", "a_b", "a/b", "x" * 300, "x" * 301)]
+    assert len(set(names)) == len(names)
+    assert top_class_metric("bees") == "TopClass_bees", "a plain label reads as itself"
+    assert all(len(name) <= 255 and name.isascii() for name in names)

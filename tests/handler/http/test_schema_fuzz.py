@@ -34,7 +34,7 @@ def operations(base_url: str):
 
 
 OPERATIONS = ("POST /predict", "POST /uploads", "GET /results/{upload_id}", "GET /health", "GET /")
-OPERATIONS += ("GET /openapi.json", "GET /model")
+OPERATIONS += ("GET /openapi.json", "GET /model", "POST /feedback")
 
 
 def test_every_operation_is_fuzzed(base_url: str) -> None:

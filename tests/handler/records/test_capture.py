@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -38,8 +39,10 @@ def send_feedback(app, document, door=rest_event) -> dict:
 
 
 def stored(s3_client, bucket: str, prefix: str = "capture/") -> dict[str, bytes]:
+    """The captures in ``bucket`` (each model version's labels.json aside)."""
     listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-    return {o["Key"]: s3_client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+    keys = [o["Key"] for o in listed if not o["Key"].endswith("/labels.json")]
+    return {key: s3_client.get_object(Bucket=bucket, Key=key)["Body"].read() for key in keys}
 
 
 # --- prediction_id -------------------------------------------------------------------------------
@@ -69,6 +72,10 @@ def test_a_prediction_id_names_the_image_the_model_and_the_time() -> None:
         "m::20261127T214420123456Z:" + "a" * 64,
         "m:v:20261127T214420123456Z:" + "a" * 64 + "\n",
         "x" * 10_000,
+        "m:v:00010101T000000000000Z:" + "a" * 64,  # year 1: would not even print back the same
+        "..:v:20261127T214420123456Z:" + "a" * 64,  # a key segment S3 takes literally, a proxy may not
+        "m:%2E%2E:20261127T214420123456Z:" + "a" * 64,
+        "%20:v:20261127T214420123456Z:" + "a" * 64,
     ],
 )
 def test_anything_else_is_not_a_prediction_id(hostile) -> None:
@@ -203,27 +210,63 @@ def test_a_failed_capture_is_a_metric_not_an_error(configure, capsys) -> None:
     assert '"CaptureFailed":[1.0]' in capsys.readouterr().out.replace(" ", "")
 
 
+def distinct_photos(count: int) -> list[bytes]:
+    """``count`` different small JPEGs (different bytes: different prediction ids)."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(PHOTOS / "grace_hopper.jpg") as portrait:
+        small = portrait.convert("RGB").resize((96, 96))
+    photos = []
+    for turn in range(count):
+        encoded = io.BytesIO()
+        small.rotate(turn * 7).save(encoded, "JPEG")
+        photos.append(encoded.getvalue())
+    return photos
+
+
+def batch_body(images: list[bytes]) -> dict:
+    import base64
+
+    body = json.dumps({"images": [base64.b64encode(image).decode() for image in images]}).encode()
+    return rest_event("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+
+
 @pytest.mark.slow
-def test_a_capture_store_that_hangs_holds_the_answer_seconds_not_forever(configure) -> None:
-    """A server that accepts the connection and never answers: the capture client's read timeout
-    (1 s, no retry) ends the wait; the answer still goes out, uncaptured."""
+def test_a_capture_store_that_hangs_costs_a_batch_one_attempt_not_one_per_photo(configure, capsys) -> None:
+    """A server that accepts connections and never answers, and a batch of 16 photos: the first
+    capture's one attempt times out; the other 15 are skipped (the invocation's capture budget),
+    so the answer waits seconds, not the minute 16 timed-out captures (and their retries) took."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener.listen(64)
     held = []
-    threading.Thread(target=lambda: held.append(listener.accept()), daemon=True).start()
-    port = listener.getsockname()[1]
+
+    def accept_forever() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(listener.accept())
+
+    threading.Thread(target=accept_forever, daemon=True).start()
     import os
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-    client = new_capture_client(endpoint_url=f"http://127.0.0.1:{port}")
+    client = new_capture_client(endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}")
     app = configure(s3_client=client, uploads_bucket="hanging", capture_rate=1.0)
+    capsys.readouterr()
     started = time.monotonic()
-    answer = predict(app, GRACE)
+    answer = app.api_handler(batch_body(distinct_photos(16)), LocalContext())
     waited = time.monotonic() - started
     listener.close()
-    assert answer["statusCode"] == 200 and body_json(answer)["captured"] is False
+    assert answer["statusCode"] == 200
+    assert [result["captured"] for result in body_json(answer)["results"]] == [False] * 16
+    printed = capsys.readouterr().out.replace(" ", "")
+    assert (
+        '"CaptureFailed":[1.0]' in printed and '"CaptureSkipped":[' + ",".join(["1.0"] * 15) + "]" in printed
+    )
+    assert len(held) == 1, "one connection: no retry, no second photo tried"
     assert waited < 10, f"the answer waited {waited:.1f} s for a hanging capture store"
 
 
@@ -294,3 +337,47 @@ def test_every_type_a_capture_can_store_is_one_the_export_reads() -> None:
             "capture/m/v/2026/11/27/id",
             "image",
         )
+
+
+def test_the_same_photo_twice_in_a_request_is_one_capture(capturing, s3_client, bucket) -> None:
+    answer = body_json(capturing.api_handler(batch_body([CAT, GRACE, CAT]), LocalContext()))
+    first, _, again = answer["results"]
+    assert first["prediction_id"] == again["prediction_id"] and first["captured"] and again["captured"]
+    assert sorted(k.rsplit(".", 1)[1] for k in stored(s3_client, bucket)) == ["bmp", "jpg", "json", "json"]
+
+
+def test_feedback_on_an_earlier_versions_answer_is_checked_against_its_classes(
+    configure, classifier, moto_s3, s3_client, bucket
+) -> None:
+    """An answer of version 0.9.0 (whose classes were ants and bees), corrected after 1.0.0 took
+    over: the correction is checked against 0.9.0's classes, and recorded as 0.9.0's."""
+    from handler.recognition.model import ModelInfo
+
+    settings = {"s3_client": s3_client_for(moto_s3), "uploads_bucket": bucket, "capture_rate": 1.0}
+    earlier = configure(model=classifier.renamed(ModelInfo("mobilenet_v2", "0.9.0", "litert")), **settings)
+    pid = body_json(predict(earlier, CAT))["prediction_id"]
+    s3_client.put_object(
+        Bucket=bucket, Key="capture/mobilenet_v2/0.9.0/labels.json", Body=b'["ants", "bees"]'
+    )
+    now = configure(**settings)
+    refused = send_feedback(now, {"prediction_id": pid, "label": "tiger_cat"})
+    assert refused["statusCode"] == 400 and "classes of mobilenet_v2 0.9.0" in body_json(refused)["error"]
+    answer = send_feedback(now, {"prediction_id": pid, "label": "bees"})
+    assert answer["statusCode"] == 201, answer["body"]
+    key = PredictionId.parse(pid).key("capture/", "feedback.json")
+    feedback = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert feedback["model"] == {"name": "mobilenet_v2", "version": "0.9.0"}
+
+
+@pytest.mark.parametrize(
+    ("record", "status"), [(b"not json", 404), (b"[1, 2]", 404), (b'{"predictions": {"a": 1}}', 201)]
+)
+def test_a_capture_record_someone_mangled_is_never_a_500(
+    capturing, s3_client, bucket, record, status
+) -> None:
+    pid = body_json(predict(capturing, CAT))["prediction_id"]
+    s3_client.put_object(Bucket=bucket, Key=PredictionId.parse(pid).key("capture/", "json"), Body=record)
+    answer = send_feedback(capturing, {"prediction_id": pid, "label": "tiger_cat"})
+    assert answer["statusCode"] == status, answer["body"]
+    if status == 201:
+        assert body_json(answer)["answered"] is None
