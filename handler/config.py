@@ -121,7 +121,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     origins = tuple(
         o.strip() for o in read.text("ALLOWED_ORIGINS", Defaults.ALLOWED_ORIGINS).split(",") if o.strip()
     )
-    return Settings(
+    settings = Settings(
         model_dir=Path(read.optional("MODEL_DIR") or _default_model_dir(environ)),
         backend=backend,
         precision=precision,
@@ -151,6 +151,23 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         capture_bucket=read.optional("CAPTURE_BUCKET"),
         capture_prefix=read.text("CAPTURE_PREFIX", Defaults.CAPTURE_PREFIX),
     )
+    check_prefixes(settings)
+    return settings
+
+
+def check_prefixes(settings: Settings) -> None:
+    """The capture prefix apart from the uploads' and the results': a capture under the uploads
+    prefix would be classified (and captured) again; an upload under the capture prefix would never
+    be classified (the workers skip what capture kept)."""
+    for name, other in (
+        ("UPLOADS_PREFIX", settings.uploads_prefix),
+        ("RESULTS_PREFIX", settings.results_prefix),
+    ):
+        if settings.capture_prefix.startswith(other) or other.startswith(settings.capture_prefix):
+            raise ValueError(
+                f"CAPTURE_PREFIX {settings.capture_prefix!r} overlaps {name} {other!r}: give captures a "
+                "prefix of their own"
+            )
 
 
 def check_engine(backend: str, precision: str) -> None:

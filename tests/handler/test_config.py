@@ -57,6 +57,10 @@ def test_every_variable_is_read() -> None:
             "UPLOADS_PREFIX": "in/",
             "MAX_UPLOAD_BYTES": "5000",
             "UPLOAD_EXPIRES_SECONDS": "60",
+            "CAPTURE_RATE": "0.05",
+            "CAPTURE_UNCERTAIN_RATE": "1",
+            "CAPTURE_BUCKET": "capture-bucket",
+            "CAPTURE_PREFIX": "kept/",
         }
     )
     assert settings == config.Settings(
@@ -82,6 +86,10 @@ def test_every_variable_is_read() -> None:
         decode_deadline_ms=250,
         decode_request_deadline_ms=900,
         decode_fresh_workers=True,
+        capture_rate=0.05,
+        capture_uncertain_rate=1.0,
+        capture_bucket="capture-bucket",
+        capture_prefix="kept/",
     )
 
 
@@ -94,6 +102,10 @@ def test_every_variable_is_read() -> None:
         ("MODEL_BACKEND", "onnx", "MODEL_BACKEND must be one of litert, keras, got 'onnx'"),
         ("MIN_CONFIDENCE", "high", "MIN_CONFIDENCE must be a number from 0 to 1"),
         ("MIN_CONFIDENCE", "1.5", "MIN_CONFIDENCE must be a number from 0 to 1, got 1.5"),
+        ("CAPTURE_RATE", "5%", "CAPTURE_RATE must be a number from 0 to 1"),
+        ("CAPTURE_UNCERTAIN_RATE", "2", "CAPTURE_UNCERTAIN_RATE must be a number from 0 to 1, got 2"),
+        ("CAPTURE_PREFIX", "uploads/captured/", "CAPTURE_PREFIX 'uploads/captured/' overlaps UPLOADS_PREFIX"),
+        ("CAPTURE_PREFIX", "results", "CAPTURE_PREFIX 'results' overlaps RESULTS_PREFIX 'results/'"),
     ],
 )
 def test_a_bad_value_names_its_variable(name: str, value: str, message: str) -> None:
