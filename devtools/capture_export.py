@@ -48,6 +48,16 @@ MAX_IMAGE_BYTES = 50 * 1024 * 1024  # what training reads (training.dataset.LIMI
 MAX_JSON_BYTES = 1024 * 1024  # an answer or feedback record is a few hundred bytes
 MAX_LABEL = 100
 RESERVED = {REVIEW.lower(), MARKER.lower()}
+# Folder names Windows cannot create (an export copied to a laptop must still be a data folder).
+WINDOWS_FORBIDDEN = set('<>:"|?*')
+WINDOWS_RESERVED = {
+    "CON",
+    "PRN",
+    "AUX",
+    "NUL",
+    *(f"COM{n}" for n in range(1, 10)),
+    *(f"LPT{n}" for n in range(1, 10)),
+}
 
 
 class ExportError(Exception):
@@ -93,6 +103,19 @@ def split_key(key: str) -> tuple[str, str] | None:
     return None
 
 
+def is_capture_stem(stem: str) -> bool:
+    """Whether ``stem`` (a key without its suffix) is where the function stores a capture: its
+    last segment a prediction id, and the key exactly the one that id gives (so ``X.jpg`` and
+    ``X.feedback.json`` someone else put below the prefix are not taken for a capture)."""
+    name = stem.rpartition("/")[2]
+    try:
+        pid = capture_layout.PredictionId.parse(name)
+    except capture_layout.PredictionIdError:
+        return False
+    expected = pid.key("", "x")[: -len(".x")]
+    return stem.endswith("/" + expected) or stem == expected
+
+
 def captures(client, bucket: str, prefix: str) -> tuple[list[Capture], int]:
     """Every capture under ``prefix`` (all pages of the listing), in key order, and how many listed
     objects are not part of one."""
@@ -105,6 +128,9 @@ def captures(client, bucket: str, prefix: str) -> tuple[list[Capture], int]:
                 others += 1
                 continue
             stem, kind = parsed
+            if not is_capture_stem(stem):
+                others += 1
+                continue
             capture = found.setdefault(stem, Capture(prediction_id=stem.rpartition("/")[2]))
             if kind == "image":
                 capture.image, capture.image_bytes = item["Key"], int(item.get("Size", 0))
@@ -141,7 +167,9 @@ def safe_label(label: object) -> str | None:
         return None
     if any(unicodedata.category(char).startswith("C") for char in label):
         return None
-    if label.lower() in RESERVED:
+    if label.lower() in RESERVED or label.endswith((".", " ")) or set(label) & WINDOWS_FORBIDDEN:
+        return None
+    if label.split(".")[0].upper() in WINDOWS_RESERVED:
         return None
     return label
 
@@ -188,7 +216,7 @@ def _skip(summary: Summary, capture: Capture, reason: str) -> None:
 
 def export(url: str, out: Path, endpoint_url: str | None = None, client=None) -> Summary:
     """Export the captures under ``url`` into ``out`` (see the module); return the summary."""
-    from devtools.backfill import client_for
+    from devtools.backfill import client_for, spreadsheet_safe
 
     bucket, prefix = parse_url(url)
     check_out(out)
@@ -219,7 +247,7 @@ def export(url: str, out: Path, endpoint_url: str | None = None, client=None) ->
         with (staging / REVIEW).open("w", newline="") as handle:
             writer = csv.DictWriter(handle, REVIEW_COLUMNS)
             writer.writeheader()
-            writer.writerows(review)
+            writer.writerows({key: spreadsheet_safe(value) for key, value in row.items()} for row in review)
         marker = {"exported_at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(summary)}
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         staging.chmod(0o755)
@@ -258,6 +286,9 @@ def _export_one(client, bucket: str, capture: Capture, staging: Path, summary: S
     extension = capture.image.rpartition(".")[2].lower()
     folder = staging / label
     target = folder / f"{safe_file_name(capture.prediction_id)}.{extension}"
+    if target.exists():  # two ids that read the same once made file-safe: keep both
+        digest = hashlib.sha256(capture.prediction_id.encode()).hexdigest()[:12]
+        target = folder / f"{safe_file_name(capture.prediction_id)}_{digest}.{extension}"
     if folder.resolve().parent != staging.resolve():
         _skip(summary, capture, "label is not a safe folder name")  # defence in depth: never outside
         return None

@@ -9,12 +9,12 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
 from devtools import capture_export
 from devtools.cli import main
+from handler.records.capture import PredictionId
 from tests.support import SHARED
 
 HYMENOPTERA = SHARED / "datasets" / "hymenoptera" / "train"
@@ -41,9 +41,8 @@ def put_capture(
 ) -> str:
     """One capture as the function stores it (contract layout); its prediction id."""
     when = datetime(2026, 11, 27, 21, 44, 20, tzinfo=UTC) + timedelta(minutes=minutes)
-    stamp = when.strftime("%Y%m%dT%H%M%S%fZ")
-    pid = f"{quote(model, safe='')}:{quote(version, safe='')}:{stamp}:{hashlib.sha256(data).hexdigest()}"
-    base = f"{prefix}{quote(model, safe='')}/{quote(version, safe='')}/{when:%Y/%m/%d}/{pid}"
+    identity = PredictionId(model, version, when, hashlib.sha256(data).hexdigest())
+    pid, base = str(identity), identity.key(prefix, "x")[: -len(".x")]
     if image:
         client.put_object(Bucket=bucket, Key=f"{base}.jpg", Body=data)
     record = {
@@ -185,6 +184,11 @@ def test_out_must_be_new_empty_or_an_earlier_export(s3_client, bucket: str, stor
         ("review.csv", False),
         ("x" * 101, False),
         (7, False),
+        ("CON", False),  # Windows cannot make these folders: an export copied to a laptop must work
+        ("aux.txt", False),
+        ("a:b", False),
+        ("bees.", False),
+        ("what?", False),
     ],
 )
 def test_only_safe_folder_names_become_classes(label, safe: bool) -> None:
@@ -215,3 +219,23 @@ def test_the_cli_prints_the_summary(moto_s3: str, bucket: str, stored, tmp_path:
     (tmp_path / "other" / "x").write_text("x")
     assert main([*args[:3], "--out", str(tmp_path / "other"), "--endpoint-url", moto_s3]) == 2
     assert "is not an earlier export" in capsys.readouterr().err
+
+
+def test_the_review_list_cannot_run_formulas_and_look_alike_ids_never_overwrite(
+    s3_client, bucket: str, tmp_path: Path
+) -> None:
+    """A model named ``=cmd|...`` (or a forged answer) opens in a spreadsheet as text; two ids
+    that read the same once file-safe (``a%`` and ``a_25``) are two files; an ``X.jpg`` and
+    ``X.feedback.json`` someone else put below the prefix are not a capture."""
+    put_capture(s3_client, bucket, b"\xff\xd8 one", model="=HYPERLINK(1)", uncertain=True, top=("-2+3", 0.4))
+    put_capture(s3_client, bucket, b"\xff\xd8 two", model="a%", feedback="ants")
+    put_capture(s3_client, bucket, b"\xff\xd8 two", model="a_25", feedback="ants")
+    s3_client.put_object(Bucket=bucket, Key="capture/x/1/2026/11/27/planted.jpg", Body=b"\xff\xd8")
+    s3_client.put_object(
+        Bucket=bucket, Key="capture/x/1/2026/11/27/planted.feedback.json", Body=b'{"label": "ants"}'
+    )
+    out = tmp_path / "export"
+    capture_export.export(f"s3://{bucket}/capture/", out, client=s3_client)
+    assert len(list((out / "ants").iterdir())) == 2
+    (row,) = list(csv.DictReader((out / "review.csv").open()))
+    assert row["model"] == "'=HYPERLINK(1)" and row["label"] == "'-2+3"

@@ -101,6 +101,8 @@ def captured(s3_client) -> tuple[str, dict[str, str]]:
         "bad feedback": put_capture(s3_client, bucket, photo("ants", 1), feedback=b"{oops"),
         "no image": put_capture(s3_client, bucket, photo("ants", 2), feedback="ant", image=False),
     }
+    ids["broken"] = put_capture(s3_client, bucket, b"\xff\xd8 not a photo")
+    # Not a capture: a name that is no prediction id, put below the prefix by someone else.
     s3_client.put_object(Bucket=bucket, Key="capture/x/1/2026/11/27/broken.jpg", Body=b"\xff\xd8 not a photo")
     return bucket, ids
 
@@ -125,7 +127,7 @@ def test_on_a_capture_prefix_feedback_is_the_truth(
     )
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 4 and result["labelled"] == 2
-    assert [s["file"] for s in result["skipped"]] == ["broken"]
+    assert [s["file"] for s in result["skipped"]] == [ids["broken"]]
     truth = {row["image"]: row["truth"] for row in result["changed"]}
     assert truth.get(ids["unlabelled"]) is None and truth.get(ids["bad feedback"]) is None
     for key in ("ant", "bee"):
