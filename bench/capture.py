@@ -3,8 +3,8 @@
 The same photo answered by the same function, warm, with capture off and with ``CAPTURE_RATE=1``
 (every answer stores its image and its answer: two PUTs), interleaved so both see the same machine.
 S3 is moto's server on 127.0.0.1 behind the local policy proxy: a PUT there costs about what one
-costs in-region (single-digit to tens of milliseconds); the capture client gives up after 1 s
-without retrying, whatever S3 does (tested against a store that hangs).
+costs in-region (single-digit to tens of milliseconds); the capture client makes one attempt per
+PUT with 1 s timeouts, within a 1 s budget per invocation (tested against a store that hangs).
 
 Writes ``capture.md`` and ``capture.json``.
 """
