@@ -55,6 +55,10 @@ def folder_photos(data: Path) -> Photos:
     )
 
 
+# Captured photos held in memory at once before decoding (memory: at most this many bodies).
+DECODE_CHUNK = 32
+
+
 def capture_photos(url: str, endpoint_url: str | None = None, client=None) -> Photos:
     """Captured images under ``s3://BUCKET/PREFIX``, decoded by the serving decoder; a capture's
     truth is its feedback label (None without feedback, or when that feedback cannot be read)."""
@@ -67,43 +71,51 @@ def capture_photos(url: str, endpoint_url: str | None = None, client=None) -> Ph
     bucket, prefix = parse_url(url)
     client = client or client_for(endpoint_url)
     listed, _ = captures(client, bucket, prefix)
-    names, truth, skipped, data = [], [], [], []
+    skipped: list[dict] = []
     seen: dict[str, str] = {}
-    for capture in listed:
-        if capture.image is None:
-            continue  # an answer or feedback alone: nothing to classify
-        if capture.image_bytes > MAX_IMAGE_BYTES:
-            skipped.append({"file": capture.prediction_id, "why": "image over 50 MB"})
-            continue
-        try:
-            body = client.get_object(Bucket=bucket, Key=capture.image)["Body"].read(MAX_IMAGE_BYTES + 1)
-        except ClientError:
-            skipped.append({"file": capture.prediction_id, "why": "image missing"})
-            continue
-        digest = hashlib.sha256(body).hexdigest()
-        if digest in seen:
-            skipped.append({"file": capture.prediction_id, "why": f"the same photo as {seen[digest]}"})
-            continue
-        seen[digest] = capture.prediction_id
-        label = None
-        if capture.feedback:
-            feedback = read_json(client, bucket, capture.feedback)
-            if feedback and isinstance(feedback.get("label"), str):
-                label = feedback["label"]
-        names.append(capture.prediction_id)
-        truth.append(label)
-        data.append(body)
     writer = PixelWriter()
-    kept_names, kept_truth = [], []
-    if data:
-        with sandbox() as decoder:
-            for name, label, decoded in zip(names, truth, decoder.decode(data, LIMITS), strict=True):
-                if not isinstance(decoded, np.ndarray):  # a Refusal: why it was not decoded
-                    skipped.append({"file": name, "why": getattr(decoded, "message", "not decoded")})
-                    continue
-                writer.append(decoded)
-                kept_names.append(name)
-                kept_truth.append(label)
+    kept_names: list[str] = []
+    kept_truth: list[str | None] = []
+    pending: list[tuple[str, str | None, bytes]] = []  # at most DECODE_CHUNK bodies in memory
+
+    def decode_pending(decoder) -> None:
+        bodies = [body for _, _, body in pending]
+        for (name, label, _), decoded in zip(pending, decoder.decode(bodies, LIMITS), strict=True):
+            if not isinstance(decoded, np.ndarray):  # a Refusal: why it was not decoded
+                skipped.append({"file": name, "why": getattr(decoded, "message", "not decoded")})
+                continue
+            writer.append(decoded)
+            kept_names.append(name)
+            kept_truth.append(label)
+        pending.clear()
+
+    with sandbox() as decoder:
+        for capture in listed:
+            if capture.image is None:
+                continue  # an answer or feedback alone: nothing to classify
+            if capture.image_bytes > MAX_IMAGE_BYTES:
+                skipped.append({"file": capture.prediction_id, "why": "image over 50 MB"})
+                continue
+            try:
+                body = client.get_object(Bucket=bucket, Key=capture.image)["Body"].read(MAX_IMAGE_BYTES + 1)
+            except ClientError:
+                skipped.append({"file": capture.prediction_id, "why": "image missing"})
+                continue
+            digest = hashlib.sha256(body).hexdigest()
+            if digest in seen:
+                skipped.append({"file": capture.prediction_id, "why": f"the same photo as {seen[digest]}"})
+                continue
+            seen[digest] = capture.prediction_id
+            label = None
+            if capture.feedback:
+                feedback = read_json(client, bucket, capture.feedback)
+                if feedback and isinstance(feedback.get("label"), str):
+                    label = feedback["label"]
+            pending.append((capture.prediction_id, label, body))
+            if len(pending) == DECODE_CHUNK:
+                decode_pending(decoder)
+        if pending:
+            decode_pending(decoder)
     return Photos(kept_names, writer.finish(), kept_truth, skipped)
 
 

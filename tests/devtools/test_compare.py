@@ -9,6 +9,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from devtools import compare
@@ -157,3 +158,14 @@ def test_a_comparison_with_nothing_shared_is_a_message(
 ) -> None:
     assert main(["compare", str(MODEL_DIR), str(tmp_path / "missing"), str(labelled)]) == 2
     assert "imgrec compare:" in capsys.readouterr().err
+
+
+def test_captures_decode_a_chunk_at_a_time_with_the_same_result(captured, s3_client, monkeypatch) -> None:
+    """Thousands of captures must not all sit in memory before decoding: chunks of one photo give
+    what chunks of 32 give."""
+    bucket, _ = captured
+    whole = compare.capture_photos(f"s3://{bucket}/capture/", client=s3_client)
+    monkeypatch.setattr(compare, "DECODE_CHUNK", 1)
+    chunked = compare.capture_photos(f"s3://{bucket}/capture/", client=s3_client)
+    assert chunked.names == whole.names and chunked.truth == whole.truth and chunked.skipped == whole.skipped
+    assert len(chunked.names) == 4 and (chunked.images[np.arange(4)] == whole.images[np.arange(4)]).all()
