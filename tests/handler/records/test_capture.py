@@ -15,16 +15,16 @@ import pytest
 from devtools.context import LocalContext
 from devtools.events import http_event, rest_event, s3_event
 from handler.records.capture import PredictionId, PredictionIdError, image_type, new_capture_client
-from tests.support import PHOTOS, body_json, s3_client_for
+from tests.support import PHOTOS, body_json
 
 GRACE = (PHOTOS / "grace_hopper.jpg").read_bytes()
 CAT = (PHOTOS / "cat.bmp").read_bytes()
 
 
 @pytest.fixture
-def capturing(configure, moto_s3, bucket):
+def capturing(configure, s3_client, bucket):
     """The function with every answer captured into ``bucket``."""
-    return configure(s3_client=s3_client_for(moto_s3), uploads_bucket=bucket, capture_rate=1.0)
+    return configure(s3_client=s3_client, uploads_bucket=bucket, capture_rate=1.0)
 
 
 def predict(app, image: bytes, door=rest_event) -> dict:
@@ -162,7 +162,7 @@ def test_uncertain_answers_are_captured_at_their_own_rate(configure, moto_s3, s3
 
     def capturing_uncertain(threshold: float):
         return configure(
-            s3_client=s3_client_for(moto_s3),
+            s3_client=s3_client,
             uploads_bucket=bucket,
             capture_rate=0.0,
             capture_uncertain_rate=1.0,
@@ -353,7 +353,7 @@ def test_feedback_on_an_earlier_versions_answer_is_checked_against_its_classes(
     over: the correction is checked against 0.9.0's classes, and recorded as 0.9.0's."""
     from handler.recognition.model import ModelInfo
 
-    settings = {"s3_client": s3_client_for(moto_s3), "uploads_bucket": bucket, "capture_rate": 1.0}
+    settings = {"s3_client": s3_client, "uploads_bucket": bucket, "capture_rate": 1.0}
     earlier = configure(model=classifier.renamed(ModelInfo("mobilenet_v2", "0.9.0", "litert")), **settings)
     pid = body_json(predict(earlier, CAT))["prediction_id"]
     s3_client.put_object(

@@ -118,6 +118,7 @@ def ten_photos(grace_hopper: bytes, cat: bytes) -> dict[str, bytes]:
     return photos
 
 
+@pytest.mark.slow  # about a second: ten photos, one by one and as a batch
 def test_a_10_object_batch_is_one_model_call_and_matches_one_by_one(
     app, bucket, put, moto_s3, grace_hopper, cat
 ) -> None:
