@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from handler import drift
+from handler.contract import QUALITY_GATE_SOURCE
 from handler.recognition.errors import Refusal
 from handler.recognition.recognizer import ImageResult
 from handler.records.capture import PredictionId, Sampled
@@ -33,7 +34,7 @@ def answers(
         if result.error is None and isinstance(image, bytes):
             pid = PredictionId.new(image, info["name"], info["version"], now)
             answer["prediction_id"] = str(pid)
-            reason = runtime.capture.sampled_by(answer)
+            reason = None if source == QUALITY_GATE_SOURCE else runtime.capture.sampled_by(answer)
             if reason:
                 sampled.append(Sampled(pid, image, dict(answer), reason))
         built.append(answer)
@@ -43,5 +44,6 @@ def answers(
         for answer in built:
             if answer.get("prediction_id") in stored:
                 answer["captured"] = stored[answer["prediction_id"]]
-    drift.observe(built, info, runtime.recognizer.classifier.labels)
+    if source != QUALITY_GATE_SOURCE:  # the gate's check photos are not production traffic
+        drift.observe(built, info, runtime.recognizer.classifier.labels)
     return built

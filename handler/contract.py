@@ -89,6 +89,12 @@ class Defaults:
     ALLOWED_ORIGINS = "*"
 
 
+# The pre-traffic hook marks its check photos' events with this requestContext key: API Gateway
+# builds requestContext itself, so no client request carries it. Its answers are not captured and
+# not counted in the model-health metrics.
+QUALITY_GATE_MARK = "imageRecognitionQualityGate"
+QUALITY_GATE_SOURCE = "quality-gate"
+
 # The model-health metrics (handler.drift) the drift alarms and the dashboard read (infra).
 WATCHED_CLASSES = 10  # models of at most this many classes get a TopClass_<label> metric each
 _UNSAFE_IN_METRIC = re.compile(r"[^A-Za-z0-9_.-]")

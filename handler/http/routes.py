@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 
 from handler import answering, signals
+from handler.contract import QUALITY_GATE_MARK, QUALITY_GATE_SOURCE
 from handler.http import feedback as corrections
 from handler.http import page, payload, uploads
 from handler.http.answers import FeedbackAnswer, HealthAnswer, ModelAnswer, PredictionAnswer
@@ -71,10 +72,11 @@ def predict(
         settings.max_images_per_request,
     )
     info = runtime.recognizer.classifier.info.to_dict()
+    source = answer_source(event)
     if images.batch:
         outcomes = runtime.recognizer.classify(images.images, top_k)
         logger.info("classified a batch", extra={"images": len(outcomes)})
-        results = answering.answers(runtime, images.images, outcomes, source="api")
+        results = answering.answers(runtime, images.images, outcomes, source=source)
         count_uncertain(results)
         return json_response(HTTPStatus.OK, {"results": results, "model": info})
     (image,) = images.images
@@ -83,9 +85,16 @@ def predict(
     logger.info(
         "classified", extra={"image_bytes": len(image), "top1": best.label, "probability": best.probability}
     )
-    (answer,) = answering.answers(runtime, [image], [ImageResult(predictions=predictions)], source="api")
+    (answer,) = answering.answers(runtime, [image], [ImageResult(predictions=predictions)], source=source)
     count_uncertain([answer])
     return json_response(HTTPStatus.OK, {**answer, "model": info})
+
+
+def answer_source(event) -> str:
+    """``api``, or the pre-traffic gate's mark (set by the hook's direct invoke, never by a client)."""
+    context = event.raw_event.get("requestContext")
+    marked = isinstance(context, dict) and context.get(QUALITY_GATE_MARK) is True
+    return QUALITY_GATE_SOURCE if marked else "api"
 
 
 def count_uncertain(answers: list[dict]) -> None:

@@ -226,3 +226,20 @@ def test_the_hook_reports_before_its_own_timeout(app, capsys) -> None:
 def test_the_hook_asks_for_as_many_classes_as_were_recorded() -> None:
     event = pre_traffic.photo_event({"headers": {}}, b"\xff\xd8\xff", 2)
     assert event["queryStringParameters"] == {"top_k": "2"} and event["rawQueryString"] == "top_k=2"
+
+
+def test_the_gates_check_photos_are_neither_captured_nor_counted_as_production(
+    configure, s3_client, bucket, capsys
+) -> None:
+    """With capture on, the gate's own requests (marked in requestContext, which API Gateway builds
+    and no client can set) leave nothing in S3 and no model-health sample."""
+    from handler.contract import QUALITY_GATE_MARK
+
+    assert pre_traffic.QUALITY_GATE_MARK == QUALITY_GATE_MARK, "the hook and the function agree"
+    capturing = configure(s3_client=s3_client, uploads_bucket=bucket, capture_rate=1.0)
+    capsys.readouterr()
+    status, _, _ = run(capturing.api_handler)
+    assert status == "Succeeded"
+    assert s3_client.list_objects_v2(Bucket=bucket, Prefix="capture/")["KeyCount"] == 0
+    printed = capsys.readouterr().out
+    assert "model_version" not in printed and "Top1Confidence" not in printed
