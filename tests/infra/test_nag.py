@@ -90,6 +90,7 @@ def assert_clean(synthesized: Synthesized) -> None:
             assert len(set(accepted)) == len(accepted), f"{stack.node.path}: an acknowledgment twice"
 
 
+@pytest.mark.slow  # a synth with cdk-nag of its own (3.5 s): the fast tier's budget
 def test_defaults_pass_nag_with_no_stale_acknowledgment(defaults: Synthesized) -> None:
     assert_clean(defaults)
     assert "AwsSolutions-APIG3" not in defaults.suppressed_rules, "WAF is on by default"
@@ -101,6 +102,7 @@ NOTHING = nag.Accepted("AwsSolutions-IAM5[Resource::arn:aws:s3:::gone/*]", "gone
 ELSEWHERE = nag.Accepted(f"AwsSolutions-IAM4[{nag.LAMBDA_BASIC}]", "not here", ("Monitoring",))
 
 
+@pytest.mark.slow  # a synth with cdk-nag of its own (3.5 s): the fast tier's budget
 def test_the_check_names_a_stale_acknowledgment(defaults: Synthesized) -> None:
     stack = defaults.app.node.find_child("ImageRecognition")
     accepted = nag.accepted_for(stack)
@@ -140,12 +142,14 @@ def test_a_stale_acknowledgment_passes_synth_but_fails_the_check(
         assert_clean(synthesized)
 
 
+@pytest.mark.slow  # a synth with cdk-nag of its own (3.5 s): the fast tier's budget
 def test_an_acknowledgment_of_no_construct_is_refused(defaults: Synthesized) -> None:
     stack = defaults.app.node.find_child("ImageRecognition")
     with pytest.raises(ValueError, match="no construct under Nowhere; remove or fix it"):
         nag.acknowledge_findings(stack, (nag.Accepted("AwsSolutions-APIG4", "none", ("Nowhere",)),))
 
 
+@pytest.mark.slow  # a synth with cdk-nag of its own (3.5 s): the fast tier's budget
 def test_resource_findings_are_named_after_the_constructs_and_the_settings(defaults: Synthesized) -> None:
     """The bucket's finding carries its logical id and the configured prefixes, found through the
     stack (infra/nag.py writes neither a hashed id nor a prefix)."""
