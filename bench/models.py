@@ -1,17 +1,17 @@
 """``make train-examples``: train both shared datasets with the documented settings, then write
-``models.md`` (each card's test figures with intervals, training time on this machine, the plots).
+``models.md`` (each card's test figures with intervals, training time on this machine).
 
-The models land in ``build/models/<name>/`` like ``make train``; ``models.md`` and the evaluation
-plots it shows (``model-plots/``: charts, never dataset photos) go to ``build/bench/``
-(``--write-docs``: the tracked ``docs/``; ``--out``: any folder). Datasets come from
-``../shared/datasets`` (never committed).
+The models land in ``build/models/<name>/`` like ``make train``, each with its evaluation charts
+(``evaluation/``: confusion matrix, ROC, learning curves, reliability diagram), which ``models.md``
+names and nothing commits: everything drawn from the shared datasets stays under ``build/``.
+``models.md`` goes to ``build/bench/`` (``--write-docs``: the tracked ``docs/``; ``--out``: any
+folder). Datasets come from ``../shared/datasets`` (never committed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -60,7 +60,7 @@ def train_one(name: str, folder: str, settings: dict) -> dict:
     }
 
 
-def section(run: dict, plots: Path) -> str:
+def section(run: dict) -> str:
     card = run["manifest"]["card"]
     figures = card["test"]
     counts = ", ".join(f"{c} {n['train']}+{n['validation']}+{n['test']}" for c, n in card["classes"].items())
@@ -127,11 +127,9 @@ def section(run: dict, plots: Path) -> str:
     lines += [
         f"| training + export + evaluation on this machine (2 cores) | {run['seconds'] / 60:.1f} min | |",
         "",
-        f"![confusion matrix]({plots.name}/{run['name']}-confusion_matrix.png)",
+        f"Charts (confusion matrix, {'ROC, ' if 'roc_auc' in figures else ''}learning curves, reliability "
+        f"diagram): `build/models/{run['name']}/evaluation/`, drawn by `make train-examples`.",
     ]
-    if "roc_auc" in figures:
-        lines.append(f"![ROC]({plots.name}/{run['name']}-roc.png)")
-    lines.append(f"![learning curves]({plots.name}/{run['name']}-learning_curves.png)")
     return "\n".join(lines) + "\n"
 
 
@@ -146,13 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(runs: list[dict], out: Path) -> None:
-    """``models.md`` and ``model-plots/`` into ``out``; the page on stdout, then where it went."""
-    plots = out / "model-plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    for run in runs:
-        evaluation = REPO / "build" / "models" / run["name"] / "evaluation"
-        for png in evaluation.glob("*.png"):
-            shutil.copy(png, plots / f"{run['name']}-{png.name}")
+    """``models.md`` into ``out``; the page on stdout, then where it went."""
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     recipes = out / "recipes.md"
     text = (
@@ -168,7 +160,7 @@ def write(runs: list[dict], out: Path) -> None:
         "(seed 7): 70 % train, 15 % validation (stops training, chooses the thresholds), 15 % test (chooses "
         "nothing). Figures are the *served* fp32 `.tflite` on the **test split**, with 95 % intervals "
         "(Wilson for proportions, bootstrap for the AUC), from each model's card (`GET /model`).\n\n"
-        + "\n".join(section(run, plots) for run in runs)
+        + "\n".join(section(run) for run in runs)
         + (
             f"\n## How the recipe was chosen\n\n{recipes.read_text().split(chr(10), 2)[2]}"
             if recipes.is_file()
@@ -179,7 +171,7 @@ def write(runs: list[dict], out: Path) -> None:
     (out / "models.json").write_text(json.dumps({"minutes": minutes, "date": date}) + "\n")
     (out / "models.md").write_text(text)
     print(text)
-    print(f"wrote {output.shown(out / 'models.md')} and {output.shown(plots)}/")
+    print(f"wrote {output.shown(out / 'models.md')}")
 
 
 if __name__ == "__main__":
