@@ -637,8 +637,9 @@ def _train(
     card["calibration"] = fields["calibration"]
     model_manifest.write(staging, fields, files)
     # From here on, what is served: calibrated probabilities (thresholds, figures, check set, int8).
+    temperature = fields["calibration"]["temperature"]
     classifier = serving.load_classifier(staging, "litert", threads=2)
-    fp32 = evaluate.probabilities(classifier, validation.images)
+    fp32 = serving.calibrated(raw_validation, temperature)  # what ``classifier`` answers, not run twice
     thresholds = evaluate.thresholds(validation.labels, fp32, options.target_sensitivity)
     report = staging / "evaluation"
     title = f"{options.name}: test split (used to choose nothing)"
@@ -646,7 +647,6 @@ def _train(
     title = f"{options.name}: validation split (it stopped training and chose the thresholds)"
     chosen = evaluate.evaluate(classifier, validation, report / "validation", title, thresholds)
     plots.learning_curves(history, report / "learning_curves.png")
-    temperature = fields["calibration"]["temperature"]
     for folder, truth, probabilities in (
         (report, test.labels, raw_test),
         (report / "validation", validation.labels, raw_validation),
@@ -665,7 +665,7 @@ def _train(
         int8_classifier = serving.load_classifier(staging, "litert", threads=2, precision="int8")
         int8 = evaluate.probabilities(int8_classifier, test.images)
         card["int8"] = {
-            **agreement(evaluate.probabilities(classifier, test.images), int8),
+            **agreement(serving.calibrated(raw_test, temperature), int8),
             "test_accuracy": float((int8.argmax(1) == test.labels).mean()),
         }
     manifest = model_manifest.write(staging, fields, files)  # the card now holds every figure

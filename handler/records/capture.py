@@ -37,6 +37,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from handler.config import Settings
+from handler.records.storage import is_missing, new_client
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -148,16 +149,7 @@ def image_type(image: bytes) -> tuple[str, str]:
 
 def new_capture_client(endpoint_url: str | None = None):
     """An S3 client that gives up fast: a capture must never hold an answer for long."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": 1},  # max_attempts counts retries
-        connect_timeout=1,
-        read_timeout=1,
-        signature_version="s3v4",
-    )
-    return boto3.session.Session().client("s3", config=config, endpoint_url=endpoint_url)
+    return new_client(attempts=1, connect_timeout=1, read_timeout=1, endpoint_url=endpoint_url)
 
 
 class Capture:
@@ -259,8 +251,6 @@ class Capture:
 
     def _read_json(self, key: str) -> Any:
         """The JSON stored at ``key``; None when there is none, or it is not JSON."""
-        from handler.records.storage import is_missing
-
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(MAX_RECORD_BYTES)
         except Exception as error:

@@ -49,19 +49,29 @@ class S3Object:
         return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id, "etag": self.etag}
 
 
-def new_client():
-    """An S3 client: standard retries, bounded timeouts, SigV4 (presigned POST forms default to V2)."""
+def new_client(
+    *,
+    attempts: int = 4,
+    connect_timeout: float = 5,
+    read_timeout: float = 30,
+    endpoint_url: str | None = None,
+):
+    """An S3 client: standard retries (``attempts`` in all, the first included: by default one try
+    and 3 retries), bounded timeouts, SigV4 (presigned POST forms default to V2)."""
     import boto3
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=5,
-        read_timeout=30,
+        retries={
+            "mode": "standard",
+            "total_max_attempts": attempts,
+        },  # botocore's max_attempts counts retries
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
         signature_version="s3v4",
     )
     # A session of its own: credentials are read now, not whatever boto3's default session cached.
-    return boto3.session.Session().client("s3", config=config)
+    return boto3.session.Session().client("s3", config=config, endpoint_url=endpoint_url)
 
 
 def classify_s3_error(error: Exception, what: str) -> Exception:
