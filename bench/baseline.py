@@ -2,7 +2,8 @@
 
 What the course's app did: Keras MobileNetV2 loaded at start, one ``model.predict`` per request,
 Pillow decoding the whole upload then resizing, ``preprocess_input`` and ``decode_predictions``.
-Called through Flask's test client (no network), like our handler is called in-process.
+Called through Flask's test client (no network), like our handler is called in-process, and, like
+``bench.ours``, frozen between events by ``bench.shape``'s harness (``between_events``).
 
     python -m bench.baseline PORTRAIT.jpg TWELVE_MP.jpg [--quick]
 """
@@ -40,6 +41,7 @@ def create_app() -> Flask:
 
 def main(portrait_path: str, large_path: str, quick: bool) -> None:
     from bench.ours import peak_rss_mb, percentiles, progress
+    from bench.shape import between_events
 
     client = create_app().test_client()
 
@@ -51,9 +53,11 @@ def main(portrait_path: str, large_path: str, quick: bool) -> None:
     def latency(data: bytes, runs: int, measurement: str) -> dict[str, float]:
         step = progress(measurement, runs)
         for _ in range(2):
+            between_events()
             post(data)
         samples = []
         for _ in range(runs):
+            between_events()
             started = time.perf_counter()
             post(data)
             samples.append(time.perf_counter() - started)

@@ -2,9 +2,11 @@
 
 Starts ``imgrec serve`` on 127.0.0.1, warms it up, then sends a bounded mix of good and
 bad requests (2,000 requests, 16 at a time) and records throughput, latency, every status that
-was not the one expected, and the server's RSS before and after. Writes ``reliability.md`` (the
-hostile section ``make hostile`` wrote is kept) and ``reliability.json`` into ``build/bench/``
-(``--write-docs``: the tracked ``docs/``; ``--out``: any folder).
+was not the one expected, and the server's RSS before and after. The server, and every process it
+starts, runs under ``bench.shape``'s CPU quota (``--vcpu``, the stack's share by default); it is not
+frozen between events, since with 16 requests at a time there is no "between". Writes
+``reliability.md`` (the hostile section ``make hostile`` wrote is kept) and ``reliability.json``
+into ``build/bench/`` (``--write-docs``: the tracked ``docs/``; ``--out``: any folder).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from pathlib import Path
 
 import requests
 
-from bench import output
+from bench import output, shape
 from bench.hostile import existing_section
 from bench.photos import REPO, portrait
+from bench.shape import Harness
 from devtools.fixtures import png_header
 
 CAT = REPO.parent / "shared" / "images" / "cat.bmp"
@@ -66,13 +69,14 @@ def rss_mb(pid: int) -> float:
     return round(kilobytes / 1024, 1)
 
 
-def start_server() -> tuple[subprocess.Popen, str]:
-    """``imgrec serve --port 0``: the OS picks the port; the line the server prints when it listens
-    gives the URL (awaited, not polled). Its output is drained afterwards so it never blocks."""
+def start_server(harness: Harness) -> tuple[subprocess.Popen, str]:
+    """``imgrec serve --port 0`` under ``harness``'s CPU quota, never frozen: the OS picks the port;
+    the line the server prints when it listens gives the URL (awaited, not polled). Its output is
+    drained afterwards so it never blocks."""
     env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    server = subprocess.Popen(
+    server = harness.popen(
         [sys.executable, "-m", "devtools", "serve", "--port", "0"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        events=False, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     for line in server.stdout:
         found = re.search(r"Demo page and API on (http://\S+)", line)
@@ -82,8 +86,8 @@ def start_server() -> tuple[subprocess.Popen, str]:
     raise SystemExit("the local server did not start")
 
 
-def run(total: int, concurrency: int) -> dict:
-    server, base = start_server()
+def run(total: int, concurrency: int, harness: Harness) -> dict:
+    server, base = start_server(harness)
     local = threading.local()
     requests_mix = mix()
 
@@ -131,6 +135,11 @@ def run(total: int, concurrency: int) -> dict:
         "rss_growth_pct": round(100 * (rss_after - rss_before) / rss_before, 1),
         "server_alive": alive,
         "mix": [name for name, _, _ in requests_mix],
+        "harness": {
+            **harness.info(),
+            "frozen_between_events": False,
+            "described": harness.describe(frozen=False),
+        },
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
@@ -161,6 +170,10 @@ the real AWS runtime client. Everything here runs in `make test`, except the lon
 process with its own function and model, as Lambda runs them; the RSS counts the server and all of them), driven from a second process: {load["requests"]} requests, {load["concurrency"]} at a time,
 cycling through: {", ".join(load["mix"])}.
 
+In Lambda's shape (`bench/shape.py`): {load["harness"]["described"]}. One quota for the server and
+all its execution environments together (on Lambda each environment has its own), and no freezing:
+with {load["concurrency"]} requests at a time there is no "between events" to freeze in.
+
 | measure | value | target |
 | --- | --- | --- |
 | throughput | {load["throughput_rps"]} requests/s | |
@@ -177,8 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     output.add_arguments(parser)
+    shape.add_arguments(parser)
     args = parser.parse_args(argv)
-    load = run(args.requests, args.concurrency)
+    with Harness.from_args(args) as harness:
+        load = run(args.requests, args.concurrency, harness)
     from devtools.corpus import cases
 
     text = report(load).replace("{corpus}", str(len(cases())))

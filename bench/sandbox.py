@@ -1,12 +1,16 @@
 """What the decode sandbox costs, measured inside ``bench.ours`` (litert), side by side with the
 same work done in-process:
 
-- a decode alone: ``imaging.to_pixels`` in this process vs one image through the sandbox, with the
-  API's kept workers and with a fresh worker per batch (stored objects, ``DECODE_FRESH_WORKERS``);
+- a decode alone: ``imaging.to_pixels`` in this process vs one image through the sandbox (a fresh
+  worker, as every image gets; its successor is forked by ``replenish`` outside the timed part,
+  before the function is frozen, as the function does before its answer leaves);
 - a whole request vs its floor: ``api_handler`` on a JSON base64 body vs the least that request
   needs (base64 decode, a ``draft`` decode in-process, one model call);
 - batch-32 throughput: the sandbox's workers vs the in-process decoder threads the function used
   before the sandbox (a thread pool over ``to_pixels``, then one model call).
+
+Every event, timed or not, follows ``between_events()``: under ``bench.shape``'s harness the whole
+function is frozen in between, as Lambda freezes it.
 """
 
 from __future__ import annotations
@@ -20,25 +24,32 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from bench.ours import percentiles
+from bench.shape import between_events
 
 
-def p50_ms(work: Callable[[], object], runs: int) -> float:
-    for _ in range(3):
-        work()
+def p50_ms(work: Callable[[], object], runs: int, after: Callable[[], object] = lambda: None) -> float:
+    """``work``'s p50; ``after`` runs after each, untimed, before the function is frozen."""
     samples = []
-    for _ in range(runs):
+    for run in range(3 + runs):
+        between_events()
         started = time.perf_counter()
         work()
-        samples.append(time.perf_counter() - started)
+        if run >= 3:
+            samples.append(time.perf_counter() - started)
+        after()
     return percentiles(samples)["p50_ms"]
 
 
 def images_per_s(work: Callable[[], object], images: int, rounds: int) -> float:
+    between_events()
     work()
-    started = time.perf_counter()
+    seconds = 0.0
     for _ in range(rounds):
+        between_events()
+        started = time.perf_counter()
         work()
-    return round(images * rounds / (time.perf_counter() - started), 1)
+        seconds += time.perf_counter() - started
+    return round(images * rounds / seconds, 1)
 
 
 def measure(app, photos: dict[str, bytes], quick: bool, progress) -> dict:
@@ -51,14 +62,13 @@ def measure(app, photos: dict[str, bytes], quick: bool, progress) -> dict:
     recognizer, classifier = runtime.recognizer, runtime.recognizer.classifier
     limits = recognizer.limits()
     runs = 30 if quick else 150
-    result: dict = {"workers": recognizer.sandbox.size}
+    sandbox = recognizer.sandbox
+    result: dict = {"workers": sandbox.size}
     for name, data in photos.items():
-        step = progress(f"sandbox, {name}", 5)
+        step = progress(f"sandbox, {name}", 4)
         in_process = p50_ms(lambda d=data: imaging.to_pixels(d, limits), runs)
         step()
-        sandboxed = p50_ms(lambda d=data: recognizer.sandbox.decode([d], limits, fresh_workers=False), runs)
-        step()
-        fresh = p50_ms(lambda d=data: recognizer.sandbox.decode([d], limits, fresh_workers=True), runs)
+        sandboxed = p50_ms(lambda d=data: sandbox.decode([d], limits), runs, after=sandbox.replenish)
         step()
         text = base64.b64encode(data).decode()
 
@@ -75,7 +85,6 @@ def measure(app, photos: dict[str, bytes], quick: bool, progress) -> dict:
         result[name] = {
             "decode_in_process_p50_ms": in_process,
             "decode_sandboxed_p50_ms": sandboxed,
-            "decode_fresh_worker_p50_ms": fresh,
             "overhead_p50_ms": round(sandboxed - in_process, 2),
             "floor_p50_ms": floor_ms,
             "request_p50_ms": request_ms,
@@ -84,7 +93,7 @@ def measure(app, photos: dict[str, bytes], quick: bool, progress) -> dict:
     batch = [photos["600x512"]] * 32
     rounds = 3 if quick else 10
     step = progress("sandbox, batch 32", 2, "measurement")
-    with ThreadPoolExecutor(recognizer.sandbox.size) as threads:
+    with ThreadPoolExecutor(sandbox.size) as threads:
 
         def before() -> None:  # the in-process decoder threads of the function before the sandbox
             pixels = list(threads.map(lambda d: imaging.to_pixels(d, limits), batch))

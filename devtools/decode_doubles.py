@@ -2,10 +2,11 @@
 the decode workers in place of ``imaging.to_pixels`` and prove the OS limits hold whatever the
 format (dev only: the function's settings name its decoder, no request or variable can).
 
-Bytes starting with ``HANG`` never return, ``ALLOCATE`` allocate without bound, ``CRASH`` segfault
-the worker, ``SLOW<ms>`` sleep that long first, ``PLANT`` subverts the worker that decodes it (every
-later image it decodes comes out black, as a decoder exploit could make it lie); anything else
-decodes normally.
+Bytes starting with ``HANG`` never return (asleep: no CPU), ``SPIN`` never return (on the CPU),
+``ALLOCATE`` allocate without bound, ``CRASH`` segfault the worker, ``SLOW<ms>`` sleep that long
+first, ``BURN<ms>`` use that much CPU time first (a slow but legitimate decode: it takes longer
+the more the CPU is shared), ``PLANT`` subverts the worker that decodes it (every later image it
+decodes comes out black, as a decoder exploit could make it lie); anything else decodes normally.
 ``without_pixel_decoding`` is ``to_pixels`` with Pillow's pixel decoders switched off: an image that
 a test expects refused from its header alone answers 422 instead if any decoder ran.
 """
@@ -23,14 +24,18 @@ from handler.recognition import imaging
 
 PATH = "devtools.decode_doubles:decode"
 WITHOUT_PIXEL_DECODING = "devtools.decode_doubles:without_pixel_decoding"
-HANG, ALLOCATE, CRASH, PLANT = b"HANG", b"ALLOCATE", b"CRASH", b"PLANT"
+HANG, SPIN, ALLOCATE, CRASH, PLANT = b"HANG", b"SPIN", b"ALLOCATE", b"CRASH", b"PLANT"
 SUBVERTED = {"yes": False}  # per worker process
 
 
 def decode(data: bytes, limits: imaging.DecodeLimits):
+    data = bytes(data)  # a worker's image is a mapped memfd: these doubles read it as bytes
     if data.startswith(HANG):
         while True:
             time.sleep(3600)
+    if data.startswith(SPIN):
+        while True:
+            pass
     if data.startswith(ALLOCATE):
         held = []
         while True:
@@ -46,6 +51,12 @@ def decode(data: bytes, limits: imaging.DecodeLimits):
     if slow:
         time.sleep(int(slow.group(1)) / 1000)
         data = data[slow.end() :]
+    burn = re.match(rb"BURN(\d+)", data)
+    if burn:
+        ends = time.process_time() + int(burn.group(1)) / 1000
+        while time.process_time() < ends:
+            pass
+        data = data[burn.end() :]
     return imaging.to_pixels(data, limits)
 
 

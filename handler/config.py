@@ -26,6 +26,54 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+LAMBDA_MB_PER_VCPU = 1769  # Lambda's CPU share: one vCPU at 1,769 MB, in proportion below and above
+
+
+def function_cpus(environ: Mapping[str, str] | None = None) -> float:
+    """The CPUs this function really has: on Lambda, its memory size's share (2,048 MB: 1.16 vCPU,
+    though the process sees two cores); elsewhere a cgroup CPU quota if one is set; else the cores
+    it may run on."""
+    environ = os.environ if environ is None else environ
+    cores = float(available_cpus())
+    memory = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory.isdigit():
+        return min(cores, max(0.1, int(memory) / LAMBDA_MB_PER_VCPU))
+    quota = _cgroup_quota()
+    return min(cores, quota) if quota else cores
+
+
+def _cgroup_quota() -> float | None:
+    """This process's CFS quota in CPUs (cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``), if any."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        try:
+            if controllers == "":  # cgroup v2
+                quota, period = Path(f"/sys/fs/cgroup{path}/cpu.max").read_text().split()
+            elif "cpu" in controllers.split(","):
+                root = Path("/sys/fs/cgroup") / controllers
+                quota = (root / path.lstrip("/") / "cpu.cfs_quota_us").read_text().strip()
+                period = (root / path.lstrip("/") / "cpu.cfs_period_us").read_text().strip()
+            else:
+                continue
+        except (OSError, ValueError):
+            continue
+        if quota not in ("max", "-1"):
+            return int(quota) / int(period)
+    return None
+
+
+def decode_wall_ms_for(cpu_ms: int, workers: int, cpus: float) -> int:
+    """One image's wall-clock bound, for liveness only: its CPU cap stretched by how many processes
+    share the function's CPUs at once (the workers, and the function itself), three times over, plus
+    a second. Only a decoder that sleeps or blocks meets it; a slow but honest one meets the CPU cap
+    first however busy the machine (2,048 MB, one worker: 1.5 s of CPU -> 8.8 s)."""
+    return int(cpu_ms * max(1.0, (workers + 1) / cpus) * 3 + 1000)
+
+
 def _default_model_dir(environ: Mapping[str, str]) -> Path:
     """``/opt/model`` inside Lambda (image and layer put it there), the ``make model`` output otherwise."""
     return LAMBDA_MODEL_DIR if environ.get("LAMBDA_TASK_ROOT") else REPO_MODEL_DIR
@@ -54,9 +102,12 @@ class Settings:
     min_confidence: float | None = None
     decode_workers: int = 1
     decode_memory_mb: int = Defaults.DECODE_MEMORY_MB
-    decode_deadline_ms: int = Defaults.DECODE_DEADLINE_MS
+    decode_cpu_ms: int = Defaults.DECODE_CPU_MS
+    # One image's wall-clock bound: liveness only (a decoder that sleeps or blocks); ``read_settings``
+    # derives it from the CPU cap and the CPUs the function really has (``decode_wall_ms_for``).
+    decode_wall_ms: int = 3 * Defaults.DECODE_CPU_MS
+    decode_request_cpu_ms: int = Defaults.DECODE_REQUEST_CPU_MS
     decode_request_deadline_ms: int = Defaults.DECODE_REQUEST_DEADLINE_MS
-    decode_fresh_workers: bool = False
     # Capture (handler.records.capture): off unless a rate is above 0.
     capture_rate: float = 0.0
     capture_uncertain_rate: float | None = None  # None: the same as capture_rate
@@ -121,6 +172,8 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     origins = tuple(
         o.strip() for o in read.text("ALLOWED_ORIGINS", Defaults.ALLOWED_ORIGINS).split(",") if o.strip()
     )
+    workers = read.integer("DECODE_WORKERS", available_cpus())
+    cpu_ms = read.integer("DECODE_CPU_MS", Defaults.DECODE_CPU_MS, minimum=10)
     settings = Settings(
         model_dir=Path(read.optional("MODEL_DIR") or _default_model_dir(environ)),
         backend=backend,
@@ -139,13 +192,14 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", Defaults.MAX_UPLOAD_BYTES),
         upload_expires_seconds=read.integer("UPLOAD_EXPIRES_SECONDS", 300),
         min_confidence=read.fraction("MIN_CONFIDENCE"),
-        decode_workers=read.integer("DECODE_WORKERS", available_cpus()),
+        decode_workers=workers,
         decode_memory_mb=read.integer("DECODE_MEMORY_MB", Defaults.DECODE_MEMORY_MB, minimum=128),
-        decode_deadline_ms=read.integer("DECODE_DEADLINE_MS", Defaults.DECODE_DEADLINE_MS, minimum=10),
+        decode_cpu_ms=cpu_ms,
+        decode_wall_ms=read.integer("DECODE_WALL_MS", decode_wall_ms_for(cpu_ms, workers, function_cpus(environ))),
+        decode_request_cpu_ms=read.integer("DECODE_REQUEST_CPU_MS", Defaults.DECODE_REQUEST_CPU_MS, minimum=10),
         decode_request_deadline_ms=read.integer(
             "DECODE_REQUEST_DEADLINE_MS", Defaults.DECODE_REQUEST_DEADLINE_MS, minimum=10
         ),
-        decode_fresh_workers=read.flag("DECODE_FRESH_WORKERS"),
         capture_rate=read.fraction("CAPTURE_RATE") or 0.0,
         capture_uncertain_rate=read.fraction("CAPTURE_UNCERTAIN_RATE"),
         capture_bucket=read.optional("CAPTURE_BUCKET"),

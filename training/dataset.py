@@ -26,12 +26,12 @@ import numpy as np
 from handler.config import available_cpus
 from handler.recognition import imaging
 from handler.recognition.errors import Code, Refusal, Unprocessable, check_image_size
-from handler.recognition.sandbox import DecodeSandbox
+from handler.recognition.sandbox import Bounds, DecodeSandbox
 
 MIN_IMAGES_PER_CLASS = 5
 LIMITS = imaging.DecodeLimits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
-# Your own photos: a generous deadline and memory cap per photo (a slow disk, a 40 MP scan).
-DECODE_DEADLINE_S = 10.0
+# Your own photos: generous bounds per photo (a 40 MP scan; a laptop busy with other work).
+DECODE_BOUNDS = Bounds(cpu_s=10.0, wall_s=60.0, request_cpu_s=0.0, request_wall_s=0.0)  # never one request
 DECODE_MEMORY_BYTES = 1024 * 1024 * 1024
 CHUNK = 32  # photos read and decoded together (the sandbox's workers take them in parallel)
 CHUNK_BYTES = 128 * 1024 * 1024  # and at most this many of their bytes held at once
@@ -303,7 +303,7 @@ def chunks(files: list[tuple[int, Path]]) -> list[list[tuple[int, Path]]]:
 
 def sandbox() -> DecodeSandbox:
     """Decode workers for a dataset: one per CPU."""
-    return DecodeSandbox.start(available_cpus(), DECODE_MEMORY_BYTES, DECODE_DEADLINE_S)
+    return DecodeSandbox.start(available_cpus(), DECODE_MEMORY_BYTES, DECODE_BOUNDS)
 
 
 def _read(files: list[tuple[int, Path]]) -> list[bytes | Refusal]:

@@ -549,7 +549,8 @@ def check_structure(data: bytes, max_pixels: int) -> Structure:
     A header claiming more than ``max_pixels`` is left to the pixel check, whose answer is clearer
     (AVIF and HEIC excepted: their decoders refuse huge headers first).
     """
-    checks = [check for signature, check in SIGNATURES if data.startswith(signature)]
+    head = bytes(data[:16])  # ``data`` may be a mapped file (a decode worker's image): no ``startswith``
+    checks = [check for signature, check in SIGNATURES if head.startswith(signature)]
     if _is_heif(data):
         checks.append(check_heif)
     for check in checks:

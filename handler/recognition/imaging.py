@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import mmap
 import struct
 import warnings
 import zlib
@@ -56,6 +57,7 @@ UNSUPPORTED = "Not a supported image type: send JPEG, PNG, GIF, WebP, BMP, TIFF,
 BROKEN_HEADER = "The image header cannot be read: the file is corrupt, truncated or an unsupported variant."
 TOO_MANY_PIXELS = "The image has more pixels than this service decodes."
 BROKEN_DATA = "The image data cannot be decoded: the file is corrupt or truncated."
+NEEDS_MEMORY = "Decoding this image needs more memory than the service gives one image."
 # What Pillow and its decoders raise on corrupt or truncated data, depending on the decoder.
 DECODER_ERRORS = (
     OSError,
@@ -140,7 +142,7 @@ def _unsupported() -> UnsupportedMediaType:
     return UnsupportedMediaType(UNSUPPORTED, Code.UNSUPPORTED_IMAGE_TYPE)
 
 
-def _identify(data: bytes, decoder: str | None = None) -> Image.Image:
+def _identify(data: bytes | mmap.mmap, decoder: str | None = None) -> Image.Image:
     """Open with the one decoder the walk named, or the classic ones: read the header only."""
     if decoder == formats.UNKNOWN:
         raise _unsupported()
@@ -152,7 +154,7 @@ def _identify(data: bytes, decoder: str | None = None) -> Image.Image:
             raise _unsupported() from error
         allowed = (decoder,)
     try:
-        return Image.open(io.BytesIO(data), formats=allowed)
+        return Image.open(_file(data), formats=allowed)
     except UnidentifiedImageError as error:
         if decoder is not None:  # an AVIF or HEIC by its brands that its decoder cannot open
             raise Unprocessable(BROKEN_HEADER, Code.CORRUPT_IMAGE) from error
@@ -161,6 +163,26 @@ def _identify(data: bytes, decoder: str | None = None) -> Image.Image:
         raise PayloadTooLarge(TOO_MANY_PIXELS, Code.IMAGE_TOO_MANY_PIXELS) from error
     except DECODER_ERRORS as error:  # header found but broken
         raise Unprocessable(BROKEN_HEADER, Code.CORRUPT_IMAGE) from error
+
+
+def _file(data: bytes | mmap.mmap) -> io.BytesIO | mmap.mmap:
+    """A file over the image without copying it: ``BytesIO`` shares a ``bytes`` object's buffer, and
+    a decode worker's image (the function's memfd, mapped) is a file itself."""
+    if isinstance(data, mmap.mmap):
+        data.seek(0)
+        return data
+    return io.BytesIO(data)
+
+
+def _fits(size: int) -> bool:
+    """Whether this process could still map ``size`` more bytes. Under a decode worker's address-space
+    cap, a native decoder (libavif, libheif, libtiff) reports an allocation the kernel refused as a
+    generic decode error: if the image's estimated need does not fit either, memory was the reason."""
+    try:
+        mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ).close()
+    except (OSError, MemoryError, ValueError, OverflowError):
+        return False
+    return True
 
 
 def _check_pixels(image: Image.Image, limits: DecodeLimits) -> None:
@@ -202,7 +224,7 @@ def _cost(image: Image.Image, full_size: tuple[int, int], structure: formats.Str
     return cost
 
 
-def open_image(data: bytes, limits: DecodeLimits) -> Opened:
+def open_image(data: bytes | mmap.mmap, limits: DecodeLimits) -> Opened:
     """Read and check the header; every refusal that needs no decoding happens here, in milliseconds.
 
     Raises ``PayloadTooLarge`` (413), ``UnsupportedMediaType`` (415) or ``Unprocessable`` (422).
@@ -294,6 +316,8 @@ def decode(opened: Opened) -> np.ndarray:
     except Image.DecompressionBombError as error:  # a later frame or tile claims more pixels
         raise PayloadTooLarge(TOO_MANY_PIXELS, Code.IMAGE_TOO_MANY_PIXELS) from error
     except DECODER_ERRORS as error:
+        if not _fits(opened.cost):
+            raise PayloadTooLarge(NEEDS_MEMORY, Code.IMAGE_TOO_COSTLY) from error
         raise Unprocessable(BROKEN_DATA, Code.CORRUPT_IMAGE) from error
     finally:
         image.close()
@@ -308,7 +332,7 @@ def scale(pixels: np.ndarray) -> np.ndarray:
     return scaled
 
 
-def to_pixels(data: bytes, limits: DecodeLimits) -> np.ndarray:
+def to_pixels(data: bytes | mmap.mmap, limits: DecodeLimits) -> np.ndarray:
     """Encoded image -> uint8 RGB array of shape (224, 224, 3): what a decode worker returns.
 
     Raises ``PayloadTooLarge`` (413), ``UnsupportedMediaType`` (415) or ``Unprocessable`` (422).

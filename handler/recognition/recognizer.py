@@ -76,15 +76,18 @@ class Recognizer:
     ) -> list[ImageResult]:
         """Classify each image in one model call; failures (given or found) are returned in place.
 
-        Each image has the decode deadline; with ``request_deadline`` (an API request) the images
-        together have ``DECODE_REQUEST_DEADLINE_MS`` too. Without it (stored objects, the CLI), one
-        slow image costs its own deadline only.
+        Each image decodes in a worker of its own, under its CPU and wall bounds; with
+        ``request_deadline`` (an API request) the images together have the request's CPU budget and
+        end too. Without it (stored objects, the CLI), one costly image costs its own bounds only.
         """
         decoded, decode_ms = self._preprocess(images, self.limits(max_bytes), request_deadline)
         arrays = [item for item in decoded if isinstance(item, np.ndarray)]
         ranked: list[list[Prediction]] = []
         if arrays:
             ranked = self._inference(np.stack(arrays), top_k, decode_ms)
+        # The spare workers forked while the model ran; they are ready before this answer leaves,
+        # since Lambda freezes every process once it has (nothing may be left for the next event).
+        self.sandbox.replenish()
         return self._postprocess(decoded, ranked)
 
     def classify_one(self, image: bytes, top_k: int) -> list[Prediction]:
@@ -102,15 +105,11 @@ class Recognizer:
                 metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
         started = time.perf_counter()
         replaced = self.sandbox.replaced
-        batch_deadline = self.settings.decode_request_deadline_ms / 1000 if request_deadline else None
-        # Stored objects: fresh workers for every batch (uploaders never share one); API requests:
-        # recycled every few hundred images, or every request with DECODE_FRESH_WORKERS.
-        fresh = not request_deadline or self.settings.decode_fresh_workers
-        pixels = self.sandbox.decode(images, bounds, batch_deadline, fresh_workers=fresh)
+        pixels = self.sandbox.decode(images, bounds, request=request_deadline)
         decoded = [item if isinstance(item, Refusal) else imaging.scale(item) for item in pixels]
         decode_ms = (time.perf_counter() - started) * 1000
         metrics.add_metric(name="DecodeMs", unit=MetricUnit.Milliseconds, value=decode_ms)
-        if self.sandbox.replaced > replaced:  # killed at the deadline, over the memory cap, or crashed
+        if self.sandbox.replaced > replaced:  # stopped at a bound, or crashed
             metrics.add_metric(
                 name="DecodeWorkersReplaced", unit=MetricUnit.Count, value=self.sandbox.replaced - replaced
             )

@@ -40,9 +40,9 @@ def headers_only(configure):
     """The function with a sandbox whose workers cannot decode pixels: a refusal that must come from
     the header (or the structure) answers 422 ``corrupt_image`` instead if any decoder ran."""
     from devtools import decode_doubles
-    from handler.recognition.sandbox import DecodeSandbox
+    from handler.recognition.sandbox import Bounds, DecodeSandbox
 
-    with DecodeSandbox.start(2, 512 * 1024 * 1024, 5.0, decode_doubles.WITHOUT_PIXEL_DECODING) as sandbox:
+    with DecodeSandbox.start(2, 512 * 1024 * 1024, Bounds(5.0, 10.0, 20.0, 20.0), decode_doubles.WITHOUT_PIXEL_DECODING) as sandbox:
         yield configure(sandbox=sandbox)
 
 
