@@ -84,8 +84,8 @@ class Defaults:
     # 1.5 s of CPU: a 40 MP progressive JPEG (the worst photo the pixel limit lets through) takes
     # 0.2-0.45 s of one core here, so it fits more than three times over.
     DECODE_CPU_MS = 1500
-    DECODE_REQUEST_CPU_MS = 6000
-    DECODE_REQUEST_DEADLINE_MS = 20000
+    DECODE_REQUEST_CPU_MS = 4000
+    DECODE_REQUEST_DEADLINE_MS = 10000
     MAX_UPLOAD_BYTES = 20 * 1024 * 1024
     UPLOADS_PREFIX = "uploads/"
     RESULTS_PREFIX = "results/"

@@ -14,6 +14,7 @@ from typing import Any
 
 from constructs import Node
 
+from handler.config import decode_wall_ms_for
 from handler.contract import BACKENDS, Defaults
 from handler.recognition import manifest as model_manifest
 from handler.recognition.manifest import ModelError
@@ -114,13 +115,17 @@ class Settings:
     max_image_pixels: int = field(
         default=Defaults.MAX_IMAGE_PIXELS, metadata={"doc": "largest decoded image in pixels"}
     )
-    decode_deadline_ms: int = field(
-        default=Defaults.DECODE_DEADLINE_MS,
-        metadata={"doc": "one image's decode deadline in its sandbox worker (DECODE_DEADLINE_MS)"},
+    decode_cpu_ms: int = field(
+        default=Defaults.DECODE_CPU_MS,
+        metadata={"doc": "one image's CPU time in its sandbox worker (DECODE_CPU_MS)"},
+    )
+    decode_request_cpu_ms: int = field(
+        default=Defaults.DECODE_REQUEST_CPU_MS,
+        metadata={"doc": "an API request's images together, CPU time (DECODE_REQUEST_CPU_MS)"},
     )
     decode_request_deadline_ms: int = field(
         default=Defaults.DECODE_REQUEST_DEADLINE_MS,
-        metadata={"doc": "an API request's images together (DECODE_REQUEST_DEADLINE_MS)"},
+        metadata={"doc": "an API request's images together, wall clock: liveness (DECODE_REQUEST_DEADLINE_MS)"},
     )
     allowed_origins: str = field(
         default=Defaults.ALLOWED_ORIGINS, metadata={"doc": "CORS origins, comma-separated"}
@@ -282,6 +287,14 @@ class Settings:
                 f"memory_size {self.memory_size} MB leaves too little for the decode workers: "
                 f"give it at least {PARENT_MB[self.model_backend] + MIN_DECODE_MEMORY_MB} MB"
             )
+        # An SQS batch whose every object meets its wall bound still ends within the timeout.
+        batch_ms = -(-self.sqs_batch_size // self.decode_workers) * self.decode_wall_ms
+        if batch_ms >= self.s3_timeout_seconds * 1000:
+            raise ValueError(
+                f"s3_timeout_seconds {self.s3_timeout_seconds} is too short: a batch of {self.sqs_batch_size} "
+                f"objects at their decode wall bound ({self.decode_wall_ms} ms each, {self.decode_workers} "
+                f"at a time) takes {batch_ms / 1000:.0f} s"
+            )
         self._check_capture()
         self._check_drift()
         digits = str(self.waf_max_content_length)
@@ -293,6 +306,11 @@ class Settings:
         """Decode workers: one per vCPU Lambda gives this memory size (1 vCPU per 1,769 MB, 6 at
         most), so a batch decodes on every core (DECODE_WORKERS)."""
         return min(MAX_VCPUS, max(1, round(self.memory_size / MB_PER_VCPU)))
+
+    @property
+    def decode_wall_ms(self) -> int:
+        """One image's wall-clock bound as the function derives it on Lambda (its memory size's vCPUs)."""
+        return decode_wall_ms_for(self.decode_cpu_ms, self.decode_workers, self.memory_size / MB_PER_VCPU)
 
     @property
     def decode_memory_mb(self) -> int:

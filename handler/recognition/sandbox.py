@@ -31,6 +31,7 @@ parallel, ``size`` at a time.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import select
 import socket
@@ -116,22 +117,20 @@ class Worker:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.pid = 0
-        self._lock = threading.Lock()  # ``replenish`` and a taker may wait for the same spare
 
     def wait_ready(self, timeout: float, forbidden: set[int]) -> None:
         """Read its "ready" (sent before it saw any image, so its pid can be trusted)."""
-        with self._lock:
-            if self.pid:
-                return
-            self.sock.settimeout(timeout)
-            try:
-                header, _ = receive_header(self.sock, MAX_ANSWER_HEADER)
-            except (OSError, EOFError, ValueError) as error:
-                raise Lost(f"not ready: {error}") from None
-            pid = header.get("ready")
-            if type(pid) is not int or pid <= 1 or pid in forbidden:
-                raise Lost("not ready")
-            self.pid = pid
+        if self.pid:
+            return
+        self.sock.settimeout(timeout)
+        try:
+            header, _ = receive_header(self.sock, MAX_ANSWER_HEADER)
+        except (OSError, EOFError, ValueError) as error:
+            raise Lost(f"not ready: {error}") from None
+        pid = header.get("ready")
+        if type(pid) is not int or pid <= 1 or pid in forbidden:
+            raise Lost("not ready")
+        self.pid = pid
 
     def dead(self) -> bool:
         """An idle worker never writes: anything to read (its socket closed) means it is gone."""
@@ -210,9 +209,9 @@ class DecodeSandbox:
         self._zygote: subprocess.Popen | None = None
         self._control: socket.socket | None = None
         self._spares: deque[Worker] = deque()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the decode threads share the spares and the zygote
         self._threads = ThreadPoolExecutor(self.size, thread_name_prefix="decode")
-        self._nonce = 0
+        self._nonces = itertools.count(1)
         self.replaced = 0  # workers killed or lost mid-image so far (a metric, and the tests, read it)
         self.peak_worker_kb = 0  # the most resident memory any worker held (Linux)
 
@@ -376,9 +375,7 @@ class DecodeSandbox:
         return too_costly(why)
 
     def _run(self, worker: Worker, image: bytes, limits: DecodeLimits, budget: _Request | None) -> np.ndarray | Refusal:
-        with self._lock:
-            self._nonce += 1
-            nonce = self._nonce
+        nonce = next(self._nonces)
         started = time.monotonic()
         ends = started + self.bounds.wall_s
         if budget is not None:

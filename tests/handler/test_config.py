@@ -16,8 +16,10 @@ def test_defaults_with_no_variables_set() -> None:
     assert settings.max_image_bytes == Defaults.MAX_IMAGE_BYTES == 6 * 1024 * 1024
     assert settings.max_image_pixels == Defaults.MAX_IMAGE_PIXELS
     assert settings.decode_memory_mb == Defaults.DECODE_MEMORY_MB
-    assert settings.decode_deadline_ms == Defaults.DECODE_DEADLINE_MS
+    assert settings.decode_cpu_ms == Defaults.DECODE_CPU_MS
+    assert settings.decode_request_cpu_ms == Defaults.DECODE_REQUEST_CPU_MS
     assert settings.decode_request_deadline_ms == Defaults.DECODE_REQUEST_DEADLINE_MS
+    assert settings.decode_wall_ms > settings.decode_cpu_ms
     assert settings.decode_workers >= 1
     assert settings.decoder == "handler.recognition.imaging:to_pixels"
     assert (settings.default_top_k, settings.max_top_k) == (5, 20)
@@ -50,9 +52,10 @@ def test_every_variable_is_read() -> None:
             "MAX_IMAGES_PER_REQUEST": "4",
             "DECODE_WORKERS": "3",
             "DECODE_MEMORY_MB": "700",
-            "DECODE_DEADLINE_MS": "250",
+            "DECODE_CPU_MS": "250",
+            "DECODE_WALL_MS": "700",
+            "DECODE_REQUEST_CPU_MS": "800",
             "DECODE_REQUEST_DEADLINE_MS": "900",
-            "DECODE_FRESH_WORKERS": "true",
             "UPLOADS_BUCKET": "uploads-bucket",
             "UPLOADS_PREFIX": "in/",
             "MAX_UPLOAD_BYTES": "5000",
@@ -83,9 +86,10 @@ def test_every_variable_is_read() -> None:
         min_confidence=0.6,
         decode_workers=3,
         decode_memory_mb=700,
-        decode_deadline_ms=250,
+        decode_cpu_ms=250,
+        decode_wall_ms=700,
+        decode_request_cpu_ms=800,
         decode_request_deadline_ms=900,
-        decode_fresh_workers=True,
         capture_rate=0.05,
         capture_uncertain_rate=1.0,
         capture_bucket="capture-bucket",
@@ -120,3 +124,23 @@ def test_int8_needs_the_litert_backend() -> None:
 
 def test_blank_values_mean_the_default() -> None:
     assert config.read_settings({"MAX_IMAGE_BYTES": "  ", "UPLOADS_BUCKET": ""}) == config.read_settings({})
+
+
+@pytest.mark.parametrize(
+    ("environ", "cpus"),
+    [({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048"}, 2048 / 1769), ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "885"}, 885 / 1769)],
+)
+def test_on_lambda_the_cpus_are_the_memory_sizes_share(environ, cpus) -> None:
+    """Lambda shows a process two cores at 2,048 MB but gives it 1.16 vCPU: the bounds use the share."""
+    assert config.function_cpus(environ) == pytest.approx(min(cpus, config.available_cpus()))
+
+
+def test_the_wall_bound_grows_as_the_cpu_is_shared() -> None:
+    """Liveness only: two workers and the function on half a CPU wait six times longer than alone."""
+    alone = config.decode_wall_ms_for(1500, 1, 2.0)
+    assert alone == 1500 * 3 + 1000
+    assert config.decode_wall_ms_for(1500, 2, 0.5) == 1500 * 6 * 3 + 1000
+    environ = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048", "DECODE_WORKERS": "1", "DECODE_CPU_MS": "1500"}
+    assert config.read_settings(environ).decode_wall_ms == config.decode_wall_ms_for(
+        1500, 1, config.function_cpus(environ)
+    )

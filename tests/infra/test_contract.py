@@ -47,7 +47,8 @@ def test_stack_limits_match_the_handler_defaults(template: Template) -> None:
     env = functions(template)["handler.app.api_handler"]["Properties"]["Environment"]["Variables"]
     assert int(env["MAX_IMAGE_BYTES"]) == defaults.max_image_bytes
     assert int(env["MAX_IMAGE_PIXELS"]) == defaults.max_image_pixels
-    assert int(env["DECODE_DEADLINE_MS"]) == defaults.decode_deadline_ms
+    assert int(env["DECODE_CPU_MS"]) == defaults.decode_cpu_ms
+    assert int(env["DECODE_REQUEST_CPU_MS"]) == defaults.decode_request_cpu_ms
     assert int(env["DECODE_REQUEST_DEADLINE_MS"]) == defaults.decode_request_deadline_ms
     assert env["RESULTS_PREFIX"] == defaults.results_prefix
 
@@ -68,6 +69,13 @@ def test_decode_workers_and_caps_follow_the_memory_size(memory, backend, workers
     settings = Settings(memory_size=memory, model_backend=backend)
     assert (settings.decode_workers, settings.decode_memory_mb) == (workers, cap)
     assert PARENT_MB[backend] + workers * cap <= memory
+
+
+def test_an_sqs_batch_at_its_wall_bounds_must_fit_the_worker_timeout() -> None:
+    from infra.settings import Settings
+
+    with pytest.raises(ValueError, match="s3_timeout_seconds 30 is too short"):
+        Settings(s3_timeout_seconds=30)
 
 
 def test_too_little_memory_for_the_decode_workers_fails_the_synth() -> None:
