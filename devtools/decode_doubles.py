@@ -6,7 +6,9 @@ Bytes starting with ``HANG`` never return (asleep: no CPU), ``SPIN`` never retur
 ``ALLOCATE`` allocate without bound, ``CRASH`` segfault the worker, ``SLOW<ms>`` sleep that long
 first, ``BURN<ms>`` use that much CPU time first (a slow but legitimate decode: it takes longer
 the more the CPU is shared), ``PLANT`` subverts the worker that decodes it (every later image it
-decodes comes out black, as a decoder exploit could make it lie); anything else decodes normally.
+decodes comes out black, as a decoder exploit could make it lie), ``ESCAPE`` tries what an exploit
+would (open a socket, fork, run a program, signal the zygote, leave its process group, make a memfd)
+and refuses its image with the list of what worked; anything else decodes normally.
 ``without_pixel_decoding`` is ``to_pixels`` with Pillow's pixel decoders switched off: an image that
 a test expects refused from its header alone answers 422 instead if any decoder ran.
 """
@@ -14,17 +16,21 @@ a test expects refused from its header alone answers 422 instead if any decoder 
 from __future__ import annotations
 
 import ctypes
+import os
 import re
+import socket
+import subprocess
 import time
 
 import numpy as np
 from PIL import ImageFile
 
 from handler.recognition import imaging
+from handler.recognition.errors import Code, Unprocessable
 
 PATH = "devtools.decode_doubles:decode"
 WITHOUT_PIXEL_DECODING = "devtools.decode_doubles:without_pixel_decoding"
-HANG, SPIN, ALLOCATE, CRASH, PLANT = b"HANG", b"SPIN", b"ALLOCATE", b"CRASH", b"PLANT"
+HANG, SPIN, ALLOCATE, CRASH, PLANT, ESCAPE = b"HANG", b"SPIN", b"ALLOCATE", b"CRASH", b"PLANT", b"ESCAPE"
 SUBVERTED = {"yes": False}  # per worker process
 
 
@@ -40,6 +46,8 @@ def decode(data: bytes, limits: imaging.DecodeLimits):
         held = []
         while True:
             held.append(bytearray(64 * 1024 * 1024))  # touched: counts as memory, not only address space
+    if data.startswith(ESCAPE):
+        raise Unprocessable(f"escaped: {','.join(_escapes()) or 'none'}", Code.CORRUPT_IMAGE)
     if data.startswith(CRASH):
         ctypes.string_at(0)  # SIGSEGV in C, as a decoder bug would
     if data.startswith(PLANT):
@@ -58,6 +66,26 @@ def decode(data: bytes, limits: imaging.DecodeLimits):
             pass
         data = data[burn.end() :]
     return imaging.to_pixels(data, limits)
+
+
+def _escapes() -> list[str]:
+    """What a subverted decoder tried that worked (each attempt answers OSError when refused)."""
+    attempts = {
+        "socket": lambda: socket.socket().close(),
+        "fork": lambda: os.fork() == 0 and os._exit(0),
+        "exec": lambda: subprocess.run(["/bin/true"], check=False),
+        "signal-zygote": lambda: os.kill(os.getppid(), 0),
+        "setsid": os.setsid,
+        "memfd": lambda: os.close(os.memfd_create("held")),
+    }
+    worked = []
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            worked.append(name)
+        except OSError:
+            pass
+    return worked
 
 
 def _no_pixels(self, *args, **kwargs):

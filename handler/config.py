@@ -195,8 +195,12 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         decode_workers=workers,
         decode_memory_mb=read.integer("DECODE_MEMORY_MB", Defaults.DECODE_MEMORY_MB, minimum=128),
         decode_cpu_ms=cpu_ms,
-        decode_wall_ms=read.integer("DECODE_WALL_MS", decode_wall_ms_for(cpu_ms, workers, function_cpus(environ))),
-        decode_request_cpu_ms=read.integer("DECODE_REQUEST_CPU_MS", Defaults.DECODE_REQUEST_CPU_MS, minimum=10),
+        decode_wall_ms=read.integer(
+            "DECODE_WALL_MS", decode_wall_ms_for(cpu_ms, workers, function_cpus(environ))
+        ),
+        decode_request_cpu_ms=read.integer(
+            "DECODE_REQUEST_CPU_MS", Defaults.DECODE_REQUEST_CPU_MS, minimum=10
+        ),
         decode_request_deadline_ms=read.integer(
             "DECODE_REQUEST_DEADLINE_MS", Defaults.DECODE_REQUEST_DEADLINE_MS, minimum=10
         ),

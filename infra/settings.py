@@ -125,7 +125,9 @@ class Settings:
     )
     decode_request_deadline_ms: int = field(
         default=Defaults.DECODE_REQUEST_DEADLINE_MS,
-        metadata={"doc": "an API request's images together, wall clock: liveness (DECODE_REQUEST_DEADLINE_MS)"},
+        metadata={
+            "doc": "an API request's images together, wall clock: liveness (DECODE_REQUEST_DEADLINE_MS)"
+        },
     )
     allowed_origins: str = field(
         default=Defaults.ALLOWED_ORIGINS, metadata={"doc": "CORS origins, comma-separated"}
@@ -291,7 +293,8 @@ class Settings:
         batch_ms = -(-self.sqs_batch_size // self.decode_workers) * self.decode_wall_ms
         if batch_ms >= self.s3_timeout_seconds * 1000:
             raise ValueError(
-                f"s3_timeout_seconds {self.s3_timeout_seconds} is too short: a batch of {self.sqs_batch_size} "
+                f"s3_timeout_seconds {self.s3_timeout_seconds} is too short: a batch of "
+                f"{self.sqs_batch_size} "
                 f"objects at their decode wall bound ({self.decode_wall_ms} ms each, {self.decode_workers} "
                 f"at a time) takes {batch_ms / 1000:.0f} s"
             )

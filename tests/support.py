@@ -342,3 +342,51 @@ def distinct_copy(source: Path, target: Path, index: int) -> None:
         changed = image.convert("RGB")
         changed.paste((index * 37 % 256, index * 91 % 256, index * 53 % 256), (0, 0, 16, 16))
         changed.save(target, format=image.format)
+
+
+# The CPU shared as Lambda, CI or a busy laptop share it (the decode sandbox's bounds must not care).
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """``count`` processes spinning on the CPU beside the function (CI, a laptop, a busy parent)."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+@contextlib.contextmanager
+def cpu_quota(pids: set[int], cpus: float) -> Iterator[None]:
+    """Move ``pids`` (and so everything they fork later) into a cgroup v1 ``cpu`` group with a CFS
+    quota of ``cpus``: how Lambda shares a CPU by memory size (these machines are root, cgroup v1)."""
+    root = Path("/sys/fs/cgroup/cpu")
+    if not os.access(root, os.W_OK):
+        raise AssertionError(f"{root} is not writable: run the tests as root on a machine with cgroup v1 cpu")
+    group = root / f"sandbox-test-{uuid.uuid4().hex[:8]}"
+    group.mkdir()
+    try:
+        (group / "cpu.cfs_period_us").write_text("100000")
+        (group / "cpu.cfs_quota_us").write_text(str(int(cpus * 100_000)))
+        for pid in pids:
+            (group / "tasks").write_text(str(pid))
+        yield
+    finally:
+        for pid in (group / "tasks").read_text().split():
+            with contextlib.suppress(OSError):
+                (root / "tasks").write_text(pid)
+        group.rmdir()
+
+
+def workers_of(zygote: int) -> set[int]:
+    """A decode sandbox's live worker processes (its zygote's children), read from /proc."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == zygote and fields[0] != "Z":
+                found.add(int(stat.parent.name))
+    return found

@@ -1,31 +1,20 @@
 """The decode sandbox: the function never decodes untrusted bytes itself.
 
-Every image is decoded in a worker process of its own, which decodes nothing else: no caller's
-image, and no later image of the same caller, ever meets a worker that another image went through
-(a decoder exploit, or a decoder's leftover state, dies with its process). Each worker is held by
-the operating system to an address-space cap (``RLIMIT_AS``, ``DECODE_MEMORY_MB``) and a CPU-time
-limit (``RLIMIT_CPU``), and by this process to finer bounds, checked on one path (``_await``):
+Every image is decoded in a worker process of its own, which decodes nothing else: whatever a
+decoder leaves behind (its state, or an exploit) dies with its process, before any other image of
+any caller. The kernel holds each worker to an address-space cap (``RLIMIT_AS``), a CPU-time limit
+(``RLIMIT_CPU``) and a seccomp filter (``seccomp``); this process checks finer bounds, all on one
+path (``_await``): the worker's **CPU time**, read from ``/proc`` (the work an image costs, however
+the CPU is shared), **wall time** for liveness only (a decoder that sleeps uses no CPU), and an API
+request's images together (a CPU budget and an end). Past a bound, over the memory cap, or crashed,
+the image answers 413 ``image_too_costly``; the other images and the function are unaffected.
 
-- **CPU time** (``DECODE_CPU_MS``), read from ``/proc``: the work an image costs, whatever else
-  shares the CPU (Lambda gives a function a share of a CPU by its memory size);
-- **wall time**, only for liveness (a decoder that sleeps or blocks uses no CPU): generous, and
-  scaled by how many processes share the CPUs the function really has (``Bounds.for_settings``);
-- an API request's images together: a CPU budget and a wall-clock end, under API Gateway's 29 s.
-
-An image past a bound, or that needs more memory, or that crashes its decoder (a segfault
-included), answers 413 ``image_too_costly``; the other images, the function and the next request
-are unaffected. These bounds hold whatever the file's format tricks (the structure walk in
-``formats`` still refuses known bombs first, in milliseconds).
-
-Workers are forked by a *zygote*: a fresh interpreter started once per container, before the model
-loads, that has imported only Pillow, numpy and the decoder (forking the function itself once the
-model's threads run could deadlock the child). ``size`` spare workers wait, forked and warm; taking
-one asks the zygote for its successor at once, so the fork overlaps this image's decode and the
-model call, and ``replenish`` (the recognizer calls it before the answer leaves) makes sure the
-spares are ready: Lambda freezes every process once an answer is returned, so work left for later
-would run during the next request. Images travel as a ``memfd`` (Lambda has no ``/dev/shm``; the
-body is copied once), pixels come back on the socket. Thread-safe: a batch's images decode in
-parallel, ``size`` at a time.
+Workers are forked by a *zygote*, a fresh interpreter started before the model loads (forking the
+function once the model's threads run could deadlock the child). ``size`` spares wait, forked and
+warm; taking one asks the zygote for its successor at once, so the fork overlaps the decode and the
+model call, and ``replenish`` waits for it before the answer leaves: Lambda freezes every process
+once an answer is returned, so work left for later would run during the next request. The image
+travels as a ``memfd`` (Lambda has no ``/dev/shm``): the body is copied once.
 """
 
 from __future__ import annotations
@@ -117,6 +106,7 @@ class Worker:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.pid = 0
+        self.confined = False  # whether its seccomp filter is on (Linux x86_64 and aarch64)
 
     def wait_ready(self, timeout: float, forbidden: set[int]) -> None:
         """Read its "ready" (sent before it saw any image, so its pid can be trusted)."""
@@ -130,7 +120,7 @@ class Worker:
         pid = header.get("ready")
         if type(pid) is not int or pid <= 1 or pid in forbidden:
             raise Lost("not ready")
-        self.pid = pid
+        self.pid, self.confined = pid, header.get("confined") is True
 
     def dead(self) -> bool:
         """An idle worker never writes: anything to read (its socket closed) means it is gone."""
@@ -142,11 +132,14 @@ class Worker:
         """The image in a memfd (its one copy), passed with the request frame."""
         fd = os.memfd_create("image", os.MFD_CLOEXEC)
         try:
-            written = 0
-            with memoryview(data) as view:
-                while written < len(view):
-                    written += os.write(fd, view[written:])
-            header = {"id": nonce, "size": len(data), "max_bytes": limits.max_bytes, "max_pixels": limits.max_pixels}
+            if os.write(fd, data) != len(data):  # a memfd takes all of it at once, or fails
+                raise OSError("a short write")
+            header = {
+                "id": nonce,
+                "size": len(data),
+                "max_bytes": limits.max_bytes,
+                "max_pixels": limits.max_pixels,
+            }
             self.sock.settimeout(timeout)
             send_header(self.sock, header, fd)
         except OSError as error:
@@ -180,12 +173,12 @@ class _Request:
     def __init__(self, bounds: Bounds) -> None:
         self.cpu_s = bounds.request_cpu_s
         self.ends = time.monotonic() + bounds.request_wall_s
-        self._spent: dict[int, float] = {}
+        self._spent: dict[int, float] = {}  # worker pid -> its CPU time so far
         self._lock = threading.Lock()
 
     def charge(self, worker: Worker, cpu_s: float) -> None:
         with self._lock:
-            self._spent[id(worker)] = cpu_s
+            self._spent[worker.pid] = cpu_s
 
     def over(self) -> str | None:
         with self._lock:
@@ -201,7 +194,9 @@ class DecodeSandbox:
     """``size`` decode processes at a time, each under ``memory_bytes`` of address space and
     ``bounds``, running ``decoder``."""
 
-    def __init__(self, workers: int, memory_bytes: int, bounds: Bounds, decoder: str = DEFAULT_DECODER) -> None:
+    def __init__(
+        self, workers: int, memory_bytes: int, bounds: Bounds, decoder: str = DEFAULT_DECODER
+    ) -> None:
         self.size = max(1, workers)
         self.memory_bytes = memory_bytes
         self.bounds = bounds
@@ -216,12 +211,16 @@ class DecodeSandbox:
         self.peak_worker_kb = 0  # the most resident memory any worker held (Linux)
 
     @classmethod
-    def start(cls, workers: int, memory_bytes: int, bounds: Bounds, decoder: str = DEFAULT_DECODER) -> DecodeSandbox:
+    def start(
+        cls, workers: int, memory_bytes: int, bounds: Bounds, decoder: str = DEFAULT_DECODER
+    ) -> DecodeSandbox:
         """Start the zygote and the spare workers, and wait until they are ready."""
         return cls.launch(workers, memory_bytes, bounds, decoder).ready()
 
     @classmethod
-    def launch(cls, workers: int, memory_bytes: int, bounds: Bounds, decoder: str = DEFAULT_DECODER) -> DecodeSandbox:
+    def launch(
+        cls, workers: int, memory_bytes: int, bounds: Bounds, decoder: str = DEFAULT_DECODER
+    ) -> DecodeSandbox:
         """Start the zygote without waiting for it: it boots while the function imports the rest
         and loads the model; ``ready`` finishes. The function itself becomes non-dumpable here: no
         process of its user (a subverted worker) may read or write its memory or attach to it."""
@@ -345,7 +344,9 @@ class DecodeSandbox:
 
     # Decoding.
 
-    def decode(self, images: Sequence[bytes | Refusal], limits: DecodeLimits, request: bool = False) -> list[np.ndarray | Refusal]:
+    def decode(
+        self, images: Sequence[bytes | Refusal], limits: DecodeLimits, request: bool = False
+    ) -> list[np.ndarray | Refusal]:
         """The 224x224 RGB pixels of each image, or why not, in order; images already refused stay
         refused. ``request``: the images are one API request's, under its budget together too."""
         budget = _Request(self.bounds) if request else None
@@ -353,7 +354,9 @@ class DecodeSandbox:
             return [self._decode(image, limits, budget) for image in images]
         return list(self._threads.map(lambda image: self._decode(image, limits, budget), images))
 
-    def _decode(self, image: bytes | Refusal, limits: DecodeLimits, budget: _Request | None) -> np.ndarray | Refusal:
+    def _decode(
+        self, image: bytes | Refusal, limits: DecodeLimits, budget: _Request | None
+    ) -> np.ndarray | Refusal:
         """One image on a fresh worker; a worker lost mid-image (killed from outside, crashed)
         gets the image tried once more, on another fresh worker."""
         if isinstance(image, Refusal):
@@ -374,7 +377,9 @@ class DecodeSandbox:
                 self.peak_worker_kb = max(self.peak_worker_kb, worker.end())
         return too_costly(why)
 
-    def _run(self, worker: Worker, image: bytes, limits: DecodeLimits, budget: _Request | None) -> np.ndarray | Refusal:
+    def _run(
+        self, worker: Worker, image: bytes, limits: DecodeLimits, budget: _Request | None
+    ) -> np.ndarray | Refusal:
         nonce = next(self._nonces)
         started = time.monotonic()
         ends = started + self.bounds.wall_s

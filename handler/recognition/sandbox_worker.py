@@ -6,7 +6,8 @@ socket ``FD``. For each socket the parent sends it (``SCM_RIGHTS``) it forks a w
 nothing: the worker speaks for itself on that socket.
 
 A worker lives for **one image**. It caps its own address space (``RLIMIT_AS``) and CPU time
-(``RLIMIT_CPU``: past it the kernel kills it), takes no core dumps, warms its decoder up, and says
+(``RLIMIT_CPU``: past it the kernel kills it), takes no core dumps, gives up the system calls a
+decoder never needs (``seccomp``), warms its decoder up, and says
 it is ready (its pid) before it has seen any untrusted byte. The image then arrives as a ``memfd``
 (the parent's one copy of it), mapped read-only here: the decoder reads the parent's pages. The
 224x224 pixels go back on the socket, and the worker waits to be killed, so whatever a decoder
@@ -37,6 +38,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from handler.recognition import seccomp
 from handler.recognition.errors import Code, Refusal
 from handler.recognition.imaging import INPUT_SIZE, NEEDS_MEMORY, DecodeLimits, register_decoders
 
@@ -65,7 +67,9 @@ def receive_exactly(sock: socket.socket, view: memoryview) -> None:
         view = view[got:]
 
 
-def receive_header(sock: socket.socket, max_header: int = MAX_HEADER, with_fd: bool = False) -> tuple[dict, int | None]:
+def receive_header(
+    sock: socket.socket, max_header: int = MAX_HEADER, with_fd: bool = False
+) -> tuple[dict, int | None]:
     """One frame's header (and the descriptor sent with it); ``ValueError`` if it is not a frame."""
     prefix, fd = bytearray(FRAME.size), None
     if with_fd:
@@ -200,8 +204,9 @@ def become_worker(sock: socket.socket, decode: Decoder, memory_bytes: int, cpu_s
             os.dup2(quiet, stream)
         os.close(quiet)
         _limit(memory_bytes, cpu_seconds)
+        confined = seccomp.confine(os.getpid())  # no network, processes or signals beyond itself
         warm_up(decode)  # before "ready": the parent takes it warm, while it answered another event
-        send_header(sock, {"ready": os.getpid()})
+        send_header(sock, {"ready": os.getpid(), "confined": confined})
         header, fd = receive_header(sock, with_fd=True)
         if fd is None:
             return

@@ -128,7 +128,10 @@ def test_blank_values_mean_the_default() -> None:
 
 @pytest.mark.parametrize(
     ("environ", "cpus"),
-    [({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048"}, 2048 / 1769), ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "885"}, 885 / 1769)],
+    [
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048"}, 2048 / 1769),
+        ({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "885"}, 885 / 1769),
+    ],
 )
 def test_on_lambda_the_cpus_are_the_memory_sizes_share(environ, cpus) -> None:
     """Lambda shows a process two cores at 2,048 MB but gives it 1.16 vCPU: the bounds use the share."""

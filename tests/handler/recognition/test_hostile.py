@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import struct
 
 import numpy as np
@@ -20,7 +21,7 @@ from devtools.context import LocalContext
 from devtools.events import http_event, multipart_body, rest_event
 from handler.recognition import formats, imaging
 from handler.recognition.errors import Code, PayloadTooLarge
-from tests.support import body_json
+from tests.support import body_json, workers_of
 
 LIMITS = imaging.DecodeLimits(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000)
 
@@ -42,7 +43,9 @@ def headers_only(configure):
     from devtools import decode_doubles
     from handler.recognition.sandbox import Bounds, DecodeSandbox
 
-    with DecodeSandbox.start(2, 512 * 1024 * 1024, Bounds(5.0, 10.0, 20.0, 20.0), decode_doubles.WITHOUT_PIXEL_DECODING) as sandbox:
+    with DecodeSandbox.start(
+        2, 512 * 1024 * 1024, Bounds(5.0, 10.0, 20.0, 20.0), decode_doubles.WITHOUT_PIXEL_DECODING
+    ) as sandbox:
         yield configure(sandbox=sandbox)
 
 
@@ -134,6 +137,41 @@ def test_the_worst_inputs_that_pass_are_classified(app, name, build, content_typ
     status, body = call(app, build(), content_type)
     assert status == 200, body
     assert len(body["predictions"]) == 5
+
+
+@pytest.fixture(scope="module")
+def at_the_limits() -> list[bytes]:
+    return [build() for _, build, _ in hostile.AT_LIMITS]
+
+
+@pytest.mark.slow  # the at-limit photos twice, on a CPU shared two ways
+@pytest.mark.parametrize("sharing", ["two busy processes beside it", "half a vCPU for two workers"])
+def test_the_worst_inputs_that_pass_classify_when_the_cpu_is_shared(at_the_limits, sharing) -> None:
+    """The bounds measure work (CPU time), not luck: on a CPU shared with two spinning processes, or
+    on half a vCPU (a cgroup quota, as Lambda shares it by memory size) for two workers, every
+    at-limit photo still decodes, with the function's default CPU cap and its derived wall bound."""
+    from handler import config
+    from handler.recognition.sandbox import DecodeSandbox
+    from tests.support import MODEL_DIR, busy_processes, cpu_quota
+
+    cpus = 0.5 if sharing.startswith("half") else len(os.sched_getaffinity(0))
+    wall_ms = config.decode_wall_ms_for(config.Defaults.DECODE_CPU_MS, 2, cpus)
+    environ = {"MODEL_DIR": str(MODEL_DIR), "DECODE_WORKERS": "2", "DECODE_WALL_MS": str(wall_ms)}
+    limits = imaging.DecodeLimits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
+    with DecodeSandbox.for_settings(config.read_settings(environ)).ready() as sandbox:
+        sharing_the_cpu = (
+            cpu_quota({sandbox.zygote_pid, *workers_of(sandbox.zygote_pid)}, 0.5)
+            if sharing.startswith("half")
+            else busy_processes(2)
+        )
+        with sharing_the_cpu:
+            results = sandbox.decode(at_the_limits, limits)
+    refused = {
+        name: r.message
+        for (name, _, _), r in zip(hostile.AT_LIMITS, results, strict=True)
+        if not hasattr(r, "shape")
+    }
+    assert refused == {}
 
 
 def test_a_lossless_webp_over_its_format_limit_is_refused_before_decoding(headers_only) -> None:
