@@ -233,6 +233,9 @@ def report(results: dict) -> str:
     m = results["machine"]
     return TEMPLATE.format(
         harness=results["harness"]["described"],
+        share="every figure is for the CPU share of the stack's memory size, not for this machine's cores"
+        if results["harness"]["vcpu"]
+        else "**no CPU quota** in this mode: the figures are for this machine's cores, not Lambda's share",
         table="\n".join(lines),
         sandbox=sandbox_table(sandbox),
         targets="\n".join(target_lines),
@@ -300,10 +303,9 @@ TEMPLATE = """# Benchmarks
 Measured by `make bench` on {date}{quick}, in one run on one machine:
 {machine}.
 
-**Lambda's shape** (`bench/shape.py`): every process measured here, ours and the tutorial's app,
-cold starts included, ran in {harness}. So what a function does after its answer (forking spare
-workers, cleaning up) is paid for by its next event, as on Lambda, and every figure is for the CPU
-share of the stack's memory size, not for this machine's cores.
+**Lambda's shape** (`bench/shape.py`): {harness}. That holds for every process measured here,
+ours and the tutorial's app, cold starts included: what a function does after its answer (forking
+spare workers, cleaning up) is paid for by its next event, as on Lambda; {share}.
 
 Inputs: `grace_hopper.jpg` (512×600, 61 KB; every implementation answers `{top1}`) and a
 generated 4000×3000 JPEG ({large_mb} MB, quality 90). Ours is `handler.app.api_handler` called

@@ -65,9 +65,8 @@ def _tree(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError):  # it ended while we looked
-            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(
-                int(stat.parent.name)
-            )
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
     found, todo = [], [root]
     while todo:
         found.append(pid := todo.pop())
@@ -75,7 +74,7 @@ def _tree(root: int) -> list[int]:
     return found
 
 
-def _stopped(pid: int) -> bool:
+def _is_stopped(pid: int) -> bool:
     """Stopped (``T``), dead or gone: a SIGSTOP lands asynchronously, so ``freeze`` waits for this."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "TtXZ"
@@ -105,6 +104,7 @@ class Harness:
         except OSError:  # not root, or no cgroup v1 hierarchies: signals
             self._remove_groups()
         self.mode = "cgroup" if self.groups else "signals"
+        self.why_signals = "asked for" if fallback else "cgroups not writable"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Harness:
@@ -112,12 +112,12 @@ class Harness:
 
     def _make_groups(self) -> None:
         name = f"bench-shape-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        mine = dict(line.split(":", 2)[1:] for line in Path("/proc/self/cgroup").read_text().splitlines())
         for controller in ("freezer", "cpu"):
-            own = next(  # below this process's own group, so whatever limits it has still hold
-                line.split(":", 2)[2]
-                for line in Path("/proc/self/cgroup").read_text().splitlines()
-                if controller in line.split(":", 2)[1].split(",")
-            )
+            own = next((path for names, path in mine.items() if controller in names.split(",")), None)
+            if own is None:
+                raise OSError(f"no cgroup v1 {controller} hierarchy")
+            # Below this process's own group, so whatever limits that has still hold.
             self.groups[controller] = CGROUPS / controller / own.lstrip("/") / name
             self.groups[controller].mkdir()
         (self.groups["cpu"] / "cpu.cfs_period_us").write_text(str(PERIOD_US))
@@ -125,11 +125,8 @@ class Harness:
 
     def info(self) -> dict[str, Any]:
         """For a report's JSON: the mode, the quota in vCPUs (None: none), the pause between events."""
-        return {
-            "mode": self.mode,
-            "vcpu": self.vcpu if self.groups else None,
-            "pause_ms": self.pause_s * 1000,
-        }
+        quota = self.vcpu if self.mode == "cgroup" else None
+        return {"mode": self.mode, "vcpu": quota, "pause_ms": self.pause_s * 1000}
 
     def describe(self, frozen: bool = True) -> str:
         """A sentence for a report: the mode, the CPU quota, and whether the tree was frozen."""
@@ -140,7 +137,7 @@ class Harness:
                 "function and every process it starts"
             )
         else:
-            shape = "SIGSTOP/SIGCONT fallback (cgroups not writable), **no CPU quota**"
+            shape = f"SIGSTOP/SIGCONT fallback ({self.why_signals}), **no CPU quota**"
         if not frozen:
             return f"{shape}; not frozen between events"
         return f"{shape}; the whole process tree frozen between events ({self.pause_s * 1000:.0f} ms each)"
@@ -150,10 +147,10 @@ class Harness:
         the pipe ``between_events`` uses, and freeze the tree each time it asks."""
         procs = [os.fsencode(group / "cgroup.procs") for group in self.groups.values()]
 
-        def enter() -> None:  # in the child between fork and exec: system calls only
+        def enter() -> None:  # in the child between fork and exec: system calls only, nothing allocated
             for path in procs:
                 fd = os.open(path, os.O_WRONLY)
-                os.write(fd, str(os.getpid()).encode())
+                os.write(fd, b"0")  # "0": the writing process itself
                 os.close(fd)
 
         env = {**(kwargs.pop("env", None) or os.environ)}
@@ -195,9 +192,11 @@ class Harness:
                 if select.select([ask], [], [], 0.1)[0]:
                     if not os.read(ask, 1):
                         break
-                    self.freeze()
-                    time.sleep(self.pause_s)
-                    self.thaw()
+                    try:
+                        self.freeze()
+                        time.sleep(self.pause_s)
+                    finally:
+                        self.thaw()
                     self.freezes += 1
                     os.write(answer, b"T")
         except OSError:
@@ -210,7 +209,7 @@ class Harness:
         """Freeze the child's whole tree; return once every process of it is frozen."""
         with self._lock:
             until = time.monotonic() + 10
-            if self.mode == "cgroup":
+            if self.groups:
                 state = self.groups["freezer"] / "freezer.state"
                 state.write_text("FROZEN")
                 while state.read_text().strip() != "FROZEN" and time.monotonic() < until:
@@ -220,7 +219,7 @@ class Harness:
                     for pid in new:
                         _kill(pid, signal.SIGSTOP)
                     self._stopped += new
-                    while not all(map(_stopped, new)) and time.monotonic() < until:
+                    while not all(map(_is_stopped, new)) and time.monotonic() < until:
                         time.sleep(0.001)
             self.frozen = True
             if time.monotonic() >= until:
@@ -228,7 +227,7 @@ class Harness:
 
     def thaw(self) -> None:
         with self._lock:
-            if self.mode == "cgroup":
+            if self.groups:
                 (self.groups["freezer"] / "freezer.state").write_text("THAWED")
             for pid in self._stopped:
                 _kill(pid, signal.SIGCONT)
@@ -238,11 +237,9 @@ class Harness:
         """Kill the child and everything it started that still runs (thawed first, so it can die)."""
         self.thaw()
         until = time.monotonic() + 10
-        while self.mode == "cgroup" and (
-            left := [
-                int(pid) for g in self.groups.values() for pid in (g / "cgroup.procs").read_text().split()
-            ]
-        ):
+        while left := [
+            int(pid) for group in self.groups.values() for pid in (group / "cgroup.procs").read_text().split()
+        ]:
             if time.monotonic() > until:
                 raise OSError(f"processes {left} outlived SIGKILL in {self.groups['cpu']}")
             for pid in left:

@@ -21,7 +21,7 @@ from handler.contract import QUALITY_GATE_MARK, QUALITY_GATE_SOURCE
 from handler.http import feedback as corrections
 from handler.http import page, payload, uploads
 from handler.http.answers import FeedbackAnswer, HealthAnswer, ModelAnswer, PredictionAnswer
-from handler.http.web import base_url, error_responses, json_response, request_body
+from handler.http.web import base_url, error_responses, json_response, request_body, request_text
 from handler.recognition.errors import BadRequest, Code
 from handler.recognition.recognizer import ImageResult
 from handler.runtime import Runtime
@@ -66,7 +66,7 @@ def predict(
         raise BadRequest(f"top_k must be an integer from 1 to {most}.", Code.INVALID_PARAMETER)
     event = request.resolved_event
     images = payload.parse(
-        request_body(event),
+        request_text(event),
         event.headers.get("content-type"),
         settings.max_image_bytes,
         settings.max_images_per_request,

@@ -40,6 +40,13 @@ def request_body(event: BaseProxyEvent) -> bytes:
 
     Powertools' ``decoded_body`` also UTF-8-decodes, which fails on images, so decode here.
     """
+    body = request_text(event)
+    return body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+
+
+def request_text(event: BaseProxyEvent) -> str | bytes:
+    """The body as API Gateway sent it: text bodies (JSON) stay text, so ``json.loads`` reads them
+    without an encode and a decode (2 ms on a 4 MB base64 photo); binary ones are bytes."""
     body = event.body
     if not body:
         return b""
@@ -50,7 +57,7 @@ def request_body(event: BaseProxyEvent) -> bytes:
             raise BadRequest(
                 "The request body is marked base64 but is not valid base64.", Code.INVALID_BASE64
             ) from error
-    return body.encode("utf-8", "surrogatepass")
+    return body
 
 
 def base_url(event: BaseProxyEvent) -> str:
