@@ -23,15 +23,13 @@ pass), or the function's peak reaches 1 GB.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,19 +186,6 @@ def measure_one(path: Path, content_type: str) -> dict:
     )
     sandbox.close()
     return result
-
-
-@contextlib.contextmanager
-def busy_cpus(count: int) -> Iterator[None]:
-    """``count`` processes spinning on the CPU for the block's duration, started from here: outside
-    the function's cgroup, so they compete with it for the machine's cores. Killed afterwards."""
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        yield
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
 
 
 def run_all(selected: list[Case], harness: Harness, label: str = "") -> list[dict]:
@@ -374,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     selected = [c for c in cases() if not args.only or c.name in args.only]
     with Harness.from_args(args) as harness:
         rows = run_all(selected, harness)
-        with busy_cpus(BUSY_PROCESSES):
+        with shape.busy_processes(BUSY_PROCESSES):
             label = f"beside {BUSY_PROCESSES} busy processes "
             busy_rows = run_all([c for c in selected if c.must_classify], harness, label)
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -164,6 +164,49 @@ the real AWS runtime client. Everything here runs in `make test`, except the lon
 | schemathesis against the local server's own `/openapi.json` (uploads on) | `tests/handler/http/test_schema_fuzz.py` | 40 examples per operation: no 5xx, every answer as documented |
 | an SQS batch holding two hostile files; a redelivered batch with a message that crashes the worker | `tests/handler/records/test_s3.py` | eight results and two error records in one model call; the crashing message fails alone |
 
+## The decode sandbox: what holds, and the arithmetic
+
+Every image is decoded in a worker process of its own (`handler/recognition/sandbox.py`), forked
+from a zygote that imported only Pillow, numpy and the decoder. What holds, and by what:
+
+| promise | kept by | shown by (`tests/handler/recognition/test_sandbox.py`) |
+| --- | --- | --- |
+| a worker never serves two callers (an API request, an S3 object, a Map item, a Batch Operations task) | each worker decodes **one image**, then is killed with its process group; spares are fresh forks | the `PLANT` double (a subverted worker that lies about every later image) changes none of the next 30 API answers, and no other object's record in an SQS batch, a Map batch or a Batch Operations job |
+| no state leaks between images | the same: nothing a decoder leaves (a HEIC's 70 MB of address space, a planted exploit) outlives its image | the `PLANT` tests above; every test that follows a double with a photo |
+| CPU: an image costs at most `DECODE_CPU_MS` (1.5 s) of CPU | the function reads the worker's CPU time from `/proc/PID/stat` every 20 ms; the kernel's `RLIMIT_CPU` (the next whole second: SIGXCPU, then SIGKILL) backs it | a double that spins is stopped by its CPU time; four "slow but legitimate" photos (200 ms of CPU each, cap 300 ms) classify beside two CPU-busy processes and on half a CPU (a cgroup quota) shared by two workers |
+| wall time: liveness only | `DECODE_WALL_MS`, derived: CPU cap × max(1, (workers + 1) ÷ vCPUs) × 3 + 1 s | a double that sleeps is stopped by the wall clock |
+| an API request's images together | a CPU budget (`DECODE_REQUEST_CPU_MS`, 4 s) and a wall-clock end (`DECODE_REQUEST_DEADLINE_MS`, 10 s) | spinning doubles exhaust the budget; sleeping ones reach the end |
+| memory: a worker's address space ≤ `DECODE_MEMORY_MB` | `RLIMIT_AS`; a native decoder (libavif, libheif, libtiff) that reports a refused allocation as a decode error answers 413 `image_too_costly`, not 422, when the image's estimated need no longer fits (`imaging._fits`) | a double that allocates without bound; a real AVIF under a cap too small for it |
+| nothing runs after the answer | taking a spare asks the zygote for its successor at once (the fork overlaps the decode and the model call); `replenish` waits for it before the answer leaves | after an API answer every spare has said "ready" |
+| one copy of the body | the image travels as a `memfd` (Lambda has no `/dev/shm`) that the worker maps read-only; the pixels come back into the array the model reads | — |
+
+**The arithmetic for the stack's memory sizes** (`infra/settings.py`; vCPUs = memory ÷ 1,769 MB):
+
+| memory | vCPUs | workers | worker cap | CPU per image | wall bound per image | a request's images |
+| ---: | ---: | ---: | ---: | ---: | ---: | --- |
+| 2,048 MB (default) | 1.16 | 1 | 1,536 MB | 1.5 s | 8.8 s | 4 s of CPU, 10 s of wall |
+| 3,538 MB | 2.0 | 2 | 1,513 MB | 1.5 s | 7.8 s | 4 s of CPU, 10 s of wall |
+| 10,240 MB | 5.79 | 6 | 1,621 MB | 1.5 s | 6.4 s | 4 s of CPU, 10 s of wall |
+
+Memory: the function's own share (512 MB with `litert`) + the zygote (about 50 MB resident, shared
+with its forks) + `DECODE_WORKERS` busy workers at their cap + as many spares (about 3.4 MB of
+private memory each: they have decoded nothing yet) stays within the memory size. An SQS batch (10
+objects) whose every object met its wall bound still ends within the S3 worker's timeout: the synth
+checks it. A hostile API request holds the function for at most 4 s of CPU (about 3.5 s at
+1.16 vCPU) plus its model call; only a decoder that sleeps (an exploit, not a file) reaches the
+10 s end.
+
+**What a subverted decoder can still do.** An exploit that runs code in a worker runs as the
+function's user until its image's bound, and then dies with its process group. It cannot read or
+write the function's or the zygote's memory (both non-dumpable), sees no credentials (the zygote's
+environment is allow-listed), and speaks only through its socket, where the function accepts one
+header of at most 1 KB and exactly the pixels' size. It can still: answer its own image wrongly;
+use the network; signal processes of the same user (kill a spare or the zygote: the function
+replaces them, or the function itself); fork processes that leave its process group (setsid) and so
+outlive the kill. A seccomp filter per worker (no `socket`, `kill`, `fork`, `setsid`) would close
+those; it is not done: it needs a BPF program per architecture, or libseccomp, which the runtime
+layer does not ship.
+
 ## Load and soak (`make load`, {load["date"]})
 
 `imgrec serve` on 127.0.0.1 (concurrent requests in up to 4 execution environments, each a

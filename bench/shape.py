@@ -23,9 +23,11 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -268,3 +270,16 @@ class Harness:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[None]:
+    """``count`` processes spinning on the CPU for the block's duration, started from here: outside
+    any function's cgroup, so they compete with it for the machine's cores (CI, a busy laptop)."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()

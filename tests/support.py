@@ -346,17 +346,7 @@ def distinct_copy(source: Path, target: Path, index: int) -> None:
 
 # The CPU shared as Lambda, CI or a busy laptop share it (the decode sandbox's bounds must not care).
 
-
-@contextlib.contextmanager
-def busy_processes(count: int) -> Iterator[None]:
-    """``count`` processes spinning on the CPU beside the function (CI, a laptop, a busy parent)."""
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
-    try:
-        yield
-    finally:
-        for spinner in spinners:
-            spinner.kill()
-            spinner.wait()
+from bench.shape import busy_processes  # noqa: E402, F401  (the benchmarks' own, for the tests)
 
 
 @contextlib.contextmanager
