@@ -176,12 +176,29 @@ def _check_schema(path: Path, fields: dict) -> None:
     for name in {LABELS_FILE, *artifacts.values()}:
         if name not in files:
             raise ManifestError(f"{path}: field 'files' does not list {name} (no sha256 for it)")
+    for name in files:
+        inside(path.parent, name)
+
+
+def inside(model_dir: Path, name: str) -> Path:
+    """The file ``name`` of the model directory, refused (``ManifestError``) unless it resolves inside
+    it: a manifest names files, it never points at the rest of the file system (an absolute path, a
+    ``..``, or a symlink that leaves the folder would serve a file nobody reviewed as the model)."""
+    relative = Path(name)
+    if not name or relative.is_absolute() or ".." in relative.parts or "\\" in name:
+        raise ManifestError(
+            f"{model_dir / MANIFEST_FILE}: {name!r} is not a file name inside the model directory"
+        )
+    path = model_dir / relative
+    if not path.resolve().is_relative_to(model_dir.resolve()):
+        raise ManifestError(f"{path} leaves the model directory (a symlink to {path.resolve()})")
+    return path
 
 
 def read_labels(model_dir: Path, fields: dict) -> list[tuple[str | None, str]]:
     """``labels.json`` parsed and checked (a non-empty list of labels or ``[id, label]`` pairs), and,
     when the manifest states ``output.classes``, as many as that."""
-    path = model_dir / LABELS_FILE
+    path = inside(model_dir, LABELS_FILE)
     try:
         entries = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -232,7 +249,7 @@ def verify(model_dir: Path, manifest: dict, file_names: list[str]) -> None:
         expected = files.get(name, {}).get("sha256")
         if not expected:
             raise IntegrityError(f"{name} is not listed in {model_dir / MANIFEST_FILE}")
-        path = model_dir / name
+        path = inside(model_dir, name)
         if not path.is_file():
             raise IntegrityError(
                 f"{path} is listed in {model_dir / MANIFEST_FILE} (field 'files') but missing"

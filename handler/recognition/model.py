@@ -223,7 +223,7 @@ def load_classifier(model_dir: Path, backend: str, threads: int, precision: str 
     model_file = manifest.artifact(fields, kind)
     manifest.verify(model_dir, fields, [model_file, LABELS_FILE])  # hashes only what it reads
     labels = manifest.read_labels(model_dir, fields)
-    engine = ENGINES[backend](model_dir / model_file, threads)
+    engine = ENGINES[backend](manifest.inside(model_dir, model_file), threads)
     shape = fields["input"]
     expected = (shape["height"], shape["width"], shape["channels"])
     if tuple(engine.input_shape) != expected:

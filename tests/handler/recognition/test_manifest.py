@@ -236,3 +236,39 @@ def test_synth_refuses_a_tampered_model_file(broken_in_build: Path) -> None:
     relative = broken_in_build.relative_to(REPO)
     with pytest.raises(ValueError, match=rf"modelDir {relative}: .*labels\.json has sha256"):
         Settings(model_dir=str(relative))
+
+
+def pointing_outside(tmp_path: Path, how: str) -> Path:
+    """A model directory whose manifest serves a .tflite from outside it, its sha256 correctly
+    pinned: by an absolute path, a ``..``, or a symlink inside the folder that leaves it."""
+    outside = tmp_path / "elsewhere.tflite"
+    shutil.copy2(MODEL_DIR / "mobilenet_v2.tflite", outside)
+    names = {"absolute": str(outside), "dotdot": "../elsewhere.tflite", "symlink": "linked.tflite"}
+    copy = variant(tmp_path / "model")
+    if how == "symlink":
+        (copy / "linked.tflite").symlink_to(outside)
+    fields = json.loads((copy / MANIFEST_FILE).read_text())
+    fields["artifacts"] = {**fields.get("artifacts", {}), "tflite": names[how]}
+    files = [*fields.pop("files"), names[how]]
+    manifest.write(copy, fields, files)  # the hash of the file it names: "right checksum"
+    return copy
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_a_manifest_never_serves_a_file_outside_its_directory(tmp_path: Path, how: str) -> None:
+    copy = pointing_outside(tmp_path, how)
+    message = r"leaves the model directory" if how == "symlink" else r"is not a file name inside the model"
+    with pytest.raises(ManifestError, match=message):
+        load(copy)
+    with pytest.raises(ManifestError, match=message):
+        manifest.validate(copy)
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_synth_refuses_a_manifest_that_points_outside(broken_in_build: Path, how: str) -> None:
+    from infra.settings import Settings
+
+    broken_in_build.mkdir()
+    relative = pointing_outside(broken_in_build, how).relative_to(REPO)
+    with pytest.raises(ValueError, match=rf"modelDir {relative}: .*(inside the model|leaves the model)"):
+        Settings(model_dir=str(relative))
