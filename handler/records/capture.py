@@ -37,7 +37,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from handler.config import Settings
-from handler.records.storage import is_missing, new_client
+from handler.records.storage import MAX_KEY_BYTES, is_missing, new_client
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -250,7 +250,10 @@ class Capture:
         )
 
     def _read_json(self, key: str) -> Any:
-        """The JSON stored at ``key``; None when there is none, or it is not JSON."""
+        """The JSON stored at ``key``; None when there is none, or it is not JSON, or no object can
+        have that key (over S3's 1,024 bytes: a client's made-up id, a 404, not the store's 503)."""
+        if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+            return None
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read(MAX_RECORD_BYTES)
         except Exception as error:

@@ -309,6 +309,37 @@ def test_bad_feedback_gets_a_clear_error(capturing, document, status: int, code:
     assert body_json(answer)["code"] == code
 
 
+class KeyLengthEnforcing:
+    """The session's moto client, refusing keys over 1,024 bytes as S3 does (moto does not)."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str):
+        method = getattr(self.client, name)
+
+        def call(**kwargs):
+            if len(kwargs.get("Key", "").encode()) > 1024:
+                from botocore.exceptions import ClientError
+
+                error = {"Error": {"Code": "KeyTooLongError", "Message": "Your key is too long"}}
+                raise ClientError(error, name)
+            return method(**kwargs)
+
+        return call
+
+
+def test_an_id_whose_capture_key_cannot_exist_is_404_not_503(configure, s3_client, bucket) -> None:
+    """A client-made id with a long model name: its capture key would pass S3's 1,024 bytes, where
+    S3 answers KeyTooLongError. No capture can have it: 404, never a 5xx the canary alarm counts."""
+    app = configure(s3_client=KeyLengthEnforcing(s3_client), uploads_bucket=bucket, capture_rate=1.0)
+    pid = PredictionId.new(b"never sent", "m" * 460, "1.0.0")
+    assert len(pid.key("capture/", "json").encode()) > 1024
+    answer = send_feedback(app, {"prediction_id": str(pid), "label": "tiger_cat"})
+    assert answer["statusCode"] == 404, answer["body"]
+    assert body_json(answer)["code"] == "unknown_prediction"
+
+
 def test_feedback_without_capture_is_404_and_a_broken_store_503(configure) -> None:
     pid = str(PredictionId.new(CAT, "mobilenet_v2", "1.0.0"))
     off = configure()  # no bucket at all
