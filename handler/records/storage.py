@@ -144,9 +144,11 @@ class Storage:
     def result_location(self, obj: S3Object) -> tuple[str, str]:
         """Where ``obj``'s record goes: ``<results prefix><key>.json``, or, when that would pass S3's
         1,024-byte key limit (a legal source key of 1,012 bytes or more), the fallback
-        ``<results prefix>_by-hash/<sha256 of the key>.json`` (the record names its source key)."""
+        ``<results prefix>_by-hash/<sha256 of the key>.json`` (the record names its source key).
+        A source key that itself starts with ``_by-hash/`` goes to the fallback too: so no mirrored
+        record is ever under ``_by-hash/``, and two keys never share a record."""
         key = f"{self.settings.results_prefix}{obj.key}.json"
-        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        if len(key.encode("utf-8")) > MAX_KEY_BYTES or obj.key.startswith(BY_HASH):
             key = self.fallback_key(obj)
         return self.settings.results_bucket or obj.bucket, key
 

@@ -393,6 +393,22 @@ def test_a_key_too_long_to_mirror_gets_its_record_by_hash(app, bucket, put, grac
     assert direct(app, s3_event(bucket, [(key, record["etag"], 1)]))["objects"][0]["status"] == "skipped"
 
 
+def test_a_key_named_like_a_fallback_keeps_its_own_record(app, bucket, put, grace_hopper, cat) -> None:
+    """The legal key ``_by-hash/<sha256 of a long key>`` and that long key: each ends with its own
+    record, whichever runs first and however often (keys under ``_by-hash/`` are hashed too)."""
+    import hashlib
+
+    long_key = UPLOADS + "é" * 400 + "x" * 200 + ".jpg"
+    lookalike = f"_by-hash/{hashlib.sha256(long_key.encode()).hexdigest()}"
+    for _ in range(2):
+        for key, photo in ((lookalike, cat), (long_key, grace_hopper)):
+            assert via_sqs(app, bucket, [put(key, photo)]) == {"batchItemFailures": []}
+    records = [json.loads(S3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in result_keys(bucket)]
+    assert sorted(r["key"] for r in records) == sorted([lookalike, long_key])
+    by_key = {r["key"]: r["predictions"][0]["label"] for r in records}
+    assert by_key[long_key] == "military_uniform" and by_key[lookalike] in CAT_CLASSES
+
+
 def test_a_key_s3_refuses_for_its_record_falls_back_by_hash(app, bucket, put, grace_hopper) -> None:
     """A permanent 4xx on the record's key (KeyTooLongError injected, as S3 answers it) is not
     retried forever: the record is written at the fallback."""
