@@ -49,6 +49,7 @@ def objects_in(notification: S3Event) -> list[S3Object]:
                     key=unquote_plus(s3.get_object.key),
                     version_id=s3.get_object.version_id,
                     etag=s3.get_object.etag or "",
+                    sequencer=s3.get_object.sequencer,
                 )
             )
         except (KeyError, TypeError, AttributeError, ValueError) as error:

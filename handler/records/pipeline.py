@@ -92,12 +92,12 @@ def _write(runtime: Runtime, obj: S3Object, record: dict[str, Any] | Refusal) ->
     info = runtime.recognizer.classifier.info.to_dict()
     try:
         if isinstance(record, Refusal):
-            runtime.storage.write_record(obj, record.to_dict(), model=info)
-            return record
-        runtime.storage.write_record(obj, record, model=info)
+            written = runtime.storage.write_record(obj, record.to_dict(), model=info)
+            return record if written else Status.SKIPPED
+        written = runtime.storage.write_record(obj, record, model=info)
     except TransientError as error:
         return error
-    return Status.CLASSIFIED
+    return Status.CLASSIFIED if written else Status.SKIPPED  # a later event of the key has its record
 
 
 @tracer.capture_method(capture_response=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -44,6 +44,9 @@ class S3Object:
     key: str
     version_id: str | None = None
     etag: str = ""
+    # S3's event order for this key (notifications only: Map items and Batch Operations tasks have
+    # none); not part of the object's identity.
+    sequencer: str | None = field(default=None, compare=False)
 
     def source(self) -> dict[str, str | None]:
         return {"bucket": self.bucket, "key": self.key, "version_id": self.version_id, "etag": self.etag}
@@ -105,13 +108,23 @@ IDEMPOTENCY_KEYS = ("source-etag", "model-name", "model-version")
 
 
 def _record_metadata(obj: S3Object, model: dict[str, str]) -> dict[str, str]:
-    """What a record's S3 metadata says it answers: this source version, by this model."""
+    """What a record's S3 metadata says it answers: this source version (and its event's place in
+    S3's order), by this model."""
     return {
         "source-etag": obj.etag,
         "source-version-id": obj.version_id or "",
+        "source-sequencer": obj.sequencer or "",
         "model-name": model["name"],
         "model-version": model["version"],
     }
+
+
+def later(sequencer: str, other: str) -> bool:
+    """Whether S3 event ``sequencer`` comes after ``other`` for the same key. Sequencers are
+    hexadecimal strings that may differ in length: S3's guide says to right-pad the shorter with
+    zeros, then compare them as text."""
+    width = max(len(sequencer), len(other))
+    return sequencer.upper().ljust(width, "0") > other.upper().ljust(width, "0")
 
 
 class Storage:
@@ -178,6 +191,8 @@ class Storage:
             # Unreadable results (throttled, denied): retry rather than guess; the DLQ keeps it.
             raise TransientError(f"reading the result s3://{bucket}/{key}: {error}") from error
         stored = head.get("Metadata", {})
+        if obj.sequencer and later(stored.get("source-sequencer", ""), obj.sequencer):
+            return True  # a later event of this key has its record: this one is out of date
         wanted = _record_metadata(obj, model)
         return bool(obj.etag) and all(stored.get(name) == wanted[name] for name in IDEMPOTENCY_KEYS)
 
@@ -196,8 +211,10 @@ class Storage:
         except Exception as error:
             raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
 
-    def write_record(self, obj: S3Object, record: dict[str, Any], model: dict[str, str]) -> None:
-        """Write the result or error record; its metadata ties it to the source version and model."""
+    def write_record(self, obj: S3Object, record: dict[str, Any], model: dict[str, str]) -> bool:
+        """Write the result or error record; its metadata ties it to the source version and model.
+        False when a record for a later event of the key (S3's sequencer) is already there: an
+        older event never replaces it, whatever order SQS delivers them in."""
         bucket, key = self.result_location(obj)
         body = {
             **obj.source(),
@@ -206,18 +223,44 @@ class Storage:
         }
         encoded = json.dumps(body, indent=2).encode()
         try:
-            self._put_record(bucket, key, encoded, obj, model)
+            return self._put_in_order(bucket, key, encoded, obj, model)
         except Refusal as refused:
             # S3 refused the key itself (a permanent 4xx): the record goes to the fallback, once.
             fallback = self.fallback_key(obj)
             if key == fallback:
                 raise TransientError(str(refused)) from refused
             try:
-                self._put_record(bucket, fallback, encoded, obj, model)
+                return self._put_in_order(bucket, fallback, encoded, obj, model)
             except Refusal as again:
                 raise TransientError(str(again)) from again
 
-    def _put_record(self, bucket: str, key: str, body: bytes, obj: S3Object, model: dict[str, str]) -> None:
+    def _put_in_order(self, bucket: str, key: str, body: bytes, obj: S3Object, model: dict[str, str]) -> bool:
+        """An object with a sequencer (a notification) writes only over a record of an earlier
+        event, and only over the very record it read (``IfMatch``, or ``IfNoneMatch`` when there was
+        none): a writer that raced it and won is read again. Without one (Map, Batch Operations,
+        which read the key's current version), the record is simply written."""
+        if not obj.sequencer:
+            return self._put_record(bucket, key, body, obj, model, {})
+        for _ in range(3):
+            try:
+                head = self.client.head_object(Bucket=bucket, Key=key)
+                stored = head.get("Metadata", {}).get("source-sequencer", "")
+                if later(stored, obj.sequencer):
+                    return False
+                condition = {"IfMatch": head["ETag"]}
+            except Exception as error:
+                if not is_missing(error):
+                    raise TransientError(f"reading the result s3://{bucket}/{key}: {error}") from error
+                condition = {"IfNoneMatch": "*"}
+            try:
+                return self._put_record(bucket, key, body, obj, model, condition)
+            except Superseded:  # another writer came first: read its record and decide again
+                continue
+        raise TransientError(f"the record s3://{bucket}/{key} kept changing while it was written")
+
+    def _put_record(
+        self, bucket: str, key: str, body: bytes, obj: S3Object, model: dict[str, str], condition: dict
+    ) -> bool:
         try:
             self.client.put_object(
                 Bucket=bucket,
@@ -225,9 +268,11 @@ class Storage:
                 Body=body,
                 ContentType="application/json",
                 Metadata=_record_metadata(obj, model),
+                **condition,
             )
         except Exception as error:
             raise classify_s3_error(error, f"writing s3://{bucket}/{key}") from error
+        return True
 
     def read_record(self, obj: S3Object) -> dict[str, Any] | None:
         """The result or error record of ``obj``, or None while there is none."""

@@ -231,6 +231,48 @@ def test_a_new_version_of_the_same_key_gets_a_new_result(app, bucket, put, grace
     assert result(bucket, f"{UPLOADS}photo")["predictions"][0]["label"] in CAT_CLASSES
 
 
+def versioned_events(bucket: str, key: str, photos: list[bytes], sequencers: list[str]) -> list[dict]:
+    """Each photo uploaded as a new version of ``key`` in a versioned bucket; its notification, as S3
+    sends it (version id, ETag, sequencer)."""
+    S3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    events = []
+    for photo, sequencer in zip(photos, sequencers, strict=True):
+        put = S3.put_object(Bucket=bucket, Key=key, Body=photo)
+        event = s3_event(bucket, [(key, put["ETag"].strip('"'), len(photo))])
+        event["Records"][0]["s3"]["object"].update(versionId=put["VersionId"], sequencer=sequencer)
+        events.append(event)
+    return events
+
+
+@pytest.mark.parametrize("order", ["newest first", "oldest first", "newest, then oldest later"])
+def test_out_of_order_versions_end_with_the_newest_record(app, bucket, grace_hopper, cat, order) -> None:
+    """v1 (the portrait) then v2 (the cat) of one key; SQS delivers their notifications in any order.
+    Sequencers of different lengths ("0063" is later than "0062FF": S3 says to right-pad the shorter
+    with zeros): the record always ends naming v2, and the older event is skipped."""
+    key = f"{UPLOADS}versioned.jpg"
+    v1, v2 = versioned_events(bucket, key, [grace_hopper, cat], ["0062FF", "0063"])
+    if order == "newest first":
+        app.s3_handler(sqs_event([v2, v1]), LocalContext())
+    elif order == "oldest first":
+        app.s3_handler(sqs_event([v1, v2]), LocalContext())
+    else:
+        app.s3_handler(sqs_event([v2]), LocalContext())
+        summary = direct(app, v1)
+        assert [o["status"] for o in summary["objects"]] == ["skipped"]
+    record = result(bucket, key)
+    assert record["version_id"] == v2["Records"][0]["s3"]["object"]["versionId"]
+    assert record["predictions"][0]["label"] in CAT_CLASSES
+
+
+@pytest.mark.parametrize(
+    ("sequencer", "other", "later"),
+    [("0063", "0062FF", True), ("0062FF", "0063", False), ("00A", "009FFF", True), ("0a", "09", True),
+     ("0055AED6DCD90281E5", "0055AED6DCD90281E5", False), ("0055AED6DCD90281E6", "0055AED6DCD90281E5", True)],
+)  # fmt: skip
+def test_sequencers_compare_as_s3_says(sequencer: str, other: str, later: bool) -> None:
+    assert storage.later(sequencer, other) is later
+
+
 def test_results_are_never_processed(app, bucket, put, grace_hopper) -> None:
     objects = [put("results/uploads/x.jpg", grace_hopper), put("results/old.json", b"{}")]
     calls = app.runtime.recognizer.classifier.calls
