@@ -228,9 +228,10 @@ def export(url: str, out: Path, endpoint_url: str | None = None, client=None) ->
     try:
         exported: Counter[str] = Counter()
         review: list[dict[str, object]] = []
+        known: dict[str, list | None] = {}  # labels.json per model version
         for capture in listed:
             if capture.feedback:
-                label = _export_one(client, bucket, capture, staging, summary)
+                label = _export_one(client, bucket, capture, staging, summary, known)
                 if label:
                     exported[label] += 1
                 continue
@@ -257,8 +258,33 @@ def export(url: str, out: Path, endpoint_url: str | None = None, client=None) ->
     return summary
 
 
-def _export_one(client, bucket: str, capture: Capture, staging: Path, summary: Summary) -> str | None:
-    """Write a labelled capture's image into ``staging/<label>/``; its label, or None (skipped)."""
+def classes_of(
+    client, bucket: str, capture: Capture, pid: capture_layout.PredictionId, known: dict
+) -> list | None:
+    """The classes of the model version that answered ``pid``, as its captures recorded them
+    (``{capture prefix}{model}/{version}/labels.json``, the capture prefix read off the capture's own
+    key: an export may name a narrower prefix), read once per version; None when unreadable."""
+    stem = str(capture.feedback)[: -len(FEEDBACK_SUFFIX)]
+    root = stem[: len(stem) - len(pid.key("", "x")[: -len(".x")])]
+    key = f"{root}{pid.folder}{capture_layout.LABELS_FILE}"
+    if key not in known:
+        from botocore.exceptions import ClientError
+
+        try:
+            labels = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read(4 * 1024 * 1024))
+        except (ClientError, ValueError, RecursionError):
+            labels = None
+        ok = isinstance(labels, list) and all(isinstance(label, str) for label in labels)
+        known[key] = labels if ok else None
+    return known[key]
+
+
+def _export_one(
+    client, bucket: str, capture: Capture, staging: Path, summary: Summary, known: dict
+) -> str | None:
+    """Write a labelled capture's image into ``staging/<label>/``; its label, or None (skipped).
+    Nothing is taken on trust: the label must be one of the classes of the model version that
+    answered, and the image's bytes must be those its prediction id names (their sha256)."""
     feedback = read_json(client, bucket, capture.feedback)  # type: ignore[arg-type]
     if feedback is None:
         _skip(summary, capture, "unreadable feedback JSON")
@@ -266,6 +292,14 @@ def _export_one(client, bucket: str, capture: Capture, staging: Path, summary: S
     label = safe_label(feedback.get("label"))
     if label is None:
         _skip(summary, capture, "label is not a safe folder name")
+        return None
+    pid = capture_layout.PredictionId.parse(capture.prediction_id)
+    classes = classes_of(client, bucket, capture, pid, known)
+    if classes is None:
+        _skip(summary, capture, "the answering model version's classes are unknown (no labels.json)")
+        return None
+    if label not in classes:
+        _skip(summary, capture, "label is not a class of the model version that answered")
         return None
     if capture.image is None:
         _skip(summary, capture, "image missing")
@@ -282,6 +316,9 @@ def _export_one(client, bucket: str, capture: Capture, staging: Path, summary: S
         return None
     if len(data) > MAX_IMAGE_BYTES:
         _skip(summary, capture, "image over 50 MB")
+        return None
+    if hashlib.sha256(data).hexdigest() != pid.sha256:
+        _skip(summary, capture, "image is not the one its prediction id names (sha256)")
         return None
     extension = capture.image.rpartition(".")[2].lower()
     folder = staging / label

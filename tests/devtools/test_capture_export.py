@@ -38,6 +38,7 @@ def put_capture(
     uncertain: bool | None = None,
     image: bool = True,
     top: tuple[str, float] = ("ants", 0.55),
+    classes: tuple[str, ...] | None = ("ants", "bees"),
 ) -> str:
     """One capture as the function stores it (contract layout); its prediction id."""
     when = datetime(2026, 11, 27, 21, 44, 20, tzinfo=UTC) + timedelta(minutes=minutes)
@@ -45,6 +46,9 @@ def put_capture(
     pid, base = str(identity), identity.key(prefix, "x")[: -len(".x")]
     if image:
         client.put_object(Bucket=bucket, Key=f"{base}.jpg", Body=data)
+    if classes is not None:  # as the function records each model version's classes beside its captures
+        labels_key = f"{prefix}{identity.folder}labels.json"
+        client.put_object(Bucket=bucket, Key=labels_key, Body=json.dumps(list(classes)).encode())
     record = {
         "prediction_id": pid,
         "time": when.isoformat().replace("+00:00", "Z"),
@@ -239,3 +243,26 @@ def test_the_review_list_cannot_run_formulas_and_look_alike_ids_never_overwrite(
     assert len(list((out / "ants").iterdir())) == 2
     (row,) = list(csv.DictReader((out / "review.csv").open()))
     assert row["model"] == "'=HYPERLINK(1)" and row["label"] == "'-2+3"
+
+
+def test_a_capture_is_exported_only_when_its_label_and_bytes_check_out(
+    s3_client, bucket: str, tmp_path: Path
+) -> None:
+    """Feedback is not trusted as it is stored: a safe folder name that is not one of the answering
+    version's classes, an image whose bytes are not the ones its prediction id names, and a version
+    whose classes were never recorded are each skipped and counted, never written."""
+    put = lambda data, **kw: put_capture(s3_client, bucket, data, **kw)  # noqa: E731
+    good = put(photo("ants", 0), feedback="ants")
+    put(photo("ants", 1), feedback="military_uniform")  # a real word, not this model's class
+    swapped = put(photo("bees", 0), feedback="bees", minutes=1)
+    s3_client.put_object(Bucket=bucket, Key=f"{_key(swapped)}.jpg", Body=photo("bees", 1))  # other bytes
+    put(photo("bees", 2), feedback="bees", model="unrecorded", classes=None)
+    summary = capture_export.export(f"s3://{bucket}/capture/", tmp_path / "out", client=s3_client)
+    assert summary.exported == {"ants": 1}
+    assert summary.skipped == {
+        "label is not a class of the model version that answered": 1,
+        "image is not the one its prediction id names (sha256)": 1,
+        "the answering model version's classes are unknown (no labels.json)": 1,
+    }
+    (exported,) = (tmp_path / "out" / "ants").iterdir()
+    assert exported.read_bytes() == photo("ants", 0) and capture_export.safe_file_name(good) in exported.name
