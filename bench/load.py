@@ -197,15 +197,22 @@ checks it. A hostile API request holds the function for at most 4 s of CPU (abou
 10 s end.
 
 **What a subverted decoder can still do.** An exploit that runs code in a worker runs as the
-function's user until its image's bound, and then dies with its process group. It cannot read or
-write the function's or the zygote's memory (both non-dumpable), sees no credentials (the zygote's
-environment is allow-listed), and speaks only through its socket, where the function accepts one
-header of at most 1 KB and exactly the pixels' size. It can still: answer its own image wrongly;
-use the network; signal processes of the same user (kill a spare or the zygote: the function
-replaces them, or the function itself); fork processes that leave its process group (setsid) and so
-outlive the kill. A seccomp filter per worker (no `socket`, `kill`, `fork`, `setsid`) would close
-those; it is not done: it needs a BPF program per architecture, or libseccomp, which the runtime
-layer does not ship.
+function's user until its image's bound, and then dies (killed through a pidfd taken before it saw
+the image, so never another process that reused its pid). Its seccomp filter
+(`handler/recognition/seccomp.py`, x86_64 and aarch64) refuses sockets, fork and exec, signals,
+limits and scheduling changes aimed at any other process, `setsid`/`setpgid`, ptrace,
+`process_vm_*`, `memfd_create`, io_uring and bpf; its image's memfd is sealed (it cannot write or
+grow it to hold memory outside its address-space cap); it cannot read or write the function's or
+the zygote's memory (both non-dumpable: as a non-root user, as on Lambda; a root process, as on
+these test machines, bypasses that); it sees no credentials (the zygote's environment is
+allow-listed); and it speaks only through its socket, where the function reads at most a 1 KB
+header and exactly the pixels, within the image's bounds, whatever rate it writes at. It can
+still answer its own image wrongly, spend its image's CPU and memory, and, where the filter cannot
+be installed (another architecture, an old kernel), do what any process of the function's user
+can. An attack run against this sandbox (a helper with its own doubles: malformed and dripped
+answers, threads spinning after the answer, a grown memfd, renicing the function, SIGSTOP,
+killing the zygote, 2,000-image batches, four threads at once) found the five breaks fixed in this
+version and no leak of a process or descriptor.
 
 ## Load and soak (`make load`, {load["date"]})
 

@@ -8,18 +8,23 @@ first, ``BURN<ms>`` use that much CPU time first (a slow but legitimate decode: 
 the more the CPU is shared), ``PLANT`` subverts the worker that decodes it (every later image it
 decodes comes out black, as a decoder exploit could make it lie), ``ESCAPE`` tries what an exploit
 would (open a socket, fork, run a program, signal the zygote, leave its process group, make a memfd)
-and refuses its image with the list of what worked; anything else decodes normally.
+and refuses its image with the list of what worked, ``LIE`` writes a malformed answer on its socket
+and ``DRIP`` a well-formed one a byte at a time; anything else decodes normally.
 ``without_pixel_decoding`` is ``to_pixels`` with Pillow's pixel decoders switched off: an image that
 a test expects refused from its header alone answers 422 instead if any decoder ran.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import json
 import os
 import re
 import socket
+import struct
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -31,6 +36,7 @@ from handler.recognition.errors import Code, Unprocessable
 PATH = "devtools.decode_doubles:decode"
 WITHOUT_PIXEL_DECODING = "devtools.decode_doubles:without_pixel_decoding"
 HANG, SPIN, ALLOCATE, CRASH, PLANT, ESCAPE = b"HANG", b"SPIN", b"ALLOCATE", b"CRASH", b"PLANT", b"ESCAPE"
+LIE, DRIP = b"LIE", b"DRIP"
 SUBVERTED = {"yes": False}  # per worker process
 
 
@@ -46,6 +52,8 @@ def decode(data: bytes, limits: imaging.DecodeLimits):
         held = []
         while True:
             held.append(bytearray(64 * 1024 * 1024))  # touched: counts as memory, not only address space
+    if data.startswith((LIE, DRIP)):
+        _lie(data)
     if data.startswith(ESCAPE):
         raise Unprocessable(f"escaped: {','.join(_escapes()) or 'none'}", Code.CORRUPT_IMAGE)
     if data.startswith(CRASH):
@@ -68,6 +76,33 @@ def decode(data: bytes, limits: imaging.DecodeLimits):
     return imaging.to_pixels(data, limits)
 
 
+def _fd(target: str) -> int:
+    """This worker's descriptor whose link starts with ``target`` ("socket:", "/memfd:image")."""
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}").startswith(target):
+                return int(name)
+    raise OSError(f"no {target} descriptor")
+
+
+def _frame(header: object) -> bytes:
+    encoded = json.dumps(header).encode()
+    return struct.pack("!I", len(encoded)) + encoded
+
+
+def _lie(data: bytes) -> None:
+    """Answer on the worker's own socket, behind the worker's back: ``LIE`` a refusal whose status is
+    a list, ``DRIP`` a well-formed refusal one byte every 50 ms."""
+    nonce = sys._getframe(2).f_locals["header"]["id"]  # decode_one's: the image being decoded
+    sock = _fd("socket:")
+    if data.startswith(LIE):
+        os.write(sock, _frame({"id": nonce, "ok": False, "status": [413], "code": "x", "message": "m"}))
+        return
+    for byte in _frame({"id": nonce, "ok": False, "status": 422, "code": "corrupt_image", "message": "m"}):
+        os.write(sock, bytes([byte]))
+        time.sleep(0.05)
+
+
 def _escapes() -> list[str]:
     """What a subverted decoder tried that worked (each attempt answers OSError when refused)."""
     attempts = {
@@ -77,6 +112,8 @@ def _escapes() -> list[str]:
         "signal-zygote": lambda: os.kill(os.getppid(), 0),
         "setsid": os.setsid,
         "memfd": lambda: os.close(os.memfd_create("held")),
+        "grow-image-memfd": lambda: os.posix_fallocate(_fd("/memfd:image"), 0, 1 << 30),
+        "renice-zygote": lambda: os.setpriority(os.PRIO_PROCESS, os.getppid(), 19),
     }
     worked = []
     for name, attempt in attempts.items():

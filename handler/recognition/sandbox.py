@@ -20,10 +20,14 @@ travels as a ``memfd`` (Lambda has no ``/dev/shm``): the body is copied once.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
+import json
 import os
 import select
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -49,7 +53,6 @@ from handler.recognition.sandbox_worker import (
     PIXELS_SHAPE,
     harden,
     peak_rss_kb,
-    receive_exactly,
     receive_header,
     send_header,
 )
@@ -59,6 +62,9 @@ START_TIMEOUT_S = 10.0  # the zygote imports Pillow and numpy: well under a seco
 FORK_TIMEOUT_S = 10.0  # a fork and a warm-up take milliseconds; silence this long means it is stuck
 CHECK_S = 0.02  # how often a busy worker's CPU time and clock are checked
 MAX_ANSWER_HEADER = 1024
+FRAME_PREFIX = 4  # an answer's header length (big-endian), as ``sandbox_worker.send_header`` writes it
+# What the worker may never do to its image's memfd: write it, grow it, shrink it, or unseal it.
+SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
 REFUSALS = {400: BadRequest, 413: PayloadTooLarge, 415: UnsupportedMediaType, 422: Unprocessable}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # Workers reserve little: one thread, numpy's BLAS on one thread (its buffers are address space).
@@ -106,6 +112,7 @@ class Worker:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.pid = 0
+        self.pidfd = -1  # the process itself, whatever later reuses its pid number
         self.confined = False  # whether its seccomp filter is on (Linux x86_64 and aarch64)
 
     def wait_ready(self, timeout: float, forbidden: set[int]) -> None:
@@ -120,6 +127,10 @@ class Worker:
         pid = header.get("ready")
         if type(pid) is not int or pid <= 1 or pid in forbidden:
             raise Lost("not ready")
+        try:
+            self.pidfd = os.pidfd_open(pid)
+        except OSError as error:
+            raise Lost(f"not ready: {error}") from None
         self.pid, self.confined = pid, header.get("confined") is True
 
     def dead(self) -> bool:
@@ -129,11 +140,14 @@ class Worker:
         return bool(poller.poll(0))
 
     def send(self, nonce: int, data: bytes, limits: DecodeLimits, timeout: float) -> None:
-        """The image in a memfd (its one copy), passed with the request frame."""
-        fd = os.memfd_create("image", os.MFD_CLOEXEC)
+        """The image in a memfd (its one copy), passed with the request frame; sealed first, so the
+        worker can neither write it nor grow it (a memfd's pages are not its address space: an
+        unsealed one would let it hold gigabytes of the function's memory outside its cap)."""
+        fd = os.memfd_create("image", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
             if os.write(fd, data) != len(data):  # a memfd takes all of it at once, or fails
                 raise OSError("a short write")
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
             header = {
                 "id": nonce,
                 "size": len(data),
@@ -157,12 +171,18 @@ class Worker:
             return 0.0
 
     def end(self) -> int:
-        """SIGKILL it and anything it started (its process group); its peak resident memory (kB)."""
+        """SIGKILL it (through its pidfd: never another process that reused its pid) and, where no
+        seccomp filter stops it forking, its process group; its peak resident memory (kB), read
+        by the kernel, not taken from its answers."""
         peak = peak_rss_kb(self.pid) if self.pid else 0
-        if self.pid:
-            for kill in (os.killpg, os.kill):
+        if self.pidfd >= 0:
+            if not self.confined:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(self.pid, 9)
+                    os.killpg(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, OSError):
+                signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+            os.close(self.pidfd)
+            self.pidfd = -1
         self.sock.close()
         return peak
 
@@ -358,27 +378,30 @@ class DecodeSandbox:
         self, image: bytes | Refusal, limits: DecodeLimits, budget: _Request | None
     ) -> np.ndarray | Refusal:
         """One image on a fresh worker; a worker lost mid-image (killed from outside, crashed)
-        gets the image tried once more, on another fresh worker."""
+        gets the image tried once more, on another fresh worker, within what is left of the same
+        CPU time (so a decoder that crashes on purpose cannot double it)."""
         if isinstance(image, Refusal):
             return image
-        why = "stopped its decoder"
+        why, spent = "stopped its decoder", 0.0
         for _ in range(2):
             if budget is not None and (over := budget.over()):
                 return too_costly(over)
             worker = self._take()
             try:
-                return self._run(worker, image, limits, budget)
+                return self._run(worker, image, limits, budget, spent)
             except Lost as lost:
                 self.replaced += 1
                 why = f"stopped its decoder ({lost})"
             finally:
+                cpu = worker.cpu_s()
+                spent += cpu
                 if budget is not None:
-                    budget.charge(worker, worker.cpu_s())
+                    budget.charge(worker, cpu)
                 self.peak_worker_kb = max(self.peak_worker_kb, worker.end())
         return too_costly(why)
 
     def _run(
-        self, worker: Worker, image: bytes, limits: DecodeLimits, budget: _Request | None
+        self, worker: Worker, image: bytes, limits: DecodeLimits, budget: _Request | None, spent: float
     ) -> np.ndarray | Refusal:
         nonce = next(self._nonces)
         started = time.monotonic()
@@ -386,47 +409,40 @@ class DecodeSandbox:
         if budget is not None:
             ends = min(ends, budget.ends)
         worker.send(nonce, image, limits, max(0.01, ends - time.monotonic()))
-        over = self._await(worker, started, ends, budget)
-        if over:
-            self.replaced += 1
-            return too_costly(over)
-        worker.sock.settimeout(max(0.01, ends - time.monotonic()))  # an answer that stalls meets the wall
-        try:
-            return self._answer(worker, nonce)
-        except (OSError, EOFError, ValueError) as error:
-            raise Lost(str(error) or type(error).__name__) from None
+        return self._await(worker, _Answer(nonce), started, ends, budget, spent)
 
-    def _await(self, worker: Worker, started: float, ends: float, budget: _Request | None) -> str | None:
-        """Wait for the worker's answer; why it was stopped instead (every bound, one place)."""
+    def _await(
+        self,
+        worker: Worker,
+        answer: _Answer,
+        started: float,
+        ends: float,
+        budget: _Request | None,
+        spent: float,
+    ) -> np.ndarray | Refusal:
+        """Read the worker's answer as it arrives, checking every bound until its last byte (a
+        worker that drips its answer meets them too): the result, or why it was stopped."""
+        worker.sock.setblocking(False)
         poller = select.poll()
         poller.register(worker.sock, select.POLLIN)
-        while not poller.poll(CHECK_S * 1000):
+        while True:
+            if poller.poll(CHECK_S * 1000):
+                result = answer.read(worker.sock)
+                if result is not None:
+                    return result
             cpu = worker.cpu_s()
             if budget is not None:
                 budget.charge(worker, cpu)
-            if cpu > self.bounds.cpu_s:
-                return f"needs more than {self.bounds.cpu_s * 1000:.0f} ms of CPU time"
-            if budget is not None and (over := budget.over()):
-                return over
-            if time.monotonic() > ends:
-                return f"takes longer than {(ends - started) * 1000:.0f} ms"
-        return None
-
-    def _answer(self, worker: Worker, nonce: int) -> np.ndarray | Refusal:
-        """The worker's answer: the pixels or a refusal. Anything malformed is ``Lost``."""
-        header, _ = receive_header(worker.sock, MAX_ANSWER_HEADER)
-        if header.get("id") != nonce:
-            raise Lost("an answer for another image")
-        peak = header.get("peak_kb")
-        if type(peak) is int:
-            self.peak_worker_kb = max(self.peak_worker_kb, peak)
-        if header.get("ok") is True:
-            pixels = np.empty(PIXELS_SHAPE, dtype=np.uint8)
-            receive_exactly(worker.sock, memoryview(pixels).cast("B"))
-            return pixels
-        if header.get("ok") is not False:
-            raise Lost("a malformed answer")
-        return _refusal(header)
+            why = None
+            if spent + cpu > self.bounds.cpu_s:
+                why = f"needs more than {self.bounds.cpu_s * 1000:.0f} ms of CPU time"
+            elif budget is not None and (over := budget.over()):
+                why = over
+            elif time.monotonic() > ends:
+                why = f"takes longer than {(ends - started) * 1000:.0f} ms"
+            if why:
+                self.replaced += 1
+                return too_costly(why)
 
     def peaks_kb(self) -> dict[str, int]:
         """Peak resident memory of the sandbox's processes: the zygote, and the busiest worker."""
@@ -452,9 +468,67 @@ class DecodeSandbox:
         self.close()
 
 
+class _Answer:
+    """A worker's answer for image ``nonce``, read as it arrives without blocking: the header's length,
+    the header, then (``"ok": true``) exactly the pixels. Anything malformed, however, is ``Lost``."""
+
+    def __init__(self, nonce: int) -> None:
+        self.nonce = nonce
+        self.buffer = bytearray(FRAME_PREFIX)
+        self.got = 0
+        self.sized = False  # the header's length is read, the header itself is in ``buffer``
+        self.pixels: np.ndarray | None = None
+
+    def read(self, sock: socket.socket) -> np.ndarray | Refusal | None:
+        """Take what the socket holds; the result once the answer is complete, else None."""
+        while True:
+            view = memoryview(self.pixels).cast("B") if self.pixels is not None else memoryview(self.buffer)
+            while self.got < len(view):
+                try:
+                    got = sock.recv_into(view[self.got :])
+                except BlockingIOError:
+                    return None
+                except OSError as error:
+                    raise Lost(str(error)) from None
+                if not got:
+                    raise Lost("the socket closed")
+                self.got += got
+            try:
+                result = self._next()
+            except Lost:
+                raise
+            except Exception as error:  # JSON of the wrong shape, too deep, ...
+                raise Lost(f"a malformed answer ({type(error).__name__})") from None
+            if result is not None:
+                return result
+
+    def _next(self) -> np.ndarray | Refusal | None:
+        """The part just completed: move on to the next one (None), or finish."""
+        self.got = 0
+        if self.pixels is not None:
+            return self.pixels
+        if not self.sized:
+            (size,) = struct.unpack("!I", self.buffer)
+            if not 0 < size <= MAX_ANSWER_HEADER:
+                raise Lost("a header of the wrong size")
+            self.buffer, self.sized = bytearray(size), True
+            return None
+        header = json.loads(bytes(self.buffer))
+        if not isinstance(header, dict) or header.get("id") != self.nonce:
+            raise Lost("an answer for another image")
+        if header.get("ok") is True:
+            self.pixels = np.empty(PIXELS_SHAPE, dtype=np.uint8)
+            return None
+        if header.get("ok") is not False:
+            raise Lost("a malformed answer")
+        return _refusal(header)
+
+
 def _refusal(header: dict) -> Refusal:
     """A worker's refusal: a known status and code, and a short printable message."""
-    kind, code, message = REFUSALS.get(header.get("status")), header.get("code"), header.get("message")
+    status = header.get("status")
+    kind = REFUSALS.get(status) if type(status) is int else None
+    code, message = header.get("code"), header.get("message")
     if kind is None or not isinstance(code, str) or code not in Code.__members__.values():
         raise Lost("an unknown refusal")
     if not isinstance(message, str) or not message.isprintable() or len(message) > 300:

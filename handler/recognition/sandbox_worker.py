@@ -138,22 +138,22 @@ def _mapped(fd: int, size: int) -> bytes | mmap.mmap:
 
 
 def decode_one(decode: Decoder, header: dict, image: bytes | mmap.mmap) -> tuple[dict, bytes]:
-    """One image's answer header (it echoes the image's ``id`` and reports this worker's peak
-    memory) and its pixels (empty for a refusal)."""
+    """One image's answer header (it echoes the image's ``id``) and its pixels (empty for a
+    refusal)."""
     limits = DecodeLimits(max_bytes=int(header["max_bytes"]), max_pixels=int(header["max_pixels"]))
     said: dict = {"id": header["id"]}
     try:
         pixels = np.ascontiguousarray(decode(image, limits), dtype=np.uint8)
         if pixels.shape != PIXELS_SHAPE:
             raise ValueError(f"the decoder returned {pixels.shape}")
-        return {**said, "ok": True, "peak_kb": peak_rss_kb()}, pixels.tobytes()
+        return {**said, "ok": True}, pixels.tobytes()
     except Refusal as error:
         refusal = {"status": int(error.status), "code": str(error.code), "message": error.message}
     except MemoryError:  # the address-space cap, met in Python
         refusal = {"status": 413, "code": Code.IMAGE_TOO_COSTLY.value, "message": NEEDS_MEMORY}
     except Exception:  # a decoder bug on odd input: the image's fault, not the service's
         refusal = {"status": 422, "code": Code.CORRUPT_IMAGE.value, "message": "The image cannot be decoded."}
-    return {**said, "ok": False, **refusal, "peak_kb": peak_rss_kb()}, b""
+    return {**said, "ok": False, **refusal}, b""
 
 
 @functools.cache

@@ -13,7 +13,10 @@ answers ``EPERM`` to those calls, so an exploit inside a worker is held to its o
   ``userfaultfd``, ``io_uring_setup``, key rings, ``personality``;
 - ``kill``/``tgkill``/``prlimit64``/``rt_*sigqueueinfo`` only aimed at itself (0 or its own pid);
   ``tkill`` never;
-- no ``memfd_create`` (memory that its address-space cap would not count).
+- no ``memfd_create`` (memory that its address-space cap would not count);
+- no ``setpriority``, ``sched_setaffinity``/``setscheduler``/``setparam``/``setattr``,
+  ``ioprio_set``: a worker could otherwise slow the function and every later worker for good (an
+  unprivileged process cannot raise its priority back).
 
 The filter is per architecture (x86_64 and aarch64, Lambda's two); elsewhere, or where the kernel
 refuses it, ``confine`` returns False and the worker runs without it (the OS limits still hold).
@@ -38,14 +41,16 @@ ARCHITECTURES = {
     "x86_64": {
         "audit": 0xC000003E,
         "deny": (41, 42, 43, 49, 50, 53, 288, 57, 58, 59, 322, 101, 310, 311, 112, 109, 272, 308,
-                 321, 298, 323, 425, 248, 249, 250, 135, 200, 424, 434, 438, 319),
+                 321, 298, 323, 425, 248, 249, 250, 135, 200, 424, 434, 438, 319,
+                 141, 142, 144, 203, 251, 314),
         "self_only": (62, 234, 302, 129, 297),  # kill, tgkill, prlimit64, rt_(tg)sigqueueinfo
         "clone": 56, "clone3": 435,
     },
     "aarch64": {
         "audit": 0xC00000B7,
         "deny": (198, 203, 202, 200, 201, 199, 242, 221, 281, 117, 270, 271, 157, 154, 97, 268,
-                 280, 241, 282, 425, 217, 218, 219, 92, 130, 424, 434, 438, 279),
+                 280, 241, 282, 425, 217, 218, 219, 92, 130, 424, 434, 438, 279,
+                 140, 118, 119, 122, 30, 274),
         "self_only": (129, 131, 261, 138, 240),
         "clone": 220, "clone3": 435,
     },

@@ -448,3 +448,13 @@ def test_the_filter_refuses_what_it_lists_and_nothing_else(machine: str) -> None
     assert verdict(table["clone3"]) == seccomp.MISSING
     assert verdict(0) == verdict(1) == verdict(63) == seccomp.ALLOW  # read, write, uname…
     assert verdict(0, arch=0x40000003) == seccomp.KILL  # i386 on x86_64, or any other ABI
+
+
+def test_a_worker_that_lies_or_drips_its_answer_is_held_to_its_bounds(doubles, grace_hopper: bytes) -> None:
+    """A subverted worker answering behind its decoder's back: a refusal whose status is a list (once
+    an exception out of ``decode`` that lost its whole batch) and a well-formed answer dripped a
+    byte every 50 ms (once read with no bound but each ``recv``'s). Only its own image is refused."""
+    results = doubles.decode([grace_hopper, decode_doubles.LIE, decode_doubles.DRIP, grace_hopper], LIMITS)
+    assert results[0].shape == results[3].shape == (224, 224, 3)
+    assert "stopped its decoder" in costly(results[1])
+    assert "takes longer than 600 ms" in costly(results[2])
