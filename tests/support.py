@@ -8,6 +8,7 @@ import functools
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -380,3 +381,13 @@ def workers_of(zygote: int) -> set[int]:
             if int(fields[1]) == zygote and fields[0] != "Z":
                 found.add(int(stat.parent.name))
     return found
+
+
+def link_file(source: Path, target: Path) -> None:
+    """``target`` as the same file as ``source`` without copying it where the file system allows
+    (a hard link); a copy otherwise. Never a symlink: a model directory's files must resolve inside
+    it (``manifest.inside``), as a symlink to the build's would not."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

@@ -12,7 +12,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from handler.contract import ROUTES
-from tests.support import REPO, alias_of, app_with, only, template_for
+from tests.support import REPO, alias_of, app_with, link_file, only, template_for
 
 own_template = pytest.mark.aws_shape  # synthesizes a template beside the session's
 
@@ -247,7 +247,7 @@ def model_copy(folder, check: bool = True):
     folder.mkdir()
     for path in source.iterdir():
         if path.is_file():
-            (folder / path.name).symlink_to(path)
+            link_file(path, folder / path.name)
     if check:
         (folder / "check").symlink_to(source / "check")
     return folder

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support import MODEL_DIR, PHOTOS
+from tests.support import MODEL_DIR, PHOTOS, link_file
 from training import checkset
 
 PAIRS = [(PHOTOS / "grace_hopper.jpg", "military_uniform"), (PHOTOS / "cat.bmp", "Egyptian_cat")]
@@ -22,7 +22,7 @@ def model_dir(tmp_path: Path) -> Path:
     folder.mkdir()
     for path in MODEL_DIR.iterdir():
         if path.is_file():
-            (folder / path.name).symlink_to(path)
+            link_file(path, folder / path.name)
     return folder
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from devtools.cli import main
-from tests.support import MODEL_DIR, PHOTOS, distinct_copy
+from tests.support import MODEL_DIR, PHOTOS, distinct_copy, link_file
 
 
 def labelled_photos(data: Path) -> Path:
@@ -68,7 +68,7 @@ def test_each_evaluation_gets_a_new_folder_beside_the_training_report(tmp_path: 
     model_dir.mkdir()
     for file in MODEL_DIR.iterdir():
         if file.is_file():
-            (model_dir / file.name).symlink_to(file)
+            link_file(file, model_dir / file.name)
     training_report = model_dir / "evaluation"  # what `imgrec train` wrote
     training_report.mkdir()
     (training_report / "report.md").write_text("# skin-lesions: validation split\n")

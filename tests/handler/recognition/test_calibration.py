@@ -11,7 +11,7 @@ import pytest
 
 from handler.recognition import manifest, model
 from handler.recognition.model import calibrated
-from tests.support import MODEL_DIR
+from tests.support import MODEL_DIR, link_file
 
 
 def test_temperature_one_changes_nothing_and_others_keep_the_ranking() -> None:
@@ -38,7 +38,7 @@ def with_temperature(tmp_path: Path, temperature) -> Path:
     folder.mkdir()
     for item in MODEL_DIR.iterdir():
         if item.is_file() and item.name != "manifest.json":
-            (folder / item.name).symlink_to(item)
+            link_file(item, folder / item.name)
     fields = json.loads((MODEL_DIR / "manifest.json").read_text())
     fields["calibration"] = {"temperature": temperature}
     (folder / "manifest.json").write_text(json.dumps(fields))
