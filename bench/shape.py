@@ -31,10 +31,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from handler.contract import MB_PER_VCPU  # Lambda's CPU share, as the stack computes it
+
 ENV = "BENCH_SHAPE"  # HARNESS_PID:ASK_FD:ANSWER_FD, a pipe of its own: stdout carries PROGRESS/RESULT lines
 CGROUPS = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000
-MB_PER_VCPU = 1769  # infra/settings.py's: Lambda gives one vCPU per 1,769 MB
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 STACK_MEMORY_MB: int = json.loads(CDK_JSON.read_text())["context"]["memorySize"]
 DEFAULT_VCPU = round(STACK_MEMORY_MB / MB_PER_VCPU, 2)  # the stack's 2,048 MB: 1.16 vCPU

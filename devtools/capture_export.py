@@ -32,7 +32,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from handler.recognition import manifest as model_manifest
 from handler.records import capture as capture_layout
@@ -139,8 +139,9 @@ def captures(client, bucket: str, prefix: str) -> tuple[list[Capture], int]:
     return [found[stem] for stem in sorted(found)], others
 
 
-def read_json(client, bucket: str, key: str) -> dict | None:
-    """A small JSON object stored at ``key``; None when it cannot be read as one."""
+def read_json(client, bucket: str, key: str, kind: type = dict) -> Any:
+    """A small JSON document of type ``kind`` (an object by default) stored at ``key``; None when it
+    cannot be read as one."""
     from botocore.exceptions import ClientError
 
     try:
@@ -150,7 +151,7 @@ def read_json(client, bucket: str, key: str) -> dict | None:
         document = json.loads(data)
     except (ValueError, RecursionError, ClientError):  # not JSON (UnicodeDecodeError too), gone
         return None
-    return document if isinstance(document, dict) else None
+    return document if isinstance(document, kind) else None
 
 
 # --- Names: a label becomes a folder, a prediction id a file name.
@@ -268,14 +269,10 @@ def classes_of(
     root = stem[: len(stem) - len(pid.key("", "x")[: -len(".x")])]
     key = f"{root}{pid.folder}{capture_layout.LABELS_FILE}"
     if key not in known:
-        from botocore.exceptions import ClientError
-
-        try:
-            labels = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read(4 * 1024 * 1024))
-        except (ClientError, ValueError, RecursionError):
-            labels = None
-        ok = isinstance(labels, list) and all(isinstance(label, str) for label in labels)
-        known[key] = labels if ok else None
+        labels = read_json(client, bucket, key, kind=list)
+        known[key] = (
+            labels if labels is not None and all(isinstance(label, str) for label in labels) else None
+        )
     return known[key]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from handler.contract import BACKENDS, METRICS_NAMESPACE, PRECISIONS, SERVICE_NAME, Defaults
+from handler.contract import BACKENDS, MB_PER_VCPU, METRICS_NAMESPACE, PRECISIONS, SERVICE_NAME, Defaults
 
 REPO_MODEL_DIR = Path(__file__).resolve().parent.parent / "build" / "model"
 LAMBDA_MODEL_DIR = Path("/opt/model")
@@ -26,9 +26,6 @@ def available_cpus() -> int:
         return os.cpu_count() or 1
 
 
-LAMBDA_MB_PER_VCPU = 1769  # Lambda's CPU share: one vCPU at 1,769 MB, in proportion below and above
-
-
 def function_cpus(environ: Mapping[str, str] | None = None) -> float:
     """The CPUs this function really has: on Lambda, its memory size's share (2,048 MB: 1.16 vCPU,
     though the process sees two cores); elsewhere a cgroup CPU quota if one is set; else the cores
@@ -37,7 +34,7 @@ def function_cpus(environ: Mapping[str, str] | None = None) -> float:
     cores = float(available_cpus())
     memory = environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
     if memory.isdigit():
-        return min(cores, max(0.1, int(memory) / LAMBDA_MB_PER_VCPU))
+        return min(cores, max(0.1, int(memory) / MB_PER_VCPU))
     quota = _cgroup_quota()
     return min(cores, quota) if quota else cores
 

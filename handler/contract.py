@@ -69,6 +69,10 @@ BACKENDS = ("litert", "keras")
 PRECISIONS = ("fp32", "int8")  # int8: the full-integer .tflite a model directory may carry
 
 
+# Lambda's CPU share: one vCPU at 1,769 MB of memory, in proportion below and above (6 at most).
+MB_PER_VCPU = 1769
+
+
 class Defaults:
     """Function settings whose default the stack also ships (``cdk.json`` and ``infra/settings.py``)."""
 

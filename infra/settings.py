@@ -15,7 +15,7 @@ from typing import Any
 from constructs import Node
 
 from handler.config import decode_wall_ms_for
-from handler.contract import BACKENDS, Defaults
+from handler.contract import BACKENDS, MB_PER_VCPU, Defaults
 from handler.recognition import manifest as model_manifest
 from handler.recognition.manifest import ModelError
 
@@ -28,7 +28,6 @@ DEPLOYMENTS = ("canary", "linear", "all-at-once")
 PACKAGINGS = ("image", "zip")
 PYTHON_RUNTIMES = ("3.12", "3.13")
 # Lambda's CPU share grows with memory: 1 vCPU at 1,769 MB, up to 6 vCPUs at 10,240 MB.
-MB_PER_VCPU = 1769
 MAX_VCPUS = 6
 # What the function's own process holds besides its decode workers (measured: ~250 MB with litert,
 # ~1.3 GB with TensorFlow), with headroom.

@@ -27,7 +27,6 @@ import os
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -50,6 +49,7 @@ from handler.recognition.errors import (
 )
 from handler.recognition.imaging import DecodeLimits
 from handler.recognition.sandbox_worker import (
+    FRAME,
     PIXELS_SHAPE,
     harden,
     peak_rss_kb,
@@ -62,7 +62,6 @@ START_TIMEOUT_S = 10.0  # the zygote imports Pillow and numpy: well under a seco
 FORK_TIMEOUT_S = 10.0  # a fork and a warm-up take milliseconds; silence this long means it is stuck
 CHECK_S = 0.02  # how often a busy worker's CPU time and clock are checked
 MAX_ANSWER_HEADER = 1024
-FRAME_PREFIX = 4  # an answer's header length (big-endian), as ``sandbox_worker.send_header`` writes it
 # What the worker may never do to its image's memfd: write it, grow it, shrink it, or unseal it.
 SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_SEAL
 REFUSALS = {400: BadRequest, 413: PayloadTooLarge, 415: UnsupportedMediaType, 422: Unprocessable}
@@ -474,7 +473,7 @@ class _Answer:
 
     def __init__(self, nonce: int) -> None:
         self.nonce = nonce
-        self.buffer = bytearray(FRAME_PREFIX)
+        self.buffer = bytearray(FRAME.size)
         self.got = 0
         self.sized = False  # the header's length is read, the header itself is in ``buffer``
         self.pixels: np.ndarray | None = None
@@ -508,7 +507,7 @@ class _Answer:
         if self.pixels is not None:
             return self.pixels
         if not self.sized:
-            (size,) = struct.unpack("!I", self.buffer)
+            (size,) = FRAME.unpack(self.buffer)
             if not 0 < size <= MAX_ANSWER_HEADER:
                 raise Lost("a header of the wrong size")
             self.buffer, self.sized = bytearray(size), True

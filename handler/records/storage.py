@@ -241,21 +241,22 @@ class Storage:
         which read the key's current version), the record is simply written."""
         if not obj.sequencer:
             return self._put_record(bucket, key, body, obj, model, {})
+        condition = {"IfNoneMatch": "*"}  # the usual case, a new object: one request, no read
         for _ in range(3):
             try:
+                return self._put_record(bucket, key, body, obj, model, condition)
+            except Superseded:  # a record is there (or another writer came first): read it, decide
+                pass
+            try:
                 head = self.client.head_object(Bucket=bucket, Key=key)
-                stored = head.get("Metadata", {}).get("source-sequencer", "")
-                if later(stored, obj.sequencer):
-                    return False
-                condition = {"IfMatch": head["ETag"]}
             except Exception as error:
                 if not is_missing(error):
                     raise TransientError(f"reading the result s3://{bucket}/{key}: {error}") from error
-                condition = {"IfNoneMatch": "*"}
-            try:
-                return self._put_record(bucket, key, body, obj, model, condition)
-            except Superseded:  # another writer came first: read its record and decide again
+                condition = {"IfNoneMatch": "*"}  # deleted meanwhile
                 continue
+            if later(head.get("Metadata", {}).get("source-sequencer", ""), obj.sequencer):
+                return False
+            condition = {"IfMatch": head["ETag"]}
         raise TransientError(f"the record s3://{bucket}/{key} kept changing while it was written")
 
     def _put_record(
