@@ -6,9 +6,9 @@ answer) and, once someone said what the photo really shows (``POST /feedback``),
 ``….feedback.json``. This lists everything under the given prefix (any model, version and date
 below it) and writes:
 
-- ``DIR/<feedback label>/<prediction id, filename-safe>.<ext>``: every captured image with feedback,
-  in the folder of its label: a data folder for ``imgrec train DATA EXPORT --out ...``;
-- ``DIR/review.csv``: the uncertain answers nobody labelled yet (a person should look);
+- ``DIR/<feedback label>/<prediction id, filename-safe>.<ext>``: every captured image with a
+  trusted correction, in the folder of its label: a data folder for ``imgrec train DATA EXPORT``;
+- ``DIR/review.csv``: the uncertain answers nobody (trusted) labelled yet (a person should look);
 - ``DIR/.imgrec-export.json``: the marker that makes DIR an export (a later export may replace it;
   no other non-empty folder is written into) and the summary.
 
@@ -17,6 +17,13 @@ below it) and writes:
 be exported (its image missing, a label that is not a safe folder name, unreadable JSON) is
 counted with its reason, never a crash. Nothing is written outside DIR: the export is built in a
 staging folder beside it and moved into place once complete.
+
+Corrections are trusted by who sent them (``choose_correction``): a ``.feedback.json`` that names
+its caller (API Gateway authenticated it: ``handler.records.capture.trusted``) is used. An
+anonymous one (``.anonymous-feedback.json``, where ``feedbackAuth=none`` allowed it) and a
+``.feedback.json`` without a caller (written before callers were recorded, or by hand) are only
+counted, unless ``include_anonymous`` (``--include-anonymous``); a trusted correction always wins
+over them. The summary counts each kind, used or left out.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ REVIEW = "review.csv"
 REVIEW_COLUMNS = ("prediction_id", "image", "model", "version", "label", "probability", "time")
 # The capture layout is the function's (handler.records.capture): the same suffixes, the same types.
 FEEDBACK_SUFFIX = "." + capture_layout.FEEDBACK_SUFFIX
+ANONYMOUS_FEEDBACK_SUFFIX = "." + capture_layout.ANONYMOUS_FEEDBACK_SUFFIX
 ANSWER_SUFFIX = "." + capture_layout.ANSWER_SUFFIX
 IMAGE_EXTENSIONS = capture_layout.IMAGE_EXTENSIONS
 MAX_IMAGE_BYTES = 50 * 1024 * 1024  # what training reads (training.dataset.LIMITS)
@@ -73,6 +81,12 @@ class Capture:
     image_bytes: int = 0
     answer: str | None = None
     feedback: str | None = None
+    anonymous_feedback: str | None = None
+    stem: str = ""  # its keys without their suffixes
+
+
+# The kinds of correction, by who sent it (see the module).
+TRUSTED, ANONYMOUS, UNTRUSTED = "trusted", "anonymous", "untrusted"
 
 
 @dataclass
@@ -84,15 +98,24 @@ class Summary:
     to_review: int = 0
     skipped: dict[str, int] = field(default_factory=dict)  # per reason
     skipped_captures: list[dict[str, str]] = field(default_factory=list)  # prediction id, reason
+    # Corrections found, per kind (trusted, anonymous, untrusted: a .feedback.json without a caller),
+    # whether the anonymous and untrusted ones were used, and how many photos they exported.
+    corrections: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys((TRUSTED, ANONYMOUS, UNTRUSTED), 0)
+    )
+    include_anonymous: bool = False
+    exported_without_caller: int = 0
 
 
 # --- Listing: the capture layout.
 
 
 def split_key(key: str) -> tuple[str, str] | None:
-    """``(capture stem, kind)`` of a capture object's key (kind: ``image``, ``answer`` or
-    ``feedback``); None for any other object. The stem is the key without its suffix; its last
-    segment is the prediction id (which may hold dots: a version ``1.0.0``)."""
+    """``(capture stem, kind)`` of a capture object's key (kind: ``image``, ``answer``,
+    ``feedback`` or ``anonymous_feedback``); None for any other object. The stem is the key without
+    its suffix; its last segment is the prediction id (which may hold dots: a version ``1.0.0``)."""
+    if key.endswith(ANONYMOUS_FEEDBACK_SUFFIX):
+        return key[: -len(ANONYMOUS_FEEDBACK_SUFFIX)], "anonymous_feedback"
     if key.endswith(FEEDBACK_SUFFIX):
         return key[: -len(FEEDBACK_SUFFIX)], "feedback"
     if key.endswith(ANSWER_SUFFIX):
@@ -131,7 +154,7 @@ def captures(client, bucket: str, prefix: str) -> tuple[list[Capture], int]:
             if not is_capture_stem(stem):
                 others += 1
                 continue
-            capture = found.setdefault(stem, Capture(prediction_id=stem.rpartition("/")[2]))
+            capture = found.setdefault(stem, Capture(prediction_id=stem.rpartition("/")[2], stem=stem))
             if kind == "image":
                 capture.image, capture.image_bytes = item["Key"], int(item.get("Size", 0))
             else:
@@ -215,15 +238,52 @@ def _skip(summary: Summary, capture: Capture, reason: str) -> None:
     summary.skipped_captures.append({"prediction_id": capture.prediction_id, "why": reason})
 
 
-def export(url: str, out: Path, endpoint_url: str | None = None, client=None) -> Summary:
-    """Export the captures under ``url`` into ``out`` (see the module); return the summary."""
+def choose_correction(
+    client, bucket: str, capture: Capture, include_anonymous: bool, tally: dict[str, int]
+) -> tuple[dict | None, str | None]:
+    """(the correction to use for ``capture``, its kind), or (None, why not: None when it has no
+    correction to use, else a skip reason). Its trusted correction; with ``include_anonymous``,
+    else its anonymous one, else a ``.feedback.json`` without a caller. Each correction found is
+    counted in ``tally`` by kind, used or not; an anonymous one left out is not even read."""
+    candidates: list[tuple[str, str]] = []  # (kind, key), in the order they are used
+    if capture.feedback:
+        record = read_json(client, bucket, capture.feedback)
+        if record is None:
+            tally[UNTRUSTED] += 1  # nobody can tell who wrote it
+            if capture.anonymous_feedback:
+                tally[ANONYMOUS] += 1
+            return None, "unreadable feedback JSON"
+        if capture_layout.trusted(record):
+            tally[TRUSTED] += 1
+            if capture.anonymous_feedback:
+                tally[ANONYMOUS] += 1  # never in a trusted one's place
+            return record, TRUSTED
+        tally[UNTRUSTED] += 1
+        candidates.append((UNTRUSTED, capture.feedback))
+    if capture.anonymous_feedback:
+        tally[ANONYMOUS] += 1
+        candidates.insert(0, (ANONYMOUS, capture.anonymous_feedback))
+    if not include_anonymous or not candidates:
+        return None, None
+    for kind, key in candidates:
+        record = read_json(client, bucket, key)
+        if record is not None:
+            return record, kind
+    return None, "unreadable feedback JSON"
+
+
+def export(
+    url: str, out: Path, endpoint_url: str | None = None, client=None, include_anonymous: bool = False
+) -> Summary:
+    """Export the captures under ``url`` into ``out`` (see the module); return the summary.
+    ``include_anonymous``: also use corrections without an authenticated caller."""
     from devtools.backfill import client_for, spreadsheet_safe
 
     bucket, prefix = parse_url(url)
     check_out(out)
     client = client or client_for(endpoint_url)
     listed, _ = captures(client, bucket, prefix)
-    summary = Summary(source=url, out=str(out), captures=len(listed))
+    summary = Summary(source=url, out=str(out), captures=len(listed), include_anonymous=include_anonymous)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
     try:
@@ -231,10 +291,17 @@ def export(url: str, out: Path, endpoint_url: str | None = None, client=None) ->
         review: list[dict[str, object]] = []
         known: dict[str, list | None] = {}  # labels.json per model version
         for capture in listed:
-            if capture.feedback:
-                label = _export_one(client, bucket, capture, staging, summary, known)
+            feedback, kind = choose_correction(
+                client, bucket, capture, include_anonymous, summary.corrections
+            )
+            if feedback is None and kind is not None:
+                _skip(summary, capture, kind)
+                continue
+            if feedback is not None:
+                label = _export_one(client, bucket, capture, feedback, staging, summary, known)
                 if label:
                     exported[label] += 1
+                    summary.exported_without_caller += kind != TRUSTED
                 continue
             if capture.answer is None:
                 continue  # an image alone (its answer not stored yet): nothing to say about it
@@ -265,7 +332,7 @@ def classes_of(
     """The classes of the model version that answered ``pid``, as its captures recorded them
     (``{capture prefix}{model}/{version}/labels.json``, the capture prefix read off the capture's own
     key: an export may name a narrower prefix), read once per version; None when unreadable."""
-    stem = str(capture.feedback)[: -len(FEEDBACK_SUFFIX)]
+    stem = capture.stem
     root = stem[: len(stem) - len(pid.key("", "x")[: -len(".x")])]
     key = f"{root}{pid.folder}{capture_layout.LABELS_FILE}"
     if key not in known:
@@ -277,15 +344,12 @@ def classes_of(
 
 
 def _export_one(
-    client, bucket: str, capture: Capture, staging: Path, summary: Summary, known: dict
+    client, bucket: str, capture: Capture, feedback: dict, staging: Path, summary: Summary, known: dict
 ) -> str | None:
-    """Write a labelled capture's image into ``staging/<label>/``; its label, or None (skipped).
-    Nothing is taken on trust: the label must be one of the classes of the model version that
-    answered, and the image's bytes must be those its prediction id names (their sha256)."""
-    feedback = read_json(client, bucket, capture.feedback)  # type: ignore[arg-type]
-    if feedback is None:
-        _skip(summary, capture, "unreadable feedback JSON")
-        return None
+    """Write a corrected capture's image into ``staging/<label>/`` (``feedback``: its chosen
+    correction); its label, or None (skipped). Nothing is taken on trust, not even a trusted
+    caller's record: the label must be one of the classes of the model version that answered, and
+    the image's bytes must be those its prediction id names (their sha256)."""
     label = safe_label(feedback.get("label"))
     if label is None:
         _skip(summary, capture, "label is not a safe folder name")
@@ -356,7 +420,24 @@ def write_summary(summary: Summary, out: TextIO) -> None:
     out.write(f"exported {exported} labelled photo(s) to {summary.out}\n")
     for label, count in summary.exported.items():
         out.write(f"  {label}: {count}\n")
+    out.write(correction_line(summary.corrections, summary.include_anonymous) + "\n")
+    if summary.exported_without_caller:
+        out.write(f"  exported from corrections without a caller: {summary.exported_without_caller}\n")
     out.write(f"to review: {summary.to_review} uncertain answer(s) without feedback ({REVIEW})\n")
     out.write(f"skipped: {sum(summary.skipped.values())}\n")
     for reason, count in sorted(summary.skipped.items()):
         out.write(f"  {reason}: {count}\n")
+
+
+def correction_line(corrections: dict[str, int], include_anonymous: bool) -> str:
+    """One line on whose corrections were used: trusted ones, and the others used or left out."""
+    others = corrections[ANONYMOUS] + corrections[UNTRUSTED]
+    line = (
+        f"corrections: {corrections[TRUSTED]} from authenticated callers; {corrections[ANONYMOUS]} "
+        f"anonymous and {corrections[UNTRUSTED]} without a recorded caller"
+    )
+    if not others:
+        return line
+    if include_anonymous:
+        return line + " used too (--include-anonymous)"
+    return line + " left out (--include-anonymous uses them)"

@@ -128,7 +128,12 @@ def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
     from dataclasses import replace
 
     from devtools.environment import FunctionProcess
-    from devtools.server import ENVIRONMENTS, LocalApiServer
+    from devtools.server import (
+        DEFAULT_REVIEWER_TOKEN,
+        ENVIRONMENTS,
+        REVIEWER_TOKEN_VARIABLE,
+        LocalApiServer,
+    )
     from handler import config
     from handler.function import Function
 
@@ -146,11 +151,28 @@ def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
     warm = start_environment()  # the cold start, before the server listens
     if local_s3:  # the worker function, with its own model, alone in this process
         local_s3.notify(clearing_metrics(Function.start(settings, s3_client=local_s3.client).s3_handler))
+    token = os.environ.get(REVIEWER_TOKEN_VARIABLE, "").strip() or DEFAULT_REVIEWER_TOKEN
     with LocalApiServer(
-        start_environment, port=port, host=host, stage=stage, environments=ENVIRONMENTS, warm=warm
+        start_environment,
+        port=port,
+        host=host,
+        stage=stage,
+        environments=ENVIRONMENTS,
+        warm=warm,
+        feedback_auth=settings.feedback_auth,
+        reviewer_token=token,
     ) as server:
         print(f"Demo page and API on {server.url}  (Ctrl+C to stop)", flush=True)
         print(f"  curl -F image=@photo.jpg {server.url}predict", flush=True)
+        if settings.feedback_auth == "iam":
+            print(
+                f"  feedback: POST {server.url}feedback needs the local reviewer's credential, "
+                f"-H 'Authorization: Bearer {token}' ({REVIEWER_TOKEN_VARIABLE}; on AWS: a SigV4 "
+                "signature); the demo page sends it",
+                flush=True,
+            )
+        else:
+            print("  feedback: FEEDBACK_AUTH=none, corrections are anonymous (kept apart)", flush=True)
         if local_s3:
             print(f"  uploads: moto S3 on {local_s3.endpoint}, bucket {local_s3.bucket}", flush=True)
         if local_s3 and (settings.capture_rate or settings.capture_uncertain_rate):
@@ -289,7 +311,9 @@ def dataset_export(args: argparse.Namespace, out: TextIO) -> int:
     from devtools import capture_export
 
     try:
-        summary = capture_export.export(args.url, args.out, endpoint_url=args.endpoint_url)
+        summary = capture_export.export(
+            args.url, args.out, endpoint_url=args.endpoint_url, include_anonymous=args.include_anonymous
+        )
     except capture_export.ExportError as error:
         print(f"imgrec dataset export: {error}", file=sys.stderr)
         return 2
@@ -304,7 +328,13 @@ def compare_models(args: argparse.Namespace, out: TextIO) -> int:
     from training.dataset import DatasetError
 
     try:
-        result = compare.run(args.model_a, args.model_b, args.data, endpoint_url=args.endpoint_url)
+        result = compare.run(
+            args.model_a,
+            args.model_b,
+            args.data,
+            endpoint_url=args.endpoint_url,
+            include_anonymous=args.include_anonymous,
+        )
     except (compare.CompareError, capture_export.ExportError, DatasetError, ModelError) as error:
         print(f"imgrec compare: {error}", file=sys.stderr)
         return 2
@@ -395,6 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument(
         "--endpoint-url", default=None, help="another S3 endpoint (moto: http://127.0.0.1:PORT)"
     )
+    export.add_argument(
+        "--include-anonymous",
+        action="store_true",
+        help="also use corrections without an authenticated caller (anonymous, or no caller recorded)",
+    )
     versus = commands.add_parser("compare", help="two model directories on the same photos")
     versus.add_argument("model_a", type=Path, help="model directory A (e.g. the one serving)")
     versus.add_argument("model_b", type=Path, help="model directory B (e.g. the candidate)")
@@ -404,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     versus.add_argument("--json", action="store_true", help="print the comparison as JSON")
     versus.add_argument(
         "--endpoint-url", default=None, help="another S3 endpoint (moto: http://127.0.0.1:PORT)"
+    )
+    versus.add_argument(
+        "--include-anonymous",
+        action="store_true",
+        help="captures: also take corrections without an authenticated caller as the truth",
     )
     args = parser.parse_args(argv)
 

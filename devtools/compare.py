@@ -2,7 +2,9 @@
 
 DATA is a labelled folder (one sub-folder per class; a folder's name is the truth, matched with
 the models' labels by name) or ``s3://BUCKET/PREFIX`` of captured predictions (the layout of
-``devtools.capture_export``: a capture's feedback label is its truth; the others are unlabelled).
+``devtools.capture_export``: a capture's trusted correction is its truth, one an authenticated
+caller sent; anonymous corrections, and feedback without a recorded caller, are counted and left
+unlabelled unless ``include_anonymous``; the others are unlabelled).
 Both serving classifiers (``handler.recognition.model.load_classifier``, LiteRT, each calibrated
 by its own manifest as served) answer the same decoded images (decoded once by the serving decoder
 in its sandbox, as ``training.evaluate`` does). Reports the top-1 agreement, every changed
@@ -40,6 +42,10 @@ class Photos:
     images: object
     truth: list[str | None]
     skipped: list[dict[str, str]]
+    # Captures: the corrections found per kind (capture_export.choose_correction), and whether the
+    # anonymous and untrusted ones were taken as truth. None for a folder.
+    corrections: dict[str, int] | None = None
+    include_anonymous: bool = False
 
 
 def folder_photos(data: Path) -> Photos:
@@ -59,13 +65,24 @@ def folder_photos(data: Path) -> Photos:
 DECODE_CHUNK = 32
 
 
-def capture_photos(url: str, endpoint_url: str | None = None, client=None) -> Photos:
+def capture_photos(
+    url: str, endpoint_url: str | None = None, client=None, include_anonymous: bool = False
+) -> Photos:
     """Captured images under ``s3://BUCKET/PREFIX``, decoded by the serving decoder; a capture's
-    truth is its feedback label (None without feedback, or when that feedback cannot be read)."""
+    truth is its trusted correction's label (None without one, or when it cannot be read); with
+    ``include_anonymous``, else an anonymous or untrusted one's."""
     from botocore.exceptions import ClientError
 
     from devtools.backfill import client_for
-    from devtools.capture_export import MAX_IMAGE_BYTES, captures, parse_url, read_json
+    from devtools.capture_export import (
+        ANONYMOUS,
+        MAX_IMAGE_BYTES,
+        TRUSTED,
+        UNTRUSTED,
+        captures,
+        choose_correction,
+        parse_url,
+    )
     from training.dataset import LIMITS, PixelWriter, sandbox
 
     bucket, prefix = parse_url(url)
@@ -77,6 +94,7 @@ def capture_photos(url: str, endpoint_url: str | None = None, client=None) -> Ph
     kept_names: list[str] = []
     kept_truth: list[str | None] = []
     pending: list[tuple[str, str | None, bytes]] = []  # at most DECODE_CHUNK bodies in memory
+    tally = dict.fromkeys((TRUSTED, ANONYMOUS, UNTRUSTED), 0)
 
     def decode_pending(decoder) -> None:
         bodies = [body for _, _, body in pending]
@@ -106,17 +124,15 @@ def capture_photos(url: str, endpoint_url: str | None = None, client=None) -> Ph
                 skipped.append({"file": capture.prediction_id, "why": f"the same photo as {seen[digest]}"})
                 continue
             seen[digest] = capture.prediction_id
-            label = None
-            if capture.feedback:
-                feedback = read_json(client, bucket, capture.feedback)
-                if feedback and isinstance(feedback.get("label"), str):
-                    label = feedback["label"]
+            feedback, _ = choose_correction(client, bucket, capture, include_anonymous, tally)
+            label = feedback.get("label") if feedback is not None else None
+            label = label if isinstance(label, str) else None
             pending.append((capture.prediction_id, label, body))
             if len(pending) == DECODE_CHUNK:
                 decode_pending(decoder)
         if pending:
             decode_pending(decoder)
-    return Photos(kept_names, writer.finish(), kept_truth, skipped)
+    return Photos(kept_names, writer.finish(), kept_truth, skipped, tally, include_anonymous)
 
 
 def label_keys(classifier: serving.Classifier) -> list[str]:
@@ -191,6 +207,8 @@ def compare(a: serving.Classifier, b: serving.Classifier, photos: Photos, data: 
         "labelled": len(labelled),
         "accuracy": accuracy,
     }
+    if photos.corrections is not None:
+        result["corrections"] = {**photos.corrections, "include_anonymous": photos.include_anonymous}
     if not same:
         result["shared_labels"] = shared
         result["only_a"] = [key for key in keys_a if key not in known]
@@ -231,6 +249,11 @@ def write_text(result: dict, out: TextIO, changed_shown: int = 50) -> None:
     if len(result["changed"]) > changed_shown:
         out.write(f"  ... and {len(result['changed']) - changed_shown} more (--json lists them all)\n")
     out.write(f"labelled: {result['labelled']} of {result['images']}\n")
+    if "corrections" in result:
+        from devtools.capture_export import correction_line
+
+        corrections = result["corrections"]
+        out.write(correction_line(corrections, corrections["include_anonymous"]) + "\n")
     for key in ("a", "b"):
         figures = result["accuracy"][key]
         if figures["accuracy"] is None:
@@ -245,11 +268,22 @@ def write_text(result: dict, out: TextIO, changed_shown: int = 50) -> None:
         out.write(f"{outside} labelled photo(s) name a class the models do not share: not in the accuracy\n")
 
 
-def run(model_a: Path, model_b: Path, data: str, endpoint_url: str | None = None) -> dict:
+def run(
+    model_a: Path,
+    model_b: Path,
+    data: str,
+    endpoint_url: str | None = None,
+    include_anonymous: bool = False,
+) -> dict:
     """``imgrec compare``: decode DATA first (the decode sandbox starts before the models load),
-    then load both serving classifiers and compare them."""
+    then load both serving classifiers and compare them. ``include_anonymous``: captures' corrections
+    without an authenticated caller are truth too."""
     captured = data.startswith("s3://")
-    photos = capture_photos(data, endpoint_url) if captured else folder_photos(Path(data))
+    photos = (
+        capture_photos(data, endpoint_url, include_anonymous=include_anonymous)
+        if captured
+        else folder_photos(Path(data))
+    )
     if not photos.names:
         raise CompareError(f"No image to compare on in {data}.")
     a = serving.load_classifier(model_a, "litert", threads=2)

@@ -3,6 +3,10 @@
 REST API (v1) with binary media types base64-encodes bodies whose Content-Type matches one of
 them and passes others as text; HTTP API (v2) base64-encodes every non-text body. Both are
 reproduced here so local runs exercise the same decoding paths as AWS.
+
+A request IAM authorization let through carries its caller where API Gateway puts it: v1
+``requestContext.identity`` (``userArn``, ``caller``, ``accountId``: null when unauthenticated),
+v2 ``requestContext.authorizer.iam`` (absent when the route has no IAM authorizer): ``caller=``.
 """
 
 from __future__ import annotations
@@ -12,12 +16,55 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote_plus
 
 from handler.contract import BINARY_MEDIA_TYPES
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An IAM principal whose signed request API Gateway authenticated."""
+
+    arn: str
+    account: str
+    user_id: str  # the principal's unique id ("AIDA...", or "AROA...:session" for a role)
+    access_key: str = "ASIAEXAMPLEEXAMPLE00"
+    org_id: str | None = None
+
+    def rest_identity(self) -> dict:
+        return {
+            "accessKey": self.access_key,
+            "accountId": self.account,
+            "caller": self.user_id,
+            "user": self.user_id,
+            "userArn": self.arn,
+            "principalOrgId": self.org_id,
+        }
+
+    def http_authorizer(self) -> dict:
+        return {
+            "iam": {
+                "accessKey": self.access_key,
+                "accountId": self.account,
+                "callerId": self.user_id,
+                "cognitoIdentity": None,
+                "principalOrgId": self.org_id,
+                "userArn": self.arn,
+                "userId": self.user_id,
+            }
+        }
+
+
+# What the local server puts in the event of a POST /feedback sent with its local credential
+# (devtools.server): a reviewer of account 000000000000, which no real account has.
+LOCAL_REVIEWER = Caller(
+    arn="arn:aws:iam::000000000000:user/local-reviewer", account="000000000000", user_id="AIDALOCALREVIEWER"
+)
+_UNAUTHENTICATED = {"accessKey": None, "accountId": None, "caller": None, "user": None, "userArn": None}
 
 
 def is_binary(content_type: str | None) -> bool:
@@ -62,9 +109,11 @@ def rest_event(
     query: str | dict[str, str] | None = None,
     stage: str = "prod",
     domain_name: str = "localhost",
+    caller: Caller | None = None,
 ) -> dict:
     """A REST API (v1) Lambda proxy event: ``headers`` holds the last value of a repeated header,
-    ``multiValueHeaders`` all of them, as API Gateway does."""
+    ``multiValueHeaders`` all of them, as API Gateway does; ``caller``: the IAM principal it
+    authenticated (None: an unauthenticated request, whose identity fields are null)."""
     multi_headers = _headers(headers)
     headers = {name: values[-1] for name, values in multi_headers.items()}
     single, multi = _query(query)
@@ -92,7 +141,11 @@ def rest_event(
             "apiId": "local",
             "protocol": "HTTP/1.1",
             "domainName": domain_name,
-            "identity": {"sourceIp": "127.0.0.1", "userAgent": headers.get("User-Agent", "local")},
+            "identity": {
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("User-Agent", "local"),
+                **(caller.rest_identity() if caller else _UNAUTHENTICATED),
+            },
         },
         "body": _encode(body, encoded) if body else None,
         "isBase64Encoded": encoded,
@@ -108,8 +161,10 @@ def http_event(
     query: str | None = None,
     stage: str = "$default",
     domain_name: str = "localhost",
+    caller: Caller | None = None,
 ) -> dict:
-    """An HTTP API (v2) Lambda proxy event (payload format 2.0)."""
+    """An HTTP API (v2) Lambda proxy event (payload format 2.0); ``caller``: the IAM principal
+    the route's IAM authorizer authenticated (None: a route without one)."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     single, _ = _query(query)
     content_type = headers.get("content-type", "")
@@ -138,6 +193,7 @@ def http_event(
             "stage": stage,
             "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
             "timeEpoch": int(now.timestamp() * 1000),
+            **({"authorizer": caller.http_authorizer()} if caller else {}),
         },
         "body": _encode(body, encoded) if body else None,
         "isBase64Encoded": encoded,

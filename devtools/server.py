@@ -13,13 +13,26 @@ one: in ``imgrec serve``, a process of its own with its own function and model,
 ``devtools.environment``), started on demand up to a limit and then reused; a request that finds
 them all busy waits for one, and one whose process ended is replaced. So ``handler/`` needs no
 locks or per-thread state for the local server's sake.
+
+``POST /feedback`` is a privileged write, as on AWS (context ``feedbackAuth=iam``, the default):
+there API Gateway lets through only a request signed by an IAM principal and puts that caller in
+the event's ``requestContext``. Here a local credential stands in for the signature:
+``Authorization: Bearer <token>``, the token from ``IMGREC_REVIEWER_TOKEN`` (default
+``local-reviewer``), and the event names ``devtools.events.LOCAL_REVIEWER`` as its caller. Without
+it the answer is API Gateway's: 403, and the function never runs. The demo page this server serves
+carries the credential (a ``<meta name="feedback-credential">`` it adds; the deployed function
+never does), so its feedback control works locally. With ``feedback_auth="none"`` anyone may send
+a correction, and none has a caller (the function stores it as anonymous).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import hmac
+import html
 import json
+import re
 import sys
 import threading
 import time
@@ -31,7 +44,8 @@ from urllib.parse import urlsplit
 
 from devtools.context import LocalContext
 from devtools.environment import EnvironmentLost
-from devtools.events import rest_event
+from devtools.events import LOCAL_REVIEWER, Caller, rest_event
+from handler.contract import FEEDBACK_AUTH_MODES
 
 # API Gateway refuses bodies over 10 MB before Lambda sees them.
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
@@ -47,6 +61,13 @@ GATEWAY_CODES = {
     501: "method_not_implemented",
     502: "bad_gateway",
 }
+
+# The local stand-in for a reviewer's IAM signature on POST /feedback (see the module).
+REVIEWER_TOKEN_VARIABLE = "IMGREC_REVIEWER_TOKEN"
+DEFAULT_REVIEWER_TOKEN = "local-reviewer"
+FEEDBACK_ROUTE = ("POST", "/feedback")
+CREDENTIAL_META = "feedback-credential"  # the demo page reads its credential from this meta tag
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{1,200}")
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 # Concurrent requests served at once by default (one function instance, and model, each).
@@ -142,6 +163,53 @@ def split_stage(path: str, stage: str | None) -> str | None:
     return None
 
 
+class FeedbackGate:
+    """API Gateway's IAM authorization of POST /feedback, locally: ``mode`` ``iam`` (a request needs
+    the local credential, and its event names the local reviewer) or ``none`` (anyone, no caller)."""
+
+    def __init__(self, mode: str = "iam", token: str = DEFAULT_REVIEWER_TOKEN) -> None:
+        if mode not in FEEDBACK_AUTH_MODES:
+            raise ValueError(f"feedback_auth must be one of {', '.join(FEEDBACK_AUTH_MODES)}, got {mode!r}")
+        if not _TOKEN.fullmatch(token):
+            raise ValueError(
+                f"{REVIEWER_TOKEN_VARIABLE} must be 1 to 200 characters of A-Z a-z 0-9 . _ ~ + / = -"
+            )
+        self.mode = mode
+        self.credential = f"Bearer {token}"
+
+    @staticmethod
+    def guards(method: str, path: str) -> bool:
+        return (method, path.rstrip("/") or "/") == FEEDBACK_ROUTE
+
+    def caller(self, method: str, path: str, authorization: str | None) -> Caller | str | None:
+        """The caller the event carries (None: no caller), or a refusal's message (a string)."""
+        if self.mode != "iam" or not self.guards(method, path):
+            return None
+        if authorization is None:
+            return (
+                "Missing Authentication Token: POST /feedback is a reviewer's write; send "
+                f"Authorization: Bearer <{REVIEWER_TOKEN_VARIABLE}> (locally; on AWS a SigV4 signature)."
+            )
+        if not hmac.compare_digest(authorization.encode("utf-8", "replace"), self.credential.encode()):
+            return "The request's credential is not the local reviewer's (see the server's start message)."
+        return LOCAL_REVIEWER
+
+    def page(self, body: bytes) -> bytes:
+        """The demo page with the local credential in a meta tag (only when one is needed)."""
+        if self.mode != "iam":
+            return body
+        meta = f'<meta name="{CREDENTIAL_META}" content="{html.escape(self.credential)}">\n'
+        return body.replace(b"</head>", meta.encode() + b"</head>", 1)
+
+
+def _is_page(method: str, path: str, answer: tuple[int, dict[str, str], bytes]) -> bool:
+    status, headers, _ = answer
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    return (
+        method in ("GET", "HEAD") and path == "/" and status == 200 and content_type.startswith("text/html")
+    )
+
+
 def _content_length(value: str | None) -> int | None:
     """The announced body length, or None when it is not a non-negative decimal integer."""
     if value is None:
@@ -151,8 +219,10 @@ def _content_length(value: str | None) -> int | None:
 
 
 def make_request_handler(
-    environments: ExecutionEnvironments, stage: str | None
+    environments: ExecutionEnvironments, stage: str | None, gate: FeedbackGate | None = None
 ) -> type[BaseHTTPRequestHandler]:
+    gate = gate or FeedbackGate()
+
     class ProxyRequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "image-recognition-local"
@@ -211,6 +281,10 @@ def make_request_handler(
             if path is None:  # API Gateway's answer for a path outside the stage
                 self._reply(*_gateway_error(403, "Missing Authentication Token"))
                 return
+            caller = gate.caller(self.command, path, self.headers.get("Authorization"))
+            if isinstance(caller, str):  # API Gateway's IAM authorization refused it: 403
+                self._reply(*_gateway_error(403, caller))
+                return
             host, port = self.server.server_address[:2]
             event = rest_event(
                 self.command,
@@ -220,6 +294,7 @@ def make_request_handler(
                 query=url.query,
                 stage=stage or "",
                 domain_name=f"{host}:{port}",
+                caller=caller,
             )
             try:
                 with environments.handler() as handler:
@@ -227,6 +302,9 @@ def make_request_handler(
             except Exception as error:  # the function crashed: API Gateway answers 502
                 self.server.log(f"handler raised {type(error).__name__}: {error}")  # type: ignore[attr-defined]
                 answer = _gateway_error(502, "The function failed; see the server log.")
+            if _is_page(self.command, path, answer):
+                status, headers, body = answer
+                answer = (status, headers, gate.page(body))
             self._reply(*answer)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
@@ -246,7 +324,8 @@ class LocalApiServer(ThreadingHTTPServer):
     ``start`` starts one execution environment and returns its handler; at most ``environments``
     run at once. A handler ``start`` returns must not be shared with another environment (each has
     its own model): to serve one shared function, pass ``environments=1`` (every request in turn).
-    ``warm`` is an environment started before the server listens.
+    ``warm`` is an environment started before the server listens. ``feedback_auth`` and
+    ``reviewer_token``: who may POST /feedback (``FeedbackGate``; the module says how).
     """
 
     daemon_threads = True
@@ -263,9 +342,12 @@ class LocalApiServer(ThreadingHTTPServer):
         read_timeout: float = READ_TIMEOUT_SECONDS,
         environments: int = ENVIRONMENTS,
         warm: Handler | None = None,
+        feedback_auth: str = "iam",
+        reviewer_token: str = DEFAULT_REVIEWER_TOKEN,
     ):
+        self.feedback = FeedbackGate(feedback_auth, reviewer_token)
         self.environments = ExecutionEnvironments(start, environments, warm)
-        super().__init__((host, port), make_request_handler(self.environments, stage))
+        super().__init__((host, port), make_request_handler(self.environments, stage, self.feedback))
         self.quiet = quiet
         self.stage = stage
         self.read_timeout = read_timeout

@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from handler.contract import BACKENDS, MB_PER_VCPU, METRICS_NAMESPACE, PRECISIONS, SERVICE_NAME, Defaults
+from handler.contract import (
+    BACKENDS,
+    FEEDBACK_AUTH_MODES,
+    MB_PER_VCPU,
+    METRICS_NAMESPACE,
+    PRECISIONS,
+    SERVICE_NAME,
+    Defaults,
+)
 
 REPO_MODEL_DIR = Path(__file__).resolve().parent.parent / "build" / "model"
 LAMBDA_MODEL_DIR = Path("/opt/model")
@@ -110,6 +118,9 @@ class Settings:
     capture_uncertain_rate: float | None = None  # None: the same as capture_rate
     capture_bucket: str | None = None  # None: the uploads bucket
     capture_prefix: str = Defaults.CAPTURE_PREFIX
+    # Who may correct an answer (POST /feedback): "iam", only a caller API Gateway authenticated
+    # (the function refuses one without, 403); "none", anyone, anonymous corrections kept apart.
+    feedback_auth: str = Defaults.FEEDBACK_AUTH
     # What decode workers run ("module:function"); the tests' misbehaving doubles replace it. Not an
     # environment variable: nothing outside the code that builds the function can choose it.
     decoder: str = "handler.recognition.imaging:to_pixels"
@@ -123,6 +134,12 @@ class _Reader:
 
     def text(self, name: str, default: str) -> str:
         return self.environ.get(name, "").strip() or default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower()
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value[:40]!r}")
+        return value
 
     def optional(self, name: str) -> str | None:
         return self.environ.get(name, "").strip() or None
@@ -205,6 +222,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         capture_uncertain_rate=read.fraction("CAPTURE_UNCERTAIN_RATE"),
         capture_bucket=read.optional("CAPTURE_BUCKET"),
         capture_prefix=read.text("CAPTURE_PREFIX", Defaults.CAPTURE_PREFIX),
+        feedback_auth=read.choice("FEEDBACK_AUTH", Defaults.FEEDBACK_AUTH, FEEDBACK_AUTH_MODES),
     )
     check_prefixes(settings)
     return settings

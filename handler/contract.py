@@ -95,6 +95,7 @@ class Defaults:
     RESULTS_PREFIX = "results/"
     CAPTURE_PREFIX = "capture/"
     ALLOWED_ORIGINS = "*"
+    FEEDBACK_AUTH = "iam"
 
 
 # The pre-traffic hook marks its check photos' events with this requestContext key: API Gateway
@@ -102,6 +103,11 @@ class Defaults:
 # not counted in the model-health metrics.
 QUALITY_GATE_MARK = "imageRecognitionQualityGate"
 QUALITY_GATE_SOURCE = "quality-gate"
+
+# Who may correct an answer (POST /feedback; context feedbackAuth, FEEDBACK_AUTH): "iam" (the route
+# has API Gateway's IAM authorization, and the function refuses a correction without a caller) or
+# "none" (anyone; anonymous corrections are stored apart and never used unless asked for).
+FEEDBACK_AUTH_MODES = ("iam", "none")
 
 # The model-health metrics (handler.drift) the drift alarms and the dashboard read (infra).
 WATCHED_CLASSES = 10  # models of at most this many classes get a TopClass_<label> metric each

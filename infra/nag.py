@@ -20,8 +20,11 @@ from typing import Any
 
 from aws_cdk import Acknowledgment, App, Arn, ArnFormat, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
+from constructs import Construct
 
+from infra.components.api import FEEDBACK, RestFrontDoor
 from infra.components.backfill import Backfill
+from infra.components.http_api import HttpFrontDoor
 from infra.github_deploy import GithubDeployStack
 from infra.stack import ImageRecognitionStack
 
@@ -120,36 +123,93 @@ def fixed_accepted(stack: ImageRecognitionStack) -> tuple[Accepted, ...]:
     )
 
 
-# The REST API (apiType=rest, the default).
-REST_API = (
-    Accepted(
-        f"AwsSolutions-IAM4[{APIGW_LOGS}]",
-        "The account-level role API Gateway needs to write execution logs; AWS-managed and scoped to logs.",
-        ("Api/RestApi/CloudWatchRole",),
-    ),
-    Accepted(
-        "AwsSolutions-APIG4",
-        "A public inference API by design (like the AWS samples it replaces): protected by stage "
-        "throttling, a usage plan with quota, an optional API key (context apiKeyRequired) and an "
-        "optional WAF (context enableWaf).",
-        ("Api/RestApi/Default",),
-    ),
-    Accepted(
-        "AwsSolutions-COG4",
-        "No end-user identity to authenticate: see APIG4. Teams needing it add an authorizer.",
-        ("Api/RestApi/Default",),
-    ),
+def front_door(stack: ImageRecognitionStack) -> RestFrontDoor | HttpFrontDoor:
+    """The stack's API (REST or HTTP), whose routes the API findings are scoped to."""
+    (door,) = [c for c in stack.node.find_all() if isinstance(c, RestFrontDoor | HttpFrontDoor)]
+    return door
+
+
+def scope_of(stack: Stack, construct: Construct) -> str:
+    """A construct's path under the stack, as ``Accepted.scopes`` names it."""
+    return construct.node.path.removeprefix(f"{stack.node.path}/")
+
+
+PUBLIC_BY_DESIGN = (
+    "A public inference API by design (like the AWS samples it replaces): the routes other than "
+    "POST /feedback have no end-user identity to authenticate. "
+)
+ANONYMOUS_FEEDBACK = (
+    "This deployment allows anonymous corrections (feedbackAuth=none): POST /feedback has no "
+    "authorizer; its corrections are stored apart (.anonymous-feedback.json), without a caller, and "
+    "exports and comparisons leave them out unless asked (--include-anonymous)."
 )
 
-# The HTTP API (apiType=http).
-HTTP_API = (
-    Accepted(
-        "AwsSolutions-APIG4",
-        "A public inference API by design (like the AWS samples it replaces): protected by stage and "
-        "per-route throttling; HTTP APIs have no usage plans or WAF (README: what apiType=http gives up).",
-        ("Api/HttpApi",),
-    ),
-)
+
+def feedback_split(stack: ImageRecognitionStack, routes: dict) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the public routes' scopes, POST /feedback's): the public ones are unauthenticated by design;
+    POST /feedback is authenticated with IAM unless feedbackAuth=none."""
+    public = tuple(scope_of(stack, construct) for route, construct in routes.items() if route != FEEDBACK)
+    return public, (scope_of(stack, routes[FEEDBACK]),)
+
+
+def rest_api_accepted(stack: ImageRecognitionStack) -> tuple[Accepted, ...]:
+    """The REST API (apiType=rest, the default): its logging role; APIG4 (no authorization) on the
+    public methods only, POST /feedback being IAM-authenticated; COG4 (no Cognito user pool) on
+    every method: the public ones have no end user, the feedback one's callers are IAM principals."""
+    public, feedback = feedback_split(stack, front_door(stack).methods)
+    iam = stack.settings.feedback_auth == "iam"
+    accepted = (
+        Accepted(
+            f"AwsSolutions-IAM4[{APIGW_LOGS}]",
+            "The account-level role API Gateway needs to write execution logs; AWS-managed and scoped to "
+            "logs.",
+            ("Api/RestApi/CloudWatchRole",),
+        ),
+        Accepted(
+            "AwsSolutions-APIG4",
+            PUBLIC_BY_DESIGN + "Protected by stage throttling, a usage plan with quota, an optional API "
+            "key (context apiKeyRequired) and an optional WAF (context enableWaf).",
+            public,
+        ),
+        Accepted(
+            "AwsSolutions-COG4",
+            "No end-user identity to authenticate on these public routes: see APIG4.",
+            public,
+        ),
+    )
+    if not iam:
+        return (
+            *accepted,
+            Accepted("AwsSolutions-APIG4", ANONYMOUS_FEEDBACK, feedback),
+            Accepted("AwsSolutions-COG4", ANONYMOUS_FEEDBACK, feedback),
+        )
+    return (
+        *accepted,
+        Accepted(
+            "AwsSolutions-COG4",
+            "POST /feedback is authenticated with IAM (SigV4): its callers are reviewers, IAM principals "
+            "granted execute-api:Invoke on this route (output FeedbackReviewerPolicyArn), not end users "
+            "of a Cognito user pool.",
+            feedback,
+        ),
+    )
+
+
+def http_api_accepted(stack: ImageRecognitionStack) -> tuple[Accepted, ...]:
+    """The HTTP API (apiType=http): APIG4 on the public routes only (POST /feedback has an IAM
+    authorizer, unless feedbackAuth=none)."""
+    public, feedback = feedback_split(stack, front_door(stack).routes)
+    accepted = (
+        Accepted(
+            "AwsSolutions-APIG4",
+            PUBLIC_BY_DESIGN + "Protected by stage and per-route throttling; HTTP APIs have no usage "
+            "plans or WAF (README: what apiType=http gives up).",
+            public,
+        ),
+    )
+    if stack.settings.feedback_auth == "iam":
+        return accepted
+    return (*accepted, Accepted("AwsSolutions-APIG4", ANONYMOUS_FEEDBACK, feedback))
 
 
 def delivery_accepted(stack: ImageRecognitionStack) -> tuple[Accepted, ...]:
@@ -233,7 +293,7 @@ def app_accepted(stack: ImageRecognitionStack) -> tuple[Accepted, ...]:
     """The findings this deployment accepts: the fixed ones, the API's, the delivery's, APIG3 when
     WAF is off, and the Backfill's when it is on."""
     settings = stack.settings
-    api = REST_API if settings.api_type == "rest" else HTTP_API
+    api = rest_api_accepted(stack) if settings.api_type == "rest" else http_api_accepted(stack)
     accepted = (*fixed_accepted(stack), *api, *delivery_accepted(stack))
     accepted = (*accepted, WAF_OFF) if settings.api_type == "rest" and not settings.enable_waf else accepted
     return (*accepted, *backfill_accepted(stack, stack.backfill)) if stack.backfill is not None else accepted

@@ -15,7 +15,7 @@ from typing import Any
 from constructs import Node
 
 from handler.config import decode_wall_ms_for
-from handler.contract import BACKENDS, MB_PER_VCPU, Defaults
+from handler.contract import BACKENDS, FEEDBACK_AUTH_MODES, MB_PER_VCPU, Defaults
 from handler.recognition import manifest as model_manifest
 from handler.recognition.manifest import ModelError
 
@@ -226,6 +226,13 @@ class Settings:
         default=5, metadata={"doc": "POST /feedback steady-state requests per second (its own limit)"}
     )
     feedback_throttle_burst_limit: int = field(default=10, metadata={"doc": "POST /feedback burst requests"})
+    feedback_auth: str = field(
+        default=Defaults.FEEDBACK_AUTH,
+        metadata={
+            "doc": "who may POST /feedback: iam (a signed request; the caller is recorded) or none "
+            "(anyone: anonymous corrections, kept apart and unused unless asked for)"
+        },
+    )
     drift_uncertain_rate_points: float = field(
         default=15.0,
         metadata={"doc": "drift alarm: `uncertain` rate this many points away from the card's baseline"},
@@ -384,6 +391,8 @@ class Settings:
                     )
         if self.feedback_throttle_rate_limit > self.throttle_rate_limit:
             raise ValueError("feedback_throttle_rate_limit must not exceed throttle_rate_limit")
+        if self.feedback_auth not in FEEDBACK_AUTH_MODES:
+            raise ValueError(f"feedbackAuth must be one of {FEEDBACK_AUTH_MODES}, got {self.feedback_auth!r}")
 
     def _check_drift(self) -> None:
         for name, points in (

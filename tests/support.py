@@ -91,7 +91,14 @@ def local_site(configure, stage: str | None = None, uploads: bool = False, **ove
         local.notify(worker.s3_handler)
     else:
         function = configure(**overrides)
-    server = LocalApiServer(lambda: function.api_handler, port=0, quiet=True, stage=stage, environments=1)
+    server = LocalApiServer(
+        lambda: function.api_handler,
+        port=0,
+        quiet=True,
+        stage=stage,
+        environments=1,
+        feedback_auth=overrides.get("feedback_auth", "iam"),  # as the stack sets both
+    )
     try:
         with serving(server) as url:
             yield url

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from devtools.cli import main as imgrec
+from devtools.server import DEFAULT_REVIEWER_TOKEN
 from handler.recognition import model
 from handler.records.capture import PredictionId
 from tests.support import SHARED, local_site, s3_client_for
@@ -32,6 +33,10 @@ def photos(out: Path, part: slice) -> Path:
         for photo in sorted((HYMENOPTERA / name).iterdir())[part]:
             shutil.copy(photo, out / name / photo.name)
     return out
+
+
+# The local server's stand-in for a reviewer's signed request (POST /feedback is a privileged write).
+REVIEWER = {"Authorization": f"Bearer {DEFAULT_REVIEWER_TOKEN}"}
 
 
 def test_capture_feedback_export_train_compare(tmp_path: Path, configure, moto_s3, s3_client, capsys) -> None:
@@ -64,11 +69,11 @@ def test_capture_feedback_export_train_compare(tmp_path: Path, configure, moto_s
         corrected = sorted(answers)[:4] + sorted(answers)[-4:]
         for photo in corrected:
             sent = {"prediction_id": answers[photo]["prediction_id"], "label": photo.parent.name}
-            stored = requests.post(f"{url}feedback", json=sent, timeout=30)
+            stored = requests.post(f"{url}feedback", json=sent, headers=REVIEWER, timeout=30)
             assert stored.status_code == 201, stored.text
             assert stored.json()["answered"] == answers[photo]["predictions"][0]["label"]
         wrong = {"prediction_id": answers[corrected[0]]["prediction_id"], "label": "wasps"}
-        refused = requests.post(f"{url}feedback", json=wrong, timeout=30)
+        refused = requests.post(f"{url}feedback", json=wrong, headers=REVIEWER, timeout=30)
         assert (refused.status_code, refused.json()["code"]) == (400, "unknown_label")
     captured = s3_client.list_objects_v2(Bucket=bucket, Prefix="capture/insects/1.0.0/")["KeyCount"]
     assert captured == 12 * 2 + 8 + 1, "12 photos and their answers, 8 corrections, the version's labels"

@@ -1,6 +1,14 @@
 """``POST /feedback``: a person's correction of a captured answer, checked against the classes of
 the model that gave the answer (which may be an earlier version than the one serving now), and
-stored beside the capture (``records.capture``)."""
+stored beside the capture (``records.capture``).
+
+A correction is a privileged write. Who sent it is read from what API Gateway puts in the event's
+``requestContext`` when its IAM authorization let the request through (HTTP API:
+``authorizer.iam``; REST API: ``identity``), never from the body or a header, which the client
+writes. With ``FEEDBACK_AUTH=iam`` (the default) a correction without such a caller is refused
+(403 ``authentication_required``) before anything is read: defence in depth, should the route ever
+lose its authorizer. With ``FEEDBACK_AUTH=none`` it is stored as anonymous, apart from trusted ones.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +17,39 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from handler.http import payload
-from handler.recognition.errors import BadRequest, Code, NotFound, Unavailable, excerpt
-from handler.records.capture import Capture, PredictionId, PredictionIdError
+from handler.recognition.errors import BadRequest, Code, Forbidden, NotFound, Unavailable, excerpt
+from handler.records.capture import Capture, PredictionId, PredictionIdError, caller_record
 
 logger = Logger(child=True)
+
+
+def caller_of(event: Any) -> dict[str, str] | None:
+    """The IAM caller API Gateway authenticated for this event (``{"arn", "account"}``), or None:
+    payload 2.0 (HTTP API) ``requestContext.authorizer.iam``, 1.0 (REST API)
+    ``requestContext.identity``; each read only where its API type puts it, and only an IAM or STS
+    principal's ARN counts (``records.capture.caller_record``). Any other shape is no caller."""
+    if not isinstance(event, dict):
+        return None
+    context = event.get("requestContext")
+    if not isinstance(context, dict):
+        return None
+    if event.get("version") == "2.0":
+        authorizer = context.get("authorizer")
+        identity = authorizer.get("iam") if isinstance(authorizer, dict) else None
+    else:
+        identity = context.get("identity")
+    if not isinstance(identity, dict):
+        return None
+    return caller_record(identity.get("userArn"))
+
+
+def check_caller(caller: dict[str, str] | None, required: bool) -> None:
+    if required and caller is None:
+        raise Forbidden(
+            "A correction is a reviewer's write: send it signed (AWS Signature Version 4) by an IAM "
+            "principal allowed to invoke POST /feedback (docs/api.md).",
+            Code.AUTHENTICATION_REQUIRED,
+        )
 
 
 def read_request(body: bytes) -> tuple[PredictionId, str]:
@@ -63,9 +100,17 @@ def answered_label(captured: dict) -> str | None:
     return None
 
 
-def correct(capture: Capture, served: tuple[str, str, list[str]], body: bytes) -> dict:
+def correct(
+    capture: Capture,
+    served: tuple[str, str, list[str]],
+    body: bytes,
+    caller: dict[str, str] | None = None,
+    caller_required: bool = True,
+) -> dict:
     """Check and store one correction; its stored form plus what the model had answered.
-    ``served``: the serving model's name, version and classes."""
+    ``served``: the serving model's name, version and classes; ``caller``: who sent it
+    (``caller_of``), required unless ``caller_required`` is False (then None is anonymous)."""
+    check_caller(caller, caller_required)  # before the body is even read
     pid, label = read_request(body)
     name, version, labels = served
     same_model = (pid.model, pid.version) == (name, version)
@@ -80,7 +125,10 @@ def correct(capture: Capture, served: tuple[str, str, list[str]], body: bytes) -
         )
     if not same_model:  # an earlier version's answer: its own classes, recorded with its captures
         check_label(label, storage("read", lambda: capture.labels_of(pid)) or labels, pid)
-    stored = storage("written", lambda: capture.store_feedback(pid, label))
+    stored = storage("written", lambda: capture.store_feedback(pid, label, caller))
     answered = answered_label(captured)
-    logger.info("feedback", extra={"prediction_id": str(pid), "label": label, "answered": answered})
+    who = caller["arn"] if caller else None
+    logger.info(
+        "feedback", extra={"prediction_id": str(pid), "label": label, "answered": answered, "caller": who}
+    )
     return {**stored, "answered": answered}

@@ -2,6 +2,11 @@
 
 No CDN, no external request: the page works offline. Its only inline script and style are
 allowed by their sha256 in the Content-Security-Policy, so nothing injected could run.
+
+``render`` says in a meta tag who may send a correction (``FEEDBACK_AUTH``): with ``iam`` the page
+cannot sign a request, so its feedback control says a reviewer's signed request is needed; with
+``none`` it sends corrections (anonymous). The local dev server adds a local credential to the page
+it serves (``devtools.server``); the function never does.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import hashlib
 import re
 from pathlib import Path
 
+from handler.contract import FEEDBACK_AUTH_MODES
+
 HTML = (Path(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
 
 
@@ -19,6 +26,17 @@ def _csp_hashes(tag: str) -> str:
     return " ".join(
         f"'sha256-{base64.b64encode(hashlib.sha256(block.encode()).digest()).decode()}'" for block in blocks
     )
+
+
+FEEDBACK_AUTH_META = '<meta name="feedback-auth" content="iam">'
+assert FEEDBACK_AUTH_META in HTML
+
+
+def render(feedback_auth: str) -> str:
+    """The page for a function whose POST /feedback takes ``feedback_auth`` (``iam`` or ``none``)."""
+    if feedback_auth not in FEEDBACK_AUTH_MODES:
+        raise ValueError(f"feedback_auth must be one of {FEEDBACK_AUTH_MODES}, got {feedback_auth!r}")
+    return HTML.replace(FEEDBACK_AUTH_META, f'<meta name="feedback-auth" content="{feedback_auth}">', 1)
 
 
 SCRIPT_HASHES = _csp_hashes("script")

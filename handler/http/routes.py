@@ -114,16 +114,20 @@ def count_uncertain(answers: list[dict]) -> None:
     tags=["feedback"],
     responses={
         201: {"description": "Stored", "content": {"application/json": {"model": FeedbackAnswer}}},
-        **error_responses(400, 404, 503),
+        **error_responses(400, 403, 404, 503),
     },
 )
 def feedback(request: Request, runtime: RuntimeDep):
     """A correction for an answer that was captured: the label must be one of the classes of the
-    model that answered."""
+    model that answered. A privileged write: its caller is the one API Gateway authenticated."""
     classifier = runtime.recognizer.classifier
     served = (classifier.info.name, classifier.info.version, classifier.labels)
-    body = request_body(request.resolved_event)
-    return json_response(HTTPStatus.CREATED, corrections.correct(runtime.capture, served, body))
+    event = request.resolved_event
+    caller = corrections.caller_of(event.raw_event)
+    required = runtime.settings.feedback_auth == "iam"
+    body = request_body(event)
+    stored = corrections.correct(runtime.capture, served, body, caller, caller_required=required)
+    return json_response(HTTPStatus.CREATED, stored)
 
 
 @router.post(
@@ -234,7 +238,7 @@ def demo_page(runtime: RuntimeDep):
     return Response(
         status_code=HTTPStatus.OK,
         content_type="text/html; charset=utf-8",
-        body=page.HTML,
+        body=page.render(runtime.settings.feedback_auth),
         headers=page.headers(runtime.storage.post_origin),
     )
 

@@ -46,6 +46,7 @@ class Code(StrEnum):
     UNKNOWN_PREDICTION = "unknown_prediction"
     UNKNOWN_LABEL = "unknown_label"
     STORAGE_UNAVAILABLE = "storage_unavailable"
+    AUTHENTICATION_REQUIRED = "authentication_required"
 
 
 class Refusal(Exception):
@@ -94,6 +95,12 @@ class NotFound(ClientMistake):
     """The request names something that does not exist (an upload id never used)."""
 
     status = HTTPStatus.NOT_FOUND
+
+
+class Forbidden(ClientMistake):
+    """A privileged write without an authenticated caller (``POST /feedback`` when IAM is required)."""
+
+    status = HTTPStatus.FORBIDDEN
 
 
 class NotConfigured(Refusal):

@@ -9,6 +9,14 @@ sampled answer stores the image and its answer side by side::
     {CAPTURE_PREFIX}{model}/{version}/{yyyy}/{mm}/{dd}/{prediction_id}.{ext}
     {CAPTURE_PREFIX}{model}/{version}/{yyyy}/{mm}/{dd}/{prediction_id}.json
     {CAPTURE_PREFIX}{model}/{version}/{yyyy}/{mm}/{dd}/{prediction_id}.feedback.json   (POST /feedback)
+    {CAPTURE_PREFIX}{model}/{version}/{yyyy}/{mm}/{dd}/{prediction_id}.anonymous-feedback.json
+
+A correction is a privileged write: ``.feedback.json`` holds one from a caller API Gateway
+authenticated (IAM), with who sent it (``"caller": {"arn", "account"}``, read from the event's
+``requestContext``, never from the request); ``.anonymous-feedback.json`` one without a caller,
+possible only where ``FEEDBACK_AUTH=none`` allows it. Two keys, so an anonymous correction can
+never replace a trusted one or pass for it; the readers (``imgrec dataset export``, ``imgrec
+compare``) use trusted corrections only unless asked (``--include-anonymous``).
 
 A capture never fails an answer and never holds it long: one attempt per PUT on a client with
 1 s timeouts, and per invocation a budget (``BUDGET_SECONDS``): after the first failure, or once
@@ -61,13 +69,38 @@ SIGNATURES = (
 # What a capture's files end with (after ``{prediction_id}.``): the readers (``imgrec dataset
 # export``, ``imgrec compare``) list them by these.
 ANSWER_SUFFIX = "json"
-FEEDBACK_SUFFIX = "feedback.json"
+FEEDBACK_SUFFIX = "feedback.json"  # a trusted correction: its record names the caller
+ANONYMOUS_FEEDBACK_SUFFIX = "anonymous-feedback.json"  # one without a caller (FEEDBACK_AUTH=none)
 IMAGE_EXTENSIONS = ("jpg", "png", "gif", "tiff", "bmp", "webp", "avif", "heic", "bin")
 LABELS_FILE = "labels.json"  # {prefix}{model}/{version}/labels.json: the classes of that version
 # Seconds one invocation may spend capturing: a slow store costs an answer this, plus at most one
 # attempt already under way (connect and read timeouts of 1 s each).
 BUDGET_SECONDS = 1.0
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # an answer is a few KB; ImageNet's labels.json 20 KB
+
+
+# An IAM principal's ARN as API Gateway's IAM authorization reports it (a user, a role's session,
+# a federated user); an ARN is at most 2,048 characters.
+MAX_ARN_LENGTH = 2048
+_CALLER_ARN = re.compile(r"arn:aws(?:-[a-z]{1,20}){0,3}:(?:iam|sts)::(\d{12}):[\x21-\x7e]{1,1900}")
+
+
+def caller_record(arn: Any) -> dict[str, str] | None:
+    """``{"arn", "account"}`` of an authenticated IAM caller, or None when ``arn`` is not one (not a
+    string, too long, not an IAM or STS principal's ARN). The account is the one in the ARN: the
+    principal's own, which IAM authenticated with it."""
+    if not isinstance(arn, str) or len(arn) > MAX_ARN_LENGTH:
+        return None
+    match = _CALLER_ARN.fullmatch(arn)
+    return {"arn": arn, "account": match.group(1)} if match else None
+
+
+def trusted(record: Any) -> bool:
+    """Whether a stored ``.feedback.json`` record names an authenticated caller (its ``caller``
+    as ``caller_record`` writes it); a record without one (written before callers were recorded,
+    or by hand) is not trusted."""
+    caller = record.get("caller") if isinstance(record, dict) else None
+    return isinstance(caller, dict) and caller_record(caller.get("arn")) == caller
 
 
 class PredictionIdError(ValueError):
@@ -279,20 +312,25 @@ class Capture:
             return document
         return None
 
-    def store_feedback(self, pid: PredictionId, label: str) -> dict:
-        """The correction beside its capture (a later one replaces it), naming the model that
-        answered."""
+    def store_feedback(self, pid: PredictionId, label: str, caller: dict[str, str] | None = None) -> dict:
+        """The correction beside its capture (a later one of the same kind replaces it), naming the
+        model that answered and who sent it: with a ``caller`` (``caller_record``) it is trusted
+        (``.feedback.json``); without, anonymous (``.anonymous-feedback.json``), never in the
+        trusted one's place."""
         feedback = {
             "prediction_id": str(pid),
             "label": label,
             "time": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
             "model": {"name": pid.model, "version": pid.version},
+            "caller": caller,
         }
         self.client.put_object(
             Bucket=self.bucket,
-            Key=pid.key(self.prefix, FEEDBACK_SUFFIX),
+            Key=pid.key(self.prefix, FEEDBACK_SUFFIX if caller else ANONYMOUS_FEEDBACK_SUFFIX),
             Body=json.dumps(feedback, indent=2).encode(),
             ContentType="application/json",
         )
         metrics.add_metric(name="FeedbackStored", unit=MetricUnit.Count, value=1)
+        if not caller:
+            metrics.add_metric(name="FeedbackAnonymous", unit=MetricUnit.Count, value=1)
         return feedback

@@ -1,11 +1,22 @@
 """The REST API in front of the API function (``apiType=rest``, the default): binary media, CORS,
-throttling, usage plan, optional API key, WAF."""
+throttling, usage plan, optional API key, WAF; POST /feedback authenticated with IAM.
+
+POST /feedback is a privileged write (``feedbackAuth=iam``, the default): API Gateway lets through
+only a request signed (SigV4) by an IAM principal allowed ``execute-api:Invoke`` on that route,
+and hands the function who it is (``requestContext``). IAM because it is the one mechanism both
+API types share (HTTP APIs have no API keys or usage plans), reviewers are IAM principals a team
+already manages, there is no shared secret to distribute or rotate, and an API key identifies a
+client for throttling, it does not authenticate one. ``reviewer_access`` makes the grant one
+attachment: a managed policy allowing exactly that route (outputs ``FeedbackInvokeArn`` and
+``FeedbackReviewerPolicyArn``). Every other route stays public, as designed.
+"""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import CfnOutput, Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
@@ -27,6 +38,24 @@ FEEDBACK_SCHEMA = apigw.JsonSchema(
         "label": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, min_length=1, max_length=256),
     },
 )
+
+
+def reviewer_access(scope: Construct, invoke_arn: str) -> iam.ManagedPolicy:
+    """A managed policy allowing ``execute-api:Invoke`` on POST /feedback only (``invoke_arn``):
+    attach it to the reviewers' role or group. Its ARN and the route's are stack outputs."""
+    policy = iam.ManagedPolicy(
+        scope,
+        "FeedbackReviewers",
+        description="POST /feedback of the image recognition API: send corrections (signed requests)",
+        statements=[iam.PolicyStatement(actions=["execute-api:Invoke"], resources=[invoke_arn])],
+    )
+    outputs = (
+        ("FeedbackInvokeArn", invoke_arn, "POST /feedback: grant execute-api:Invoke on this ARN"),
+        ("FeedbackReviewerPolicyArn", policy.managed_policy_arn, "attach to the reviewers' role"),
+    )
+    for name, value, description in outputs:
+        CfnOutput(scope, name, value=value, description=description).override_logical_id(name)
+    return policy
 
 
 def limited_routes(settings: Settings) -> dict[tuple[str, str], tuple[int, int]]:
@@ -104,6 +133,8 @@ class RestFrontDoor(Construct):
             validate_request_parameters=True,
             validate_request_body=True,
         )
+        self.methods: dict[tuple[str, str], apigw.Method] = {}
+        feedback_iam = settings.feedback_auth == "iam"
         for method, path in ROUTES:
             resource = self.rest_api.root
             for part in filter(None, path.split("/")):
@@ -111,15 +142,22 @@ class RestFrontDoor(Construct):
             needs_body = (method, path) in (("POST", "/predict"), FEEDBACK)
             # POST /feedback's JSON body is checked against its model before the function runs.
             models = {"application/json": self._feedback_model()} if (method, path) == FEEDBACK else None
-            resource.add_method(
+            self.methods[(method, path)] = resource.add_method(
                 method,
                 integration,
                 # The demo page and the OpenAPI document are public even when predictions need a key.
                 api_key_required=settings.api_key_required and (method, path) not in PUBLIC_ROUTES,
+                # A correction is a reviewer's signed request (feedbackAuth=iam); the rest is public.
+                authorization_type=(
+                    apigw.AuthorizationType.IAM if feedback_iam and (method, path) == FEEDBACK else None
+                ),
                 request_validator=validator if needs_body else None,
                 request_parameters={"method.request.header.Content-Type": True} if needs_body else None,
                 request_models=models,
             )
+        if feedback_iam:
+            method, path = FEEDBACK
+            reviewer_access(self, self.rest_api.arn_for_execute_api(method, path, settings.stage_name))
 
         plan = self.rest_api.add_usage_plan(
             "UsagePlan",

@@ -47,6 +47,8 @@ class Capture(Construct):
             "CAPTURE_UNCERTAIN_RATE": f"{self.settings.uncertain_rate:g}",
             "CAPTURE_BUCKET": self.bucket.bucket_name,
             "CAPTURE_PREFIX": self.prefix,
+            # POST /feedback: "iam", the function refuses a correction without an authenticated caller.
+            "FEEDBACK_AUTH": self.settings.feedback_auth,
         }
 
     @property

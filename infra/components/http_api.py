@@ -3,7 +3,8 @@ handler speaks; the same routes, CORS, stage and per-route throttling, JSON acce
 
 What it gives up against the REST API: usage plans and API keys, AWS WAF on the API, request
 validation, and API Gateway's own JSON error bodies (its 4xx/5xx are plain ``{"message"}``).
-What it gains: about a third of the price per request and lower added latency.
+What it gains: about a third of the price per request and lower added latency. POST /feedback has
+the same IAM authorization as on the REST API (``api.reviewer_access``; ``feedbackAuth``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import jsii
 from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from handler.contract import ROUTES
-from infra.components.api import limited_routes
+from infra.components.api import FEEDBACK, limited_routes, reviewer_access
 from infra.components.common import access_log_format, api_gateway_metric, log_group
 from infra.settings import Settings
 
@@ -62,8 +64,20 @@ class HttpFrontDoor(Construct):
         integration = integrations.HttpLambdaIntegration(
             "Function", function, payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0
         )
+        self.routes: dict[tuple[str, str], apigwv2.HttpRoute] = {}
+        feedback_iam = settings.feedback_auth == "iam"
         for method, path in ROUTES:
-            self.http_api.add_routes(path=path, methods=[apigwv2.HttpMethod(method)], integration=integration)
+            # A correction is a reviewer's signed request (feedbackAuth=iam); the rest is public.
+            iam_only = feedback_iam and (method, path) == FEEDBACK
+            (self.routes[(method, path)],) = self.http_api.add_routes(
+                path=path,
+                methods=[apigwv2.HttpMethod(method)],
+                integration=integration,
+                authorizer=authorizers.HttpIamAuthorizer() if iam_only else None,
+            )
+        if feedback_iam:
+            method, path = FEEDBACK
+            reviewer_access(self, self.http_api.arn_for_execute_api(method, path, DEFAULT_STAGE))
         access_logs = log_group(self, "AccessLogs", settings.log_retention_days)
         self.stage = apigwv2.HttpStage(
             self,

@@ -1,6 +1,7 @@
 """``imgrec dataset export``: captures in the contract's S3 layout (on moto) -> a folder per
 feedback label, ``review.csv`` for uncertain answers nobody labelled, and a summary; hostile
-captures (a label ``../evil``, JSON that is not JSON, an image gone) are counted, never a crash."""
+captures (a label ``../evil``, JSON that is not JSON, an image gone) are counted, never a crash.
+Only corrections from authenticated callers are used unless ``--include-anonymous``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from handler.records.capture import PredictionId
 from tests.support import SHARED
 
 HYMENOPTERA = SHARED / "datasets" / "hymenoptera" / "train"
+
+
+# The caller a trusted correction records (API Gateway authenticated it: handler/http/feedback.py).
+REVIEWER_ARN = "arn:aws:iam::111122223333:user/reviewer"
 
 
 def photo(name: str, index: int) -> bytes:
@@ -39,8 +44,12 @@ def put_capture(
     image: bool = True,
     top: tuple[str, float] = ("ants", 0.55),
     classes: tuple[str, ...] | None = ("ants", "bees"),
+    caller: str | None = REVIEWER_ARN,
+    anonymous: str | None = None,
 ) -> str:
-    """One capture as the function stores it (contract layout); its prediction id."""
+    """One capture as the function stores it (contract layout); its prediction id. ``feedback``:
+    a correction from ``caller`` (None: a record without one, as before callers were recorded);
+    ``anonymous``: an anonymous correction's label (FEEDBACK_AUTH=none)."""
     when = datetime(2026, 11, 27, 21, 44, 20, tzinfo=UTC) + timedelta(minutes=minutes)
     identity = PredictionId(model, version, when, hashlib.sha256(data).hexdigest())
     pid, base = str(identity), identity.key(prefix, "x")[: -len(".x")]
@@ -62,14 +71,16 @@ def put_capture(
         record["uncertain"] = uncertain
     client.put_object(Bucket=bucket, Key=f"{base}.json", Body=answer or json.dumps(record).encode())
     if feedback is not None:
-        body = (
-            feedback
-            if isinstance(feedback, bytes)
-            else json.dumps(
-                {"prediction_id": pid, "label": feedback, "time": "2026-11-28T08:00:00Z"}
-            ).encode()
-        )
+        record = {"prediction_id": pid, "label": feedback, "time": "2026-11-28T08:00:00Z"}
+        if caller is not None:
+            record["caller"] = {"arn": caller, "account": caller.split(":")[4]}
+        body = feedback if isinstance(feedback, bytes) else json.dumps(record).encode()
         client.put_object(Bucket=bucket, Key=f"{base}.feedback.json", Body=body)
+    if anonymous is not None:
+        record = {"prediction_id": pid, "label": anonymous, "time": "2026-11-28T09:00:00Z", "caller": None}
+        client.put_object(
+            Bucket=bucket, Key=f"{base}.anonymous-feedback.json", Body=json.dumps(record).encode()
+        )
     return pid
 
 
@@ -266,3 +277,65 @@ def test_a_capture_is_exported_only_when_its_label_and_bytes_check_out(
     }
     (exported,) = (tmp_path / "out" / "ants").iterdir()
     assert exported.read_bytes() == photo("ants", 0) and capture_export.safe_file_name(good) in exported.name
+
+
+# --- Who sent a correction.
+
+
+@pytest.fixture
+def mixed(s3_client, bucket: str) -> dict[str, str]:
+    """Corrections of every kind: trusted, anonymous, without a recorded caller, and a trusted one
+    an anonymous one contradicts."""
+    put = lambda data, **kw: put_capture(s3_client, bucket, data, **kw)  # noqa: E731
+    return {
+        "trusted": put(photo("ants", 0), feedback="ants"),
+        "anonymous": put(photo("bees", 0), anonymous="bees", uncertain=True, top=("bees", 0.5)),
+        "no caller": put(photo("ants", 1), feedback="ants", caller=None),
+        "contradicted": put(photo("ants", 2), feedback="ants", anonymous="bees"),
+    }
+
+
+def test_only_corrections_from_authenticated_callers_are_exported_by_default(
+    s3_client, bucket: str, mixed: dict, tmp_path: Path
+) -> None:
+    out = tmp_path / "trusted"
+    summary = capture_export.export(f"s3://{bucket}/capture/", out, client=s3_client)
+    assert summary.exported == {"ants": 2} and summary.exported_without_caller == 0
+    assert summary.corrections == {"trusted": 2, "anonymous": 2, "untrusted": 1}
+    assert summary.include_anonymous is False and summary.skipped == {}
+    exported = {p.read_bytes() for p in out.glob("*/*")}
+    assert exported == {photo("ants", 0), photo("ants", 2)}, "the trusted ones, nothing anonymous"
+    with (out / "review.csv").open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert row["prediction_id"] == mixed["anonymous"], "an anonymous correction leaves it to review"
+    marker = json.loads((out / ".imgrec-export.json").read_text())
+    assert marker["corrections"] == summary.corrections and marker["include_anonymous"] is False
+
+
+def test_include_anonymous_uses_them_and_a_trusted_correction_still_wins(
+    s3_client, bucket: str, mixed: dict, tmp_path: Path
+) -> None:
+    out = tmp_path / "all"
+    summary = capture_export.export(f"s3://{bucket}/capture/", out, client=s3_client, include_anonymous=True)
+    assert summary.exported == {"ants": 3, "bees": 1} and summary.exported_without_caller == 2
+    assert summary.corrections == {"trusted": 2, "anonymous": 2, "untrusted": 1}
+    assert {p.read_bytes() for p in (out / "bees").iterdir()} == {photo("bees", 0)}
+    assert photo("ants", 2) in {p.read_bytes() for p in (out / "ants").iterdir()}, "trusted over anonymous"
+    assert summary.to_review == 0
+
+
+def test_the_cli_counts_what_it_left_out_and_includes_it_on_request(
+    moto_s3: str, bucket: str, mixed: dict, tmp_path: Path, capsys
+) -> None:
+    args = ["dataset", "export", f"s3://{bucket}/capture/", "--endpoint-url", moto_s3]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    printed = capsys.readouterr().out
+    assert "exported 2 labelled photo(s)" in printed
+    assert (
+        "corrections: 2 from authenticated callers; 2 anonymous and 1 without a recorded caller left out "
+        "(--include-anonymous uses them)\n"
+    ) in printed
+    assert main([*args, "--out", str(tmp_path / "b"), "--include-anonymous"]) == 0
+    printed = capsys.readouterr().out
+    assert "exported 4 labelled photo(s)" in printed and "used too (--include-anonymous)" in printed
+    assert "  exported from corrections without a caller: 2\n" in printed

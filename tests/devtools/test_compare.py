@@ -101,6 +101,9 @@ def captured(s3_client) -> tuple[str, dict[str, str]]:
         "unlabelled": put_capture(s3_client, bucket, photo("bees", 1)),
         "bad feedback": put_capture(s3_client, bucket, photo("ants", 1), feedback=b"{oops"),
         "no image": put_capture(s3_client, bucket, photo("ants", 2), feedback="ant", image=False),
+        # Not the truth by default: an anonymous correction, and one without a recorded caller.
+        "anonymous": put_capture(s3_client, bucket, photo("bees", 2), anonymous="bee"),
+        "no caller": put_capture(s3_client, bucket, photo("ants", 3), feedback="ant", caller=None),
     }
     ids["broken"] = put_capture(s3_client, bucket, b"\xff\xd8 not a photo")
     # Not a capture: a name that is no prediction id, put below the prefix by someone else.
@@ -127,14 +130,66 @@ def test_on_a_capture_prefix_feedback_is_the_truth(
         == 0
     )
     result = json.loads(capsys.readouterr().out)
-    assert result["images"] == 4 and result["labelled"] == 2
+    assert result["images"] == 6 and result["labelled"] == 2, "trusted corrections only"
+    assert result["corrections"] == {"trusted": 2, "anonymous": 1, "untrusted": 2, "include_anonymous": False}
     assert [s["file"] for s in result["skipped"]] == [ids["broken"]]
     truth = {row["image"]: row["truth"] for row in result["changed"]}
     assert truth.get(ids["unlabelled"]) is None and truth.get(ids["bad feedback"]) is None
+    assert truth.get(ids["anonymous"]) is None and truth.get(ids["no caller"]) is None
     for key in ("ant", "bee"):
         if ids[key] in truth:
             assert truth[ids[key]] == key
     assert ids["no image"] not in truth
+
+
+def test_anonymous_corrections_are_truth_only_when_included(captured, s3_client) -> None:
+    bucket, ids = captured
+    url = f"s3://{bucket}/capture/"
+    for include, expected in ((False, {}), (True, {ids["anonymous"]: "bee", ids["no caller"]: "ant"})):
+        photos = compare.capture_photos(url, client=s3_client, include_anonymous=include)
+        truth = dict(zip(photos.names, photos.truth, strict=True))
+        assert {key: truth[key] for key in (ids["anonymous"], ids["no caller"]) if truth[key]} == expected
+        assert (truth[ids["ant"]], truth[ids["bee"]]) == ("ant", "bee")
+        assert photos.corrections == {"trusted": 2, "anonymous": 1, "untrusted": 2}
+
+
+def test_include_anonymous_reaches_the_comparison_and_its_report(monkeypatch, capsys) -> None:
+    import io
+
+    seen = {}
+
+    def run(model_a, model_b, data, endpoint_url=None, include_anonymous=False):
+        seen["include_anonymous"] = include_anonymous
+        return {"corrections": {"trusted": 1, "anonymous": 2, "untrusted": 0, "include_anonymous": True}}
+
+    monkeypatch.setattr(compare, "run", run)
+    monkeypatch.setattr(compare, "print_result", lambda result, out, as_json: out.write("ok\n"))
+    assert main(["compare", "a", "b", "s3://bucket/capture/", "--include-anonymous"]) == 0
+    assert seen == {"include_anonymous": True}
+    assert main(["compare", "a", "b", "s3://bucket/capture/"]) == 0
+    assert seen == {"include_anonymous": False}
+    monkeypatch.undo()
+    text = io.StringIO()
+    base = {
+        "a": {"name": "a", "version": "1", "temperature": 1.0},
+        "b": {"name": "b", "version": "2", "temperature": 1.0},
+        "data": "s3://bucket/capture/",
+        "same_classes": True,
+        "images": 0,
+        "skipped": [],
+        "top1_agreement": {"agree": 0, "rate": None},
+        "changed": [],
+        "labelled": 0,
+        "accuracy": {key: {"accuracy": None} for key in ("a", "b")},
+    }
+    compare.write_text(
+        {**base, "corrections": {"trusted": 1, "anonymous": 2, "untrusted": 0, "include_anonymous": False}},
+        text,
+    )
+    assert (
+        "corrections: 1 from authenticated callers; 2 anonymous and 0 without a recorded caller left out"
+        in (text.getvalue())
+    )
 
 
 def test_the_text_report(on_folder: dict) -> None:
@@ -168,4 +223,4 @@ def test_captures_decode_a_chunk_at_a_time_with_the_same_result(captured, s3_cli
     monkeypatch.setattr(compare, "DECODE_CHUNK", 1)
     chunked = compare.capture_photos(f"s3://{bucket}/capture/", client=s3_client)
     assert chunked.names == whole.names and chunked.truth == whole.truth and chunked.skipped == whole.skipped
-    assert len(chunked.names) == 4 and (chunked.images[np.arange(4)] == whole.images[np.arange(4)]).all()
+    assert len(chunked.names) == 6 and (chunked.images[np.arange(6)] == whole.images[np.arange(6)]).all()

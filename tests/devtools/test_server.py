@@ -346,3 +346,66 @@ def test_an_environment_whose_function_raised_serves_the_next_request() -> None:
     with serving(local_server.LocalApiServer(start, port=0, quiet=True, environments=1)) as url:
         statuses = [requests.get(f"{url}health", timeout=10).status_code for _ in range(3)]
     assert statuses == [502, 502, 200]
+
+
+# --- POST /feedback: API Gateway's IAM authorization, with a local credential for the signature.
+
+CREDENTIAL = {"Authorization": f"Bearer {local_server.DEFAULT_REVIEWER_TOKEN}"}
+
+
+def test_feedback_needs_the_local_reviewers_credential_and_names_its_caller(echo_url: str) -> None:
+    body = {"prediction_id": "x", "label": "y"}
+    for headers in ({}, {"Authorization": "Bearer someone-else"}, {"Authorization": "AWS4-HMAC-SHA256 x"}):
+        refused = requests.post(f"{echo_url}feedback", json=body, headers=headers, timeout=30)
+        assert refused.status_code == 403, headers
+        assert set(refused.json()) == {"error", "code"} and refused.json()["code"] == "forbidden"
+    assert requests.post(f"{echo_url}feedback/", json=body, timeout=30).status_code == 403
+    event = requests.post(f"{echo_url}feedback", json=body, headers=CREDENTIAL, timeout=30).json()
+    identity = event["requestContext"]["identity"]
+    assert identity["userArn"] == "arn:aws:iam::000000000000:user/local-reviewer"
+    assert identity["accountId"] == "000000000000"
+    # Every other route is public: no credential needed, and none makes a caller.
+    other = requests.post(f"{echo_url}predict", json=body, headers=CREDENTIAL, timeout=30).json()
+    assert other["requestContext"]["identity"]["userArn"] is None
+
+
+def test_with_feedback_auth_none_anyone_may_correct_and_nobody_is_a_caller() -> None:
+    def echo(event, context):
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": json.dumps(event)}
+
+    server = local_server.LocalApiServer(lambda: echo, port=0, quiet=True, feedback_auth="none")
+    with serving(server) as url:
+        for headers in ({}, CREDENTIAL):
+            answer = requests.post(f"{url}feedback", json={}, headers=headers, timeout=30)
+            assert (
+                answer.status_code == 200 and answer.json()["requestContext"]["identity"]["userArn"] is None
+            )
+
+
+def test_a_bad_local_setting_is_refused() -> None:
+    with pytest.raises(ValueError, match="feedback_auth must be one of iam, none"):
+        local_server.FeedbackGate("apikey")
+    with pytest.raises(ValueError, match="IMGREC_REVIEWER_TOKEN must be"):
+        local_server.FeedbackGate("iam", 'a"b')
+
+
+def test_the_page_carries_the_local_credential_and_the_function_never_does(app, api_url: str) -> None:
+    served = requests.get(api_url, timeout=30).text
+    assert '<meta name="feedback-credential" content="Bearer local-reviewer">' in served
+    assert '<meta name="feedback-auth" content="iam">' in served
+    from devtools.context import LocalContext
+    from devtools.events import rest_event
+
+    own = app.api_handler(rest_event("GET", "/"), LocalContext())["body"]
+    assert (
+        '<meta name="feedback-credential"' not in own and '<meta name="feedback-auth" content="iam">' in own
+    )
+
+
+def test_a_correction_reaches_the_function_only_with_the_credential(api_url: str) -> None:
+    """Without it API Gateway's 403; with it the function runs and knows the caller (here: no
+    capture of that id, 404)."""
+    body = {"prediction_id": f"mobilenet_v2:1.0.0:20261127T214420123456Z:{'0' * 64}", "label": "tabby"}
+    assert requests.post(f"{api_url}feedback", json=body, timeout=30).status_code == 403
+    answer = requests.post(f"{api_url}feedback", json=body, headers=CREDENTIAL, timeout=30)
+    assert (answer.status_code, answer.json()["code"]) == (404, "unknown_prediction")

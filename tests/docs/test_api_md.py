@@ -1,4 +1,6 @@
-"""Every example in docs/api.md runs against the local server and gets the answer it promises."""
+"""Every example in docs/api.md runs against the local server and gets the answer it promises;
+the signed ``POST feedback`` example (AWS only) runs against a recorder of what it sends. The ``sh``
+blocks (the AWS CLI, awscurl) need an AWS account and are not run."""
 
 from __future__ import annotations
 
@@ -52,9 +54,13 @@ def run(command: list[str], workdir: Path, **env: str) -> str:
     return done.stdout
 
 
+SIGNED = "SigV4Auth"
+
+
 def test_the_doc_has_examples_in_each_language() -> None:
     assert len(blocks("bash", "curl")) >= 5
-    assert len(blocks("python")) == 2 and len(blocks("js")) == 1
+    assert len(blocks("python")) == 3 and len(blocks("js")) == 1
+    assert len(blocks("python", SIGNED)) == 1
 
 
 @pytest.mark.parametrize("example", blocks("bash", "curl"), ids=lambda code: code.split("\n")[0][:60])
@@ -75,7 +81,9 @@ def test_curl_examples(example: str, base_url: str, workdir: Path) -> None:
         assert answer["code"] == "unsupported_image_type", answer
 
 
-@pytest.mark.parametrize("example", blocks("python"), ids=["predict", "upload"])
+@pytest.mark.parametrize(
+    "example", [b for b in blocks("python") if SIGNED not in b], ids=["predict", "upload"]
+)
 def test_python_examples(example: str, base_url: str, workdir: Path) -> None:
     script = workdir / "example.py"
     script.write_text(example.replace(DOCUMENTED_BASE, base_url))
@@ -85,6 +93,55 @@ def test_python_examples(example: str, base_url: str, workdir: Path) -> None:
     else:
         assert re.fullmatch(r"military_uniform 9\d\.\d%", lines[0]), lines[0]
         assert lines[1].startswith("['military_uniform',") and lines[1].count("'") == 6
+
+
+def test_the_signed_feedback_example_sends_a_sigv4_request_for_execute_api(workdir: Path) -> None:
+    """The example, pointed at a local recorder instead of API Gateway: it POSTs the correction
+    with an AWS Signature Version 4 for ``execute-api`` in its region, from the usual credentials."""
+    import http.server
+    import threading
+
+    received: dict = {}
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received["path"], received["headers"] = self.path, dict(self.headers)
+            received["body"] = self.rfile.read(int(self.headers["Content-Length"]))
+            answer = b'{"label": "suit"}'
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (example,) = blocks("python", SIGNED)
+    documented = re.search(r'API = "(https://[^"]+)"', example).group(1)
+    script = workdir / "signed.py"
+    script.write_text(example.replace(documented, f"http://127.0.0.1:{server.server_port}/prod/"))
+    try:
+        printed = run(
+            [sys.executable, str(script)],
+            workdir,
+            AWS_ACCESS_KEY_ID="AKIDEXAMPLE",
+            AWS_SECRET_ACCESS_KEY="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            AWS_CONFIG_FILE=str(workdir / "none"),
+            AWS_SHARED_CREDENTIALS_FILE=str(workdir / "none"),
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert printed.startswith("201 ")
+    assert received["path"] == "/prod/feedback"
+    authorization = received["headers"]["Authorization"]
+    assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/eu-west-1/execute-api/aws4_request" in authorization and "SignedHeaders=" in authorization
+    assert "X-Amz-Date" in received["headers"]
+    assert json.loads(received["body"])["label"] == "suit"
 
 
 def test_javascript_example(base_url: str, workdir: Path) -> None:

@@ -28,6 +28,7 @@ def test_defaults_with_no_variables_set() -> None:
     assert (settings.uploads_prefix, settings.results_prefix) == ("uploads/", "results/")
     assert settings.model_dir == config.REPO_MODEL_DIR
     assert settings.threads >= 1
+    assert settings.feedback_auth == Defaults.FEEDBACK_AUTH == "iam"  # corrections need a caller
 
 
 def test_inside_lambda_the_model_is_read_from_opt() -> None:
@@ -64,6 +65,7 @@ def test_every_variable_is_read() -> None:
             "CAPTURE_UNCERTAIN_RATE": "1",
             "CAPTURE_BUCKET": "capture-bucket",
             "CAPTURE_PREFIX": "kept/",
+            "FEEDBACK_AUTH": " None ",
         }
     )
     assert settings == config.Settings(
@@ -94,6 +96,7 @@ def test_every_variable_is_read() -> None:
         capture_uncertain_rate=1.0,
         capture_bucket="capture-bucket",
         capture_prefix="kept/",
+        feedback_auth="none",
     )
 
 
@@ -110,6 +113,7 @@ def test_every_variable_is_read() -> None:
         ("CAPTURE_UNCERTAIN_RATE", "2", "CAPTURE_UNCERTAIN_RATE must be a number from 0 to 1, got 2"),
         ("CAPTURE_PREFIX", "uploads/captured/", "CAPTURE_PREFIX 'uploads/captured/' overlaps UPLOADS_PREFIX"),
         ("CAPTURE_PREFIX", "results", "CAPTURE_PREFIX 'results' overlaps RESULTS_PREFIX 'results/'"),
+        ("FEEDBACK_AUTH", "apikey", "FEEDBACK_AUTH must be one of iam, none, got 'apikey'"),
     ],
 )
 def test_a_bad_value_names_its_variable(name: str, value: str, message: str) -> None:

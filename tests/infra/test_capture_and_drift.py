@@ -21,7 +21,7 @@ from handler.contract import ROUTES, top_class_metric
 from handler.recognition import manifest
 from infra.components.api import FEEDBACK
 from infra.settings import CAPTURE_PREFIX, Settings
-from tests.support import functions, only, template_for
+from tests.support import MODEL_DIR, functions, only, template_for
 
 own_template = pytest.mark.aws_shape  # synthesizes a template beside the session's
 COMMANDS = ("handler.app.api_handler", "handler.app.s3_handler", "handler.app.bulk_handler")
@@ -59,6 +59,8 @@ def model_dir(target: Path, name: str, labels: list[str], card: dict | None) -> 
         "output": {"classes": len(labels)},
         "artifacts": {"tflite": "model.tflite"},
         **({"card": card} if card is not None else {}),
+        # What the ImageNet export measured: synth reads the cost a build recorded, never the model.
+        "cost": manifest.read(MODEL_DIR)["cost"],
     }
     written = manifest.write(target, fields, ["labels.json", "model.tflite"])
     manifest.validate(target)
@@ -108,6 +110,7 @@ def insects(tmp_path_factory: pytest.TempPathFactory) -> Template:
         "captureExpiryDays": "14",
         "feedbackThrottleRateLimit": "3",
         "feedbackThrottleBurstLimit": "6",
+        "feedbackAuth": "none",
         "driftUncertainRatePoints": "10",
         "driftClassSharePoints": "25",
         "driftMinPredictions": "200",
@@ -308,6 +311,71 @@ def test_feedback_on_the_http_api_with_its_own_throttle(digits: Template) -> Non
     assert stage["RouteSettings"]["POST /feedback"] == {"ThrottlingRateLimit": 5, "ThrottlingBurstLimit": 10}
 
 
+# --- POST /feedback is a privileged write: IAM on that route only, on both API types.
+
+
+def rest_methods(template: Template) -> dict[tuple[str, str], dict]:
+    """``{(method, path part): properties}`` of the REST API's methods (CORS preflights aside)."""
+    parts = {
+        i: r["Properties"]["PathPart"]
+        for i, r in template.find_resources("AWS::ApiGateway::Resource").items()
+    }
+    methods = {}
+    for method in template.find_resources("AWS::ApiGateway::Method").values():
+        properties = method["Properties"]
+        if properties["HttpMethod"] != "OPTIONS":
+            resource = properties["ResourceId"]
+            methods[(properties["HttpMethod"], parts.get(resource.get("Ref"), "/"))] = properties
+    return methods
+
+
+def reviewer_grant(template: Template) -> tuple[dict, dict]:
+    """(the reviewers' managed policy's one statement, the stack outputs naming the grant)."""
+    policy_id, policy = next(iter(template.find_resources("AWS::IAM::ManagedPolicy").items()))
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    outputs = {k: v for k, v in template.find_outputs("*").items() if k.startswith("Feedback")}
+    assert outputs["FeedbackReviewerPolicyArn"]["Value"] == {"Ref": policy_id}
+    assert outputs["FeedbackInvokeArn"]["Value"] == statement["Resource"]
+    return statement, outputs
+
+
+def test_on_the_rest_api_feedback_needs_iam_and_every_other_route_is_public(template: Template) -> None:
+    methods = rest_methods(template)
+    assert methods[("POST", "feedback")]["AuthorizationType"] == "AWS_IAM"
+    others = {key: m["AuthorizationType"] for key, m in methods.items() if key != ("POST", "feedback")}
+    assert len(others) == len(ROUTES) - 1 and set(others.values()) == {"NONE"}
+    statement, _ = reviewer_grant(template)
+    assert (statement["Effect"], statement["Action"]) == ("Allow", "execute-api:Invoke")
+    arn = statement["Resource"]["Fn::Join"][1]
+    assert (
+        arn[-1] == "/prod/POST/feedback"
+        and {"Ref": next(iter(template.find_resources("AWS::ApiGateway::RestApi")))} in arn
+    )
+    assert env_of(template, "handler.app.api_handler")["FEEDBACK_AUTH"] == "iam"
+
+
+@own_template
+def test_on_the_http_api_feedback_has_an_iam_authorizer_and_nothing_else_has(digits: Template) -> None:
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"].get("AuthorizationType", "NONE")
+        for r in digits.find_resources("AWS::ApiGatewayV2::Route").values()
+    }
+    assert routes.pop("POST /feedback") == "AWS_IAM"
+    assert len(routes) == len(ROUTES) - 1 and set(routes.values()) == {"NONE"}
+    statement, _ = reviewer_grant(digits)
+    assert statement["Action"] == "execute-api:Invoke"
+    assert statement["Resource"]["Fn::Join"][1][-1] == "/$default/POST/feedback"
+    assert env_of(digits, "handler.app.api_handler")["FEEDBACK_AUTH"] == "iam"
+
+
+@own_template
+def test_feedback_auth_none_takes_the_authorizer_off_and_tells_the_function(insects: Template) -> None:
+    assert rest_methods(insects)[("POST", "feedback")]["AuthorizationType"] == "NONE"
+    insects.resource_count_is("AWS::IAM::ManagedPolicy", 0)
+    assert not [k for k in insects.find_outputs("*") if k.startswith("Feedback")]
+    assert env_of(insects, "handler.app.api_handler")["FEEDBACK_AUTH"] == "none"
+
+
 # --- Capture switched on (own templates).
 
 
@@ -458,6 +526,7 @@ def test_the_alarms_watch_as_many_classes_as_the_handler_emits() -> None:
         ({"uploads_prefix": "capture/in/"}, r"uploadsPrefix 'capture/in/' overlaps the capture prefix"),
         ({"results_prefix": "capture/results/"}, r"resultsPrefix 'capture/results/' overlaps"),
         ({"feedback_throttle_rate_limit": 500}, r"feedback_throttle_rate_limit must not exceed"),
+        ({"feedback_auth": "apikey"}, r"feedbackAuth must be one of \('iam', 'none'\)"),
         ({"drift_uncertain_rate_points": 0}, r"driftUncertainRatePoints must be above 0 and below 100"),
         ({"drift_class_share_points": 100}, r"driftClassSharePoints must be above 0 and below 100"),
         ({"drift_min_predictions": 0}, r"driftMinPredictions must be at least 1"),

@@ -27,6 +27,7 @@ VARIANTS = {
         "resultsPrefix": "answers/",
         "backfillPrefix": "archive/",
         "captureRate": "0.05",  # the workers write captures (into the uploads bucket)
+        "feedbackAuth": "none",  # POST /feedback without an authorizer: its own acknowledgment
     },
     "http-staging": {
         "apiType": "http",
@@ -132,7 +133,8 @@ def test_a_stale_acknowledgment_passes_synth_but_fails_the_check(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """cdk-nag ignores an acknowledgment that suppresses nothing: only the stale check sees it."""
-    monkeypatch.setattr(nag, "REST_API", (*nag.REST_API, NOTHING, ELSEWHERE))
+    accepted = nag.rest_api_accepted
+    monkeypatch.setattr(nag, "rest_api_accepted", lambda stack: (*accepted(stack), NOTHING, ELSEWHERE))
     synthesized = synthesize(tmp_path)
     assert nag.stale(synthesized.app, synthesized.report) == [
         f"ImageRecognition: {NOTHING.rule} on Functions/Api",
@@ -140,6 +142,26 @@ def test_a_stale_acknowledgment_passes_synth_but_fails_the_check(
     ]
     with pytest.raises(AssertionError, match="acknowledgments that suppress nothing"):
         assert_clean(synthesized)
+
+
+@pytest.mark.slow  # a synth with cdk-nag of its own (3.5 s): the fast tier's budget
+def test_only_the_public_routes_are_accepted_without_authorization(defaults: Synthesized) -> None:
+    """APIG4 ("no authorization") is acknowledged on the public methods only: POST /feedback is
+    authenticated with IAM, so no APIG4 finding exists there, and none is acknowledged."""
+    stack = defaults.app.node.find_child("ImageRecognition")
+    apig4 = [scope for a in nag.accepted_for(stack) if a.rule == "AwsSolutions-APIG4" for scope in a.scopes]
+    assert len(apig4) == 7 and all(scope.startswith("Api/RestApi/Default/") for scope in apig4)
+    assert "Api/RestApi/Default/feedback/POST" not in apig4 and "Api/RestApi/Default" not in apig4
+    (plugin,) = [p for p in defaults.report["pluginReports"] if p["pluginName"] == nag.PLUGIN]
+    unauthorized = [
+        c["constructPath"]
+        for v in plugin["suppressedViolations"]
+        if v["ruleName"] == "AwsSolutions-APIG4"
+        for c in v["violatingConstructs"]
+    ]
+    assert len(unauthorized) >= 7 and not [p for p in unauthorized if "/feedback/" in p]
+    cog4 = {a.reason for a in nag.accepted_for(stack) if a.rule == "AwsSolutions-COG4"}
+    assert any("authenticated with IAM" in reason for reason in cog4)
 
 
 @pytest.mark.slow  # a synth with cdk-nag of its own (3.5 s): the fast tier's budget
@@ -177,7 +199,12 @@ def test_every_variant_passes_nag_with_no_stale_acknowledgment(synthesized: Synt
 @pytest.mark.slow
 def test_an_unacknowledged_finding_fails_synth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The plugin really runs: drop one acknowledgment and synth must fail."""
-    monkeypatch.setattr(nag, "REST_API", tuple(a for a in nag.REST_API if a.rule != "AwsSolutions-APIG4"))
+    accepted = nag.rest_api_accepted
+    monkeypatch.setattr(
+        nag,
+        "rest_api_accepted",
+        lambda stack: tuple(a for a in accepted(stack) if a.rule != "AwsSolutions-APIG4"),
+    )
     with pytest.raises(RuntimeError, match="ValidationFailed"):
         synthesize(tmp_path)
     assert "AwsSolutions-APIG4" in (tmp_path / "validation-report.json").read_text()

@@ -239,8 +239,81 @@ def test_a_captured_answer_can_be_corrected_from_the_page(
     (feedback,) = [o["Key"] for o in listed if o["Key"].endswith(".feedback.json")]
     stored = json.loads(s3_client.get_object(Bucket=bucket, Key=feedback)["Body"].read())
     assert stored["label"] == "tiger_cat"
+    # The local server's credential, from the page it served: the local reviewer is the caller.
+    assert stored["caller"] == {
+        "arn": "arn:aws:iam::000000000000:user/local-reviewer",
+        "account": "000000000000",
+    }
     OUTPUT.mkdir(exist_ok=True)
     page.screenshot(path=str(OUTPUT / "demo-page-feedback.png"), full_page=True)
+    context.close()
+
+
+def test_the_deployed_page_says_a_correction_needs_a_reviewers_signed_request(
+    browser: Browser, site_capturing
+) -> None:
+    """The page as the function serves it on AWS (IAM required, no local credential): it cannot
+    sign a request, so it offers no form that would only be refused, and says who can correct."""
+    url, _ = site_capturing
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    page.route(
+        url,
+        lambda route: route.fulfill(
+            status=200,
+            headers={**demo_page.headers(), "Content-Type": "text/html; charset=utf-8"},
+            body=demo_page.render("iam"),
+        ),
+    )
+    posted: list[str] = []
+    page.on("request", lambda request: posted.append(request.url) if request.method == "POST" else None)
+    page.goto(url)
+    expect(page.locator("#subtitle")).to_contain_text("mobilenet_v2")
+    analyze(page, PHOTOS / "cat.bmp")
+    note = page.locator("#results .feedback-signed")
+    expect(note).to_contain_text("signed with AWS credentials (IAM)", timeout=30_000)
+    expect(page.locator("#results form.feedback")).to_have_count(0)
+    assert not [u for u in posted if u.endswith("/feedback")]
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def site_anonymous(configure, moto_s3, s3_client) -> Iterator[tuple[str, str]]:
+    """The page where anonymous corrections are allowed (feedbackAuth=none), capturing every answer."""
+    import uuid
+
+    from tests.support import s3_client_for
+
+    bucket = f"anon-{uuid.uuid4().hex[:10]}"
+    s3_client.create_bucket(Bucket=bucket)
+    overrides = {"s3_client": s3_client_for(moto_s3), "uploads_bucket": bucket, "capture_rate": 1.0}
+    with local_site(configure, stage="prod", feedback_auth="none", **overrides) as url:
+        yield url, bucket
+
+
+def test_where_anonymous_corrections_are_allowed_the_page_sends_them_kept_apart(
+    browser: Browser, site_anonymous, s3_client
+) -> None:
+    url, bucket = site_anonymous
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    sent: list[dict] = []
+    page.on("request", lambda r: sent.append(r.headers) if r.url.endswith("/feedback") else None)
+    page.goto(url)
+    expect(page.locator("#subtitle")).to_contain_text("mobilenet_v2")
+    analyze(page, PHOTOS / "cat.bmp")
+    form = page.locator("#results form.feedback")
+    expect(form).to_be_visible(timeout=30_000)
+    form.locator("select").select_option("tabby")
+    form.locator("button").click()
+    expect(form.locator("[role=status]")).to_have_text(re.compile("the correction is stored"), timeout=10_000)
+    (headers,) = sent
+    assert "authorization" not in headers, "no credential where none is needed"
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket, Prefix="capture/")["Contents"]]
+    assert [k for k in keys if "feedback" in k and k.endswith(".anonymous-feedback.json")]
+    assert not [
+        k for k in keys if k.endswith(".feedback.json") and not k.endswith(".anonymous-feedback.json")
+    ]
     context.close()
 
 

@@ -13,8 +13,15 @@ from datetime import UTC, datetime
 import pytest
 
 from devtools.context import LocalContext
-from devtools.events import http_event, rest_event, s3_event
-from handler.records.capture import PredictionId, PredictionIdError, image_type, new_capture_client
+from devtools.events import Caller, http_event, rest_event, s3_event
+from handler.records.capture import (
+    PredictionId,
+    PredictionIdError,
+    caller_record,
+    image_type,
+    new_capture_client,
+    trusted,
+)
 from tests.support import PHOTOS, body_json
 
 GRACE = (PHOTOS / "grace_hopper.jpg").read_bytes()
@@ -32,10 +39,17 @@ def predict(app, image: bytes, door=rest_event) -> dict:
     return app.api_handler(door("POST", "/predict", body=image, headers=headers), LocalContext())
 
 
-def send_feedback(app, document, door=rest_event) -> dict:
+# A reviewer whose signed request API Gateway's IAM authorization let through.
+REVIEWER = Caller(
+    arn="arn:aws:sts::111122223333:assumed-role/Reviewers/ana", account="111122223333", user_id="AROAEX:ana"
+)
+
+
+def send_feedback(app, document, door=rest_event, caller: Caller | None = REVIEWER) -> dict:
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
     headers = {"Content-Type": "application/json"}
-    return app.api_handler(door("POST", "/feedback", body=body, headers=headers), LocalContext())
+    event = door("POST", "/feedback", body=body, headers=headers, caller=caller)
+    return app.api_handler(event, LocalContext())
 
 
 def stored(s3_client, bucket: str, prefix: str = "capture/") -> dict[str, bytes]:
@@ -273,9 +287,11 @@ def test_a_capture_store_that_hangs_costs_a_batch_one_attempt_not_one_per_photo(
 # --- feedback ------------------------------------------------------------------------------------
 
 
-def test_feedback_is_stored_beside_its_capture(capturing, s3_client, bucket) -> None:
+@pytest.mark.parametrize("door", [rest_event, http_event])
+def test_feedback_is_stored_beside_its_capture_with_its_caller(capturing, s3_client, bucket, door) -> None:
+    """The caller is what API Gateway put in requestContext (v1 identity, v2 authorizer.iam)."""
     pid = body_json(predict(capturing, CAT))["prediction_id"]
-    answer = send_feedback(capturing, {"prediction_id": pid, "label": "tiger_cat"})
+    answer = send_feedback(capturing, {"prediction_id": pid, "label": "tiger_cat"}, door)
     assert answer["statusCode"] == 201, answer["body"]
     body = body_json(answer)
     assert body["label"] == "tiger_cat" and body["answered"] == "Egyptian_cat"
@@ -283,6 +299,67 @@ def test_feedback_is_stored_beside_its_capture(capturing, s3_client, bucket) -> 
     feedback = json.loads(s3_client.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert feedback["prediction_id"] == pid and feedback["label"] == "tiger_cat"
     assert feedback["model"] == {"name": "mobilenet_v2", "version": "1.0.0"}
+    assert feedback["caller"] == {"arn": REVIEWER.arn, "account": "111122223333"}
+    assert trusted(feedback)
+    assert not [k for k in stored(s3_client, bucket) if k.endswith(".anonymous-feedback.json")]
+
+
+def test_anonymous_feedback_is_kept_apart_and_never_replaces_a_trusted_one(
+    configure, s3_client, bucket
+) -> None:
+    """FEEDBACK_AUTH=none: a correction without a caller is stored under its own key, so it can
+    neither overwrite the trusted correction nor pass for one."""
+    app = configure(s3_client=s3_client, uploads_bucket=bucket, capture_rate=1.0, feedback_auth="none")
+    pid = body_json(predict(app, CAT))["prediction_id"]
+    assert send_feedback(app, {"prediction_id": pid, "label": "tiger_cat"})["statusCode"] == 201
+    answer = send_feedback(app, {"prediction_id": pid, "label": "tabby"}, caller=None)
+    assert answer["statusCode"] == 201, answer["body"]
+    assert body_json(answer)["caller"] is None
+    parsed = PredictionId.parse(pid)
+    kept = json.loads(stored(s3_client, bucket)[parsed.key("capture/", "feedback.json")])
+    assert (kept["label"], trusted(kept)) == ("tiger_cat", True)
+    anonymous = json.loads(stored(s3_client, bucket)[parsed.key("capture/", "anonymous-feedback.json")])
+    assert (anonymous["label"], anonymous["caller"], trusted(anonymous)) == ("tabby", None, False)
+
+
+@pytest.mark.parametrize(
+    ("arn", "expected"),
+    [
+        ("arn:aws:iam::111122223333:user/ana", "111122223333"),
+        ("arn:aws-cn:sts::444455556666:assumed-role/R/s", "444455556666"),
+        ("arn:aws-us-gov:iam::111122223333:root", "111122223333"),
+        ("arn:aws:sts::111122223333:federated-user/ana", "111122223333"),
+        ("*", None),
+        ("arn:aws:s3:::bucket/key", None),  # not a principal
+        ("arn:aws:iam::1111:user/ana", None),
+        ("arn:aws:iam::111122223333:user/a b", None),  # no spaces in an ARN
+        ("arn:aws:iam::111122223333:user/" + "a" * 3000, None),
+        ("arn:aws:iam::111122223333:user/ana\n", None),
+        (12, None),
+        (None, None),
+        (["arn:aws:iam::111122223333:user/ana"], None),
+    ],
+)
+def test_only_an_iam_principals_arn_is_a_caller(arn, expected) -> None:
+    record = caller_record(arn)
+    assert (record["account"] if record else None) == expected
+    if record:
+        assert record["arn"] == arn and trusted({"caller": record})
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"label": "tabby"},  # written before callers were recorded
+        {"label": "tabby", "caller": None},
+        {"label": "tabby", "caller": "arn:aws:iam::111122223333:user/ana"},
+        {"label": "tabby", "caller": {"arn": "someone"}},
+        {"label": "tabby", "caller": {"arn": "arn:aws:iam::111122223333:user/ana", "account": "1"}},
+        ["not", "a", "record"],
+    ],
+)
+def test_a_record_without_a_recorded_caller_is_not_trusted(record) -> None:
+    assert not trusted(record)
 
 
 @pytest.mark.parametrize(
