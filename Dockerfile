@@ -28,7 +28,8 @@ COPY handler/recognition/__init__.py handler/recognition/manifest.py handler/rec
 # Pin the weights too by passing --build-arg WEIGHTS_SHA256=<sha256 of the .h5 you trust>.
 ARG WEIGHTS_SHA256=""
 ARG MODEL_VERSION=1.0.0
-RUN python -m layers.model.export --out /opt/model --version "${MODEL_VERSION}" \
+# --skip-cost: the serving cost is measured by `make model` (same code, same weights) where synth runs.
+RUN python -m layers.model.export --out /opt/model --version "${MODEL_VERSION}" --skip-cost \
  && if [ -n "${WEIGHTS_SHA256}" ]; then \
       echo "${WEIGHTS_SHA256}  ${KERAS_HOME}/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5" \
       | sha256sum -c -; fi

@@ -77,7 +77,7 @@ keras-cache: ## link ../shared/models into $KERAS_HOME/models when present (offl
 	  echo "Keras cache $(KERAS_HOME)/models seeded from $(SHARED)/models"; \
 	else echo "No $(SHARED)/models: Keras will download the weights into $(KERAS_HOME)/models"; fi
 
-$(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/recognition/manifest.py $(if $(QUANTIZE)$(CALIBRATE),FORCE)
+$(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/recognition/manifest.py training/cost.py $(if $(QUANTIZE)$(CALIBRATE),FORCE)
 	$(MAKE) --no-print-directory keras-cache
 	$(PY) -m layers.model.export --out "$(IMAGENET_DIR)" $(if $(QUANTIZE),--quantize $(QUANTIZE)) $(if $(CALIBRATE),--calibration-data "$(CALIBRATE)")
 
@@ -176,7 +176,7 @@ layers: model ## zip packaging without Docker: runtime + model layers and the co
 fuzz: model ## property-based fuzzing of the API handler: 10,000 examples
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/handler/http/test_fuzz.py --hypothesis-show-statistics
 
-rollout-demo: model keras-cache ## what a rollout decides, without AWS: the pre-traffic gate on the good build and three broken ones, the rollback alarm over a simulated canary
+rollout-demo: model keras-cache ## what a rollout decides, without AWS: the pre-traffic gate on the good build, three broken ones and a slow one, the rollback alarm over a simulated canary
 	$(PY) -m devtools rollout-demo
 
 hostile: model ## every hostile input and misbehaving decoder through both event versions, each in a fresh function: time, whole-function memory; writes build/bench/reliability.md (WRITE_DOCS=1: docs/)

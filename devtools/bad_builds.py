@@ -11,7 +11,16 @@ not corruptions):
 - ``worse_weights``: the classifier's weights with noise (a model that is simply worse than the card
   it ships with).
 
-The last two need TensorFlow (``.keras`` in, ``.tflite`` out).
+The last two need TensorFlow (``.keras`` in, ``.tflite`` out), as do the costly builds: the same
+answers as the good model (its output plus 1e-30 times a mean of the extra work, which no converter
+can fold away), at another cost. Each is written with its own measured cost (``training/cost.py``,
+an honest manifest) or with the good build's (``lying=True``: a manifest copied from a good build,
+whoever wrote it):
+
+- ``slow``: one extra 3x3 convolution of 64 channels at 224x224 (3.7 GFLOP, about 12 times
+  MobileNetV2's 0.3);
+- ``ten_times_slower``: ten of them;
+- ``memory_hungry``: a 1x1 convolution to 1,024 channels at 224x224: 205 MB of activations per image.
 """
 
 from __future__ import annotations
@@ -90,8 +99,57 @@ def worse_weights(good: Path, out: Path, noise: float = 3.0, seed: int = 7) -> P
     return _rebuilt(good, out, change)
 
 
+def _costly(good: Path, out: Path, extra: Callable, lying: bool) -> Path:
+    """``good`` plus the work ``extra(keras, inputs) -> tensor``, answering what ``good`` answers;
+    its manifest's cost measured (``lying``: copied from ``good``)."""
+    from training import cost
+
+    def change(keras, model):
+        inputs = keras.Input(model.input_shape[1:])
+        work = keras.ops.mean(extra(keras, inputs), axis=(1, 2, 3), keepdims=False)
+        return keras.Model(inputs, model(inputs) + 1e-30 * keras.ops.expand_dims(work, -1))
+
+    built = _rebuilt(good, out, change)
+    if lying:
+        return claiming_cost_of(good, built)
+    cost.record(built)
+    return built
+
+
+def claiming_cost_of(good: Path, build: Path) -> Path:
+    """``build`` with ``good``'s recorded cost in its manifest (re-pinned: the integrity check passes)."""
+    fields = manifest.read(build)
+    fields["cost"] = manifest.read(good)["cost"]
+    return _pin(build, fields)
+
+
+def _convolutions(count: int) -> Callable:
+    def extra(keras, inputs):
+        x = keras.layers.Conv2D(64, 3, padding="same")(inputs)
+        for _ in range(count):
+            x = keras.layers.Conv2D(64, 3, padding="same")(x)
+        return x
+
+    return extra
+
+
+def slow(good: Path, out: Path, lying: bool = True) -> Path:
+    return _costly(good, out, _convolutions(1), lying)
+
+
+def ten_times_slower(good: Path, out: Path, lying: bool = False) -> Path:
+    return _costly(good, out, _convolutions(10), lying)
+
+
+def memory_hungry(good: Path, out: Path, lying: bool = False) -> Path:
+    return _costly(good, out, lambda keras, inputs: keras.layers.Conv2D(1024, 1)(inputs), lying)
+
+
 BUILDS: dict[str, Callable[[Path, Path], Path]] = {
     "shuffled labels": shuffled_labels,
     "double-scaled input": double_scaled,
     "worse weights": worse_weights,
 }
+# What ``make rollout-demo`` also shows: a build whose answers are right and whose manifest says it
+# costs what the good build costs.
+COSTLY_BUILDS: dict[str, Callable[[Path, Path], Path]] = {"slow, good's manifest": slow}

@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     checks.add_argument("--photo", action="append", default=[], help="FILE=LABEL (repeatable)")
     checks.add_argument("--expected-accuracy", type=float, default=None, help="default: measured here")
     checks.add_argument("--source", default=None, help="where the photos come from (recorded)")
-    demo = commands.add_parser("rollout-demo", help="the pre-traffic gate on a good and three bad builds")
+    demo = commands.add_parser("rollout-demo", help="the gate on good, broken and costly builds")
     demo.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
     data = commands.add_parser("dataset", help="data folders from what the service captured")
     data_commands = data.add_subparsers(dest="dataset_command", required=True)

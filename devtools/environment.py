@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 from handler.config import Settings
+from training.cost import peak_mb
 
 # How long a cold start may take (spawn, imports, the model, the decode sandbox) before it counts
 # as failed.
@@ -51,6 +53,10 @@ class FunctionProcess:
         self.timeout_s = timeout_s
         context = multiprocessing.get_context("spawn")
         self._one_event = threading.Lock()
+        # Lambda's REPORT figures for the last event, as this process measured them: ``duration_ms``
+        # (the handler's wall time) and ``max_memory_mb`` (the function process's peak so far; its
+        # decode workers, separate processes, aside).
+        self.last_report: dict[str, float] = {}
         self._connection, theirs = context.Pipe()
         self._process = context.Process(
             target=_serve_events, args=(theirs, settings, s3_endpoint, entry), daemon=True, name="function"
@@ -84,9 +90,10 @@ class FunctionProcess:
             if not self._connection.poll(timeout_s):
                 self._process.kill()
                 raise EnvironmentLost(f"the function timed out after {timeout_s:.0f} s")
-            outcome, value = self._connection.recv()
+            outcome, value, *report = self._connection.recv()
         except (OSError, EOFError):
             raise EnvironmentLost("the function's process ended while running an event") from None
+        self.last_report = report[0] if report else {}
         if outcome == "raised":
             raise FunctionFailed(value)
         return value
@@ -112,12 +119,18 @@ def _serve_events(connection: Connection, settings: Settings, s3_endpoint: str |
             event, context = connection.recv()
         except (EOFError, OSError):
             return  # the server is gone
+        started = time.perf_counter()
         try:
-            answer = ("answered", handler(event, context))
+            outcome, value = "answered", handler(event, context)
         except Exception as error:
             traceback.print_exc()  # where Lambda would log it: the environment's own output
-            answer = ("raised", f"{type(error).__name__}: {error}")
-        connection.send(answer)
+            outcome, value = "raised", f"{type(error).__name__}: {error}"
+        connection.send((outcome, value, _report(started)))
+
+
+def _report(started: float) -> dict[str, float]:
+    """What Lambda's REPORT line says of an invocation that started at ``started``."""
+    return {"duration_ms": round((time.perf_counter() - started) * 1000, 2), "max_memory_mb": peak_mb()}
 
 
 def _start(settings: Settings, s3_endpoint: str | None, entry: str):

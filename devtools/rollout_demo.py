@@ -1,8 +1,11 @@
 """``make rollout-demo``: what a rollout would decide, without AWS.
 
 1. **The pre-traffic gate** (``hooks/pre_traffic.py``, unchanged) against the real function serving
-   the good model, then each broken build of it (``devtools/bad_builds.py``), all held to the good
-   model's check set, as synth puts it in the hook's asset.
+   the good model, then each broken build of it and a slow one whose manifest claims the good
+   build's cost (``devtools/bad_builds.py``), all held to the good model's check set, as synth puts
+   it in the hook's asset, and to the cost synth derives from the good build's record. Each build
+   runs in an execution environment of its own (``devtools.environment``), whose figures stand in
+   for Lambda's REPORT line, with the good build serving as alias live.
 2. **The rollback alarms** (``infra/components/rollout_alarms.py``) over a simulated canary: a new
    version that passed the gate but answers 500 to every third request (a bug the check photos did
    not reach), and a good one. Each minute the new version gets its 10 % of the traffic through the
@@ -59,19 +62,18 @@ def run(model_dir: Path | None, out: TextIO) -> int:
         print(f"rollout-demo: {error}", file=out)
         return 2
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")  # the injected bug would log each 500
-    os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"  # the canary is read from its metrics
     os.environ.pop("POWERTOOLS_DEV", None)
     with _sandbox(model_dir) as sandbox, tempfile.TemporaryDirectory() as scratch:
-        print(f"1. The pre-traffic gate: each build held to {model_dir}/check\n", file=out)
+        print(f"1. The pre-traffic gate: each build held to {model_dir}/check and its cost\n", file=out)
         builds = {"the good build": model_dir}
-        for name, make in bad_builds.BUILDS.items():
+        for name, make in {**bad_builds.BUILDS, **bad_builds.COSTLY_BUILDS}.items():
             print(f"   building '{name}' ...", file=out, flush=True)
-            builds[name] = make(model_dir, Path(scratch) / name.replace(" ", "-"))
-        rows = []
-        for name, folder in builds.items():
-            function = _function(model_dir, model.load_classifier(folder, "litert", threads=2), sandbox, "8")
-            verdict = _gate(function, model_dir, settings)
-            rows.append((name, "takes traffic" if verdict.passed else "STOPPED", verdict.reason))
+            builds[name] = make(
+                model_dir, Path(scratch) / name.replace(" ", "-").replace(",", "").replace("'", "")
+            )
+        with _quiet_environments():  # the gate's: a verdict each, no EMF blobs
+            rows = _gate_rows(builds, model_dir, settings)
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "false"  # the canary is read from its metrics
         print(file=out)
         for name, decision, reason in rows:
             print(f"   {name:<22} {decision:<14} {reason}", file=out)
@@ -86,6 +88,18 @@ def run(model_dir: Path | None, out: TextIO) -> int:
                 print(f"     {line}", file=out)
     bad_stopped = all(decision == "STOPPED" for name, decision, _ in rows[1:])
     return 0 if rows[0][1] == "takes traffic" and bad_stopped else 1
+
+
+@contextlib.contextmanager
+def _quiet_environments():
+    """Execution environments started meanwhile publish no metrics and warn of none."""
+    saved = {key: os.environ.get(key) for key in ("POWERTOOLS_METRICS_DISABLED", "PYTHONWARNINGS")}
+    os.environ.update(POWERTOOLS_METRICS_DISABLED="true", PYTHONWARNINGS="ignore::UserWarning")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
 
 @contextlib.contextmanager
@@ -108,21 +122,60 @@ def _function(model_dir: Path, classifier: Classifier, sandbox, version: str):
     return Function(Runtime.with_classifier(settings, classifier, None, sandbox))
 
 
-def _gate(function, model_dir: Path, settings):
+def _gate_rows(builds: dict[str, Path], model_dir: Path, settings) -> list[tuple[str, str, str]]:
+    """Each build as a new version in an execution environment of its own (so Lambda's figures are
+    its own), gated with the good build serving as the live version."""
+    from devtools.environment import FunctionProcess
+    from handler import config
+
+    def environment(folder: Path) -> FunctionProcess:
+        return FunctionProcess(
+            config.read_settings({"MODEL_DIR": str(folder), "POWERTOOLS_LOG_LEVEL": "CRITICAL"})
+        )
+
+    rows, live = [], environment(model_dir)
+    try:
+        for name, folder in builds.items():
+            new = live if folder == model_dir else environment(folder)
+            try:
+                verdict = gate(new, live, model_dir, settings)
+            finally:
+                if new is not live:
+                    new.close()
+            rows.append((name, "takes traffic" if verdict.passed else "STOPPED", verdict.reason))
+    finally:
+        live.close()
+    return rows
+
+
+def _invoker(function):
+    """``function`` (an execution environment) as the hook invokes a version: answer and figures."""
+    from devtools.environment import FunctionFailed
+
+    def invoke(event: dict) -> tuple[dict, dict]:
+        try:
+            answer = function(event, LocalContext())
+        except FunctionFailed as error:
+            answer = {"statusCode": 500, "body": json.dumps({"errorMessage": str(error)})}
+        return answer, dict(function.last_report)
+
+    return invoke
+
+
+def gate(new, live, model_dir: Path, settings):
+    """The hook's verdict on ``new``, as synth would configure it for ``model_dir``'s deployment."""
     from hooks import pre_traffic
+    from infra import model_cost
 
     expected = json.loads((model_dir / "manifest.json").read_text())
+    need = model_cost.need(model_cost.recorded(model_dir), settings.memory_size, settings.model_cost_headroom)
     gate = pre_traffic.Gate(
         model={"name": expected["name"], "version": expected["version"]},
         accuracy_tolerance=settings.quality_gate_accuracy_tolerance,
         probability_tolerance=settings.quality_gate_probability_tolerance,
+        cost=pre_traffic.cost_from(model_cost.gate_environment(settings, need)),
     )
-
-    def invoke(event: dict) -> dict:
-        with contextlib.redirect_stdout(io.StringIO()):  # its EMF blobs: not part of the verdict
-            return function.api_handler(event, LocalContext())
-
-    return pre_traffic.check(invoke, gate, model_dir / "check")
+    return pre_traffic.check(_invoker(new), gate, model_dir / "check", live=_invoker(live))
 
 
 def _rule(settings) -> str:

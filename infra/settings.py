@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from handler.config import decode_wall_ms_for
 from handler.contract import BACKENDS, FEEDBACK_AUTH_MODES, MB_PER_VCPU, Defaults
 from handler.recognition import manifest as model_manifest
 from handler.recognition.manifest import ModelError
+from infra import model_cost
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +35,8 @@ MAX_VCPUS = 6
 # ~1.3 GB with TensorFlow), with headroom.
 PARENT_MB = {"litert": 512, "keras": 1536}
 MIN_DECODE_MEMORY_MB, MAX_DECODE_MEMORY_MB = 256, 2048
+# The model the ImageNet deployment serves: exported by `make model` (and the Dockerfile's stage 1).
+IMAGENET_EXPORT = "build/model"
 
 
 # Where sampled predictions are stored in the capture bucket (CAPTURE_PREFIX; handler/records/capture.py).
@@ -176,6 +180,22 @@ class Settings:
         default=0.05,
         metadata={"doc": "pre-traffic gate: largest change of a check photo's top-1 probability since build"},
     )
+    model_cost_headroom: float = field(
+        default=1.5,
+        metadata={
+            "doc": "synth and gate: Lambda may be this much slower than the machine that measured the model"
+        },
+    )
+    quality_gate_cost_margin: float = field(
+        default=0.5,
+        metadata={"doc": "pre-traffic gate: the new version may cost this much more than live (0.5: +50 %)"},
+    )
+    accept_slower_model: bool = field(
+        default=False,
+        metadata={
+            "doc": "pre-traffic gate: do not hold the new version to the live one's cost (slower on purpose)"
+        },
+    )
     uploads_prefix: str = field(
         default=Defaults.UPLOADS_PREFIX, metadata={"doc": "S3 prefix that triggers classification"}
     )
@@ -290,19 +310,11 @@ class Settings:
             raise ValueError("backfill_tolerated_failure_percent must be between 0 and 100")
         if self.decode_request_deadline_ms >= self.api_timeout_seconds * 1000:
             raise ValueError("decode_request_deadline_ms must be shorter than api_timeout_seconds")
-        if self.memory_size - PARENT_MB[self.model_backend] < MIN_DECODE_MEMORY_MB * self.decode_workers:
+        self._check_model_cost()  # the served model's need first: its message names the model and the limit
+        if self.memory_size - self.parent_mb < MIN_DECODE_MEMORY_MB * self.decode_workers:
             raise ValueError(
                 f"memory_size {self.memory_size} MB leaves too little for the decode workers: "
-                f"give it at least {PARENT_MB[self.model_backend] + MIN_DECODE_MEMORY_MB} MB"
-            )
-        # An SQS batch whose every object meets its wall bound still ends within the timeout.
-        batch_ms = -(-self.sqs_batch_size // self.decode_workers) * self.decode_wall_ms
-        if batch_ms >= self.s3_timeout_seconds * 1000:
-            raise ValueError(
-                f"s3_timeout_seconds {self.s3_timeout_seconds} is too short: a batch of "
-                f"{self.sqs_batch_size} "
-                f"objects at their decode wall bound ({self.decode_wall_ms} ms each, {self.decode_workers} "
-                f"at a time) takes {batch_ms / 1000:.0f} s"
+                f"give it at least {self.parent_mb + MIN_DECODE_MEMORY_MB} MB"
             )
         self._check_capture()
         self._check_drift()
@@ -317,6 +329,46 @@ class Settings:
         return min(MAX_VCPUS, max(1, round(self.memory_size / MB_PER_VCPU)))
 
     @property
+    def served_model_dir(self) -> Path:
+        """The model directory the functions serve: ``modelDir``, or the ImageNet export."""
+        return REPO_ROOT / (self.model_dir or IMAGENET_EXPORT)
+
+    @cached_property
+    def model_need(self) -> model_cost.Need | None:
+        """What the served model needs on these functions, from the cost its build recorded (None
+        before ``make model`` made the ImageNet export: synth asks for it with the check set)."""
+        if not self.model_dir and not (self.served_model_dir / model_manifest.MANIFEST_FILE).is_file():
+            return None
+        cost = model_cost.recorded(self.served_model_dir)
+        return model_cost.need(cost, self.memory_size, self.model_cost_headroom)
+
+    @property
+    def parent_mb(self) -> int:
+        """The function process's share of the memory: the model's need, at least ``PARENT_MB``."""
+        need = self.model_need
+        return max(PARENT_MB[self.model_backend], int(need.peak_mb) if need else 0)
+
+    def _check_model_cost(self) -> None:
+        """A model whose recorded cost cannot fit these functions fails synth, saying where."""
+        try:
+            need = self.model_need
+        except ValueError as error:
+            raise ValueError(f"modelDir {self.model_dir or IMAGENET_EXPORT}: {error}") from None
+        if need is None:
+            return
+        problems = model_cost.overruns(self, need, self.parent_mb, MIN_DECODE_MEMORY_MB * self.decode_workers)
+        if problems:
+            raise ValueError(
+                f"the model in {self.model_dir or IMAGENET_EXPORT} does not fit these functions (its "
+                f"recorded cost, x{self.model_cost_headroom:g} modelCostHeadroom, at memorySize "
+                f"{self.memory_size}): " + "; ".join(problems)
+            )
+
+    def decode_batch_ms(self, objects: int) -> int:
+        """``objects`` decoded ``decode_workers`` at a time, each at its wall bound."""
+        return -(-objects // self.decode_workers) * self.decode_wall_ms
+
+    @property
     def decode_wall_ms(self) -> int:
         """One image's wall-clock bound as the function derives it on Lambda (its memory size's vCPUs)."""
         return decode_wall_ms_for(self.decode_cpu_ms, self.decode_workers, self.memory_size / MB_PER_VCPU)
@@ -328,7 +380,7 @@ class Settings:
         for the keras backend), split between the workers, at most ``MAX_DECODE_MEMORY_MB``. So the
         parent and every worker at its cap fit in the function's memory together, and Lambda never
         kills the function for one image."""
-        parent = PARENT_MB[self.model_backend]
+        parent = self.parent_mb
         return max(
             MIN_DECODE_MEMORY_MB,
             min(MAX_DECODE_MEMORY_MB, (self.memory_size - parent) // self.decode_workers),
@@ -370,6 +422,12 @@ class Settings:
         ):
             if not 0 <= tolerance < 1:
                 raise ValueError(f"{name} must be at least 0 and below 1, got {tolerance}")
+        if not 1 <= self.model_cost_headroom <= 10:
+            raise ValueError(f"modelCostHeadroom must be from 1 to 10, got {self.model_cost_headroom}")
+        if not 0 <= self.quality_gate_cost_margin <= 10:
+            raise ValueError(
+                f"qualityGateCostMargin must be from 0 to 10, got {self.quality_gate_cost_margin}"
+            )
 
     def _check_capture(self) -> None:
         for name, rate in (("captureRate", self.capture_rate), ("captureUncertainRate", self.uncertain_rate)):

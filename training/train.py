@@ -41,7 +41,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from handler.recognition import manifest as model_manifest
 from handler.recognition import model as serving
 from handler.recognition.manifest import LABELS_FILE
-from training import checkset, evaluate, metrics, plots, stream
+from training import checkset, cost, evaluate, metrics, plots, stream
 from training.dataset import (
     Dataset,
     DatasetError,
@@ -668,7 +668,9 @@ def _train(
             **agreement(serving.calibrated(raw_test, temperature), int8),
             "test_accuracy": float((int8.argmax(1) == test.labels).mean()),
         }
-    manifest = model_manifest.write(staging, fields, files)  # the card now holds every figure
+    model_manifest.write(staging, fields, files)  # the card now holds every figure
+    manifest = cost.record(staging)  # what serving it costs: part of its contract
+    print(cost.summary(manifest["cost"]))
     held_back = checkset.pick(test.labels, CHECK_PHOTOS, options.seed)
     checkset.write(
         staging,

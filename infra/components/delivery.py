@@ -22,13 +22,15 @@ from pathlib import Path
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from handler.contract import IMAGENET_MODEL
 from handler.recognition import manifest
+from infra import model_cost
 from infra.components.common import log_group
-from infra.settings import REPO_ROOT, Settings
+from infra.settings import IMAGENET_EXPORT, REPO_ROOT, Settings
 
 HOOK_DIR = REPO_ROOT / "hooks"
 
@@ -39,17 +41,15 @@ CONFIGS = {
 }
 
 
-# The model the ImageNet deployment serves is exported in the image (Dockerfile, stage 1) by the
-# code and pinned weights `make model` runs: its check set comes from that export.
-IMAGENET_EXPORT = "build/model"
 HOOK_FILES = ("pre_traffic.py", "photo_event.json")
 # The deployment serves the fp32 files (MODEL_PRECISION is not a deploy setting).
 PRECISION = "fp32"
 
 
 def gated_model_dir(settings: Settings) -> Path:
-    """The model directory whose check set the pre-traffic hook holds the new version to."""
-    return REPO_ROOT / (settings.model_dir or IMAGENET_EXPORT)
+    """The model directory whose check set the pre-traffic hook holds the new version to (the ImageNet
+    export is made in the image, Dockerfile stage 1, by the code and pinned weights `make model` runs)."""
+    return settings.served_model_dir
 
 
 def expected_model(settings: Settings) -> dict[str, str]:
@@ -174,8 +174,16 @@ class GradualDeployment(Construct):
                 "MODEL_PRECISION": PRECISION,
                 "ACCURACY_TOLERANCE": str(settings.quality_gate_accuracy_tolerance),
                 "PROBABILITY_TOLERANCE": str(settings.quality_gate_probability_tolerance),
+                # The version serving now, whose cost on the same requests the new one is held to.
+                "LIVE_ARN": f"{new_version.lambda_.function_arn}:live",
+                **model_cost.gate_environment(settings, settings.model_need),
             },
             log_group=log_group(self, "PreTrafficHookLogs", settings.log_retention_days),
         )
-        new_version.grant_invoke(hook)  # that version only: not the alias, not $LATEST
+        new_version.grant_invoke(hook)  # that version, and alias live to compare costs; not $LATEST
+        hook.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"], resources=[f"{new_version.lambda_.function_arn}:live"]
+            )
+        )
         return hook

@@ -195,6 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="held-back labelled photos (a folder per ImageNet label or WordNet id) to fit a temperature on",
     )
+    parser.add_argument(
+        "--skip-cost",
+        action="store_true",
+        help="do not measure the serving cost (the image's export stage: synth holds the deployment to "
+        "the cost `make model` measured from the same code and weights)",
+    )
     args = parser.parse_args(argv)
 
     # Write into a sibling temp dir, then swap: a failed export never leaves a half-built model.
@@ -203,10 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     manifest = export(
         staging, args.version, args.calibration_photos if args.quantize else None, args.calibration_data
     )
+    if not args.skip_cost:
+        from training import cost  # the serving classifier (LiteRT), which the image's export stage lacks
+
+        manifest = cost.record(staging)  # what serving it costs: part of its contract
     staging.chmod(0o755)  # mkdtemp makes it private; the image copies it for the Lambda user
     model_manifest.replace_folder(staging, args.out)  # check/ and other folders included
     sizes = ", ".join(f"{name} {info['bytes'] / 1e6:.1f} MB" for name, info in manifest["files"].items())
     print(f"model {manifest['name']} {manifest['version']} written to {args.out}: {sizes}")
+    if "cost" in manifest:
+        print(f"  {cost.summary(manifest['cost'])}")
     return 0
 
 

@@ -25,9 +25,15 @@ def test_the_demo_stops_every_bad_build_and_rolls_the_buggy_canary_back() -> Non
         for line in shown.stdout.splitlines()
         if "check photos" in line and line.startswith("   ")
     }
-    assert "takes traffic" in verdicts["the good build"]
-    for build in ("shuffled labels", "double-scaled input", "worse weights"):
-        assert "STOPPED" in verdicts[build], verdicts
+    assert "takes traffic" in verdicts["the good build"] and "within its limits" in verdicts["the good build"]
+    for build in ("shuffled labels", "double-scaled input"):  # every answer another class
+        assert "STOPPED        accuracy 0.000 on 2 check photos (required 0.900" in verdicts[build], verdicts
+    # Right labels, far less sure of them than the card's model.
+    assert "STOPPED        accuracy 1.000 on 2 check photos" in verdicts["worse weights"], verdicts
+    assert float(verdicts["worse weights"].split("largest probability drift ")[1].split()[0]) > 0.3
+    # Right answers, a manifest that claims the good build's cost: the gate measures it.
+    slow = next(line for line in shown.stdout.splitlines() if line.startswith("   slow, good's manifest"))
+    assert "STOPPED        cost: " in slow and "the recorded cost" in slow and "the live version's" in slow
     canary = shown.stdout.split("2. The rollback alarms")[1]
     buggy, good = canary.split("a good version:")
     assert "minute 0-1: 30 invocations, 10 answered 5xx, 0 crashed -> 33 % -> OK" in buggy

@@ -74,15 +74,21 @@ def test_decode_workers_and_caps_follow_the_memory_size(memory, backend, workers
 def test_an_sqs_batch_at_its_wall_bounds_must_fit_the_worker_timeout() -> None:
     from infra.settings import Settings
 
-    with pytest.raises(ValueError, match="s3_timeout_seconds 30 is too short"):
+    with pytest.raises(
+        ValueError,
+        match=r"an S3 worker batch of 10 objects \(sqsBatchSize\), each at its decode bound, "
+        r"needs 8\d\.\d s: over s3TimeoutSeconds 30 by",
+    ):
         Settings(s3_timeout_seconds=30)
 
 
 def test_too_little_memory_for_the_decode_workers_fails_the_synth() -> None:
     from infra.settings import Settings
 
-    with pytest.raises(ValueError, match="leaves too little for the decode workers"):
-        Settings(memory_size=700)
+    with pytest.raises(
+        ValueError, match=r"and the decode workers' 256 MB need \d+ MB: over memorySize 700 by"
+    ):
+        Settings(memory_size=700, s3_timeout_seconds=300)
 
 
 def test_the_stack_gives_the_functions_their_decode_settings(template: Template) -> None:

@@ -138,20 +138,31 @@ def test_the_alias_update_waits_for_the_pre_traffic_hook(template: Template) -> 
     assert {api_alias_id, *alarm_ids(found["worker"])} <= set(worker_alias["DependsOn"])
 
 
-def test_the_hook_may_invoke_the_new_api_version_only(template: Template) -> None:
+def test_the_hook_may_invoke_the_new_api_version_and_live_only(template: Template) -> None:
+    """It sends the check photos to the new version, and the same requests to alias live to compare
+    their costs; the limits and the recorded cost are synth's (``infra.model_cost``)."""
+    from infra import model_cost
+    from infra.settings import Settings
+
     _, function = hook(template)
     env = function["Properties"]["Environment"]["Variables"]
     _, api_alias = alias_of(template, "handler.app.api_handler")
     version = api_alias["Properties"]["FunctionVersion"]  # {"Fn::GetAtt": [VersionId, "Version"]}
     version_id = version["Fn::GetAtt"][0]
+    function_id = api_alias["Properties"]["FunctionName"]["Ref"]
+    live = {"Fn::Join": ["", [{"Fn::GetAtt": [function_id, "Arn"]}, ":live"]]}
     assert env["TARGET_VERSION_ARN"] == {"Ref": version_id}
-    assert {k: v for k, v in env.items() if k != "TARGET_VERSION_ARN"} == {
+    assert env["LIVE_ARN"] == live
+    settings = Settings()
+    assert {k: v for k, v in env.items() if k not in ("TARGET_VERSION_ARN", "LIVE_ARN")} == {
         "EXPECTED_MODEL_NAME": "mobilenet_v2",
         "EXPECTED_MODEL_VERSION": "1.0.0",
         "MODEL_PRECISION": "fp32",
         "ACCURACY_TOLERANCE": "0.1",
         "PROBABILITY_TOLERANCE": "0.05",
+        **model_cost.gate_environment(settings, settings.model_need),
     }
+    assert env["BATCH_BUDGET_MS"] == "19000" and env["LARGEST_BATCH"] == "16" and env["LIVE_MARGIN"] == "0.5"
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
     statements = [
         s
@@ -160,7 +171,12 @@ def test_the_hook_may_invoke_the_new_api_version_only(template: Template) -> Non
         for s in p["Properties"]["PolicyDocument"]["Statement"]
     ]
     invokes = [s for s in statements if "lambda:InvokeFunction" in json.dumps(s["Action"])]
-    assert [s["Resource"] for s in invokes] == [{"Ref": version_id}], "the new version, nothing else"
+    resources = [
+        r for s in invokes for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    ]
+    assert sorted(map(json.dumps, resources)) == sorted(map(json.dumps, [{"Ref": version_id}, live])), (
+        "the new version and alias live, nothing else ($LATEST, other versions)"
+    )
     (report,) = [s for s in statements if s["Action"] == "codedeploy:PutLifecycleEventHookExecutionStatus"]
     assert "deploymentgroup" in json.dumps(report["Resource"])
 

@@ -218,7 +218,7 @@ def test_the_gate_lets_the_trained_model_through_and_stops_it_with_swapped_label
     fields = json.loads((trained / "manifest.json").read_text())
     gate = pre_traffic.Gate(model={"name": fields["name"], "version": fields["version"]})
     verdict = pre_traffic.check(
-        lambda event: custom.api_handler(event, LocalContext()), gate, trained / "check"
+        lambda event: (custom.api_handler(event, LocalContext()), {}), gate, trained / "check"
     )
     assert verdict.passed, verdict.reason
     assert verdict.figures["max_probability_drift"] < 0.001
@@ -226,6 +226,6 @@ def test_the_gate_lets_the_trained_model_through_and_stops_it_with_swapped_label
         model=model.load_classifier(shuffled_labels(trained, tmp_path / "swapped"), "litert", 2)
     )
     verdict = pre_traffic.check(
-        lambda event: swapped.api_handler(event, LocalContext()), gate, trained / "check"
+        lambda event: (swapped.api_handler(event, LocalContext()), {}), gate, trained / "check"
     )
     assert not verdict.passed and verdict.figures["max_probability_drift"] > 0.05, verdict.reason
