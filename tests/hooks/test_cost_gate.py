@@ -72,7 +72,7 @@ def live():
     ("build", "why"),
     [
         ("ten times slower", "over the live version's"),
-        ("slow, good's manifest", "ms a photo: the recorded cost"),
+        ("slow, good's manifest", "for a batch of 16: the recorded cost"),
         ("memory hungry, good's manifest", "MB: the recorded peak memory"),
     ],
 )

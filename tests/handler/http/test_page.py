@@ -203,9 +203,8 @@ def test_several_photos_are_one_batch_with_a_result_each(browser: Browser, site_
     context.close()
 
 
-@pytest.fixture(scope="module")
-def site_capturing(configure, moto_s3, s3_client) -> Iterator[tuple[str, str]]:
-    """The page on a function that captures every answer into a moto bucket."""
+def capturing_site(configure, moto_s3, s3_client, **server) -> Iterator[tuple[str, str]]:
+    """The page on a function that captures every answer into a new moto bucket: (url, bucket)."""
     import uuid
 
     from tests.support import s3_client_for
@@ -213,8 +212,28 @@ def site_capturing(configure, moto_s3, s3_client) -> Iterator[tuple[str, str]]:
     bucket = f"capture-{uuid.uuid4().hex[:10]}"
     s3_client.create_bucket(Bucket=bucket)
     overrides = {"s3_client": s3_client_for(moto_s3), "uploads_bucket": bucket, "capture_rate": 1.0}
-    with local_site(configure, stage="prod", **overrides) as url:
+    with local_site(configure, stage="prod", **server, **overrides) as url:
         yield url, bucket
+
+
+@pytest.fixture(scope="module")
+def site_capturing(configure, moto_s3, s3_client) -> Iterator[tuple[str, str]]:
+    """The page on a function that captures every answer (corrections need the local credential)."""
+    yield from capturing_site(configure, moto_s3, s3_client)
+
+
+def correct_on_page(page, url: str, label: str):
+    """Open the page, analyze the cat, correct its answer to ``label``: the feedback form."""
+    page.goto(url)
+    expect(page.locator("#subtitle")).to_contain_text("mobilenet_v2")  # GET /model answered: classes known
+    analyze(page, PHOTOS / "cat.bmp")
+    form = page.locator("#results form.feedback")
+    expect(form).to_be_visible(timeout=30_000)
+    expect(form.locator("select")).to_have_value("Egyptian_cat")  # the answer, preselected
+    form.locator("select").select_option(label)
+    form.locator("button").click()
+    expect(form.locator("[role=status]")).to_have_text(re.compile("the correction is stored"), timeout=10_000)
+    return form
 
 
 def test_a_captured_answer_can_be_corrected_from_the_page(
@@ -225,16 +244,8 @@ def test_a_captured_answer_can_be_corrected_from_the_page(
     url, bucket = site_capturing
     context = browser.new_context(locale="en-US")
     page = context.new_page()
-    page.goto(url)
-    expect(page.locator("#subtitle")).to_contain_text("mobilenet_v2")  # GET /model answered: classes known
-    analyze(page, PHOTOS / "cat.bmp")
-    form = page.locator("#results form.feedback")
-    expect(form).to_be_visible(timeout=30_000)
+    form = correct_on_page(page, url, "tiger_cat")
     expect(form.locator("select option")).to_have_count(1000)
-    expect(form.locator("select")).to_have_value("Egyptian_cat")  # the answer, preselected
-    form.locator("select").select_option("tiger_cat")
-    form.locator("button").click()
-    expect(form.locator("[role=status]")).to_have_text(re.compile("the correction is stored"), timeout=10_000)
     listed = s3_client.list_objects_v2(Bucket=bucket, Prefix="capture/")["Contents"]
     (feedback,) = [o["Key"] for o in listed if o["Key"].endswith(".feedback.json")]
     stored = json.loads(s3_client.get_object(Bucket=bucket, Key=feedback)["Body"].read())
@@ -280,15 +291,7 @@ def test_the_deployed_page_says_a_correction_needs_a_reviewers_signed_request(
 @pytest.fixture(scope="module")
 def site_anonymous(configure, moto_s3, s3_client) -> Iterator[tuple[str, str]]:
     """The page where anonymous corrections are allowed (feedbackAuth=none), capturing every answer."""
-    import uuid
-
-    from tests.support import s3_client_for
-
-    bucket = f"anon-{uuid.uuid4().hex[:10]}"
-    s3_client.create_bucket(Bucket=bucket)
-    overrides = {"s3_client": s3_client_for(moto_s3), "uploads_bucket": bucket, "capture_rate": 1.0}
-    with local_site(configure, stage="prod", feedback_auth="none", **overrides) as url:
-        yield url, bucket
+    yield from capturing_site(configure, moto_s3, s3_client, feedback_auth="none")
 
 
 def test_where_anonymous_corrections_are_allowed_the_page_sends_them_kept_apart(
@@ -299,14 +302,7 @@ def test_where_anonymous_corrections_are_allowed_the_page_sends_them_kept_apart(
     page = context.new_page()
     sent: list[dict] = []
     page.on("request", lambda r: sent.append(r.headers) if r.url.endswith("/feedback") else None)
-    page.goto(url)
-    expect(page.locator("#subtitle")).to_contain_text("mobilenet_v2")
-    analyze(page, PHOTOS / "cat.bmp")
-    form = page.locator("#results form.feedback")
-    expect(form).to_be_visible(timeout=30_000)
-    form.locator("select").select_option("tabby")
-    form.locator("button").click()
-    expect(form.locator("[role=status]")).to_have_text(re.compile("the correction is stored"), timeout=10_000)
+    correct_on_page(page, url, "tabby")
     (headers,) = sent
     assert "authorization" not in headers, "no credential where none is needed"
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket, Prefix="capture/")["Contents"]]
