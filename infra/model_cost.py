@@ -11,7 +11,6 @@ honest as whoever wrote the manifest.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ INIT_LIMIT_MS = 10_000
 # 138 MB bare, 223 MB peak for the whole function (``make bench``).
 FUNCTION_MB = 128
 MAX_VCPUS = 6
+MOST = 1e7  # any recorded figure above this (ms or MB: hours, terabytes) is a broken record
 
 
 @dataclass(frozen=True)
@@ -43,18 +43,28 @@ class Need:
 
 
 def recorded(model_dir: Path) -> dict:
-    """The manifest's ``cost``; a ``ValueError`` that says how to measure it when there is none."""
+    """The manifest's ``cost``; a ``ValueError`` that says how to measure it when there is none, or
+    what is wrong with it (each figure a finite, non-negative number of sane size, not a bool)."""
     fields = manifest.read(model_dir)
     cost = fields.get("cost")
     keys = ("image_cpu_ms", "batch_cpu_ms_per_image", "peak_mb", "load_cpu_ms")
-    if not isinstance(cost, dict) or not all(isinstance(cost.get(k), (int, float)) for k in keys):
+    if not isinstance(cost, dict) or not all(k in cost for k in keys):
         raise ValueError(
             f"{model_dir}: its manifest records no cost (field 'cost' with {', '.join(keys)}): measure it "
             f"with `python -m training.cost {model_dir}` (make model and imgrec train do it)"
         )
-    if not all(math.isfinite(cost[k]) and cost[k] >= 0 for k in keys):
-        raise ValueError(f"{model_dir}: its manifest's cost figures must be finite and not negative: {cost}")
-    return cost
+    for key in keys:
+        value = cost[key]
+        try:
+            sane = not isinstance(value, bool) and 0 <= float(value) <= MOST
+        except (TypeError, ValueError, OverflowError):
+            sane = False
+        if not sane:
+            raise ValueError(
+                f"{model_dir}: its manifest's cost.{key} is {str(value)[:40]!r}: a figure is a number from 0 "
+                f"to {MOST:g}; measure it again with `python -m training.cost {model_dir}`"
+            )
+    return {**cost, **{key: float(cost[key]) for key in keys}}
 
 
 def vcpus(memory_size: int) -> float:
@@ -132,11 +142,13 @@ def gate_environment(settings, model: Need) -> dict[str, str]:
     api_ms = min(settings.api_timeout_seconds * 1000, API_GATEWAY_MS)
     environment = {
         "LARGEST_BATCH": str(largest),
+        "API_MS": str(api_ms),
         "BATCH_BUDGET_MS": str(api_ms - settings.decode_request_deadline_ms),
         "MEMORY_MB": str(settings.memory_size),
         "EXPECTED_IMAGE_MS": str(model.image_ms),
         "EXPECTED_BATCH_MS": str(round(model.batch_ms(largest), 1)),
         "EXPECTED_PEAK_MB": str(model.peak_mb + settings.decode_workers * DECODE_WORKER_MB),
+        "EXPECTED_LOAD_MS": str(model.load_ms),
     }
     if not settings.accept_slower_model:
         environment["LIVE_MARGIN"] = str(settings.quality_gate_cost_margin)

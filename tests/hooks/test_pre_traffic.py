@@ -233,6 +233,8 @@ COST_ENV = {
     "EXPECTED_IMAGE_MS": "10.8",
     "EXPECTED_BATCH_MS": "201.6",
     "EXPECTED_PEAK_MB": "383",
+    "EXPECTED_LOAD_MS": "120",
+    "API_MS": "29000",
 }
 
 
@@ -262,18 +264,25 @@ def test_the_report_line_is_read_as_lambda_writes_it() -> None:
     assert pre_traffic.reported(REPORT.format(ms="12.34", mb=230)) == {
         "duration_ms": 12.34,
         "max_memory_mb": 230,
+        "init_ms": 812.4,
     }
     assert pre_traffic.reported("START RequestId: 1\nEND RequestId: 1\n") == {}
     # A function that prints a REPORT-like line itself is followed by Lambda's own, which is read.
     printed = "REPORT RequestId: x\tDuration: 1.00 ms\tMax Memory Used: 1 MB\n" + REPORT.format(ms=99, mb=300)
-    assert pre_traffic.reported(printed) == {"duration_ms": 99.0, "max_memory_mb": 300}
+    assert pre_traffic.reported(printed) == {"duration_ms": 99.0, "max_memory_mb": 300, "init_ms": 812.4}
 
 
 def test_a_version_within_its_cost_takes_traffic_and_its_figures_are_logged(app, capsys) -> None:
     status, lambda_client = gated(app, new=(14.0, 230))
     line = logged(capsys)
     assert status == "Succeeded", line
-    assert line["cost"] == {"photo_ms": 14.0, "batch_ms": 14.0, "peak_mb": 230.0}
+    assert line["cost"] == {
+        "init_ms": 812.4,
+        "cold_ms": 826.4,
+        "photo_ms": 14.0,
+        "batch_ms": 14.0,
+        "peak_mb": 230.0,
+    }
     assert line["live_cost"] == {"photo_ms": 15.0, "batch_ms": 15.0, "peak_mb": 220.0}
     sent = lambda_client.invoked
     new = ENV["TARGET_VERSION_ARN"]
@@ -324,4 +333,75 @@ def test_a_live_version_that_cannot_be_measured_does_not_hold_the_new_one(app, c
     status, _ = gated(app, new=(14.0, 230), live=None)
     line = logged(capsys)
     assert status == "Succeeded", line
-    assert line["live_cost"].startswith("not measured: Lambda reported no Duration")
+    assert line["live_cost"] == {} and "reported no Duration" in line["live_not_measured"][0]
+
+
+# Found by an attack on the gate: each of these once let a costly or broken version through.
+def answering_version(app, batch_answer=None, first_ms: float = 14.0):
+    """The real function, with Lambda's figures: ``first_ms`` for its first request (cold, with 9.9 s
+    of init), 14 ms warm; ``batch_answer`` replaces its answer to a JSON batch."""
+    calls = []
+
+    def invoke(event):
+        calls.append(event)
+        first = len(calls) == 1
+        if batch_answer is not None and event["headers"]["content-type"] == "application/json":
+            return batch_answer(event), {"duration_ms": 2.0, "max_memory_mb": 200}
+        figures = {"duration_ms": first_ms if first else 14.0, "max_memory_mb": 230}
+        return app.api_handler(event, LocalContext()), figures | ({"init_ms": 9900.0} if first else {})
+
+    return invoke
+
+
+def cost_gate(**changes) -> pre_traffic.Gate:
+    cost = pre_traffic.cost_from({**COST_ENV, **{k: str(v) for k, v in changes.items()}})
+    return pre_traffic.Gate(model={"name": "mobilenet_v2", "version": "1.0.0"}, cost=cost)
+
+
+def test_a_cold_start_over_its_record_or_the_apis_limit_is_stopped(app) -> None:
+    """9.9 s of init against a recorded load of 120 ms; a first request of 28 s (a model loaded
+    lazily) beside it is over the API's 29 s with the init."""
+    verdict = pre_traffic.check(answering_version(app, first_ms=28_000.0), cost_gate(), CHECK)
+    assert not verdict.passed
+    assert "init_ms 9900 over 3120 ms of init: the recorded load time" in verdict.reason, verdict.reason
+    assert "cold_ms 37900 over 29000 ms for a new environment's first request" in verdict.reason
+
+
+def test_a_batch_answered_without_the_model_is_stopped(app) -> None:
+    def hollow(event):
+        count = len(json.loads(event["body"])["images"])
+        return {"statusCode": 200, "body": json.dumps({"results": ["predictions"] * count})}
+
+    verdict = pre_traffic.check(answering_version(app, hollow), cost_gate(), CHECK)
+    assert not verdict.passed and "the batch of 16: an image was not answered" in verdict.reason, verdict
+
+
+def test_a_live_version_that_refuses_the_new_batch_is_still_compared_on_its_photos(app, capsys) -> None:
+    """A deploy that raises maxImagesPerRequest: live answers 400 to the batch, and its photos still
+    hold the new version (40 ms against live's 14 + 50 %)."""
+    refusing = {"statusCode": 400, "body": '{"error": "16 images in one request; the limit is 8."}'}
+    live = answering_version(app, lambda event: refusing)
+
+    def slower(event):
+        answer, figures = app.api_handler(event, LocalContext()), {"duration_ms": 40.0, "max_memory_mb": 230}
+        return answer, figures
+
+    verdict = pre_traffic.check(slower, cost_gate(EXPECTED_IMAGE_MS=100), CHECK, live=live)
+    assert not verdict.passed and "photo_ms 40 over the live version's 14 + 50%" in verdict.reason, verdict
+    assert "batch: status 400" in verdict.figures["live_not_measured"][0]
+
+
+def test_the_hook_stops_measuring_while_it_can_still_report(app) -> None:
+    left = iter([300.0, 300.0, pre_traffic.REPORT_MARGIN_S - 1])
+    verdict = pre_traffic.check(
+        answering_version(app), cost_gate(), CHECK, seconds_left=lambda: next(left, 0.0)
+    )
+    assert not verdict.passed and verdict.reason == "cost: out of time while measuring the cost"
+
+
+def test_the_hook_reports_even_when_its_environment_is_broken() -> None:
+    codedeploy = FakeCodeDeploy()
+    status = pre_traffic.run(
+        {"DeploymentId": "d", "LifecycleEventHookExecutionId": "h"}, object(), codedeploy, {}
+    )
+    assert status == "Failed" and codedeploy.reported[0]["status"] == "Failed"

@@ -67,8 +67,10 @@ def test_a_manifest_without_a_cost_says_how_to_measure_it(tmp_path) -> None:
     (tmp_path / "manifest.json").write_text('{"name": "x"}')
     with pytest.raises(ValueError, match=r"records no cost .* measure it with `python -m training.cost "):
         model_cost.recorded(tmp_path)
-    (tmp_path / "manifest.json").write_text(
-        '{"cost": {"image_cpu_ms": NaN, "batch_cpu_ms_per_image": 1, "peak_mb": 1, "load_cpu_ms": 1}}'
-    )
-    with pytest.raises(ValueError, match="must be finite and not negative"):
-        model_cost.recorded(tmp_path)
+    for broken in ("NaN", "true", "-1", "1e308", "9" * 400, '"fast"', "[1]"):
+        others = '"batch_cpu_ms_per_image": 1, "peak_mb": 1, "load_cpu_ms": 1'
+        (tmp_path / "manifest.json").write_text(f'{{"cost": {{"image_cpu_ms": {broken}, {others}}}}}')
+        with pytest.raises(
+            ValueError, match=r"cost.image_cpu_ms is .*: a figure is a number from 0 to 1e\+07"
+        ):
+            model_cost.recorded(tmp_path)
