@@ -54,7 +54,8 @@ def entry_point_for(event: dict[str, Any]):
 
 def write_table(out: TextIO, title: str, record: dict[str, Any]) -> bool:
     """A ranked table of ``record["predictions"]``, or its error; True when it is an error.
-    An answer below the confidence threshold says so, as the API's ``"uncertain": true`` does."""
+    An answer below the confidence threshold says so, as the API's ``"uncertain": true`` does, and an
+    answer about a photo unlike the model's training data, as ``"in_domain": false`` does."""
     out.write(f"\n{title}\n")
     if "error" in record:
         out.write(f"  error {record['code']}: {record['error']}\n")
@@ -62,6 +63,8 @@ def write_table(out: TextIO, title: str, record: dict[str, Any]) -> bool:
     for rank, prediction in enumerate(record["predictions"], start=1):
         bar = "#" * round(prediction["probability"] * 30)
         out.write(f"  {rank}. {prediction['label']:<28} {prediction['probability']:7.2%}  {bar}\n")
+    if record.get("in_domain") is False:
+        out.write("  out of domain: this doesn't look like anything this model knows\n")
     if record.get("uncertain"):
         out.write("  uncertain: the top class is below the confidence threshold; a person should look\n")
     return False

@@ -41,11 +41,11 @@ class EveryThirdFails(Classifier):
     def __init__(self, base: Classifier) -> None:
         super().__init__(base._backend, base._labels, base.info, base.manifest)
 
-    def classify(self, batch: np.ndarray, top_k: int = 5) -> list[list[Prediction]]:
+    def assess(self, batch: np.ndarray, top_k: int = 5) -> list[tuple[list[Prediction], bool]]:
         if self.calls % 3 == 2:
             self.calls += 1
             raise RuntimeError("a bug in the new version (injected)")
-        return super().classify(batch, top_k)
+        return super().assess(batch, top_k)
 
 
 def run(model_dir: Path | None, out: TextIO) -> int:

@@ -6,6 +6,8 @@ version (the rollout signals are per function version: another question). Per pr
 
 - ``Top1Confidence``: the top-1 probability (calibrated when the model has a temperature);
 - ``ModelUncertain``: 0 or 1, when a confidence threshold applies (Average: the uncertain rate);
+- ``ModelOutOfDomain``: 0 or 1, whether the photo was unlike the model's training data (Average: the
+  share of photos the model does not know; rises when users point it at something new);
 - ``TopClass_<label>``: for models of at most ``WATCHED_CLASSES`` classes, 1 for the top-1 class
   and 0 for the others (Average: the class's share). ImageNet's 1,000 classes would be 1,000
   metrics per version (about $300 a month): they are not watched one by one.
@@ -39,6 +41,9 @@ def observe(answers: list[dict], model: dict, labels: list[str]) -> None:
             model_metrics.add_metric(
                 name="ModelUncertain", unit=MetricUnit.Count, value=1 if answer["uncertain"] else 0
             )
+        model_metrics.add_metric(
+            name="ModelOutOfDomain", unit=MetricUnit.Count, value=0 if answer.get("in_domain", True) else 1
+        )
         for label in watched:
             model_metrics.add_metric(
                 name=top_class_metric(label), unit=MetricUnit.Count, value=1 if top["label"] == label else 0

@@ -66,6 +66,14 @@ def probabilities(classifier: serving.Classifier, images: np.ndarray) -> np.ndar
     return np.concatenate(out) if out else np.zeros((0, len(classifier.labels)), np.float32)
 
 
+def distances(classifier: serving.Classifier, images: np.ndarray) -> np.ndarray:
+    """The serving model's in-domain distance of each image, batch by batch (its detector's)."""
+    out = [classifier.outputs(images[i : i + BATCH])[1] for i in range(0, len(images), BATCH)]
+    if any(d is None for d in out):
+        raise ValueError(f"{classifier.info.name} has no in-domain detector")
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
 def _class_map(classifier: serving.Classifier, folders: list[str]) -> list[int]:
     """Each folder's output index: its label, or (ImageNet) its WordNet id."""
     by_name = {label: index for index, (_, label) in enumerate(classifier.entries)}

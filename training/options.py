@@ -32,13 +32,31 @@ class Options:
     rotation: float = option(0.1, "augmentation: RandomRotation factor (0.5: any angle)")
     zoom: float = option(0.1, "augmentation: RandomZoom factor")
     patience: int = option(4, "epochs without a better validation AUC before stopping")
-    feature_cache: bool = option(True, "head phase on cached base features (fast; no augmentation)")
+    feature_cache: bool = option(True, "head phase on cached base features (fast; see --feature-copies)")
+    feature_copies: int = option(
+        0,
+        "with --feature-cache: also cache N augmented copies of each training photo (flips, rotation, "
+        "zoom; N more feature passes); validation stays as it is",
+    )
+    class_weight: str = option(
+        "balanced", "balanced (each class counts alike), sqrt (its square root: halfway) or none"
+    )
     flip_average: bool = option(True, "served model averages each photo with its mirror (2x inference)")
     imagenet_scores: bool = option(False, "the head also reads MobileNetV2's 1,000 ImageNet class scores")
+    imagenet_start: bool = option(
+        True,
+        "where a folder's training photos concentrate on one ImageNet class (the zero-shot answer), its "
+        "head column starts as ImageNet's classifier for it (printed; --imagenet-classes wins)",
+    )
     imagenet_classes: str = option(
         "",
         "your classes are ImageNet's (FOLDER=LABEL,...: ants=ant,bees=bee): the head starts as ImageNet's "
         "own classifier for them (the zero-shot answer) and keeps it unless training beats it on validation",
+    )
+    outside: str = option(
+        "",
+        "folders of photos that are none of your classes (comma-separated; any layout): the in-domain "
+        "detector's outside set on the card, beside the shared ImageNet photos and synthetic ones",
     )
     target_sensitivity: float = option(0.9, "two classes: the sensitivity a second threshold is chosen for")
     quantize: str | None = option(None, "add a full-integer int8 .tflite", flag=False)
@@ -58,6 +76,10 @@ class Options:
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1")
+        if self.feature_copies < 0:
+            problems.append("--feature-copies cannot be negative")
+        if self.class_weight not in ("balanced", "sqrt", "none"):
+            problems.append("--class-weight must be balanced, sqrt or none")
         if self.fine_tune_layers < 0 or self.fine_tune_epochs < 0:
             problems.append("--fine-tune-layers and --fine-tune-epochs cannot be negative")
         if self.imagenet_classes:
@@ -69,6 +91,12 @@ class Options:
                 problems.append("--imagenet-classes and --imagenet-scores: choose one")
         if problems:
             raise ValueError("; ".join(problems))
+
+    def outside_folders(self) -> list:
+        """``--outside`` as paths (empty: only the shared photos and the synthetic ones)."""
+        from pathlib import Path
+
+        return [Path(folder.strip()) for folder in self.outside.split(",") if folder.strip()]
 
     def imagenet_mapping(self) -> dict[str, str]:
         """``--imagenet-classes`` as ``{folder: ImageNet label}`` (empty: not given)."""

@@ -5,8 +5,9 @@ Keras' ``fit``; augmentation runs in the model (its preprocessing layers), so th
 reads. ``features``: the frozen base's pooled features (1,280 float32 a photo, 2,280 with ImageNet's
 class scores: 5 to 9 KB), computed once
 per split and kept on disk, so the head-only phase trains on them in seconds instead of running the
-base over every photo in every epoch (without augmentation: the measured trade-off is in
-docs/models.md).
+base over every photo in every epoch (augmented only through ``copies``: features of a few flipped,
+rotated and zoomed copies of each training photo, cached beside it; the measured trade-offs are in
+docs/models.md and docs/recipes.md).
 """
 
 from __future__ import annotations
@@ -43,16 +44,26 @@ def batches(pixels: Pixels, labels: np.ndarray, classes: int, batch_size: int, s
     return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
 
-def features(extractor, pixels: Pixels, batch_size: int, file: Path) -> np.ndarray:
+def features(
+    extractor, pixels: Pixels, batch_size: int, file: Path, augment=None, copies: int = 0
+) -> np.ndarray:
     """``extractor``'s output for every photo, batch by batch, into ``file`` (a ``.npy`` the caller
-    removes; memory: one batch)."""
+    removes; memory: one batch). With ``copies``, then that many augmented copies of every photo
+    (``augment``: the trainer's preprocessing layers, a new draw each time), after the originals:
+    row ``k * len(pixels) + i`` is copy ``k`` of photo ``i`` (``k = 0``: the photo itself)."""
     from tqdm import tqdm
 
-    out = np.lib.format.open_memmap(file, "w+", np.float32, (len(pixels), extractor.output_shape[-1]))
-    for start in tqdm(range(0, len(pixels), batch_size), desc="features", unit="batch", leave=False):
-        chosen = np.arange(start, min(start + batch_size, len(pixels)))
+    count = len(pixels)
+    shape = ((1 + copies) * count, extractor.output_shape[-1])
+    out = np.lib.format.open_memmap(file, "w+", np.float32, shape)
+    steps = [(copy, start) for copy in range(1 + copies) for start in range(0, count, batch_size)]
+    for copy, start in tqdm(steps, desc="features", unit="batch", leave=False):
+        chosen = np.arange(start, min(start + batch_size, count))
+        batch = pixels[chosen]
+        if copy:
+            batch = np.asarray(augment(batch, training=True))
         # predict_on_batch runs the compiled graph: an eager call keeps every activation alive and
         # peaked at 3.7 GB over 20 batches of 32 here, this stays near the model's own size.
-        out[chosen] = extractor.predict_on_batch(pixels[chosen])
+        out[copy * count + chosen] = extractor.predict_on_batch(batch)
     out.flush()
     return out

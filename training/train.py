@@ -41,7 +41,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 from handler.recognition import manifest as model_manifest
 from handler.recognition import model as serving
 from handler.recognition.manifest import LABELS_FILE
-from training import checkset, cost, evaluate, metrics, plots, stream
+from training import checkset, cost, evaluate, imagenet_start, in_domain, metrics, plots, stream
 from training.dataset import (
     Dataset,
     DatasetError,
@@ -66,7 +66,7 @@ CALIBRATION_IMAGES = 100
 CHECK_PHOTOS = 32
 
 
-def build(classes: int, options: Options, imagenet_rows: list[int] | None = None):
+def build(classes: int, options: Options, imagenet_rows: list[int | None] | None = None, full=None):
     """The models, sharing their layers: ``trainer`` (augmentation, then the classifier), ``served``
     (the classifier; with ``flip_average`` the mean of a photo's and its mirror's answers),
     ``extractor`` (the frozen base, pooled: the cached features), ``head`` (on those features), and
@@ -76,10 +76,11 @@ def build(classes: int, options: Options, imagenet_rows: list[int] | None = None
     import keras
     from keras import layers
 
-    keras.utils.set_random_seed(options.seed)
     # MobileNetV2 up to its last feature layer is exactly what include_top=False returns; built from
     # the full ImageNet weights so a machine that cached only that file (offline) can train too.
-    full = keras.applications.MobileNetV2(weights="imagenet")
+    if full is None:  # else the caller seeded before building it: the same draws either way
+        keras.utils.set_random_seed(options.seed)
+        full = keras.applications.MobileNetV2(weights="imagenet")
     base = keras.Model(full.input, full.get_layer("out_relu").output, name="mobilenet_v2_base")
     base.trainable = False
     augmentation = keras.Sequential(
@@ -123,10 +124,16 @@ def build(classes: int, options: Options, imagenet_rows: list[int] | None = None
     extractor = keras.Model(inputs, features(inputs), name="features")
     cached = keras.Input(extractor.output_shape[1:])
     head = keras.Model(cached, top(cached), name="head")
-    if imagenet_rows:
+    if imagenet_rows:  # a None row: a folder ImageNet does not know keeps its random start
         kernel, bias = imagenet.get_weights()
-        head_output.set_weights([kernel[:, imagenet_rows], bias[imagenet_rows]])
-    return trainer, served, extractor, head, base
+        start_kernel, start_bias = head_output.get_weights()
+        for column, row in enumerate(imagenet_rows):
+            if row is not None:
+                start_kernel[:, column], start_bias[column] = kernel[:, row], bias[row]
+        head_output.set_weights([start_kernel, start_bias])
+    # The pooled backbone features alone (after fine-tuning too): what the in-domain detector reads.
+    pooled = keras.Model(inputs, pool(base(inputs, training=False)), name="pooled_features")
+    return trainer, served, extractor, head, base, pooled
 
 
 def imagenet_rows(options: Options, classes: list[str]) -> list[int] | None:
@@ -184,10 +191,18 @@ def auc_metric(classes: int):
     return PositiveClassAUC(name="auc")
 
 
-def class_weights(labels: np.ndarray, classes: int) -> dict[int, float]:
-    """Balanced weights: each class counts as much as the others, whatever its size."""
+def class_weights(labels: np.ndarray, classes: int, scheme: str = "balanced") -> dict[int, float] | None:
+    """``balanced``: each class counts as much as the others, whatever its size; ``sqrt``: the
+    square root of those weights (halfway to unweighted); ``none``: no weights."""
+    if scheme == "none":
+        return None
+    power = 0.5 if scheme == "sqrt" else 1.0
     counts = np.bincount(labels, minlength=classes)
-    return {index: float(len(labels) / (classes * count)) for index, count in enumerate(counts) if count}
+    return {
+        index: float((len(labels) / (classes * count)) ** power)
+        for index, count in enumerate(counts)
+        if count
+    }
 
 
 def best_score(history: dict) -> tuple[float, float]:
@@ -212,9 +227,9 @@ def fit(
     fine-tuning). Returns both phases' histories and how long each took."""
     import keras
 
-    trainer, _, extractor, head, base = models
+    trainer, _, extractor, head, base, _ = models
     classes = len(train.classes)
-    weights = class_weights(train.labels, classes)
+    weights = class_weights(train.labels, classes, options.class_weight)
     validation_stream = stream.batches(validation.images, validation.labels, classes, options.batch_size)
 
     def run(model, epochs: int, data, validation_data) -> dict:
@@ -261,8 +276,20 @@ def fit(
     started = time.perf_counter()
     start_weights = trainer.get_weights()
     if options.feature_cache:
-        print("phase 1: the head, on the base's features (computed once)", flush=True)
-        train_features = stream.features(extractor, train.images, options.batch_size, scratch / "train.npy")
+        copies = options.feature_copies
+        print(
+            "phase 1: the head, on the base's features (computed once"
+            + (f"; with {copies} augmented copies of each training photo)" if copies else ")"),
+            flush=True,
+        )
+        train_features = stream.features(
+            extractor,
+            train.images,
+            options.batch_size,
+            scratch / "train.npy",
+            augment=trainer.get_layer("augmentation"),
+            copies=copies,
+        )
         validation_features = stream.features(
             extractor, validation.images, options.batch_size, scratch / "validation.npy"
         )
@@ -273,7 +300,7 @@ def fit(
         history["head"] = run(
             head,
             options.epochs,
-            (np.asarray(train_features), targets[train.labels]),
+            (np.asarray(train_features), targets[np.tile(train.labels, 1 + copies)]),
             validation_data,
         )
     else:
@@ -317,6 +344,55 @@ def fit(
     return rounded, seconds
 
 
+def imagenet_start_of(keras, full, train: Dataset, options: Options) -> tuple[list[int | None] | None, dict]:
+    """The head's ImageNet start proposed from the training photos (``training/imagenet_start.py``):
+    its rows in folder order and ``{folder: ImageNet label}``, printed with the shares behind them."""
+    from layers.model.export import fetch_labels
+
+    top1 = imagenet_start.top1_rows(full, train.images, options.batch_size)
+    proposals = imagenet_start.propose(top1, train.labels, train.classes, fetch_labels(keras))
+    print("ImageNet start (--no-imagenet-start: none; --imagenet-classes: your own mapping):", flush=True)
+    for line in imagenet_start.described(proposals):
+        print(f"  {line}", flush=True)
+    return imagenet_start.rows_of(proposals), {p.folder: p.label for p in proposals if p.taken}
+
+
+def with_detector(keras, models: tuple, train: Dataset, validation: Dataset, options: Options, scratch: Path):
+    """The served model with its in-domain detector (``training/in_domain.py``) as a second output:
+    fitted on the training split's pooled features, thresholded on the validation split's; and the
+    manifest's ``in_domain``."""
+    served, pooled = models[1], models[5]
+    train_features = stream.features(pooled, train.images, options.batch_size, scratch / "pooled-train.npy")
+    validation_features = stream.features(
+        pooled, validation.images, options.batch_size, scratch / "pooled-validation.npy"
+    )
+    detector, shrinkage = in_domain.fit(np.asarray(train_features), train.labels, len(train.classes))
+    limit = in_domain.threshold(detector.distances(np.asarray(validation_features)))
+    fields = {
+        "threshold": round(limit, 4),
+        "output": in_domain.OUTPUT,
+        "measure": in_domain.MEASURE,
+        "validation_pass_rate": in_domain.PASS_RATE,
+        "shrinkage": round(shrinkage, 4),
+    }
+    return in_domain.attach(keras, served, pooled, detector), fields
+
+
+def outside_figures(classifier, test: Dataset, options: Options, limit: float) -> dict:
+    """The detector as served, on the test split and on the outside set (the card's figures)."""
+    outside, sources = in_domain.outside_pixels(options.outside_folders(), options.seed)
+    figures = in_domain.figures(
+        evaluate.distances(classifier, test.images), evaluate.distances(classifier, outside), limit, sources
+    )
+    print(
+        f"in domain: {figures['test_pass_rate']:.0%} of test photos pass, "
+        f"{figures['outside_catch_rate']:.0%} of {figures['outside_photos']} outside photos are caught "
+        f"(AUROC {figures['auroc']:.3f})",
+        flush=True,
+    )
+    return figures
+
+
 def to_tflite(served, calibration: np.ndarray | None = None) -> bytes:
     """fp32 TFLite, or with ``calibration`` images a full-integer int8 model with float input/output."""
     import contextlib
@@ -349,6 +425,41 @@ NOT_FITTED = (
 )
 
 
+NOT_BETTER = (
+    "the fitted temperature lowered the validation split's NLL but not its expected calibration "
+    "error: the probabilities are served as the model gives them (T = 1)"
+)
+
+
+def warnings_of(card: dict, test_truth: np.ndarray, classes: int) -> list[str]:
+    """What a person must know before trusting the card: test figures that do not beat chance or
+    the majority class (their interval includes it), calibration that made the test split worse."""
+    found = []
+    test = card["test"]
+    majority = float(np.bincount(test_truth, minlength=classes).max() / len(test_truth))
+    low, high = test["accuracy_95ci"]
+    if low <= majority:
+        found.append(
+            f"test accuracy {test['accuracy']:.3f} (95 % interval {low:.3f}-{high:.3f}) does not beat always "
+            f"answering the largest class ({majority:.3f}): this model may have learned nothing useful"
+        )
+    if "roc_auc_95ci" in test and test["roc_auc_95ci"][0] <= 0.5:
+        auc_low, auc_high = test["roc_auc_95ci"]
+        found.append(
+            f"test ROC AUC {test['roc_auc']:.3f} (95 % interval {auc_low:.3f}-{auc_high:.3f}) does not beat "
+            "chance (0.5)"
+        )
+    fitted = card.get("calibration", {})
+    before, after = fitted.get("ece_before", {}).get("test"), fitted.get("ece_after", {}).get("test")
+    if before is not None and after is not None and after > before:
+        found.append(
+            f"calibration (T = {fitted['temperature']:g}, fitted on validation) made the test split's "
+            f"expected calibration error worse ({before:.3f} -> {after:.3f}); T is kept because the test "
+            "split chooses nothing: more validation photos would fit it better"
+        )
+    return found
+
+
 def calibration(
     validation_truth: np.ndarray,
     validation: np.ndarray,
@@ -365,6 +476,10 @@ def calibration(
     if temperature <= low * 1.001 and (validation.argmax(axis=1) == validation_truth).all():
         temperature, note = 1.0, NOT_FITTED
     temperature = round(temperature, 4)
+    if note is None and metrics.expected_calibration_error(
+        validation_truth, serving.calibrated(validation, temperature)
+    ) > metrics.expected_calibration_error(validation_truth, validation):
+        temperature, note = 1.0, NOT_BETTER  # decided on validation: the test split chooses nothing
     splits = {"validation": (validation_truth, validation), "test": (test_truth, test)}
     fitted = {
         "temperature": temperature,
@@ -542,7 +657,7 @@ def _train(
     options: Options,
     test_dir: Path | None,
     scratch: Path,
-    rows: list[int] | None = None,
+    rows: list[int | None] | None = None,
 ) -> dict:
     started = time.perf_counter()
     dataset = load(data_dirs, workdir=scratch)
@@ -556,10 +671,16 @@ def _train(
         f"validation and {len(test.labels)} test photos; {len(dataset.skipped)} skipped",
         flush=True,
     )
-    models = build(len(dataset.classes), options, rows)
+    start = options.imagenet_mapping()
+    keras.utils.set_random_seed(options.seed)
+    full = keras.applications.MobileNetV2(weights="imagenet")  # the base, and the zero-shot answer
+    if rows is None and options.imagenet_start and not options.imagenet_scores:
+        rows, start = imagenet_start_of(keras, full, train_set, options)
+    models = build(len(dataset.classes), options, rows, full)
     served = models[1]
     history, phase_seconds = fit(models, train_set, validation, options, scratch, warm_start=bool(rows))
     training_seconds = time.perf_counter() - started
+    served, detector = with_detector(keras, models, train_set, validation, options, scratch)
 
     served.save(staging / KERAS_FILE)
     (staging / TFLITE_FILE).write_bytes(to_tflite(served))
@@ -576,8 +697,9 @@ def _train(
         "base_model": BASE_MODEL,
         "head": (
             "linear, started as ImageNet's classifier for "
-            + ", ".join(f"{c}={label}" for c, label in options.imagenet_mapping().items())
+            + ", ".join(f"{c}={label}" for c, label in start.items())
             + " (the zero-shot answer)"
+            + ("" if len(start) == len(dataset.classes) else "; the other classes from a random start")
             if rows
             else "Dense(1024, relu), dropout, softmax; random start"
         ),
@@ -617,6 +739,7 @@ def _train(
             "python": sys.version.split()[0],
         },
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "in_domain": detector,
         "card": card,
     }
     files = [KERAS_FILE, TFLITE_FILE, LABELS_FILE, *([INT8_FILE] if options.quantize else [])]
@@ -628,7 +751,7 @@ def _train(
     keras_probabilities = served.predict(
         stream.batches(validation.images, validation.labels, len(dataset.classes), options.batch_size),
         verbose=0,
-    )
+    )[0]
     raw = serving.load_classifier(staging, "litert", threads=2)  # no calibration in the manifest yet
     raw_validation = evaluate.probabilities(raw, validation.images)
     card["tflite_vs_keras"] = agreement(keras_probabilities, raw_validation)
@@ -658,9 +781,13 @@ def _train(
             "The validation split's report: [validation/report.md](validation/report.md).\n"
             + calibration_section(fields["calibration"])
         )
+    card["in_domain"] = outside_figures(classifier, test, options, detector["threshold"])
     card["baseline"] = baseline(fp32, dataset.classes, options.min_confidence)
     card["validation"] = evaluate.card_figures(chosen)
     card["test"] = evaluate.card_figures(tested)
+    card["warnings"] = warnings_of(card, test.labels, len(dataset.classes))
+    for warning in card["warnings"]:
+        print(f"WARNING: {warning}", flush=True)
     if options.quantize == "int8":
         int8_classifier = serving.load_classifier(staging, "litert", threads=2, precision="int8")
         int8 = evaluate.probabilities(int8_classifier, test.images)

@@ -37,6 +37,10 @@ class ModelInfo(BaseModel):
 class PredictionAnswer(BaseModel):
     predictions: list[Prediction] = Field(description="best first; top_k entries (default 5)")
     model: ModelInfo
+    in_domain: bool = Field(
+        description="false: the photo is unlike anything the model was trained on (its ranking is still "
+        "given); always true for a model without a detector (the ImageNet export)"
+    )
     uncertain: bool | None = Field(
         default=None, description="present when MIN_CONFIDENCE applies: top-1 below it, refer to a person"
     )

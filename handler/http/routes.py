@@ -23,7 +23,6 @@ from handler.http import page, payload, uploads
 from handler.http.answers import FeedbackAnswer, HealthAnswer, ModelAnswer, PredictionAnswer
 from handler.http.web import base_url, error_responses, json_response, request_body, request_text
 from handler.recognition.errors import BadRequest, Code
-from handler.recognition.recognizer import ImageResult
 from handler.runtime import Runtime
 
 logger = Logger(child=True)
@@ -80,12 +79,18 @@ def predict(
         count_uncertain(results)
         return json_response(HTTPStatus.OK, {"results": results, "model": info})
     (image,) = images.images
-    predictions = runtime.recognizer.classify_one(image, top_k)
-    best = predictions[0]
+    result = runtime.recognizer.classify_one(image, top_k)
+    best = (result.predictions or [])[0]
     logger.info(
-        "classified", extra={"image_bytes": len(image), "top1": best.label, "probability": best.probability}
+        "classified",
+        extra={
+            "image_bytes": len(image),
+            "top1": best.label,
+            "probability": best.probability,
+            "in_domain": result.in_domain,
+        },
     )
-    (answer,) = answering.answers(runtime, [image], [ImageResult(predictions=predictions)], source=source)
+    (answer,) = answering.answers(runtime, [image], [result], source=source)
     count_uncertain([answer])
     return json_response(HTTPStatus.OK, {**answer, "model": info})
 

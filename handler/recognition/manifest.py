@@ -164,6 +164,14 @@ def _check_schema(path: Path, fields: dict) -> None:
                 f"{path}: field 'calibration.temperature' is {temperature!r}; a fitted temperature is "
                 "a finite number from 0.05 to 20"
             )
+    if "in_domain" in fields:
+        detector = _field(path, fields, "in_domain", dict)
+        threshold = _field(path, detector, "threshold", (int, float), "in_domain.")
+        if not math.isfinite(threshold) or threshold <= 0:
+            raise ManifestError(
+                f"{path}: field 'in_domain.threshold' is {threshold!r}; a fitted threshold is a positive "
+                "distance"
+            )
     artifacts = fields.get("artifacts", {})
     if not isinstance(artifacts, dict) or not all(isinstance(v, str) for v in artifacts.values()):
         raise ManifestError(f"{path}: field 'artifacts' must map a kind to a file name")

@@ -57,14 +57,31 @@ class ModelInfo:
 
 
 class Backend(Protocol):
-    """An inference engine: a batch of preprocessed images in, softmax probabilities out."""
+    """An inference engine: a batch of preprocessed images in, softmax probabilities out, and, for
+    a model that carries an in-domain detector (``imgrec train``'s), each image's distance to what
+    it was trained on."""
 
     input_shape: tuple[int, ...]  # one image's shape, e.g. (224, 224, 3)
     classes: int  # outputs per image
+    detects: bool  # it answers a distance too
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(n, 224, 224, 3) float32 -> (n, 1000) float32."""
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(n, 224, 224, 3) float32 -> (n, classes) probabilities, (n,) distances or None."""
         ...
+
+
+def _split(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """A model's outputs as (probabilities, distances): the distance is the one-wide output (a
+    converter orders outputs as it likes; no classifier has one class)."""
+    if len(outputs) == 1:
+        return outputs[0], None
+    if len(outputs) != 2 or sum(o.shape[-1] == 1 for o in outputs) != 1:
+        raise ManifestError(
+            f"the model has outputs {[o.shape for o in outputs]}: expected probabilities and one distance"
+        )
+    distance = next(o for o in outputs if o.shape[-1] == 1)
+    probabilities = next(o for o in outputs if o.shape[-1] != 1)
+    return probabilities, distance.reshape(-1)
 
 
 class LiteRTBackend:
@@ -82,18 +99,21 @@ class LiteRTBackend:
         self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         self._input = inputs[0]["index"]
-        self._output = outputs[0]["index"]
+        self._outputs = [output["index"] for output in outputs]
         self.input_shape = tuple(int(n) for n in inputs[0]["shape"][1:])
-        self.classes = int(outputs[0]["shape"][-1])
+        self.classes = int(max(output["shape"][-1] for output in outputs))
+        self.detects = len(outputs) == 2  # a distance beside the probabilities
         self._batch_size = 0
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) > self.CHUNK:
-            chunks = [batch[start : start + self.CHUNK] for start in range(0, len(batch), self.CHUNK)]
-            return np.concatenate([self._invoke(chunk) for chunk in chunks])
-        return self._invoke(batch)
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        chunks = [batch[start : start + self.CHUNK] for start in range(0, len(batch), self.CHUNK)]
+        answered = (
+            [self._invoke(chunk) for chunk in chunks] if len(batch) > self.CHUNK else [self._invoke(batch)]
+        )
+        joined = [np.concatenate([outputs[i] for outputs in answered]) for i in range(len(self._outputs))]
+        return _split(joined)
 
-    def _invoke(self, batch: np.ndarray) -> np.ndarray:
+    def _invoke(self, batch: np.ndarray) -> list[np.ndarray]:
         """One interpreter call. Not thread-safe, and need not be: Lambda runs one event at a time
         per process (the local server gives each concurrent request its own function)."""
         if len(batch) != self._batch_size:  # reallocate only when the batch size changes
@@ -102,7 +122,7 @@ class LiteRTBackend:
             self._batch_size = len(batch)
         self._interpreter.set_tensor(self._input, np.ascontiguousarray(batch, dtype=np.float32))
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output).copy()
+        return [self._interpreter.get_tensor(index).copy() for index in self._outputs]
 
 
 class KerasBackend:
@@ -124,12 +144,17 @@ class KerasBackend:
 
         model = keras.models.load_model(path, compile=False)
         self.input_shape = tuple(model.input_shape[1:])
-        self.classes = int(model.output_shape[-1])
+        shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
+        self.classes = int(max(shape[-1] for shape in shapes))
+        self.detects = len(shapes) == 2
         signature = tf.TensorSpec(shape=(None, *model.input_shape[1:]), dtype=tf.float32)
         self._infer = tf.function(lambda x: model(x, training=False), input_signature=[signature])
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        return self._infer(np.asarray(batch, dtype=np.float32)).numpy()
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        answered = self._infer(np.asarray(batch, dtype=np.float32))
+        return _split(
+            [o.numpy() for o in answered] if isinstance(answered, (list, tuple)) else [answered.numpy()]
+        )
 
 
 ENGINES: dict[str, type[LiteRTBackend] | type[KerasBackend]] = {
@@ -169,6 +194,9 @@ class Classifier:
         self.info = info
         self.manifest = manifest or {}  # what the model directory says of itself (and its card)
         self.temperature = float(self.manifest.get("calibration", {}).get("temperature", 1.0))
+        # Above this distance an image is unlike anything the model was trained on (``in_domain``
+        # false); a model without a detector (the ImageNet export) knows no outside.
+        self.in_domain_threshold: float | None = self.manifest.get("in_domain", {}).get("threshold")
         self.calls = 0  # model invocations so far: lets tests and logs see that batches stay batched
 
     @property
@@ -178,7 +206,12 @@ class Classifier:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Calibrated softmax outputs for ``batch`` (evaluation needs them all, not a ranking)."""
-        return calibrated(self._backend.probabilities(batch), self.temperature)
+        return self.outputs(batch)[0]
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated softmax outputs and each image's in-domain distance (None: no detector)."""
+        probabilities, distances = self._backend.outputs(batch)
+        return calibrated(probabilities, self.temperature), distances
 
     def renamed(self, info: ModelInfo) -> Classifier:
         """The same loaded model answering under another name or version."""
@@ -186,18 +219,35 @@ class Classifier:
 
     def classify(self, batch: np.ndarray, top_k: int = 5) -> list[list[Prediction]]:
         """Rank the classes of each image in ``batch`` (one model call for the whole batch)."""
+        return [ranked for ranked, _ in self.assess(batch, top_k)]
+
+    def assess(self, batch: np.ndarray, top_k: int = 5) -> list[tuple[list[Prediction], bool]]:
+        """Each image's ranked classes and whether it looks like what the model was trained on
+        (``in_domain``; always true without a detector): one model call for the whole batch."""
         if batch.ndim == 3:
             batch = batch[np.newaxis]
-        probabilities = self.probabilities(batch)
+        probabilities, distances = self.outputs(batch)
         self.calls += 1
         top = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+        inside = self.inside(distances, len(batch))
         return [
-            [
-                Prediction(label=self._labels[i][1], probability=float(row[i]), class_id=self._labels[i][0])
-                for i in indices
-            ]
-            for row, indices in zip(probabilities, top, strict=True)
+            (
+                [
+                    Prediction(
+                        label=self._labels[i][1], probability=float(row[i]), class_id=self._labels[i][0]
+                    )
+                    for i in indices
+                ],
+                bool(known),
+            )
+            for row, indices, known in zip(probabilities, top, inside, strict=True)
         ]
+
+    def inside(self, distances: np.ndarray | None, count: int) -> np.ndarray:
+        """Which distances are within the detector's threshold (all, without one). NaN is outside."""
+        if distances is None or self.in_domain_threshold is None:
+            return np.ones(count, dtype=bool)
+        return np.asarray(distances <= self.in_domain_threshold)
 
     def warm_up(self, input_shape: tuple[int, int, int]) -> float:
         """Run one inference so the first request does not pay for allocation or tracing."""
@@ -235,6 +285,12 @@ def load_classifier(model_dir: Path, backend: str, threads: int, precision: str 
         raise ManifestError(
             f"{model_dir / LABELS_FILE} has {len(labels)} labels but {model_dir / model_file} has "
             f"{engine.classes} outputs: the labels must match the model's outputs one to one"
+        )
+    if engine.detects != ("in_domain" in fields):
+        raise ManifestError(
+            f"{model_dir / model_file} {'answers' if engine.detects else 'has no'} in-domain distance but "
+            f"{model_dir / MANIFEST_FILE} {'has no' if engine.detects else 'has a'} field 'in_domain': the "
+            "detector and its threshold come together (imgrec train writes both)"
         )
     info = ModelInfo(name=fields["name"], version=fields["version"], backend=backend)
     classifier = Classifier(engine, labels, info, fields)

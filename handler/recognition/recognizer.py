@@ -30,22 +30,26 @@ metrics = Metrics()
 
 @dataclass(frozen=True)
 class ImageResult:
-    """What became of one image: its predictions, or the refusal that stopped it."""
+    """What became of one image: its predictions and whether it looks like what the model knows,
+    or the refusal that stopped it."""
 
     predictions: list[Prediction] | None = None
     error: Refusal | None = None
+    in_domain: bool = True
 
     def to_dict(self, min_confidence: float | None = None) -> dict:
-        """The API's shape for one image: its predictions (``uncertain`` when a threshold is set),
-        or its error."""
+        """The API's shape for one image: its predictions, ``in_domain``, ``uncertain`` when a
+        threshold is set; or its error."""
         if self.error:
             return self.error.to_dict()
-        return answer_for(self.predictions or [], min_confidence)
+        return answer_for(self.predictions or [], min_confidence, self.in_domain)
 
 
-def answer_for(predictions: list[Prediction], min_confidence: float | None) -> dict:
-    """``{"predictions": [...]}``, plus ``"uncertain"`` when a confidence threshold applies."""
-    answer: dict = {"predictions": [p.to_dict() for p in predictions]}
+def answer_for(predictions: list[Prediction], min_confidence: float | None, in_domain: bool = True) -> dict:
+    """``{"predictions": [...], "in_domain": ...}``, plus ``"uncertain"`` when a confidence
+    threshold applies. ``in_domain`` false: the photo is unlike anything the model was trained on
+    (its ranking is still given); ``uncertain``: the model hesitates between its classes."""
+    answer: dict = {"predictions": [p.to_dict() for p in predictions], "in_domain": in_domain}
     if min_confidence is not None:
         answer["uncertain"] = not predictions or predictions[0].probability < min_confidence
     return answer
@@ -82,7 +86,7 @@ class Recognizer:
         """
         decoded, decode_ms = self._preprocess(images, self.limits(max_bytes), request_deadline)
         arrays = [item for item in decoded if isinstance(item, np.ndarray)]
-        ranked: list[list[Prediction]] = []
+        ranked: list[tuple[list[Prediction], bool]] = []
         if arrays:
             ranked = self._inference(np.stack(arrays), top_k, decode_ms)
         # The spare workers forked while the model ran; they are ready before this answer leaves,
@@ -90,12 +94,12 @@ class Recognizer:
         self.sandbox.replenish()
         return self._postprocess(decoded, ranked)
 
-    def classify_one(self, image: bytes, top_k: int) -> list[Prediction]:
+    def classify_one(self, image: bytes, top_k: int) -> ImageResult:
         """Classify a single image; raise its ``Refusal`` if it cannot be used."""
         (result,) = self.classify([image], top_k)
         if result.error:
             raise result.error
-        return result.predictions or []
+        return result
 
     def _preprocess(
         self, images: Sequence[bytes | Refusal], bounds: imaging.DecodeLimits, request_deadline: bool
@@ -115,9 +119,11 @@ class Recognizer:
             )
         return decoded, decode_ms
 
-    def _inference(self, batch: np.ndarray, top_k: int, decode_ms: float) -> list[list[Prediction]]:
+    def _inference(
+        self, batch: np.ndarray, top_k: int, decode_ms: float
+    ) -> list[tuple[list[Prediction], bool]]:
         started = time.perf_counter()
-        ranked = self.classifier.classify(batch, top_k=top_k)
+        ranked = self.classifier.assess(batch, top_k=top_k)
         inference_ms = (time.perf_counter() - started) * 1000
         metrics.add_metric(name="InferenceMs", unit=MetricUnit.Milliseconds, value=inference_ms)
         metrics.add_metric(name="BatchSize", unit=MetricUnit.Count, value=len(batch))
@@ -133,10 +139,17 @@ class Recognizer:
 
     @staticmethod
     def _postprocess(
-        decoded: list[np.ndarray | Refusal], ranked: list[list[Prediction]]
+        decoded: list[np.ndarray | Refusal], ranked: list[tuple[list[Prediction], bool]]
     ) -> list[ImageResult]:
         answers = iter(ranked)
         return [
-            ImageResult(error=item) if isinstance(item, Refusal) else ImageResult(predictions=next(answers))
+            ImageResult(error=item)
+            if isinstance(item, Refusal)
+            else ImageResult(*_with_domain(next(answers)))
             for item in decoded
         ]
+
+
+def _with_domain(answer: tuple[list[Prediction], bool]) -> tuple[list[Prediction], None, bool]:
+    predictions, in_domain = answer
+    return predictions, None, in_domain

@@ -253,8 +253,11 @@ class Monitoring(Construct):
                 left_y_axis=cw.YAxisProps(min=0, max=1),
             ),
             self._graph(
-                "Uncertain answers (share of predictions)",
-                [model.metric("ModelUncertain", "Average", FIVE_MINUTES, "uncertain share")],
+                "Uncertain and out-of-domain answers (share of predictions)",
+                [
+                    model.metric("ModelUncertain", "Average", FIVE_MINUTES, "uncertain share"),
+                    model.metric("ModelOutOfDomain", "Average", FIVE_MINUTES, "out-of-domain share"),
+                ],
                 left_annotations=line(baseline and baseline.uncertain_rate, "validation baseline"),
                 left_y_axis=cw.YAxisProps(min=0, max=1),
             ),

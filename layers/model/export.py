@@ -96,8 +96,8 @@ def quantize(tf, model, labels: list[list[str]], folder: Path, out_dir: Path) ->
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     with contextlib.redirect_stdout(io.StringIO()):
         (out_dir / INT8_FILE).write_bytes(converter.convert())
-    fp32 = LiteRTBackend(out_dir / TFLITE_FILE, 2).probabilities(held_out)
-    int8 = LiteRTBackend(out_dir / INT8_FILE, 2).probabilities(held_out)
+    fp32 = LiteRTBackend(out_dir / TFLITE_FILE, 2).outputs(held_out)[0]
+    int8 = LiteRTBackend(out_dir / INT8_FILE, 2).outputs(held_out)[0]
     return {
         "calibration": f"{CALIBRATION_IMAGES} photos of {folder.name} (ImageNet classes), seed 7",
         "images": len(held_out),

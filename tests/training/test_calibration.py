@@ -87,3 +87,34 @@ def test_the_baseline_is_what_drift_is_measured_against() -> None:
     }
     without = baseline(probabilities, ["ants", "bees", "wasps"], min_confidence=None)
     assert without["uncertain_rate"] is None and sum(without["top_class_share"].values()) == 1
+
+
+def test_warnings_name_a_model_no_better_than_the_majority_or_chance_and_calibration_that_hurt() -> None:
+    """The skin-lesion run a newcomer saw: AUC 0.566 with an interval spanning 0.5, calibration
+    that took the test ECE from 0.027 to 0.042, and nothing printed. Now each is said."""
+    from training.train import warnings_of
+
+    truth = np.array([0] * 8 + [1] * 2)
+    card = {
+        "test": {
+            "accuracy": 0.8,
+            "accuracy_95ci": [0.49, 0.94],
+            "roc_auc": 0.566,
+            "roc_auc_95ci": [0.3, 0.8],
+        },
+        "calibration": {"temperature": 1.3, "ece_before": {"test": 0.027}, "ece_after": {"test": 0.042}},
+    }
+    found = warnings_of(card, truth, 2)
+    assert len(found) == 3, found
+    assert "does not beat always answering the largest class (0.800)" in found[0]
+    assert "does not beat chance (0.5)" in found[1] and "(0.027 -> 0.042)" in found[2]
+    good = {
+        "test": {
+            "accuracy": 0.95,
+            "accuracy_95ci": [0.85, 0.99],
+            "roc_auc": 0.97,
+            "roc_auc_95ci": [0.9, 1.0],
+        },
+        "calibration": {"temperature": 1.1, "ece_before": {"test": 0.05}, "ece_after": {"test": 0.03}},
+    }
+    assert warnings_of(good, truth, 2) == []

@@ -4,7 +4,9 @@ training may only move it by doing better on validation. Trained on a few dozen 
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +106,44 @@ def test_a_wrong_start_is_trained_away(photos: Path, tmp_path: Path, classifier)
     assert (backwards.argmax(1) == labels).mean() < 0.5, "the start is wrong on these photos"
     # Validation: every ant ranked below every bee (the start ranked them all backwards: AUC 0).
     assert card["validation"]["roc_auc"] == 1.0 and card["test"]["accuracy"] > 0.5
+
+
+def test_without_a_mapping_the_start_is_proposed_from_the_training_photos(
+    photos: Path, tmp_path: Path, capsys
+) -> None:
+    """No --imagenet-classes: the zero-shot answer on each folder's training photos proposes ants=ant,
+    bees=bee, prints it with its support, and the head starts there; --no-imagenet-start does not."""
+    options = Options(epochs=1, fine_tune_layers=0, flip_average=False)
+    card = train(photos, tmp_path / "proposed", options)["card"]
+    assert card["head"].startswith("linear, started as ImageNet's classifier for ants=ant, bees=bee")
+    printed = capsys.readouterr().out
+    assert re.search(r"ants = ImageNet's ant \(\d+% of its 10 training photos\)", printed), printed
+    assert re.search(r"bees = ImageNet's bee \(\d+% of its 10 training photos\)", printed), printed
+    untouched = train(photos, tmp_path / "untouched", replace(options, imagenet_start=False))["card"]
+    assert untouched["head"] == "Dense(1024, relu), dropout, softmax; random start"
+
+
+def test_a_folder_imagenet_does_not_know_starts_untrained() -> None:
+    """Proposals on made-up top-1 rows: one folder concentrated, one scattered, two on one class."""
+    from training import imagenet_start
+
+    names = [[f"n{i:08d}", f"class{i}"] for i in range(10)]
+    names[7][1] = names[8][1]  # a name ImageNet has twice is given by its WordNet id
+    top1 = np.array([3, 3, 3, 1, 1, 2, 4, 5, 8, 8, 8, 8])  # folders a, b, c: 4 photos each
+    labels = np.repeat([0, 1, 2], 4)
+    proposals = imagenet_start.propose(top1, labels, ["a", "b", "c"], names)
+    assert [(p.label, p.share, p.taken) for p in proposals] == [
+        ("class3", 0.75, True),
+        ("class1", 0.25, False),
+        ("n00000008", 1.0, True),
+    ]
+    assert imagenet_start.rows_of(proposals) == [3, None, 8]
+    lines = imagenet_start.described(proposals)
+    assert lines[0] == "a = ImageNet's class3 (75% of its 4 training photos)"
+    assert "b: no ImageNet class takes 50% of its photos (at most class1, 25%)" in lines[1]
+    both = imagenet_start.propose(np.array([3, 3, 3, 3]), np.repeat([0, 1], 2), ["a", "b"], names)
+    assert imagenet_start.rows_of(both) is None, "one class for two folders tells them apart from nothing"
+    assert "as another folder's do" in imagenet_start.described(both)[0]
 
 
 def test_without_imagenets_class_index_the_error_says_where_to_put_it(

@@ -143,6 +143,33 @@ def test_the_api_answers_with_the_custom_classes(custom) -> None:
     assert refused["statusCode"] == 400 and "from 1 to 2" in body_json(refused)["error"]
 
 
+def test_the_model_knows_what_it_does_not_know(trained: Path, card: dict, custom) -> None:
+    """Its detector is fitted and thresholded at training, measured on the card, and answered by the
+    served model: an ant is in domain, a page of text and white noise are not (on 20 training photos
+    the detector is coarse: smooth noise may pass it; the shared datasets' cards measure it)."""
+    from training import in_domain
+
+    detector = json.loads((trained / "manifest.json").read_text())["in_domain"]
+    assert detector["threshold"] > 0 and detector["output"] == "in_domain_distance"
+    assert detector["validation_pass_rate"] == 0.95 and 0 <= detector["shrinkage"] <= 1
+    figures = card["in_domain"]
+    assert figures["test_photos"] == 4 and figures["outside_photos"] >= in_domain.SYNTHETIC
+    assert figures["outside_sources"][-1] == f"synthetic documents and noise: {in_domain.SYNTHETIC}"
+    assert 0 <= figures["test_pass_rate"] <= 1 and 0.5 < figures["auroc"] <= 1
+    ant = (HYMENOPTERA / "ants" / sorted(p.name for p in (HYMENOPTERA / "ants").iterdir())[0]).read_bytes()
+    page, _, _, noise = in_domain.synthetic_outside(4)
+    answers = {}
+    for name, photo in (("ant", ant), ("page", page), ("noise", noise)):
+        event = rest_event("POST", "/predict", body=photo, headers={"Content-Type": "image/jpeg"})
+        answers[name] = body_json(custom.api_handler(event, LocalContext()))
+    assert {name: a["in_domain"] for name, a in answers.items()} == {
+        "ant": True,
+        "page": False,
+        "noise": False,
+    }
+    assert all(len(a["predictions"]) == 2 for a in answers.values()), "the ranking is still given"
+
+
 def test_health_model_and_openapi_reflect_the_model(custom, card: dict) -> None:
     health = body_json(custom.api_handler(rest_event("GET", "/health"), LocalContext()))
     assert health["classes"] == 2 and health["model"]["name"] == "ants-and-bees"
@@ -179,6 +206,7 @@ def test_s3_records_carry_the_model_and_a_new_version_recomputes(trained: Path, 
     first = configure(model=classifier)
     assert first.s3_handler(event, LocalContext()) == {"batchItemFailures": []}
     assert record()["model"]["version"] == "1.0.0" and record()["predictions"][0]["label"] in {"ants", "bees"}
+    assert isinstance(record()["in_domain"], bool), "the record says whether the photo is the model's kind"
     calls = classifier.calls
     first.s3_handler(event, LocalContext())
     assert classifier.calls == calls, "the same object and model version is not classified again"
@@ -188,7 +216,9 @@ def test_s3_records_carry_the_model_and_a_new_version_recomputes(trained: Path, 
 
 
 @pytest.mark.browser
-def test_the_page_names_the_model_and_shows_its_labels(trained: Path, configure, browser) -> None:
+def test_the_page_names_the_model_and_shows_its_labels(
+    trained: Path, configure, browser, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     classifier = model.load_classifier(trained, "litert", threads=2)
@@ -204,6 +234,17 @@ def test_the_page_names_the_model_and_shows_its_labels(trained: Path, configure,
         labels = page.locator("#results .predictions li .label")
         expect(labels.first).to_have_text(re.compile("^(ants|bees)$"), timeout=30_000)
         assert sorted(labels.all_text_contents()) == ["ants", "bees"]
+        expect(page.locator("#results .outside")).to_have_count(0)  # a bee: in domain
+        from training import in_domain
+
+        page_photo = tmp_path / "page.jpg"
+        page_photo.write_bytes(in_domain.synthetic_outside(2)[0])
+        page.set_input_files("#file", page_photo)
+        page.click("#analyze")
+        expect(page.locator("#results .outside")).to_have_text(
+            re.compile("doesn’t look like anything this model knows"), timeout=30_000
+        )
+        expect(page.locator("#results .predictions li")).to_have_count(2)  # still ranked
         context.close()
 
 
