@@ -6,9 +6,12 @@ a camera at, and answers each photo with one of its classes, often confidently: 
 model itself (a second output, so the ``.keras`` and ``.tflite`` files answer it alike):
 
 - **measure**: the Mahalanobis distance of the photo's pooled backbone features (1,280 numbers,
-  MobileNetV2's global average pool) to the nearest class mean, with one covariance shared by the
-  classes and shrunk towards a multiple of the identity (Ledoit and Wolf's shrinkage: a few hundred
-  photos cannot estimate 1,280 x 1,280 numbers alone). Fitted on the training split.
+  MobileNetV2's global average pool), scaled to unit length, to the nearest class mean, with one
+  covariance shared by the classes and shrunk towards a multiple of the identity (Ledoit and Wolf's
+  shrinkage: a few hundred photos cannot estimate 1,280 x 1,280 numbers alone). Fitted on the
+  training split. Unit length matters: on raw features a dermoscopy photo (small activations) sat
+  closer to the ants-and-bees means than their own photos (10 % caught, AUROC 0.77); on unit-length
+  ones 99 % are caught (AUROC 1.00), measured on the shared datasets.
 - **threshold**: chosen on the validation split so that ``PASS_RATE`` (95 %) of its photos pass.
 - **figures** (the card): on the test split, the share that passes; on an outside set built at
   training from photos that are not the user's classes (another dataset, the shared ImageNet photos,
@@ -31,8 +34,8 @@ from training import metrics
 PASS_RATE = 0.95
 OUTPUT = "in_domain_distance"
 MEASURE = (
-    "Mahalanobis distance of the pooled MobileNetV2 features to the nearest class mean (shared "
-    "covariance, Ledoit-Wolf shrinkage), fitted on the training split"
+    "Mahalanobis distance of the unit-length pooled MobileNetV2 features to the nearest class mean "
+    "(shared covariance, Ledoit-Wolf shrinkage), fitted on the training split"
 )
 SYNTHETIC = 24  # synthetic outside photos: documents and noise, half each
 
@@ -45,10 +48,16 @@ class Detector:
     means: np.ndarray  # (classes, d), whitened
 
     def distances(self, features: np.ndarray) -> np.ndarray:
-        """(n, d) features -> (n,) squared Mahalanobis distance to the nearest class mean."""
-        whitened = features @ self.whitening
+        """(n, d) features -> (n,) squared Mahalanobis distance of their unit-length form to the
+        nearest class mean."""
+        whitened = unit(features) @ self.whitening
         squared = (whitened**2).sum(axis=1, keepdims=True) - 2 * whitened @ self.means.T
         return (squared + (self.means**2).sum(axis=1)).min(axis=1)
+
+
+def unit(features: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (as ``keras.layers.UnitNormalization`` does in the model)."""
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
 def ledoit_wolf(centered: np.ndarray) -> tuple[np.ndarray, float]:
@@ -69,7 +78,7 @@ def ledoit_wolf(centered: np.ndarray) -> tuple[np.ndarray, float]:
 
 def fit(features: np.ndarray, labels: np.ndarray, classes: int) -> tuple[Detector, float]:
     """The detector fitted on training features and their labels; with the shrinkage chosen."""
-    features = features.astype(np.float64)
+    features = unit(features.astype(np.float64))
     means = np.stack([features[labels == c].mean(axis=0) for c in range(classes)])
     covariance, shrinkage = ledoit_wolf(features - means[labels])
     values, vectors = np.linalg.eigh(covariance)
@@ -94,7 +103,7 @@ def attach(keras, served, pooled_features, detector: Detector):
         detector.whitening.shape[1], use_bias=False, trainable=False, name="in_domain_whiten"
     )
     cross = layers.Dense(len(detector.means), trainable=False, name="in_domain_means")
-    whitened = whiten(pooled_features(inputs))
+    whitened = whiten(layers.UnitNormalization(axis=-1, name="in_domain_unit")(pooled_features(inputs)))
     to_means = cross(whitened)
     whiten.set_weights([detector.whitening])
     cross.set_weights([-2 * detector.means.T, (detector.means**2).sum(axis=1)])
@@ -168,17 +177,18 @@ OUTSIDE_MOST = 160  # outside photos decoded from folders (a sample when there a
 
 def outside_pixels(folders: list[Path], seed: int) -> tuple[np.ndarray, list[str]]:
     """The outside set, decoded and scaled as the function does: up to ``OUTSIDE_MOST`` photos from
-    ``folders`` and the shared ImageNet photos, plus the synthetic documents and noise; and what
-    each source gave."""
+    ``folders``, the shared ImageNet photos and the synthetic documents and noise; and what each
+    source gave."""
     from handler.recognition import imaging
     from handler.recognition.errors import Refusal
     from training.dataset import LIMITS, sandbox
 
-    sources = [*folders, *([SHARED_PHOTOS] if SHARED_PHOTOS.is_dir() else [])]
-    files = outside_sources(sources)
-    if len(files) > OUTSIDE_MOST:
+    files = outside_sources(folders)
+    if len(files) > OUTSIDE_MOST:  # a sample of the given folders; the shared photos always
         picked = np.random.default_rng(seed).choice(len(files), OUTSIDE_MOST, replace=False)
         files = [files[i] for i in sorted(picked)]
+    sources = [*folders, *([SHARED_PHOTOS] if SHARED_PHOTOS.is_dir() else [])]
+    files += outside_sources(sources[len(folders) :])
     data = [file.read_bytes() for file in files] + synthetic_outside(seed=seed)
     with sandbox() as decoder:
         decoded = decoder.decode(data, LIMITS)

@@ -19,13 +19,16 @@ def test_the_distance_is_the_squared_mahalanobis_distance_to_the_nearest_class()
     features = np.concatenate([rng.normal(0, 1, (200, 5)), rng.normal(4, 1, (200, 5))]) * scales
     labels = np.repeat([0, 1], 200)
     detector, shrinkage = in_domain.fit(features, labels, 2)
-    means = np.stack([features[labels == c].mean(0) for c in (0, 1)])
-    covariance, _ = in_domain.ledoit_wolf(features - means[labels])
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)  # the detector reads unit length
+    means = np.stack([unit[labels == c].mean(0) for c in (0, 1)])
+    covariance, _ = in_domain.ledoit_wolf(unit - means[labels])
     inverse = np.linalg.inv(covariance)
     probes = rng.normal(2, 3, (7, 5))
-    expected = np.min([[(p - m) @ inverse @ (p - m) for m in means] for p in probes], axis=1)
+    units = probes / np.linalg.norm(probes, axis=1, keepdims=True)
+    expected = np.min([[(p - m) @ inverse @ (p - m) for m in means] for p in units], axis=1)
     assert np.allclose(detector.distances(probes), expected, rtol=1e-4)
-    assert 0 <= shrinkage < 0.05, "400 photos of 5 numbers, unequal variances: little to shrink"
+    assert 0 <= shrinkage < 0.2, "400 photos of 5 numbers, unequal variances: little to shrink"
+    assert np.allclose(detector.distances(probes * 7), detector.distances(probes), rtol=1e-4), "length-free"
 
 
 def test_with_fewer_photos_than_features_the_covariance_is_shrunk_and_invertible() -> None:
