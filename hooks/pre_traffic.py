@@ -33,6 +33,7 @@ import json
 import math
 import os
 import re
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,12 +223,6 @@ def check(
         return Verdict(False, f"cost: {error}", figures)
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def figure(figures: Figures, key: str) -> float:
     value = figures.get(key)
     if value is None or not math.isfinite(value) or value < 0:
@@ -261,7 +256,7 @@ class Measuring:
             self.same_answer(result, item, "a check photo answered again")
             durations.append(figure(figures, "duration_ms"))
             peaks.append(figure(figures, "max_memory_mb"))
-        return {"photo_ms": round(median(durations), 1), "peak_mb": max(peaks)}
+        return {"photo_ms": round(statistics.median(durations), 1), "peak_mb": max(peaks)}
 
     def batch(self, invoke: Invoke) -> dict[str, float]:
         """One request of the largest batch (the check photos, repeated), every image answered with

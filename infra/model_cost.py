@@ -26,6 +26,8 @@ INIT_LIMIT_MS = 10_000
 # 138 MB bare, 223 MB peak for the whole function (``make bench``).
 FUNCTION_MB = 128
 MAX_VCPUS = 6
+# What a decode worker and the zygote hold while they decode a check photo (well under their cap).
+DECODE_WORKER_MB = 48
 MOST = 1e7  # any recorded figure above this (ms or MB: hours, terabytes) is a broken record
 
 
@@ -153,7 +155,3 @@ def gate_environment(settings, model: Need) -> dict[str, str]:
     if not settings.accept_slower_model:
         environment["LIVE_MARGIN"] = str(settings.quality_gate_cost_margin)
     return environment
-
-
-# What a decode worker and the zygote hold while they decode a check photo (well under their cap).
-DECODE_WORKER_MB = 48
