@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 PORT ?= 3000
 EVENT ?= events/api-rest-predict-multipart.json
 PYTEST_ARGS ?=
+# cdk context for synth/diff/deploy/destroy, e.g. CONTEXT="-c apiType=http -c enableWaf=false"
+# (every key: the settings reference in docs/).
+CONTEXT ?=
 # Benchmarks and reports write to build/bench/; WRITE_DOCS=1 updates the tracked docs/ files instead.
 WRITE_DOCS ?=
 DOCS_FLAG = $(if $(filter 1 yes true,$(WRITE_DOCS)),--write-docs)
@@ -37,7 +40,7 @@ REQUIREMENTS := layers/runtime/requirements.txt layers/model/requirements.txt in
 FORCE:
 
 .PHONY: FORCE lock base-digests check train evaluate train-examples bench bench-backfill bench-recipes bench-train bench-capture rollout-demo backfill-demo smoke fuzz hostile layers load help setup browser keras-cache model dev test lint format invoke predict events clean s3-demo synth \
-	bootstrap deploy destroy
+	bootstrap diff deploy destroy
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -118,17 +121,20 @@ predict: model ## classify photos: make predict IMAGES="a.jpg b.png"
 events: setup ## regenerate the events/ fixtures and events/expected.json
 	$(PY) -m devtools.fixtures --out events
 
-synth: setup model ## cdk synth offline into cdk.out (cdk-nag runs; no Docker needed; the hook's asset takes build/model's check set)
-	$(CDK) synth --quiet
+synth: setup model ## cdk synth offline into cdk.out (cdk-nag runs; no Docker needed); settings: CONTEXT="-c apiType=http -c enableWaf=false"
+	$(CDK) synth --quiet $(CONTEXT)
 
 bootstrap: setup model ## once per account/region: cdk bootstrap (needs AWS credentials)
-	$(CDK) bootstrap
+	$(CDK) bootstrap $(CONTEXT)
 
-deploy: setup model ## build the image (Docker) and deploy the stack (needs AWS credentials)
-	$(CDK) deploy --require-approval broadening
+diff: setup model ## what a deploy would change in the account (needs AWS credentials); CONTEXT="-c ..." as for synth
+	$(CDK) diff $(CONTEXT)
+
+deploy: setup model ## build the image (Docker) and deploy the stack (needs AWS credentials); CONTEXT="-c ..." as for synth
+	$(CDK) deploy --require-approval broadening $(CONTEXT)
 
 destroy: setup model ## delete the stack (the buckets are retained: they hold your photos)
-	$(CDK) destroy
+	$(CDK) destroy $(CONTEXT)
 
 clean: ## remove build outputs and caches (keeps .venv and node_modules)
 	rm -rf build cdk.out test-output .pytest_cache .ruff_cache

@@ -198,41 +198,69 @@ def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
     return 0
 
 
-def learn_or_judge(args: argparse.Namespace, out: TextIO) -> int:
-    """``train`` and ``evaluate``: a bad dataset is a message, never a traceback."""
+# Folder names that say what a folder is for (a split, an export), not what its photos show.
+GENERIC_FOLDERS = frozenset(
+    {"train", "training", "data", "dataset", "datasets", "images", "photos", "exports", "export", "local"}
+)
+
+
+def model_name(data_dirs: list[Path]) -> str:
+    """A name the dataset defends: its folder's or, for a folder called ``train``, ``data``... its
+    parent's (``datasets/hymenoptera/train`` -> hymenoptera); refused when both are generic
+    (``build/exports/local``): a model named ``local`` would be a guess."""
+    for folder in data_dirs:
+        real = folder.resolve()
+        for part in (real, real.parent):
+            if part.name and part.name.lower() not in GENERIC_FOLDERS:
+                return part.name
+    raise ValueError(
+        f"{', '.join(map(str, data_dirs))} does not say what the photos are (a folder called "
+        f"{data_dirs[0].resolve().name!r} in {data_dirs[0].resolve().parent.name!r}): name the model "
+        "with --name"
+    )
+
+
+def train_model(args: argparse.Namespace, out: TextIO) -> int:
+    """``train``: the weights found first, then a bad dataset or setting is a message, never a
+    traceback."""
+    from dataclasses import fields
+
+    from layers.model import weights
     from training.dataset import DatasetError
+    from training.train import Options, train
 
+    # Every option the command line names (--epochs, --zoom, ...) is the Options field of that name.
+    given = {f.name: getattr(args, f.name) for f in fields(Options) if f.name in vars(args)}
     try:
-        if args.command == "train":
-            from dataclasses import fields
-
-            from training.train import Options, train
-
-            # Every option the command line names (--epochs, --zoom, ...) is the Options field of that name.
-            given = {f.name: getattr(args, f.name) for f in fields(Options) if f.name in vars(args)}
-            try:
-                options = Options(**{**given, "name": args.name or args.data_dir[0].resolve().name})
-            except ValueError as error:  # the settings' own checks (training.options)
-                out.write(f"error: {error}\n")
-                return 2
-            data = args.data_dir[0] if len(args.data_dir) == 1 else args.data_dir
-            card = train(data, args.out, options, test_dir=args.test_dir)["card"]
-            out.write(f"model written to {args.out}\n{summary(card)}\n")
-            return 0
-        from handler import config
-        from training.evaluate import FolderInUse, run
-
-        model_dir = args.model_dir or config.read_settings().model_dir
-        try:
-            folder, report = run(args.data_dir, model_dir, args.out, precision=args.precision)
-        except FolderInUse as error:
-            out.write(f"error: {error}\n")
-            return 2
-        out.write(f"report written to {folder}\n{headline(report, args.data_dir.name)}\n")
-        return 0
-    except DatasetError as error:
+        options = Options(**{**given, "name": args.name or model_name(args.data_dir)})
+    except ValueError as error:  # the settings' own checks (training.options)
         out.write(f"error: {error}\n")
         return 2
+    try:
+        print(weights.ensure(), file=sys.stderr)
+        data = args.data_dir[0] if len(args.data_dir) == 1 else args.data_dir
+        card = train(data, args.out, options, test_dir=args.test_dir)["card"]
+    except (DatasetError, weights.WeightsMissing) as error:
+        out.write(f"error: {error}\n")
+        return 2
+    out.write(f"model written to {args.out}\n{summary(card)}\n")
+    return 0
+
+
+def evaluate_model(args: argparse.Namespace, out: TextIO) -> int:
+    """``evaluate``: the serving classifier on labelled photos, a report folder."""
+    from handler import config
+    from training.dataset import DatasetError
+    from training.evaluate import FolderInUse, run
+
+    model_dir = args.model_dir or config.read_settings().model_dir
+    try:
+        folder, report = run(args.data_dir, model_dir, args.out, precision=args.precision)
+    except (FolderInUse, DatasetError) as error:
+        out.write(f"error: {error}\n")
+        return 2
+    out.write(f"report written to {folder}\n{headline(report, args.data_dir.name)}\n")
+    return 0
 
 
 def summary(card: dict) -> str:
@@ -345,16 +373,70 @@ def compare_models(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_invoke(args: argparse.Namespace, out: TextIO) -> int:
+    return invoke(args.event, out)
+
+
+def run_predict(args: argparse.Namespace, out: TextIO) -> int:
+    return predict(args.images, args.top_k, out)
+
+
+def run_upload(args: argparse.Namespace, out: TextIO) -> int:
+    from devtools.upload import upload
+
+    record = upload(args.photo, args.api, args.timeout, out)
+    return 1 if write_table(out, f"{args.photo} ({record.get('key', '')})", record) else 0
+
+
+def run_rie(args: argparse.Namespace, out: TextIO) -> int:
+    from devtools import runtime_api
+
+    return runtime_api.serve(args.handler, args.port)
+
+
+def run_serve(args: argparse.Namespace, out: TextIO) -> int:
+    quiet_local_logs()
+    return serve(args.port, args.host, args.stage, args.s3)
+
+
+def run_rollout_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from devtools import rollout_demo
+
+    return rollout_demo.run(args.model_dir, out)
+
+
+def run_s3_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from devtools import s3_demo
+
+    return s3_demo.run(args.folder, out)
+
+
+def quiet_commands() -> None:
+    """A command's output is its result: Powertools' info lines (``model ready``) and TensorFlow's
+    C++ banners would land inside its table or progress bar. ``LOG_LEVEL=DEBUG`` keeps them."""
+    from handler.config import debug_logging
+
+    if debug_logging():
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+def parser() -> argparse.ArgumentParser:
+    """Every sub-command, each bound to its function (``set_defaults(func=...)``)."""
     from training.options import command_line_fields
 
     parser = argparse.ArgumentParser(prog="imgrec", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("invoke", help="run the matching entry point for an event file")
     run.add_argument("event", type=Path)
+    run.set_defaults(func=run_invoke)
     classify = commands.add_parser("predict", help="classify image files and print a table")
     classify.add_argument("images", type=Path, nargs="+")
-    classify.add_argument("--top-k", type=int, default=5)
+    classify.add_argument(
+        "--top-k", type=int, default=5, help="classes per photo (at most the model's; default 5)"
+    )
+    classify.set_defaults(func=run_predict)
     server = commands.add_parser("serve", help="local API on 127.0.0.1")
     server.add_argument("--port", type=int, default=3000)
     server.add_argument("--host", default="127.0.0.1", help="address to bind (keep it local)")
@@ -362,15 +444,19 @@ def main(argv: list[str] | None = None) -> int:
     server.add_argument(
         "--s3", action="store_true", help="enable uploads on a local moto S3 (dev dependency)"
     )
+    server.set_defaults(func=run_serve, keeps_stdout=True)
     send = commands.add_parser("upload", help="upload a large photo through /uploads and wait for its result")
     send.add_argument("photo", type=Path)
     send.add_argument("--api", default="http://127.0.0.1:3000/", help="the API's base URL (ApiUrl output)")
     send.add_argument("--timeout", type=float, default=120)
+    send.set_defaults(func=run_upload)
     rie = commands.add_parser("rie", help="run awslambdaric against a local Lambda Runtime API")
     rie.add_argument("--handler", default="handler.app.api_handler")
     rie.add_argument("--port", type=int, default=9000)
+    rie.set_defaults(func=run_rie, keeps_stdout=True)
     demo = commands.add_parser("s3-demo", help="upload photos to a local moto S3 and run s3_handler")
     demo.add_argument("folder", type=Path, nargs="?", default=DEFAULT_PHOTOS)
+    demo.set_defaults(func=run_s3_demo)
     fill = commands.add_parser("backfill", help="classify every object under an S3 prefix (bulk worker)")
     fill.add_argument("url", help="s3://BUCKET/PREFIX")
     fill.add_argument("--batch-size", type=int, default=50, help="objects per worker invocation")
@@ -383,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=None, help="report folder (default: build/backfill/BUCKET/TIME)"
     )
     fill.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fill.set_defaults(func=backfill)
     learn = commands.add_parser("train", help="train a classifier of your own classes (folder per class)")
     learn.add_argument(
         "data_dir",
@@ -391,7 +478,12 @@ def main(argv: list[str] | None = None) -> int:
         help="one sub-folder of photos per class; several folders merge (same-named classes join)",
     )
     learn.add_argument("--out", type=Path, required=True, help="model directory to write")
-    learn.add_argument("--name", default=None, help="model name (default: the folder's name)")
+    learn.add_argument(
+        "--name",
+        default=None,
+        help="model name (default: the dataset's folder name; a folder called train, data... takes "
+        "its parent's)",
+    )
     for flag, kind, default, text in command_line_fields():  # training.options: defined once
         if kind is bool:  # --feature-cache / --no-feature-cache
             learn.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
@@ -402,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     learn.add_argument("--quantize", choices=["int8"], default=None, help="add a full-integer int8 .tflite")
     learn.add_argument("--min-confidence", type=float, default=None, help="below it answers say uncertain")
+    learn.set_defaults(func=train_model)
     judge = commands.add_parser("evaluate", help="evaluate the serving classifier on labelled photos")
     judge.add_argument("data_dir", type=Path, help="one sub-folder per class (label or WordNet id)")
     judge.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
@@ -412,14 +505,17 @@ def main(argv: list[str] | None = None) -> int:
         help="report folder, new or empty (default: a new MODEL_DIR/evaluations/DATA-yyyymmddTHHMMSSZ)",
     )
     judge.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    judge.set_defaults(func=evaluate_model)
     checks = commands.add_parser("check-set", help="the check photos of the pre-traffic quality gate")
     checks.add_argument("model_dir", type=Path, help="the model directory to write check/ into")
     checks.add_argument("photos", type=Path, nargs="?", help="a folder per class of labelled photos")
     checks.add_argument("--photo", action="append", default=[], help="FILE=LABEL (repeatable)")
     checks.add_argument("--expected-accuracy", type=float, default=None, help="default: measured here")
     checks.add_argument("--source", default=None, help="where the photos come from (recorded)")
+    checks.set_defaults(func=check_set)
     demo = commands.add_parser("rollout-demo", help="the gate on good, broken and costly builds")
     demo.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
+    demo.set_defaults(func=run_rollout_demo)
     data = commands.add_parser("dataset", help="data folders from what the service captured")
     data_commands = data.add_subparsers(dest="dataset_command", required=True)
     export = data_commands.add_parser("export", help="captures with feedback -> DIR/<label>/, review.csv")
@@ -433,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also use corrections without an authenticated caller (anonymous, or no caller recorded)",
     )
+    export.set_defaults(func=dataset_export)
     versus = commands.add_parser("compare", help="two model directories on the same photos")
     versus.add_argument("model_a", type=Path, help="model directory A (e.g. the one serving)")
     versus.add_argument("model_b", type=Path, help="model directory B (e.g. the candidate)")
@@ -448,45 +545,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="captures: also take corrections without an authenticated caller as the truth",
     )
-    args = parser.parse_args(argv)
+    versus.set_defaults(func=compare_models)
+    return parser
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     results = sys.stdout
-    if args.command not in ("serve", "rie"):
+    if not getattr(args, "keeps_stdout", False):
+        quiet_commands()
         sys.stdout = sys.stderr  # Powertools logs/metrics to stderr; results alone on stdout
     try:
-        if args.command == "invoke":
-            return invoke(args.event, results)
-        if args.command == "predict":
-            return predict(args.images, args.top_k, results)
-        if args.command == "upload":
-            from devtools.upload import upload
-
-            record = upload(args.photo, args.api, args.timeout, results)
-            return 1 if write_table(results, f"{args.photo} ({record.get('key', '')})", record) else 0
-        if args.command == "rie":
-            from devtools import runtime_api
-
-            return runtime_api.serve(args.handler, args.port)
-        if args.command in ("train", "evaluate"):
-            return learn_or_judge(args, results)
-        if args.command == "backfill":
-            return backfill(args, results)
-        if args.command == "check-set":
-            return check_set(args, results)
-        if args.command == "dataset":
-            return dataset_export(args, results)
-        if args.command == "compare":
-            return compare_models(args, results)
-        if args.command == "rollout-demo":
-            from devtools import rollout_demo
-
-            return rollout_demo.run(args.model_dir, results)
-        if args.command == "s3-demo":
-            from devtools import s3_demo
-
-            return s3_demo.run(args.folder, results)
-        quiet_local_logs()
-        return serve(args.port, args.host, args.stage, args.s3)
+        return args.func(args, results)
     finally:
         sys.stdout = results
 

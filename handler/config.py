@@ -265,3 +265,11 @@ def apply_powertools_defaults() -> None:
     """Set Powertools' service name and metric namespace unless the environment already does."""
     for name, value in POWERTOOLS_DEFAULTS.items():
         os.environ.setdefault(name, value)
+
+
+def debug_logging(environ: Mapping[str, str] | None = None) -> bool:
+    """``LOG_LEVEL=DEBUG`` (or ``POWERTOOLS_LOG_LEVEL``, which Powertools reads first): every log
+    line and every native library notice shown, the ones hidden as noise included."""
+    environ = os.environ if environ is None else environ
+    level = environ.get("POWERTOOLS_LOG_LEVEL") or environ.get("LOG_LEVEL") or ""
+    return level.strip().upper() == "DEBUG"

@@ -6,6 +6,8 @@ dev tools build their own from the settings and S3 client they choose.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 from handler import config
@@ -32,6 +34,22 @@ metrics = Metrics()
 # Powertools prints the cold-start metric through ``single_metric``, which ignores
 # POWERTOOLS_METRICS_DISABLED (3.x): honour the switch here (``imgrec serve`` sets it).
 COLD_START_METRIC = not is_metrics_disabled()
+# A health check or a refused request adds no metric: Powertools then warns once per invocation,
+# which says nothing an operator can act on (its documentation suggests this filter).
+warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+def entry_point(handler: Handler, correlation_id_path: str | None = None) -> Handler:
+    """One wrapping for every entry point, outermost first: the logger's Lambda context (and the
+    request id as correlation id for the API), the X-Ray segment (responses not captured: images and
+    batches outgrow its 64 KB), the metrics flushed per invocation with the cold start, and our own
+    duration and memory signals innermost, so they measure the handler alone."""
+    measured = signals.measured(handler)
+    flushed = metrics.log_metrics(capture_cold_start_metric=COLD_START_METRIC)(measured)
+    traced = tracer.capture_lambda_handler(flushed, capture_response=False)
+    return logger.inject_lambda_context(traced, correlation_id_path=correlation_id_path)
 
 
 class Function:
@@ -42,35 +60,23 @@ class Function:
         self.api = Api(runtime)
         metrics.set_default_dimensions(backend=runtime.recognizer.classifier.info.backend)
 
-        @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-        @tracer.capture_lambda_handler(capture_response=False)
-        @metrics.log_metrics(capture_cold_start_metric=COLD_START_METRIC)
-        @signals.measured
         def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """API Gateway (REST v1 proxy or HTTP API v2) -> JSON answer."""
             answer = self.api.resolve(event, context)
             signals.answer(int(answer.get("statusCode", 500)))
             return answer
 
-        @logger.inject_lambda_context
-        @tracer.capture_lambda_handler(capture_response=False)
-        @metrics.log_metrics(capture_cold_start_metric=COLD_START_METRIC)
-        @signals.measured
         def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """S3 ``ObjectCreated`` notifications, direct or in an SQS batch -> result records in S3."""
             return notifications.handle(self.runtime, event)
 
-        @logger.inject_lambda_context
-        @tracer.capture_lambda_handler(capture_response=False)
-        @metrics.log_metrics(capture_cold_start_metric=COLD_START_METRIC)
-        @signals.measured
         def bulk_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """Distributed Map batches and S3 Batch Operations tasks -> result records in S3."""
             return bulk.handle(self.runtime, event)
 
-        self.api_handler = api_handler
-        self.s3_handler = s3_handler
-        self.bulk_handler = bulk_handler
+        self.api_handler = entry_point(api_handler, correlation_paths.API_GATEWAY_REST)
+        self.s3_handler = entry_point(s3_handler)
+        self.bulk_handler = entry_point(bulk_handler)
 
     @classmethod
     def start(

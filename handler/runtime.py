@@ -39,9 +39,14 @@ class Runtime:
 
     @property
     def top_k_limits(self) -> tuple[int, int]:
-        """(default, most) classes per answer: the settings, bounded by the model's class count."""
-        classes = len(self.recognizer.classifier.labels)
-        return min(self.settings.default_top_k, classes), min(self.settings.max_top_k, classes)
+        """(default, most) ``top_k`` a request may give: ``DEFAULT_TOP_K`` bounded by the model's
+        class count, and ``MAX_TOP_K``. A ``top_k`` above the class count is not an error (a client
+        written for another model keeps working): ``top_k_served`` clamps it."""
+        return min(self.settings.default_top_k, self.classes), self.settings.max_top_k
+
+    @property
+    def classes(self) -> int:
+        return len(self.recognizer.classifier.labels)
 
     @classmethod
     def start(

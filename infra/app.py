@@ -7,6 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script by the CDK CLI
 
+import infra  # noqa: F401,I001  (first: it quiets jsii's banner before aws_cdk starts Node)
 import aws_cdk as cdk
 
 from infra import nag

@@ -52,6 +52,11 @@ class PredictionAnswer(BaseModel):
         default=None,
         description="present when this answer was sampled for capture (CAPTURE_RATE): whether it was stored",
     )
+    top_k_clamped: bool | None = Field(
+        default=None,
+        description="present (true) when top_k asked for more classes than the model has: every class "
+        "is answered (a batch answer carries it beside its results)",
+    )
 
 
 class FeedbackRequest(BaseModel):

@@ -31,7 +31,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from handler.events import EventKind, kind_of
 from handler.http import openapi, uploads
-from handler.http.routes import current_openapi, current_runtime, router
+from handler.http.routes import current_openapi, current_runtime, router, top_k_rule
 from handler.http.web import NO_STORE, json_response
 from handler.recognition.errors import BadRequest, Code, Refusal, excerpt
 from handler.runtime import Runtime
@@ -66,9 +66,9 @@ def invalid_parameter(error: RequestValidationError, max_top_k: int) -> Response
         where = detail.get("loc", ())
         name = where[-1] if where else "request"
         problems.append(f"{name}: {detail.get('msg', 'invalid value')}")
+    if any(problem.startswith("top_k:") for problem in problems):  # one wording, whatever was wrong
+        return client_error(BadRequest(top_k_rule(max_top_k), Code.INVALID_PARAMETER))
     message = "Invalid parameter: " + "; ".join(problems)
-    if any("top_k" in problem for problem in problems):
-        message += f" (top_k must be an integer from 1 to {max_top_k})"
     return client_error(BadRequest(message, Code.INVALID_PARAMETER))
 
 

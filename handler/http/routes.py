@@ -41,6 +41,14 @@ def current_openapi() -> dict:
 RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
 
 
+def top_k_rule(most: int) -> str:
+    """The one wording of every refused ``top_k``: 0, negative, not a number, above ``MAX_TOP_K``."""
+    return (
+        f"top_k must be a whole number from 1 to {most} (above the model's class count, every class "
+        "is answered)."
+    )
+
+
 @router.post(
     "/predict",
     summary="Classify an image",
@@ -60,9 +68,11 @@ def predict(
     several ``image`` fields or JSON ``{"images": [...]}``, answered in order, one model call."""
     settings = runtime.settings
     default_k, most = runtime.top_k_limits
-    top_k = default_k if top_k is None else top_k
-    if top_k > most:
-        raise BadRequest(f"top_k must be an integer from 1 to {most}.", Code.INVALID_PARAMETER)
+    asked = default_k if top_k is None else top_k
+    if asked > most:
+        raise BadRequest(top_k_rule(most), Code.INVALID_PARAMETER)
+    top_k = min(asked, runtime.classes)  # every class, when a client asks for more than there are
+    clamped = {"top_k_clamped": True} if top_k < asked else {}
     event = request.resolved_event
     images = payload.parse(
         request_text(event),
@@ -77,7 +87,7 @@ def predict(
         logger.info("classified a batch", extra={"images": len(outcomes)})
         results = answering.answers(runtime, images.images, outcomes, source=source)
         count_uncertain(results)
-        return json_response(HTTPStatus.OK, {"results": results, "model": info})
+        return json_response(HTTPStatus.OK, {"results": results, "model": info, **clamped})
     (image,) = images.images
     result = runtime.recognizer.classify_one(image, top_k)
     best = (result.predictions or [])[0]
@@ -92,7 +102,7 @@ def predict(
     )
     (answer,) = answering.answers(runtime, [image], [result], source=source)
     count_uncertain([answer])
-    return json_response(HTTPStatus.OK, {**answer, "model": info})
+    return json_response(HTTPStatus.OK, {**answer, "model": info, **clamped})
 
 
 def answer_source(event) -> str:

@@ -7,14 +7,19 @@ function starts, and reads only the model directory: no network, no writes.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from handler.config import check_engine
+from handler.config import check_engine, debug_logging
 from handler.recognition import manifest
 from handler.recognition.manifest import LABELS_FILE, MANIFEST_FILE, IntegrityError, ManifestError, ModelError
 
@@ -84,6 +89,29 @@ def _split(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
     return probabilities, distance.reshape(-1)
 
 
+@contextlib.contextmanager
+def native_notices_hidden() -> Iterator[None]:
+    """LiteRT's C++ prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` on file
+    descriptor 2 at every load, past Python's logging (no variable turns it off): it would cut a
+    progress bar or a table in two. Its ``INFO:`` lines are dropped; anything else it writes still
+    reaches stderr, and ``LOG_LEVEL=DEBUG`` (or ``POWERTOOLS_LOG_LEVEL``) keeps everything."""
+    if debug_logging():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:  # a file, not a pipe: native code never blocks on it
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not line.startswith("INFO: ")))
+
+
 class LiteRTBackend:
     """ai-edge-litert with XNNPACK (the default): small, fast to import, no TensorFlow.
 
@@ -96,14 +124,16 @@ class LiteRTBackend:
     def __init__(self, path: Path, threads: int) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        with native_notices_hidden():  # the delegate is made (and announced, once) at allocation
+            self._interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self._interpreter.allocate_tensors()
         inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
         self._input = inputs[0]["index"]
         self._outputs = [output["index"] for output in outputs]
         self.input_shape = tuple(int(n) for n in inputs[0]["shape"][1:])
         self.classes = int(max(output["shape"][-1] for output in outputs))
         self.detects = len(outputs) == 2  # a distance beside the probabilities
-        self._batch_size = 0
+        self._batch_size = int(inputs[0]["shape"][0])  # allocated above at the model's own batch
 
     def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         chunks = [batch[start : start + self.CHUNK] for start in range(0, len(batch), self.CHUNK)]

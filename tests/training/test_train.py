@@ -136,11 +136,18 @@ def test_the_api_answers_with_the_custom_classes(custom) -> None:
     assert [p["label"] for p in answer["predictions"]] in (["ants", "bees"], ["bees", "ants"])
     assert all("class_id" not in p for p in answer["predictions"])  # no WordNet ids for own classes
     assert answer["model"] == {"name": "ants-and-bees", "version": "1.0.0", "backend": "litert"}
-    too_many = rest_event(
-        "POST", "/predict", body=photo, headers={"Content-Type": "image/jpeg"}, query="top_k=3"
+    assert "top_k_clamped" not in answer
+    # A client written for ImageNet's 1,000 classes keeps working: more than 2 answers both, and says so.
+    generic = rest_event(
+        "POST", "/predict", body=photo, headers={"Content-Type": "image/jpeg"}, query="top_k=5"
     )
-    refused = custom.api_handler(too_many, LocalContext())
-    assert refused["statusCode"] == 400 and "from 1 to 2" in body_json(refused)["error"]
+    clamped = body_json(custom.api_handler(generic, LocalContext()))
+    assert len(clamped["predictions"]) == 2 and clamped["top_k_clamped"] is True
+    beyond = rest_event(
+        "POST", "/predict", body=photo, headers={"Content-Type": "image/jpeg"}, query="top_k=21"
+    )
+    refused = custom.api_handler(beyond, LocalContext())
+    assert refused["statusCode"] == 400 and "from 1 to 20" in body_json(refused)["error"]
 
 
 def test_the_model_knows_what_it_does_not_know(trained: Path, card: dict, custom) -> None:

@@ -77,4 +77,8 @@ def test_real_answers_match_the_documented_schemas(app, grace_hopper: bytes) -> 
     HealthAnswer.model_validate(body_json(health))
     # "uncertain" appears only when a confidence threshold applies (none for ImageNet by default),
     # "captured" only when capture sampled the answer (off by default).
-    assert json.loads(ok["body"]).keys() == PredictionAnswer.model_fields.keys() - {"uncertain", "captured"}
+    assert json.loads(ok["body"]).keys() == PredictionAnswer.model_fields.keys() - {
+        "uncertain",
+        "captured",
+        "top_k_clamped",
+    }
