@@ -1,4 +1,4 @@
-"""README's bulk examples: the ``aws s3control create-job`` call is valid for the S3 Control API
+"""The bulk examples of docs/s3.md: the ``aws s3control create-job`` call is valid for the S3 Control API
 (botocore's own model) and uses the locations the stack's role may use; the execution input is the
 state machine's."""
 
@@ -14,11 +14,12 @@ from botocore.validate import validate_parameters
 
 from tests.support import REPO
 
-README = (REPO / "README.md").read_text()
+README = (REPO / "docs" / "s3.md").read_text()
 
 
 def create_job_arguments() -> dict[str, dict]:
-    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", README, re.S) if "s3control create-job" in b]
+    shell_blocks = re.findall(r"```bash(?: aws)?\n(.*?)```", README, re.S)
+    (block,) = [b for b in shell_blocks if "s3control create-job" in b]
     shell = block.replace('"\'"$BULK_WORKER_ARN"\'"', '"arn:aws:lambda:us-east-1:123456789012:function:bulk"')
     shell = shell.replace("'\"$BUCKET\"'", "my-uploads-bucket")
     return {

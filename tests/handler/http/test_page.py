@@ -319,3 +319,27 @@ def test_an_uncaptured_answer_offers_no_correction(visit) -> None:
     expect(page.locator("#results .predictions li").first).to_be_visible(timeout=30_000)
     expect(page.locator("#results form.feedback")).to_have_count(0)
     assert not problems, problems
+
+
+def test_an_answer_shown_before_the_classes_arrive_gets_its_correction_when_they_do(
+    browser: Browser, site_capturing
+) -> None:
+    """Analyze clicked while GET /model is still on its way (a cold start, a slow link): the answer
+    is shown at once, and its feedback control appears as soon as the classes arrive."""
+    url, _ = site_capturing
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    held = []
+    page.route(
+        re.compile(r".*/model$"), lambda route: held.append(route)
+    )  # GET /model held back until released
+    page.goto(url)
+    analyze(page, PHOTOS / "cat.bmp")
+    expect(page.locator("#results .result")).to_contain_text("Egyptian cat", timeout=30_000)
+    expect(page.locator("#results form.feedback")).to_have_count(0)
+    assert held, "the page asked for the model"
+    held[0].continue_()
+    form = page.locator("#results form.feedback")
+    expect(form).to_be_visible(timeout=10_000)
+    expect(form.locator("select")).to_have_value("Egyptian_cat")
+    context.close()
