@@ -1,6 +1,6 @@
 """``imgrec``: the service on your machine, without Docker or an AWS account.
 
-    imgrec predict PHOTO...            top-5 table per photo
+    imgrec predict PHOTO... [--model-dir DIR]   top-5 table per photo
     imgrec invoke EVENT.json           run the entry point for an event, print its result
     imgrec serve [--port 3000] [--s3]  local API Gateway stand-in on 127.0.0.1
     imgrec upload PHOTO [--api URL]    large photo: presigned S3 upload, then its result
@@ -378,6 +378,8 @@ def run_invoke(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_predict(args: argparse.Namespace, out: TextIO) -> int:
+    if args.model_dir:  # read by the function's settings, as Lambda's environment would set it
+        os.environ["MODEL_DIR"] = str(args.model_dir.resolve())
     return predict(args.images, args.top_k, out)
 
 
@@ -436,6 +438,7 @@ def parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--top-k", type=int, default=5, help="classes per photo (at most the model's; default 5)"
     )
+    classify.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
     classify.set_defaults(func=run_predict)
     server = commands.add_parser("serve", help="local API on 127.0.0.1")
     server.add_argument("--port", type=int, default=3000)
