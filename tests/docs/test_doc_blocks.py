@@ -411,3 +411,14 @@ def assert_readme_answer(output: str) -> None:
         return {**body, "prediction_id": (model, version, digest)}
 
     assert timeless(answer) == timeless(documented)
+
+
+def test_the_settings_reference_names_every_context_key_and_variable() -> None:
+    """docs/settings.md: every key of ``cdk.json`` / ``infra/settings.py`` and every environment
+    variable ``handler/config.py`` reads."""
+    reference = (REPO / "docs" / "settings.md").read_text()
+    config = (REPO / "handler" / "config.py").read_text()
+    variables = set(re.findall(r'read\.\w+\(\s*"([A-Z_]+)"', config))
+    assert len(variables) > 20
+    missing = [name for name in [*context_defaults(), *sorted(variables)] if f"`{name}`" not in reference]
+    assert not missing, f"docs/settings.md lacks {missing}"
