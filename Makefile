@@ -12,6 +12,8 @@ PYTEST_ARGS ?=
 # cdk context for synth/diff/deploy/destroy, e.g. CONTEXT="-c apiType=http -c enableWaf=false"
 # (every key: the settings reference in docs/).
 CONTEXT ?=
+# Which stacks (default: the app's one stack), e.g. STACKS=ImageRecognitionGithubDeploy.
+STACKS ?=
 # Benchmarks and reports write to build/bench/; WRITE_DOCS=1 updates the tracked docs/ files instead.
 WRITE_DOCS ?=
 DOCS_FLAG = $(if $(filter 1 yes true,$(WRITE_DOCS)),--write-docs)
@@ -122,19 +124,19 @@ events: setup ## regenerate the events/ fixtures and events/expected.json
 	$(PY) -m devtools.fixtures --out events
 
 synth: setup model ## cdk synth offline into cdk.out (cdk-nag runs; no Docker needed); settings: CONTEXT="-c apiType=http -c enableWaf=false"
-	$(CDK) synth --quiet $(CONTEXT)
+	$(CDK) synth --quiet $(CONTEXT) $(STACKS)
 
 bootstrap: setup model ## once per account/region: cdk bootstrap (needs AWS credentials)
 	$(CDK) bootstrap $(CONTEXT)
 
 diff: setup model ## what a deploy would change in the account (needs AWS credentials); CONTEXT="-c ..." as for synth
-	$(CDK) diff $(CONTEXT)
+	$(CDK) diff $(CONTEXT) $(STACKS)
 
 deploy: setup model ## build the image (Docker) and deploy the stack (needs AWS credentials); CONTEXT="-c ..." as for synth
-	$(CDK) deploy --require-approval broadening $(CONTEXT)
+	$(CDK) deploy --require-approval broadening $(CONTEXT) $(STACKS)
 
 destroy: setup model ## delete the stack (the buckets are retained: they hold your photos)
-	$(CDK) destroy $(CONTEXT)
+	$(CDK) destroy $(CONTEXT) $(STACKS)
 
 clean: ## remove build outputs and caches (keeps .venv and node_modules)
 	rm -rf build cdk.out test-output .pytest_cache .ruff_cache
@@ -145,9 +147,9 @@ s3-demo: model ## the S3 path locally: moto S3 on 127.0.0.1, upload photos (PHOT
 backfill-demo: model ## a stored archive (~2,750 objects) on moto S3 classified by imgrec backfill, then rerun (all skipped)
 	$(PY) -m devtools.backfill_demo $(BACKFILL_ARGS)
 
-train: model keras-cache ## your own classes: make train DATA=folder NAME=name [TRAIN_ARGS="--epochs 20 --quantize int8"] -> build/models/NAME
-	@test -n "$(DATA)" || { echo "usage: make train DATA=folder-with-one-subfolder-per-class NAME=name"; exit 2; }
-	$(VENV)/bin/imgrec train "$(DATA)" --out build/models/$(or $(NAME),$(notdir $(DATA))) --name $(or $(NAME),$(notdir $(DATA))) $(TRAIN_ARGS)
+train: model keras-cache ## your own classes: make train DATA=folder [NAME=name] [TRAIN_ARGS="--epochs 20 --quantize int8"] -> build/models/NAME (NAME: from the dataset)
+	@test -n "$(DATA)" || { echo "usage: make train DATA=folder-with-one-subfolder-per-class [NAME=name]"; exit 2; }
+	$(VENV)/bin/imgrec train "$(DATA)" $(if $(NAME),--name "$(NAME)" --out "build/models/$(NAME)") $(TRAIN_ARGS)
 
 evaluate: model ## the serving classifier on labelled photos: make evaluate DATA=folder MODEL_DIR=build/models/NAME -> MODEL_DIR/evaluations/DATA-TIME/
 	@test -n "$(DATA)" || { echo "usage: make evaluate DATA=folder-with-one-subfolder-per-class [MODEL_DIR=...]"; exit 2; }

@@ -320,7 +320,7 @@ def section(rows: list[dict], busy_rows: list[dict], date: str, harness: Harness
         "slows a photo down but cannot get it refused. A worker's memory cannot pass `DECODE_MEMORY_MB`",
         "(the kernel refuses its allocations), so the function's memory is at most its own + the zygote's",
         "+ `DECODE_WORKERS` × `DECODE_MEMORY_MB`. The stack sets them from the function's memory size",
-        '(README, "Function configuration").',
+        '(docs/settings.md, "Environment variables (the function)").',
         END,
     ]
     return "\n".join(lines)

@@ -7,7 +7,7 @@
     imgrec s3-demo [FOLDER]            the S3 path on moto's local S3 server
     imgrec backfill s3://BUCKET/PREFIX classify what is stored: report.csv + summary.json
     imgrec rie [--port 9000]           the real awslambdaric on a local Runtime API
-    imgrec train DATA_DIR [DATA_DIR...] --out DIR   your own classes: train, export, evaluate (TensorFlow)
+    imgrec train DATA_DIR [DATA_DIR...] [--out DIR]   your own classes: train, export, evaluate (TensorFlow)
     imgrec evaluate DATA_DIR [--model-dir DIR]   the serving classifier on labelled photos: a report
     imgrec check-set MODEL_DIR [PHOTOS] [--photo FILE=LABEL]   the pre-traffic gate's check photos
     imgrec rollout-demo [--model-dir DIR]   what the pre-traffic gate decides for good and bad builds
@@ -239,11 +239,12 @@ def train_model(args: argparse.Namespace, out: TextIO) -> int:
     try:
         print(weights.ensure(), file=sys.stderr)
         data = args.data_dir[0] if len(args.data_dir) == 1 else args.data_dir
-        card = train(data, args.out, options, test_dir=args.test_dir)["card"]
+        folder = args.out or Path("build") / "models" / options.name
+        card = train(data, folder, options, test_dir=args.test_dir)["card"]
     except (DatasetError, weights.WeightsMissing) as error:
         out.write(f"error: {error}\n")
         return 2
-    out.write(f"model written to {args.out}\n{summary(card)}\n")
+    out.write(f"model written to {folder}\n{summary(card)}\n")
     return 0
 
 
@@ -480,7 +481,9 @@ def parser() -> argparse.ArgumentParser:
         nargs="+",
         help="one sub-folder of photos per class; several folders merge (same-named classes join)",
     )
-    learn.add_argument("--out", type=Path, required=True, help="model directory to write")
+    learn.add_argument(
+        "--out", type=Path, default=None, help="model directory to write (default: build/models/NAME)"
+    )
     learn.add_argument(
         "--name",
         default=None,

@@ -86,7 +86,7 @@ def _default_model_dir(environ: Mapping[str, str]) -> Path:
 
 @dataclass(frozen=True)
 class Settings:
-    """Configuration of one process. See the README's configuration table."""
+    """Configuration of one process; every variable is in docs/settings.md."""
 
     model_dir: Path
     backend: str

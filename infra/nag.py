@@ -203,7 +203,7 @@ def http_api_accepted(stack: ImageRecognitionStack) -> tuple[Accepted, ...]:
         Accepted(
             "AwsSolutions-APIG4",
             PUBLIC_BY_DESIGN + "Protected by stage and per-route throttling; HTTP APIs have no usage "
-            "plans or WAF (README: what apiType=http gives up).",
+            "plans or WAF (docs/deploy.md: the REST and HTTP API table).",
             public,
         ),
     )

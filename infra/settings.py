@@ -52,7 +52,7 @@ MAX_ROLLBACK_MINUTES = 3  # + a partial first minute + about a minute of CloudWa
 
 @dataclass(frozen=True)
 class Settings:
-    """Deploy settings; each field's ``doc`` is its line in the README's context table."""
+    """Deploy settings; each field's ``doc`` is its line in docs/settings.md's context table."""
 
     stage: str = field(
         default="",

@@ -92,7 +92,7 @@ def read(model_dir: Path) -> dict:
     if not path.is_file():
         raise ModelError(
             f"No model at {model_dir} ({MANIFEST_FILE} missing). Build it with `make model` "
-            "(the weights come from $KERAS_HOME/models; see README) or set MODEL_DIR."
+            "(the weights come from $KERAS_HOME/models or ../shared/models) or set MODEL_DIR."
         )
     try:
         fields = json.loads(path.read_text())
