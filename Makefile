@@ -9,6 +9,11 @@ PY := $(VENV)/bin/python
 PORT ?= 3000
 EVENT ?= events/api-rest-predict-multipart.json
 PYTEST_ARGS ?=
+# The suite runs in two passes: pytest-xdist on every core (WORKERS; a module per worker, so its
+# fixtures are built once) for what bounds no time, then the tests marked serial (CPU-time and cost
+# bounds), alone. Exit status 5 (nothing selected) is fine for a pass PYTEST_ARGS narrowed away.
+WORKERS ?= auto
+FAST := not slow and not browser and not network and not aws_shape
 # cdk context for synth/diff/deploy/destroy, e.g. CONTEXT="-c apiType=http -c enableWaf=false"
 # (every key: the settings reference in docs/).
 CONTEXT ?=
@@ -99,12 +104,14 @@ dev: model ## set up and serve the API on http://127.0.0.1:$PORT with the real m
 test: model keras-cache node_modules/.installed browser ## set up and run every check: ruff, then the whole pytest suite
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	$(PY) -m pytest -m serial $(PYTEST_ARGS) || [ $$? = 5 ]
 
 check: setup model ## the fast tier for the inner loop (< 1 minute): ruff, then tests not marked slow/browser/network/aws_shape
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -m "not slow and not browser and not network and not aws_shape" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile -m "$(FAST) and not serial" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "$(FAST) and serial" $(PYTEST_ARGS) || [ $$? = 5 ]
 
 lint: setup ## ruff check and format check
 	$(PY) -m ruff check .

@@ -14,6 +14,7 @@ named exactly as Keras caches them. ``locate()`` applies the rule the README sta
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def locate(environ: dict[str, str] | None = None) -> str:
             link = models / name
             if not link.is_file():
                 link.unlink(missing_ok=True)  # a dangling link from a moved checkout
-                link.symlink_to(SHARED_MODELS / name)
+                with contextlib.suppress(FileExistsError):  # another imgrec linked it meanwhile
+                    link.symlink_to(SHARED_MODELS / name)
         note = f" ($KERAS_HOME={given} lacks them)" if given else ""
         environ["KERAS_HOME"] = str(LOCAL_KERAS_HOME)
         return f"MobileNetV2 weights: {SHARED_MODELS}, linked into {models}{note}"

@@ -17,7 +17,9 @@ import pytest
 from bench import shape
 from bench.shape import Harness
 
-pytestmark = pytest.mark.slow  # a dozen interpreters and 0.3 s freezes: about 5 s
+# A dozen interpreters and 0.3 s freezes (about 5 s); serial: freezes and CPU shares measured in wall
+# time, alone, not beside another worker.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 REPO = Path(__file__).resolve().parents[2]
 # The "function": starts a grandchild that spins a counter, then spins its own ("spin") or asks to

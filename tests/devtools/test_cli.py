@@ -32,7 +32,13 @@ def test_invoke_prints_only_the_lambda_result_on_stdout() -> None:
     result = json.loads(done.stdout)
     assert result["statusCode"] == 200
     assert json.loads(result["body"])["predictions"][0]["label"] == "military_uniform"
-    assert '"message":"model ready"' in done.stderr  # logs went to stderr
+    # Quiet by default: no log line, no LiteRT notice; LOG_LEVEL=DEBUG brings both back (to stderr).
+    assert "model ready" not in done.stderr and "XNNPACK" not in done.stderr, done.stderr
+    loud = run(
+        "invoke", str(EVENTS / "api-rest-predict-multipart.json"), LOG_LEVEL="DEBUG", POWERTOOLS_LOG_LEVEL=""
+    )
+    assert json.loads(loud.stdout)["statusCode"] == 200
+    assert '"message":"model ready"' in loud.stderr and "XNNPACK delegate" in loud.stderr, loud.stderr
 
 
 def test_invoke_an_error_fixture() -> None:
@@ -52,6 +58,7 @@ def test_predict_prints_a_table_per_image(tmp_path) -> None:
     assert grace.splitlines()[1].split()[:2] == ["1.", "military_uniform"]
     assert cat.splitlines()[1].split()[1] in {"Egyptian_cat", "tabby", "tiger_cat"}
     assert "error unsupported_image_type: Not a supported image type" in done.stdout
+    assert not done.stderr.strip(), f"nothing but the table: {done.stderr}"
 
 
 def test_predict_says_uncertain_as_the_api_does() -> None:

@@ -23,7 +23,8 @@ from handler.recognition import manifest
 from infra.settings import Settings
 from tests.support import MODEL_DIR
 
-pytestmark = pytest.mark.slow
+# serial: it compares measured costs, alone, not beside another worker.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,9 @@ from handler.recognition import formats, imaging
 from handler.recognition.errors import Code, PayloadTooLarge
 from tests.support import body_json, workers_of
 
+# serial: it makes the CPU shared on purpose and bounds time: alone, not beside another worker.
+pytestmark = pytest.mark.serial
+
 LIMITS = imaging.DecodeLimits(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000)
 
 

@@ -34,6 +34,9 @@ from handler.recognition.imaging import DecodeLimits
 from handler.recognition.sandbox import Bounds, DecodeSandbox
 from tests.support import CAT_CLASSES, body_json, busy_processes, cpu_quota, workers_of
 
+# serial: CPU-time limits raced against wall-clock ones: alone, not beside another worker.
+pytestmark = pytest.mark.serial
+
 LIMITS = DecodeLimits(max_bytes=6 * 1024 * 1024, max_pixels=40_000_000)
 MEMORY = 384 * 1024 * 1024
 BOUNDS = Bounds(cpu_s=0.3, wall_s=0.6, request_cpu_s=5.0, request_wall_s=10.0)
