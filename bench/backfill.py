@@ -44,7 +44,8 @@ PRICES = {
 }
 MEMORY_GB = 2.0  # the stack's memorySize (2048 MB)
 # Per image on AWS, S3 answers in tens of milliseconds instead of moto's one or two: with the
-# worker's 8 I/O threads, about this much is added per image (4 requests x ~20 ms / 8 threads).
+# worker's 8 I/O threads, about this much is added per image (3 requests x ~20 ms / 8 threads,
+# rounded up).
 AWS_S3_MS_PER_IMAGE = 10.0
 TRANSITIONS_PER_BATCH = 3  # a child execution: its start, the worker task, its end (retries add)
 CONCURRENCIES = (10, 100, 500, 1000)

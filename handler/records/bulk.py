@@ -160,16 +160,8 @@ def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationRespons
     if obj is None:
         return result("PermanentFailure", "invalid_task: the task names no S3 object (bucket and key)")
 
-    try:
-        obj = runtime.storage.identified(obj)
-    except TransientError as error:
-        return result("TemporaryFailure", str(error))
-    except Refusal as error:  # gone or denied before we could read it: its error record says so
-        try:
-            pipeline.error_record(runtime, obj, error)
-        except TransientError as write_error:
-            return result("TemporaryFailure", str(write_error))
-        return result("PermanentFailure", f"{error.code}: {error.message}")
+    # The task names a key (and a version): no HEAD to learn its ETag, the GET answers it; a gone or
+    # denied object gets its error record from the pipeline, as on every other road.
     outcome = pipeline.process(runtime, [obj], force=force, source="bulk")[obj]
     if isinstance(outcome, TransientError):
         return result("TemporaryFailure", str(outcome))

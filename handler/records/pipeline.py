@@ -2,9 +2,11 @@
 
 The one road for stored photos, whatever brought them (S3/SQS notifications, Distributed Map
 batches, S3 Batch Operations): for each object, skip it if it is under the results prefix (our own
-output must not trigger us) or already answered by this model version; check its size with a HEAD;
-download; then classify every image of the batch in **one** model call (``Recognizer``) and write
-each record. Each object ends in one of four ways (``Status``):
+output must not trigger us) or already answered by this model version (a HEAD of its record);
+download it (one GET, its size checked from the headers before the body is read); then classify every
+image of the batch in **one** model call (``Recognizer``) and write each record (one PUT): three
+requests for a new object, one for an object already answered. Each object ends in one of four
+ways (``Status``):
 
 - ``classified``: ``<prefix><key>.json`` holds the predictions;
 - ``error_record``: a permanent failure (not an image, too big, corrupt, gone, access denied)
@@ -71,9 +73,12 @@ def error_record(runtime: Runtime, obj: S3Object, error: Refusal) -> Refusal:
     return error
 
 
-def _fetch(runtime: Runtime, obj: S3Object, force: bool) -> bytes | Status | Refusal | TransientError:
-    """The object's bytes, the status it already ended in (skipped), or why it cannot be read.
-    Runs in the I/O threads: no logging of outcomes or metrics here."""
+def _fetch(
+    runtime: Runtime, obj: S3Object, force: bool
+) -> tuple[bytes, S3Object] | Status | Refusal | TransientError:
+    """The object's bytes (and the object with its ETag, as the GET answered), the status it already
+    ended in (skipped), or why it cannot be read. At most two requests: the record's HEAD and the
+    object's GET. Runs in the I/O threads: no logging of outcomes or metrics here."""
     storage = runtime.storage
     try:
         if obj.key.endswith("/") or storage.is_result_key(obj):  # a console folder, or our own output
@@ -112,11 +117,12 @@ def process(
     runtime.storage.client  # noqa: B018  (created here, once, not by several I/O threads at once)
     outcomes: RecordOutcomes = {}
     downloaded: dict[S3Object, bytes] = {}
+    read_as: dict[S3Object, S3Object] = {}  # the object with the ETag its GET answered: its record's
     to_write: dict[S3Object, dict[str, Any] | Refusal] = {}
     with ThreadPoolExecutor(IO_THREADS) as pool:
         for obj, fetched in zip(unique, pool.map(lambda o: _fetch(runtime, o, force), unique), strict=True):
-            if isinstance(fetched, bytes):
-                downloaded[obj] = fetched
+            if isinstance(fetched, tuple):
+                downloaded[obj], read_as[obj] = fetched
             elif isinstance(fetched, Refusal):
                 to_write[obj] = fetched
             else:
@@ -138,7 +144,7 @@ def process(
         built = answering.answers(runtime, list(downloaded.values()), answers, source)
         for obj, result, answer in zip(downloaded, answers, built, strict=True):
             to_write[obj] = result.error or {**answer, "model": info, "batch_ms": batch_ms}
-        written = pool.map(lambda o: _write(runtime, o, to_write[o]), to_write)
+        written = pool.map(lambda o: _write(runtime, read_as.get(o, o), to_write[o]), to_write)
         for obj, outcome in zip(to_write, written, strict=True):
             outcomes[obj] = outcome
             if isinstance(outcome, Refusal):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -194,22 +194,38 @@ class Storage:
         if obj.sequencer and later(stored.get("source-sequencer", ""), obj.sequencer):
             return True  # a later event of this key has its record: this one is out of date
         wanted = _record_metadata(obj, model)
-        return bool(obj.etag) and all(stored.get(name) == wanted[name] for name in IDEMPOTENCY_KEYS)
+        if obj.etag:
+            return all(stored.get(name) == wanted[name] for name in IDEMPOTENCY_KEYS)
+        # An S3 Batch Operations task names a key (and a version where the bucket keeps them), no
+        # ETag: a record by this model for that version, or that key, answers it without a second
+        # request. Bytes rewritten in place since are answered by their own notification (or a
+        # forced run).
+        same_model = all(stored.get(name) == wanted[name] for name in ("model-name", "model-version"))
+        return same_model and (not obj.version_id or stored.get("source-version-id") == obj.version_id)
 
-    def download(self, obj: S3Object, max_bytes: int) -> bytes:
-        """HEAD for the size (refuse before downloading), then GET this exact version; with its ETag
-        known, only those bytes (``IfMatch``): an object replaced since it was listed or announced is
-        ``Superseded`` (its new version has its own notification, or the next backfill)."""
+    def download(self, obj: S3Object, max_bytes: int) -> tuple[bytes, S3Object]:
+        """GET this exact version, its size checked from the response's headers before a byte of
+        the body is read (too large: the stream is closed, unread); with its ETag known, only those
+        bytes (``IfMatch``): an object replaced since it was listed or announced is ``Superseded``
+        (its new version has its own notification, or the next backfill). Returns the bytes and
+        ``obj`` with the ETag S3 answered (a Batch Operations task names a key only)."""
         version = {"VersionId": obj.version_id} if obj.version_id else {}
         same = {"IfMatch": f'"{obj.etag}"'} if obj.etag else {}
         try:
-            head = self.client.head_object(Bucket=obj.bucket, Key=obj.key, **version)
-            check_image_size(int(head["ContentLength"]), max_bytes)
-            return self.client.get_object(Bucket=obj.bucket, Key=obj.key, **version, **same)["Body"].read()
+            response = self.client.get_object(Bucket=obj.bucket, Key=obj.key, **version, **same)
+        except Exception as error:
+            raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
+        body = response["Body"]
+        try:
+            check_image_size(int(response["ContentLength"]), max_bytes)
+            data = body.read()
         except Refusal:
             raise
         except Exception as error:
             raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
+        finally:
+            body.close()
+        return data, replace(obj, etag=str(response.get("ETag", "")).strip('"') or obj.etag)
 
     def write_record(self, obj: S3Object, record: dict[str, Any], model: dict[str, str]) -> bool:
         """Write the result or error record; its metadata ties it to the source version and model.
@@ -284,16 +300,6 @@ class Storage:
             if is_missing(error):
                 return None
             raise
-
-    def identified(self, obj: S3Object) -> S3Object:
-        """``obj`` with its ETag (and version) read from S3, for callers that name keys only (S3 Batch
-        Operations): idempotency compares ETags. A missing or denied object raises its ``Refusal``."""
-        version = {"VersionId": obj.version_id} if obj.version_id else {}
-        try:
-            head = self.client.head_object(Bucket=obj.bucket, Key=obj.key, **version)
-        except Exception as error:
-            raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
-        return S3Object(obj.bucket, obj.key, obj.version_id, str(head.get("ETag", "")).strip('"'))
 
     def exists(self, obj: S3Object) -> bool:
         try:

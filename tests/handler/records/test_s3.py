@@ -156,8 +156,22 @@ def test_permanent_failures_get_error_records_and_the_rest_succeeds(
         put(f"{UPLOADS}deleted.jpg", grace_hopper),
     ]
     S3.delete_object(Bucket=bucket, Key=f"{UPLOADS}deleted.jpg")
-    downloads = []
-    get_object_hook("before-send.s3.GetObject", lambda request, **_: downloads.append(request.url))
+    read: dict[str, int] = {}  # bytes of each GET's body the function read
+
+    def count_reads(http_response, parsed, model, **_) -> None:
+        key, body = http_response.url.rsplit("/", 1)[-1], parsed.get("Body")
+        if body is None:
+            return
+        original = body.read
+
+        def counted(*args, **kwargs):
+            data = original(*args, **kwargs)
+            read[key] = read.get(key, 0) + len(data)
+            return data
+
+        body.read = counted
+
+    get_object_hook("after-call.s3.GetObject", count_reads)
 
     assert via_sqs(app, bucket, objects) == {"batchItemFailures": []}
 
@@ -173,7 +187,8 @@ def test_permanent_failures_get_error_records_and_the_rest_succeeds(
         assert record["code"] == code, (name, record)
         assert record["error"] and record["key"] == f"{UPLOADS}{name}" and record["bucket"] == bucket
         assert "predictions" not in record
-    assert not any("huge.jpg" in url for url in downloads), "oversize objects are refused by metadata"
+    assert read.get("huge.jpg", 0) == 0, "an oversize object is refused by its GET's headers, its body unread"
+    assert read["good.jpg"] == len(grace_hopper)
 
 
 def test_a_transient_failure_retries_only_that_record(app, bucket, put, grace_hopper, cat, get_object_hook):
