@@ -11,7 +11,6 @@ event at a time per process, so nothing here is per thread.
 from __future__ import annotations
 
 import json
-import re
 from functools import cached_property
 from http import HTTPStatus
 from typing import Any
@@ -29,6 +28,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from handler.contract import ROUTES
 from handler.events import EventKind, kind_of
 from handler.http import openapi, uploads
 from handler.http.routes import current_openapi, current_runtime, router, top_k_rule
@@ -70,6 +70,15 @@ def invalid_parameter(error: RequestValidationError, max_top_k: int) -> Response
         return client_error(BadRequest(top_k_rule(max_top_k), Code.INVALID_PARAMETER))
     message = "Invalid parameter: " + "; ".join(problems)
     return client_error(BadRequest(message, Code.INVALID_PARAMETER))
+
+
+def route_matches(route: str, path: str) -> bool:
+    """Whether ``path`` is one of ``route``'s: a ``{name}`` segment matches any one non-empty segment."""
+    template, asked = route.split("/"), path.split("/")
+    return len(template) == len(asked) and all(
+        part == given or (part.startswith("{") and bool(given))
+        for part, given in zip(template, asked, strict=True)
+    )
 
 
 def _method(event: dict[str, Any]) -> str:
@@ -130,21 +139,11 @@ class Api:
         resolver.exception_handler(Exception)(unexpected)
         return resolver
 
-    @cached_property
-    def _route_methods(self) -> tuple[tuple[re.Pattern[str], frozenset[str]], ...]:
-        """Each route's path pattern and the methods it answers, from the OpenAPI document."""
-        paths = self.openapi_document["paths"]
-        return tuple(
-            (
-                re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
-                frozenset(method.upper() for method in operations),
-            )
-            for path, operations in paths.items()
-        )
-
-    def allowed_methods(self, path: str) -> list[str]:
-        """The methods a known path answers (with HEAD where GET is, and OPTIONS for CORS)."""
-        methods = {m for pattern, found in self._route_methods if pattern.match(path) for m in found}
+    @staticmethod
+    def allowed_methods(path: str) -> list[str]:
+        """The methods a known path answers, from the one route table (``contract.ROUTES``), with
+        HEAD where GET is and OPTIONS for CORS."""
+        methods = {method for method, route in ROUTES if route_matches(route, path)}
         if "GET" in methods:
             methods.add("HEAD")
         return sorted(methods | {"OPTIONS"}) if methods else []
