@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from handler.recognition.errors import Code, PayloadTooLarge
@@ -527,19 +528,35 @@ def check_heif(data: bytes, max_pixels: int) -> Structure:
     return Structure(decoder=decoder)
 
 
-def _is_heif(data: bytes) -> bool:
-    return data[4:8] == b"ftyp"
+@dataclass(frozen=True)
+class Signature:
+    """One image format as its first 16 bytes say: the extension and content type a stored copy
+    gets (capture), and the structure walk it gets before any decoder sees it."""
+
+    extension: str
+    content_type: str
+    matches: Callable[[bytes], bool]
+    check: Callable[[bytes, int], Structure]
 
 
+# The one table of signatures, first match wins. A walk runs for anything its decoder might take
+# (TIFF by its byte order alone, any RIFF), so the matches are as wide as the decoders' own.
 SIGNATURES = (
-    (b"\xff\xd8", check_jpeg),
-    (b"\x89PNG\r\n\x1a\n", check_png),
-    (b"GIF8", check_gif),
-    (b"II", check_tiff),
-    (b"MM", check_tiff),
-    (b"BM", check_bmp),
-    (b"RIFF", check_webp),
+    Signature("jpg", "image/jpeg", lambda head: head.startswith(b"\xff\xd8"), check_jpeg),
+    Signature("png", "image/png", lambda head: head.startswith(b"\x89PNG\r\n\x1a\n"), check_png),
+    Signature("gif", "image/gif", lambda head: head.startswith(b"GIF8"), check_gif),
+    Signature("tiff", "image/tiff", lambda head: head[:2] in (b"II", b"MM"), check_tiff),
+    Signature("bmp", "image/bmp", lambda head: head.startswith(b"BM"), check_bmp),
+    Signature("webp", "image/webp", lambda head: head.startswith(b"RIFF"), check_webp),
+    Signature("avif", "image/avif", lambda head: head[4:8] == b"ftyp" and head[8:11] == b"avi", check_heif),
+    Signature("heic", "image/heic", lambda head: head[4:8] == b"ftyp", check_heif),
 )
+
+
+def signature_of(data: bytes) -> Signature | None:
+    """The format ``data``'s first bytes name, if any."""
+    head = bytes(data[:16])  # ``data`` may be a mapped file (a decode worker's image): no ``startswith``
+    return next((signature for signature in SIGNATURES if signature.matches(head)), None)
 
 
 def check_structure(data: bytes, max_pixels: int) -> Structure:
@@ -550,10 +567,10 @@ def check_structure(data: bytes, max_pixels: int) -> Structure:
     (AVIF and HEIC excepted: their decoders refuse huge headers first).
     """
     head = bytes(data[:16])  # ``data`` may be a mapped file (a decode worker's image): no ``startswith``
-    checks = [check for signature, check in SIGNATURES if head.startswith(signature)]
-    if _is_heif(data):
-        checks.append(check_heif)
-    for check in checks:
+    # Every walk whose signature matches, in order, until one reads the file: a file that is two
+    # formats at once (TIFF's byte order and HEIF's "ftyp") gets the second walk when the first
+    # cannot read it, as either decoder might take it.
+    for check in dict.fromkeys(signature.check for signature in SIGNATURES if signature.matches(head)):
         # A truncated structure is the decoder's to report (422), not a cost. Each walk checks its
         # bounds itself, so this only catches what a truncated header makes unreadable.
         with contextlib.suppress(struct.error, IndexError):

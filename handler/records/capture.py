@@ -45,6 +45,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from handler.config import Settings
+from handler.recognition.formats import signature_of
 from handler.records.storage import MAX_KEY_BYTES, is_missing, new_client
 
 logger = Logger(child=True)
@@ -55,17 +56,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _STAMP = re.compile(r"\d{8}T\d{12}Z")
 # The longest id accepted from a client: model and version names are short, quoted at most 3x.
 MAX_ID_LENGTH = 600
-# (signature at offset 0, extension, content type); HEIF-family files say "ftyp" at offset 4.
-SIGNATURES = (
-    (b"\xff\xd8", "jpg", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "png", "image/png"),
-    (b"GIF8", "gif", "image/gif"),
-    (b"II*\x00", "tiff", "image/tiff"),
-    (b"MM\x00*", "tiff", "image/tiff"),
-    (b"BM", "bmp", "image/bmp"),
-)
-
-
 # What a capture's files end with (after ``{prediction_id}.``): the readers (``imgrec dataset
 # export``, ``imgrec compare``) list them by these.
 ANSWER_SUFFIX = "json"
@@ -168,16 +158,9 @@ class Sampled:
 
 
 def image_type(image: bytes) -> tuple[str, str]:
-    """(extension, content type) of an image from its first bytes."""
-    for signature, extension, content_type in SIGNATURES:
-        if image.startswith(signature):
-            return extension, content_type
-    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
-        return "webp", "image/webp"
-    if image[4:8] == b"ftyp":
-        brand = image[8:12]
-        return ("avif", "image/avif") if brand.startswith(b"avi") else ("heic", "image/heic")
-    return "bin", "application/octet-stream"
+    """(extension, content type) of an image from its first bytes (the decoders' own table)."""
+    signature = signature_of(image)
+    return (signature.extension, signature.content_type) if signature else ("bin", "application/octet-stream")
 
 
 def new_capture_client(endpoint_url: str | None = None):

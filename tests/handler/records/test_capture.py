@@ -430,9 +430,17 @@ def test_every_type_a_capture_can_store_is_one_the_export_reads() -> None:
     """The export lists captures by their files' extensions: one it did not know would leave a
     captured AVIF or HEIC photo behind as "image missing"."""
     from devtools import capture_export
-    from handler.records.capture import IMAGE_EXTENSIONS, SIGNATURES
+    from handler.recognition.formats import SIGNATURES
+    from handler.records.capture import IMAGE_EXTENSIONS
 
-    starts = [s for s, _, _ in SIGNATURES] + [
+    assert {signature.extension for signature in SIGNATURES} | {"bin"} == set(IMAGE_EXTENSIONS)
+    starts = [
+        b"\xff\xd8\xff\xe0",
+        b"\x89PNG\r\n\x1a\n",
+        b"GIF89a",
+        b"II*\0",
+        b"MM\0*",
+        b"BM",
         b"RIFF\0\0\0\0WEBP",
         b"\0\0\0\x1cftypavif",
         b"\0\0\0\x1cftypheic",
