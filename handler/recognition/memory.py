@@ -1,9 +1,11 @@
 """Process-wide allocator settings, so memory a request freed goes back to the OS (glibc only).
 
-Decoders run in threads; glibc gives each thread its own arena and, after a large block is freed,
-raises its mmap threshold so the next large blocks come from those arenas, which it keeps. A
-fixed threshold keeps every large allocation (Pillow's image blocks, libwebp's buffers) in its
-own mapping, returned at ``free``; ``release`` trims what the arenas still hold after a request.
+Images decode in the sandbox's worker processes, which exit and take their memory with them; the
+function's own process still allocates large blocks (a batch's pixel arrays, the model's tensors,
+S3 bodies in the I/O threads). glibc gives each thread its own arena and, after a large block is
+freed, raises its mmap threshold so the next large blocks come from those arenas, which it keeps.
+A fixed threshold keeps every large allocation in its own mapping, returned at ``free``, and two
+arenas bound what the threads can keep.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _libc() -> ctypes.CDLL | None:
         libc = ctypes.CDLL(name) if name else None
     except OSError:
         return None
-    return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    return libc if libc is not None and hasattr(libc, "mallopt") else None
 
 
 def configure() -> bool:
@@ -36,10 +38,3 @@ def configure() -> bool:
     libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
     libc.mallopt(M_ARENA_MAX, ARENA_MAX)
     return True
-
-
-def release() -> None:
-    """Give freed heap memory back to the OS (after a request that decoded large images)."""
-    libc = _libc()
-    if libc is not None:
-        libc.malloc_trim(0)
