@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -89,11 +89,16 @@ def _split(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
     return probabilities, distance.reshape(-1)
 
 
+def litert_notice(line: str) -> bool:
+    """LiteRT's ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` and its kind."""
+    return line.startswith("INFO: ")
+
+
 @contextlib.contextmanager
-def native_notices_hidden() -> Iterator[None]:
-    """LiteRT's C++ prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` on file
-    descriptor 2 at every load, past Python's logging (no variable turns it off): it would cut a
-    progress bar or a table in two. Its ``INFO:`` lines are dropped; anything else it writes still
+def native_notices_hidden(notice: Callable[[str], bool] = litert_notice) -> Iterator[None]:
+    """Native libraries print to file descriptor 2 past Python's logging (LiteRT's XNNPACK line at
+    every load, the TFLite converter's settings), and no variable turns it off: it would cut a
+    progress bar or a table in two. The lines ``notice`` recognizes are dropped; anything else still
     reaches stderr, and ``LOG_LEVEL=DEBUG`` (or ``POWERTOOLS_LOG_LEVEL``) keeps everything."""
     if debug_logging():
         yield
@@ -109,7 +114,7 @@ def native_notices_hidden() -> Iterator[None]:
             os.close(saved)
             caught.seek(0)
             lines = caught.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if not line.startswith("INFO: ")))
+            sys.stderr.write("".join(line for line in lines if not notice(line)))
 
 
 class LiteRTBackend:

@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -61,11 +62,38 @@ def fetch_labels(keras) -> list[list[str]]:
     return [index[str(class_id)] for class_id in range(len(index))]
 
 
-def convert_to_tflite(tf, model) -> bytes:
-    """fp32 TFLite with a fixed 224x224x3 input; the batch dimension stays resizable at runtime."""
+CONVERTER_CHATTER = ("fully_quantize:", "INFO: ", "I0000 ", "W0000 ", "WARNING: All log messages before")
+
+
+def converter_chatter(line: str) -> bool:
+    """What the TFLite converter's C++ and absl print on every conversion (its settings, absl's
+    start-up notice), not errors: those arrive as the converter's exception."""
+    return line.startswith(CONVERTER_CHATTER)
+
+
+def to_tflite(tf, model, calibration: np.ndarray | None = None) -> bytes:
+    """fp32 TFLite with a fixed input size (the batch dimension stays resizable at runtime); with
+    ``calibration`` photos, full-integer int8 (float input and output kept). Quiet: Keras prints
+    every captured tensor, the converter its settings (``LOG_LEVEL=DEBUG`` shows them)."""
+    from handler.recognition.model import native_notices_hidden
+
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints every captured tensor of the export
+    if calibration is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[np.newaxis]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        native_notices_hidden(converter_chatter),
+        warnings.catch_warnings(),
+    ):
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
         return converter.convert()
+
+
+def convert_to_tflite(tf, model) -> bytes:
+    """fp32 TFLite (``to_tflite`` without calibration)."""
+    return to_tflite(tf, model)
 
 
 INT8_FILE = "mobilenet_v2_int8.tflite"
@@ -90,12 +118,7 @@ def quantize(tf, model, labels: list[list[str]], folder: Path, out_dir: Path) ->
     rng = np.random.default_rng(7)
     order = rng.permutation(len(arrays))
     calibration, held_out = arrays[order[:CALIBRATION_IMAGES]], arrays[order[CALIBRATION_IMAGES:]]
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([image[np.newaxis]] for image in calibration)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with contextlib.redirect_stdout(io.StringIO()):
-        (out_dir / INT8_FILE).write_bytes(converter.convert())
+    (out_dir / INT8_FILE).write_bytes(to_tflite(tf, model, calibration))
     fp32 = LiteRTBackend(out_dir / TFLITE_FILE, 2).outputs(held_out)[0]
     int8 = LiteRTBackend(out_dir / INT8_FILE, 2).outputs(held_out)[0]
     return {
