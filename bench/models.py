@@ -86,6 +86,7 @@ def section(run: dict) -> str:
         "feature_copies",
         "class_weight",
         "flip_average",
+        "rotation_average",
         "imagenet_start",
         "imagenet_classes",
         "quantize",

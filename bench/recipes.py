@@ -83,6 +83,7 @@ TUNING = {
         "fine-tune the top 60 layers for 15 epochs": {"fine_tune_layers": 60, "fine_tune_epochs": 15},
         "fine-tune at 3e-5 instead of 1e-5": {"fine_tune_learning_rate": 3e-5},
         REPEAT: {},
+        "served: the mean of the 8 rotations and mirrors (8x inference)": {"rotation_average": True},
     },
 }
 TUNING_TITLE = "{dataset}: what was tried"
@@ -104,6 +105,40 @@ TUNING_NOTES: dict[str, list[str]] = {
         "3e-5 scored 0.772 / 0.742, between the two runs of the settings before. The test split chose "
         "nothing (its ROC AUC moves between 0.53 and 0.61 across these rows, inside each other's "
         "intervals).",
+        "",
+        "Measured next (issue 30: beat 0.779 on validation), outside this table: a script on the "
+        "trainer's own `build` and `fit` (the same split; the training seed 7, 8 or 9), each trained model "
+        "then served four ways, so that the views are compared on the same weights (paired: the training "
+        "noise cancels). Validation / test ROC AUC, accuracy in brackets:",
+        "",
+        "| training seed | 1 view | photo + mirror (the default) | + upside-down (4 flips) | 8 rotations "
+        "and mirrors |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        "| 7 | 0.773 (0.712) / 0.615 (0.636) | 0.779 (0.727) / 0.573 (0.682) | 0.789 (0.727) / 0.583 "
+        "(0.667) | 0.793 (0.773) / 0.553 (0.667) |",
+        "| 8 | 0.760 (0.712) / 0.534 (0.636) | 0.771 (0.727) / 0.507 (0.652) | 0.772 (0.712) / 0.512 "
+        "(0.621) | 0.781 (0.773) / 0.497 (0.606) |",
+        "| 9 | 0.753 (0.712) / 0.594 (0.636) | 0.766 (0.727) / 0.562 (0.621) | 0.763 (0.727) / 0.564 "
+        "(0.636) | 0.772 (0.758) / 0.554 (0.667) |",
+        "",
+        "The mean of the 8 rotations and mirrors (`--rotation-average`, in the graph: the served files take "
+        "the same pixels) raised validation by +0.014, +0.010 and +0.006 ROC AUC and 2 to 3 photos of 66 in "
+        "accuracy on the same weights, every seed; the same weights lost 0.020, 0.010 and 0.008 test ROC "
+        "AUC. Its three runs (0.793, 0.781, 0.772) straddle 0.779 and its gain is below the run-to-run "
+        "spread (about 0.025), for 4x the default's inference: it stays an option, off by default (its "
+        "row above is `bench.models` with it, seed 7: int8 too, on a busy machine, so its minutes are "
+        "inflated; its int8 file agreed with fp32 on 0.879 of test photos, the default's on 0.955). Also "
+        "measured, not kept: Shades of Gray colour constancy (p = 6) in the graph before the base "
+        "(training seed 7): validation 0.753 / 0.742 with the photo and its mirror (0.759 with one view, "
+        "0.741 with 8), test 0.554; and an L2-regularized logistic regression on the cached pooled features "
+        "in place of the dense head (regularization chosen by 5-fold cross-validation on the training "
+        "split): validation 0.753 (its test ROC AUC 0.543), 0.780 with the 8 views' features averaged at "
+        "test time (0.532), 0.748 with them averaged for training too (0.576); pooled features of blocks "
+        "13 and 16 beside the last layer's (8 views averaged): 0.764 to 0.771 (test 0.59 to 0.60); with "
+        "Shades of Gray: 0.722 to 0.767. Cross-validation on the training split ranked these within "
+        "0.035 of each other (0.743 to 0.778). No variant of MobileNetV2's ImageNet features at 224 px "
+        "reached 0.65 on the test split: 0.80 on unseen photos will need more photos or a backbone that "
+        "has seen skin.",
     ],
 }
 
@@ -241,15 +276,21 @@ def tuning_section(dataset: str, rows: dict) -> list[str]:
             f"| {test['roc_auc']:.3f} ({auc_low:.3f}-{auc_high:.3f}) | {test['accuracy']:.3f} "
             f"({low:.3f}-{high:.3f}) | {row['minutes']:.1f} |"
         )
-    # To win, a change must beat the settings it started from in every run of them (the repeat too).
+    # To win, a change must beat the settings it started from in every run of them (the repeat too),
+    # by more than those runs differ from each other (the run-to-run spread).
     runs = [tried[r]["validation"] for r in (start, REPEAT) if r in tried]
     reference = max(runs, key=lambda v: (v.get("roc_auc", 0), v["accuracy"]))
-    if (after.get("roc_auc", 0), after["accuracy"]) <= (reference.get("roc_auc", 0), reference["accuracy"]):
+    spread = max(v.get("roc_auc", 0) for v in runs) - min(v.get("roc_auc", 0) for v in runs)
+    gain = after.get("roc_auc", 0) - reference.get("roc_auc", 0)
+    score = (after.get("roc_auc", 0), after["accuracy"])
+    beats = score > (reference.get("roc_auc", 0), reference["accuracy"])
+    if not beats or (spread and gain <= spread):
         verdict = (
-            f"Nothing tried beat **{start}** on validation: its runs scored "
+            f"Nothing tried beat **{start}** on validation by more than its own runs differ: they scored "
             + " and ".join(f"{v['roc_auc']:.3f} / {v['accuracy']:.3f}" for v in runs)
-            + f"; the best change, **{best}**, {after['roc_auc']:.3f} / {after['accuracy']:.3f} "
-            f"({after['images']} validation photos). The settings stay as they were."
+            + f" (spread {spread:.3f} ROC AUC); the best change, **{best}**, {after['roc_auc']:.3f} / "
+            f"{after['accuracy']:.3f} ({gain:+.3f} ROC AUC over the best run; {after['images']} validation "
+            "photos). The settings stay as they were."
         )
     else:
         verdict = (

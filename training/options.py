@@ -42,6 +42,11 @@ class Options:
         "balanced", "balanced (each class counts alike), sqrt (its square root: halfway) or none"
     )
     flip_average: bool = option(True, "served model averages each photo with its mirror (2x inference)")
+    rotation_average: bool = option(
+        False,
+        "with --flip-average: also the photo's and its mirror's rotations by 90, 180 and 270 degrees "
+        "(8 views, 8x inference; for photos with no up, like dermoscopy)",
+    )
     imagenet_scores: bool = option(False, "the head also reads MobileNetV2's 1,000 ImageNet class scores")
     imagenet_start: bool = option(
         True,
@@ -80,6 +85,8 @@ class Options:
             problems.append("--feature-copies cannot be negative")
         if self.class_weight not in ("balanced", "sqrt", "none"):
             problems.append("--class-weight must be balanced, sqrt or none")
+        if self.rotation_average and not self.flip_average:
+            problems.append("--rotation-average averages the mirrors too: it needs --flip-average")
         if self.fine_tune_layers < 0 or self.fine_tune_epochs < 0:
             problems.append("--fine-tune-layers and --fine-tune-epochs cannot be negative")
         if self.imagenet_classes:

@@ -68,7 +68,8 @@ CHECK_PHOTOS = 32
 
 def build(classes: int, options: Options, imagenet_rows: list[int | None] | None = None, full=None):
     """The models, sharing their layers: ``trainer`` (augmentation, then the classifier), ``served``
-    (the classifier; with ``flip_average`` the mean of a photo's and its mirror's answers),
+    (the classifier; with ``flip_average`` the mean of a photo's and its mirror's answers, with
+    ``rotation_average`` too of their rotations by 90, 180 and 270 degrees: 8 views),
     ``extractor`` (the frozen base, pooled: the cached features), ``head`` (on those features), and
     the ``base`` (to unfreeze its top for fine-tuning). With ``imagenet_rows`` (your classes are
     those ImageNet classes) the head is linear and starts as ImageNet's own classifier restricted to
@@ -119,7 +120,12 @@ def build(classes: int, options: Options, imagenet_rows: list[int | None] | None
     trainer = keras.Model(inputs, classify(augmentation(inputs)), name="trainer")
     answer = classify(inputs)
     if options.flip_average:
-        answer = layers.Average()([classify(inputs), classify(keras.ops.flip(inputs, axis=2))])
+        views = [inputs, keras.ops.flip(inputs, axis=2)]
+        if options.rotation_average:  # the 8 symmetries of the square: flips, then transposed
+            # (not ops.rot90: it loses the static channel count, and TFLite's Conv2D needs it)
+            views += [keras.ops.flip(view, axis=1) for view in views]
+            views += [keras.ops.transpose(view, (0, 2, 1, 3)) for view in views]
+        answer = layers.Average()([classify(view) for view in views])
     served = keras.Model(inputs, answer, name="classifier")
     extractor = keras.Model(inputs, features(inputs), name="features")
     cached = keras.Input(extractor.output_shape[1:])
