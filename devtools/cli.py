@@ -557,7 +557,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    results = sys.stdout
+    results, environment = sys.stdout, dict(os.environ)
     if not getattr(args, "keeps_stdout", False):
         quiet_commands()
         sys.stdout = sys.stderr  # Powertools logs/metrics to stderr; results alone on stdout
@@ -565,6 +565,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args, results)
     finally:
         sys.stdout = results
+        # What the command set for itself (quiet logs, MODEL_DIR) ends with it: a caller in the same
+        # process (a test, a notebook) and the processes it starts later see their own environment.
+        if os.environ != environment:
+            os.environ.clear()
+            os.environ.update(environment)
 
 
 if __name__ == "__main__":

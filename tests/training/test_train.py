@@ -185,7 +185,8 @@ def test_health_model_and_openapi_reflect_the_model(custom, card: dict) -> None:
     assert metadata["classes"] == ["ants", "bees"] and metadata["card"] == card
     document = body_json(custom.api_handler(rest_event("GET", "/openapi.json"), LocalContext()))
     (top_k,) = [p for p in document["paths"]["/predict"]["post"]["parameters"] if p["name"] == "top_k"]
-    assert top_k["schema"]["maximum"] == 2 and top_k["schema"]["default"] == 2
+    # Any top_k up to MAX_TOP_K is taken (above the 2 classes, both are answered); 2 by default.
+    assert top_k["schema"]["maximum"] == 20 and top_k["schema"]["default"] == 2
 
 
 def test_min_confidence_marks_uncertain_answers(trained: Path, configure) -> None:
