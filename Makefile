@@ -19,7 +19,7 @@ FAST := not slow and not browser and not network and not aws_shape
 CONTEXT ?=
 # Which stacks (default: the app's one stack), e.g. STACKS=ImageRecognitionGithubDeploy.
 STACKS ?=
-# Benchmarks and reports write to build/bench/; WRITE_DOCS=1 updates the tracked docs/ files instead.
+# Benchmarks and reports write to build/bench/; WRITE_DOCS=1 updates the tracked docs/reports/ files instead.
 WRITE_DOCS ?=
 DOCS_FLAG = $(if $(filter 1 yes true,$(WRITE_DOCS)),--write-docs)
 
@@ -162,19 +162,19 @@ evaluate: model ## the serving classifier on labelled photos: make evaluate DATA
 	@test -n "$(DATA)" || { echo "usage: make evaluate DATA=folder-with-one-subfolder-per-class [MODEL_DIR=...]"; exit 2; }
 	$(VENV)/bin/imgrec evaluate "$(DATA)" --model-dir "$(MODEL_DIR)"
 
-train-examples: model keras-cache ## train both shared datasets with the documented settings: writes build/bench/models.md (WRITE_DOCS=1: docs/)
+train-examples: model keras-cache ## train both shared datasets with the documented settings: writes build/bench/models.md (WRITE_DOCS=1: docs/reports/)
 	$(PY) -m bench.models $(DOCS_FLAG) $(TRAIN_EXAMPLES_ARGS)
 
-bench-recipes: model keras-cache ## the training recipes on both shared datasets' test splits (and ImageNet's zero-shot answer): writes build/bench/recipes.md (WRITE_DOCS=1: docs/)
+bench-recipes: model keras-cache ## the training recipes on both shared datasets' test splits (and ImageNet's zero-shot answer): writes build/bench/recipes.md (WRITE_DOCS=1: docs/reports/)
 	$(PY) -m bench.recipes $(DOCS_FLAG) $(RECIPES_ARGS)
 
-bench-capture: model ## what capture costs an answer: p50/p99 of POST /predict with capture off and CAPTURE_RATE=1 (moto S3): writes build/bench/capture.md (WRITE_DOCS=1: docs/)
+bench-capture: model ## what capture costs an answer: p50/p99 of POST /predict with capture off and CAPTURE_RATE=1 (moto S3): writes build/bench/capture.md (WRITE_DOCS=1: docs/reports/)
 	$(PY) -m bench.capture $(DOCS_FLAG)
 
-bench-train: model keras-cache ## training's peak memory (10,000 generated photos, the shared sets) and the feature cache's speed-up: writes build/bench/training.md (WRITE_DOCS=1: docs/)
+bench-train: model keras-cache ## training's peak memory (10,000 generated photos, the shared sets) and the feature cache's speed-up: writes build/bench/training.md (WRITE_DOCS=1: docs/reports/)
 	$(PY) -m bench.training $(DOCS_FLAG) $(BENCH_TRAIN_ARGS)
 
-bench: model ## benchmark vs the tutorial's app: writes build/bench/benchmarks.md, .json and .png (WRITE_DOCS=1: docs/)
+bench: model ## benchmark vs the tutorial's app: writes build/bench/benchmarks.md, .json and .png (WRITE_DOCS=1: docs/reports/)
 	$(PY) -m bench.run $(DOCS_FLAG) $(BENCH_ARGS)
 
 smoke: setup ## the smoke suite against a running API: make smoke API_URL=https://…/prod/ (or http://127.0.0.1:3000/)
@@ -194,8 +194,8 @@ fuzz: model ## property-based fuzzing of the API handler: 10,000 examples
 rollout-demo: model keras-cache ## what a rollout decides, without AWS: the pre-traffic gate on the good build, three broken ones and a slow one, the rollback alarm over a simulated canary
 	$(PY) -m devtools rollout-demo
 
-hostile: model ## every hostile input and misbehaving decoder through both event versions, each in a fresh function: time, whole-function memory; writes build/bench/reliability.md (WRITE_DOCS=1: docs/)
+hostile: model ## every hostile input and misbehaving decoder through both event versions, each in a fresh function: time, whole-function memory; writes build/bench/reliability.md (WRITE_DOCS=1: docs/reports/)
 	$(PY) -m bench.hostile $(DOCS_FLAG) $(HOSTILE_ARGS)
 
-load: model ## load and soak the local server (2,000 requests, 16 at a time): writes build/bench/reliability.md (WRITE_DOCS=1: docs/)
+load: model ## load and soak the local server (2,000 requests, 16 at a time): writes build/bench/reliability.md (WRITE_DOCS=1: docs/reports/)
 	$(PY) -m bench.load $(DOCS_FLAG) $(LOAD_ARGS)

@@ -1,5 +1,5 @@
-"""Where a benchmark writes its report: ``build/bench/`` by default, the tracked ``docs/`` only when
-asked (``--write-docs``, what ``make bench WRITE_DOCS=1`` passes), or any folder (``--out``)."""
+"""Where a benchmark writes its report: ``build/bench/`` by default, the tracked ``docs/reports/``
+only when asked (``--write-docs``, what ``make bench WRITE_DOCS=1`` passes), or any folder (``--out``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.photos import REPO
 
-DOCS = REPO / "docs"
+DOCS = REPO / "docs" / "reports"  # generated reports, apart from the guides
 BUILD = REPO / "build" / "bench"
 
 
@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--out", type=Path, default=None, help="where to write the report (default: build/bench/)"
     )
-    where.add_argument("--write-docs", action="store_true", help="update the tracked docs/ files instead")
+    where.add_argument(
+        "--write-docs", action="store_true", help="update the tracked docs/reports/ files instead"
+    )
 
 
 def folder(args: argparse.Namespace) -> Path:

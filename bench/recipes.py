@@ -12,7 +12,7 @@ validation, so training can only move away from the zero-shot answer by doing be
 did not train on. On the shared ants and bees it cannot do better on test than the zero-shot
 answer: the one test photo that answer misses is a dandelion, with no ant to be seen, filed under
 ants (and the baseline is optimistic: these photos come from ImageNet's training set).
-Writes ``recipes.md`` and ``recipes.json`` (the table ``docs/models.md`` shows).
+Writes ``recipes.md`` and ``recipes.json`` (the table ``docs/reports/models.md`` shows).
 """
 
 from __future__ import annotations
@@ -92,7 +92,8 @@ TUNING_NOTES: dict[str, list[str]] = {
     "skin-lesions": [
         "",
         "The same settings, trained twice, scored 0.753 / 0.742 and 0.779 / 0.727 on validation (the "
-        "second run is exactly the figure docs/models.md reports). Why they differ is not established: the "
+        "second run is exactly the figure docs/reports/models.md reports). Why they differ is not "
+        "established: the "
         "first run (like the 2-copies and 60-layer runs, whose minutes are inflated too) shared the 2 cores "
         "with test runs, the repeat ran alone. That spread (0.026 ROC AUC, one photo of 66 in accuracy) is "
         "as large as every difference in the table, so no change is kept: `bench.models.EXAMPLES` keeps "

@@ -7,7 +7,7 @@ class scores: 5 to 9 KB), computed once
 per split and kept on disk, so the head-only phase trains on them in seconds instead of running the
 base over every photo in every epoch (augmented only through ``copies``: features of a few flipped,
 rotated and zoomed copies of each training photo, cached beside it; the measured trade-offs are in
-docs/models.md and docs/recipes.md).
+docs/reports/models.md and docs/reports/recipes.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Pixel counts bound memory, not work: Pillow parses JPEG markers, PNG chunks, GIF
 strips one Python loop turn at a time, libjpeg walks the whole image once per progressive scan,
 and Pillow's BMP RLE decoder is pure Python. Each walk here reads only the structure (lengths and
 markers, never pixel data), stops at its limit, and so costs milliseconds whatever the file
-claims. The limits sit far above what real encoders write; docs/reliability.md gives each
+claims. The limits sit far above what real encoders write; docs/reports/reliability.md gives each
 format's worst case that still passes, measured.
 
 A walk is only as good as its agreement with the decoder: wherever the two read a file
