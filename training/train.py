@@ -400,19 +400,13 @@ def outside_figures(classifier, test: Dataset, options: Options, limit: float) -
 
 
 def to_tflite(served, calibration: np.ndarray | None = None) -> bytes:
-    """fp32 TFLite, or with ``calibration`` images a full-integer int8 model with float input/output."""
-    import contextlib
-    import io
-
+    """fp32 TFLite, or with ``calibration`` images a full-integer int8 model with float input/output:
+    the export's one conversion (quiet unless ``LOG_LEVEL=DEBUG``)."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(served)
-    if calibration is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([image[np.newaxis]] for image in calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    with contextlib.redirect_stdout(io.StringIO()):
-        return converter.convert()
+    from layers.model.export import to_tflite as convert
+
+    return convert(tf, served, calibration)
 
 
 def agreement(reference: np.ndarray, other: np.ndarray) -> dict:
@@ -634,12 +628,24 @@ def splits(
     return dataset.subset(train), dataset.subset(validation), tested
 
 
+def quiet_tensorflow() -> None:
+    """TensorFlow's Python warnings (a retracing notice per evaluation pass) would cut training's
+    progress bars in two: ERROR and above only, unless ``LOG_LEVEL=DEBUG``."""
+    from handler.config import debug_logging
+
+    if not debug_logging():
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
+
+
 def train(data_dir: Path | Sequence[Path], out: Path, options: Options, test_dir: Path | None = None) -> dict:
     """Train on ``data_dir`` (a folder of class folders, or a list of them: same-named classes
     merge, copies across folders count once) and write the model directory ``out``; return its
     manifest."""
     folders = data_folders(data_dir)
     check_out(out, [*folders, *([test_dir] if test_dir else [])])
+    quiet_tensorflow()
     classes, _ = merged_class_folders(folders)
     if test_dir is not None:
         _same_classes(folders, test_dir)  # before hours of decoding and training
