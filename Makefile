@@ -13,7 +13,9 @@ PYTEST_ARGS ?=
 # fixtures are built once) for what bounds no time, then the tests marked serial (CPU-time, wall-time
 # and cost bounds: the decode sandbox, hostile inputs, the cost gate), alone. make check is the first
 # pass over the fast tier. Exit status 5 (nothing selected) is fine for a pass PYTEST_ARGS narrowed away.
-WORKERS ?= auto
+# One worker more than cores: with two on 2 cores, 1.55 of them were busy (the rest of the time
+# they waited on subprocesses, servers and the browser); a third fills that time.
+WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 FAST := not slow and not browser and not network and not aws_shape
 # cdk context for synth/diff/deploy/destroy, e.g. CONTEXT="-c apiType=http -c enableWaf=false"
 # (every key: the settings reference in docs/).

@@ -11,6 +11,7 @@ from tests.support import REPO
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # its gate compares measured costs: alone, never beside another worker
 def test_the_demo_stops_every_bad_build_and_rolls_the_buggy_canary_back() -> None:
     shown = subprocess.run(
         [sys.executable, "-m", "devtools", "rollout-demo"],

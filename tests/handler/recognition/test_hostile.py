@@ -23,8 +23,8 @@ from handler.recognition import formats, imaging
 from handler.recognition.errors import Code, PayloadTooLarge
 from tests.support import body_json, workers_of
 
-# serial: it makes the CPU shared on purpose and bounds time: alone, not beside another worker.
-pytestmark = pytest.mark.serial
+# The tests that decode at-limit photos within the sandbox's time bounds (one on a CPU shared on
+# purpose) are marked serial: alone, never beside another worker. Refusals bound no time.
 
 LIMITS = imaging.DecodeLimits(max_bytes=20 * 1024 * 1024, max_pixels=40_000_000)
 
@@ -136,6 +136,7 @@ def test_too_many_scans_on_a_small_image_is_refused_by_count(no_opening) -> None
     ("name", "build", "content_type"), hostile.AT_LIMITS, ids=[c[0] for c in hostile.AT_LIMITS]
 )
 @pytest.mark.slow  # 40 MP files: seconds each to build and decode
+@pytest.mark.serial
 def test_the_worst_inputs_that_pass_are_classified(app, name, build, content_type) -> None:
     status, body = call(app, build(), content_type)
     assert status == 200, body
@@ -148,6 +149,7 @@ def at_the_limits() -> list[bytes]:
 
 
 @pytest.mark.slow  # the at-limit photos twice, on a CPU shared two ways
+@pytest.mark.serial
 @pytest.mark.parametrize("sharing", ["two busy processes beside it", "half a vCPU for two workers"])
 def test_the_worst_inputs_that_pass_classify_when_the_cpu_is_shared(at_the_limits, sharing) -> None:
     """The bounds measure work (CPU time), not luck: on a CPU shared with two spinning processes, or
@@ -201,6 +203,7 @@ def test_the_headers_only_double_really_stops_pixel_decoding(headers_only, grace
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 def test_a_batch_of_large_photos_decodes_each_in_its_own_worker(app) -> None:
     """Before the sandbox, 4 RGBA PNGs of 20 MP were over the request's decode budget (413); each
     is now bounded by its worker's memory cap instead, and all four are classified."""
