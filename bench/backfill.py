@@ -146,8 +146,8 @@ def processes(endpoint: str, batch_size: int, workers: list[int], out_dir: Path)
 
 
 def prefix_ceiling(get_class: float) -> float:
-    """Images/s one source prefix sustains at S3's baseline: its GET-class requests (HEAD + GET
-    of the photo) against 5,500/s; the results prefix gets one HEAD and one PUT per image."""
+    """Images/s one source prefix sustains at S3's baseline: its GET-class requests (the photo's
+    GET) against 5,500/s; the results prefix gets one HEAD and one PUT per image."""
     source_get = max(get_class - 1, 1)  # one of the HEADs asks the results prefix
     return min(PREFIX_GET_PER_SECOND / source_get, PREFIX_GET_PER_SECOND, PREFIX_PUT_PER_SECOND)
 
@@ -210,8 +210,9 @@ def report(measured: dict) -> str:
         )
     lines += [
         "",
-        "Per image the worker reads its result's metadata (HEAD: already answered?), the object's size "
-        "(HEAD) and bytes (GET), and writes one record (PUT); the listing costs one LIST per 1,000 keys.",
+        "Per image the worker reads its result's metadata (HEAD: already answered?), the object (one GET, "
+        "its size checked from the headers before the body is read), and writes one record (PUT); an "
+        "object already answered costs the HEAD alone; the listing costs one LIST per 1,000 keys.",
         "",
         f"## The CLI (`imgrec backfill`), worker processes on this machine's {measured['cores']} cores",
         "",
