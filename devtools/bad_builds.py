@@ -64,12 +64,12 @@ def _rebuilt(good: Path, out: Path, change: Callable) -> Path:
     import keras
     import tensorflow as tf
 
-    from layers.model.export import convert_to_tflite
+    from layers.model.export import to_tflite
 
     fields = _copy(good, out)
     model = change(keras, keras.models.load_model(good / manifest.artifact(fields, "keras")))
     model.save(out / manifest.artifact(fields, "keras"))
-    (out / manifest.artifact(fields, "tflite")).write_bytes(convert_to_tflite(tf, model))
+    (out / manifest.artifact(fields, "tflite")).write_bytes(to_tflite(tf, model))
     int8 = fields.get("artifacts", {}).get("tflite_int8")
     if int8:  # not rebuilt: dropped, so nothing stale is served
         (out / int8).unlink()

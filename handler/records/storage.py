@@ -213,18 +213,15 @@ class Storage:
         same = {"IfMatch": f'"{obj.etag}"'} if obj.etag else {}
         try:
             response = self.client.get_object(Bucket=obj.bucket, Key=obj.key, **version, **same)
-        except Exception as error:
-            raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
-        body = response["Body"]
-        try:
-            check_image_size(int(response["ContentLength"]), max_bytes)
-            data = body.read()
+            try:
+                check_image_size(int(response["ContentLength"]), max_bytes)
+                data = response["Body"].read()
+            finally:
+                response["Body"].close()
         except Refusal:
             raise
         except Exception as error:
             raise classify_s3_error(error, f"reading s3://{obj.bucket}/{obj.key}") from error
-        finally:
-            body.close()
         return data, replace(obj, etag=str(response.get("ETag", "")).strip('"') or obj.etag)
 
     def write_record(self, obj: S3Object, record: dict[str, Any], model: dict[str, str]) -> bool:

@@ -91,11 +91,6 @@ def to_tflite(tf, model, calibration: np.ndarray | None = None) -> bytes:
         return converter.convert()
 
 
-def convert_to_tflite(tf, model) -> bytes:
-    """fp32 TFLite (``to_tflite`` without calibration)."""
-    return to_tflite(tf, model)
-
-
 INT8_FILE = "mobilenet_v2_int8.tflite"
 CALIBRATION_IMAGES = 100
 DEFAULT_PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "hymenoptera" / "train"
@@ -166,7 +161,7 @@ def export(
         raise SystemExit(f"class index has {len(labels)} classes, the model {model.output_shape[-1]}")
 
     model.save(out_dir / KERAS_FILE)
-    (out_dir / TFLITE_FILE).write_bytes(convert_to_tflite(tf, model))
+    (out_dir / TFLITE_FILE).write_bytes(to_tflite(tf, model))
     (out_dir / LABELS_FILE).write_text(json.dumps(labels, indent=0) + "\n")
 
     fields = {

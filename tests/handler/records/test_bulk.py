@@ -16,11 +16,6 @@ from tests.support import CAT_CLASSES, EVENTS, PHOTOS, s3_client_for
 UNICODE_KEY = "archive/Été 2026/Grace Hopper + ü.jpg"
 
 
-@pytest.fixture(scope="module")
-def app(configure, moto_s3):
-    return configure(s3_client=s3_client_for(moto_s3))
-
-
 @pytest.fixture
 def archive(s3_client) -> tuple[str, dict[str, str]]:
     """A bucket of existing objects: photos, a corrupt file, a text file, a folder marker, a result."""

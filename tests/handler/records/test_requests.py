@@ -14,15 +14,9 @@ import pytest
 
 from devtools.context import LocalContext
 from devtools.events import s3_event, sqs_event
-from tests.support import PHOTOS, s3_client_for
+from tests.support import PHOTOS
 
 NEW_OBJECT, ANSWERED_OBJECT = 3, 1
-
-
-@pytest.fixture(scope="module")
-def app(configure, moto_s3):
-    """The function with an S3 client of its own: the hook sees its requests and nobody else's."""
-    return configure(s3_client=s3_client_for(moto_s3))
 
 
 @pytest.fixture

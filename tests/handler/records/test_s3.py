@@ -15,7 +15,7 @@ from devtools.context import LocalContext
 from devtools.events import s3_event, s3_test_event, sqs_event
 from handler.events import InvalidEvent
 from handler.records import storage
-from tests.support import CAT_CLASSES, EVENTS, s3_client_for
+from tests.support import CAT_CLASSES, EVENTS
 
 UPLOADS = "uploads/"
 
@@ -27,12 +27,6 @@ S3 = None  # the session's moto client, set for every test of this module by ``_
 def _s3(s3_client) -> None:
     global S3
     S3 = s3_client
-
-
-@pytest.fixture(scope="module")
-def app(configure, moto_s3):
-    """The function with an S3 client of its own, so hooks on it never see the tests' calls."""
-    return configure(s3_client=s3_client_for(moto_s3))
 
 
 @pytest.fixture
