@@ -71,6 +71,9 @@ def test_predict_says_uncertain_as_the_api_does() -> None:
     assert "military_uniform" in relaxed.stdout and "uncertain" not in relaxed.stdout
 
 
+# serial: beside two other workers it once logged 105 access lines for 104 requests (twice in four
+# parallel runs, never alone); not yet explained, see the stop's note.
+@pytest.mark.serial
 def test_serve_answers_curl_style_uploads_with_one_readable_line_each() -> None:
     output: list[str] = []
     with cli_server("--stage", "prod", output=output) as url:
