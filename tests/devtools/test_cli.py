@@ -71,9 +71,6 @@ def test_predict_says_uncertain_as_the_api_does() -> None:
     assert "military_uniform" in relaxed.stdout and "uncertain" not in relaxed.stdout
 
 
-# serial: beside two other workers it once logged 105 access lines for 104 requests (twice in four
-# parallel runs, never alone); not yet explained, see the stop's note.
-@pytest.mark.serial
 def test_serve_answers_curl_style_uploads_with_one_readable_line_each() -> None:
     output: list[str] = []
     with cli_server("--stage", "prod", output=output) as url:
@@ -88,7 +85,9 @@ def test_serve_answers_curl_style_uploads_with_one_readable_line_each() -> None:
             small = (PHOTOS / "cat.bmp").read_bytes()
             for _ in range(101):
                 session.post(f"{url}predict", data=small, headers={"Content-Type": "image/bmp"}, timeout=30)
-    access = [line for line in output if line.startswith("[serve] ")]
+    # Access lines only: a server line about a connection (an idle keep-alive read timing out on a
+    # busy machine, logged by http.server) is not a request.
+    access = [line for line in output if line.startswith("[serve] ") and " -> " in line]
     assert [line.split(" (")[0] for line in access[:3]] == [
         "[serve] GET /prod/health -> 200",
         "[serve] POST /prod/predict -> 200",
