@@ -112,7 +112,7 @@ def _start_worker(endpoint_url: str | None, log_dir: str) -> None:
 def _run_batch(event: dict[str, Any]) -> dict[str, Any]:
     """One batch through ``bulk_handler``: its output, or the failure the Map would see."""
     from devtools.context import LocalContext
-    from handler.records.storage import TransientError
+    from handler.s3 import TransientError
 
     try:
         return {"output": _function.bulk_handler(event, LocalContext())}

@@ -19,7 +19,7 @@ counted with its reason, never a crash. Nothing is written outside DIR: the expo
 staging folder beside it and moved into place once complete.
 
 Corrections are trusted by who sent them (``choose_correction``): a ``.feedback.json`` that names
-its caller (API Gateway authenticated it: ``handler.records.capture.trusted``) is used. An
+its caller (API Gateway authenticated it: ``handler.answers.capture.trusted``) is used. An
 anonymous one (``.anonymous-feedback.json``, where ``feedbackAuth=none`` allowed it) and a
 ``.feedback.json`` without a caller (written before callers were recorded, or by hand) are only
 counted, unless ``include_anonymous`` (``--include-anonymous``); a trusted correction always wins
@@ -41,13 +41,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from handler.answers import capture as capture_layout
 from handler.recognition import manifest as model_manifest
-from handler.records import capture as capture_layout
 
 MARKER = ".imgrec-export.json"
 REVIEW = "review.csv"
 REVIEW_COLUMNS = ("prediction_id", "image", "model", "version", "label", "probability", "time")
-# The capture layout is the function's (handler.records.capture): the same suffixes, the same types.
+# The capture layout is the function's (handler.answers.capture): the same suffixes, the same types.
 FEEDBACK_SUFFIX = "." + capture_layout.FEEDBACK_SUFFIX
 ANONYMOUS_FEEDBACK_SUFFIX = "." + capture_layout.ANONYMOUS_FEEDBACK_SUFFIX
 ANSWER_SUFFIX = "." + capture_layout.ANSWER_SUFFIX

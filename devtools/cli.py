@@ -42,8 +42,8 @@ def _load_app():
 
 
 def entry_point_for(event: dict[str, Any]):
-    """The entry point AWS would call for this event shape (``handler.events`` decides)."""
-    from handler.events import InvalidEvent, entry_point_for
+    """The entry point AWS would call for this event shape (``handler.contract`` decides)."""
+    from handler.contract import InvalidEvent, entry_point_for
 
     try:
         name = entry_point_for(event).rsplit(".", 1)[-1]

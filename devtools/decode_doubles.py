@@ -30,8 +30,8 @@ import time
 import numpy as np
 from PIL import ImageFile
 
+from handler.errors import Code, Unprocessable
 from handler.recognition import imaging
-from handler.recognition.errors import Code, Unprocessable
 
 PATH = "devtools.decode_doubles:decode"
 WITHOUT_PIXEL_DECODING = "devtools.decode_doubles:without_pixel_decoding"

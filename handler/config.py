@@ -113,7 +113,7 @@ class Settings:
     decode_wall_ms: int = 3 * Defaults.DECODE_CPU_MS
     decode_request_cpu_ms: int = Defaults.DECODE_REQUEST_CPU_MS
     decode_request_deadline_ms: int = Defaults.DECODE_REQUEST_DEADLINE_MS
-    # Capture (handler.records.capture): off unless a rate is above 0.
+    # Capture (handler.answers.capture): off unless a rate is above 0.
     capture_rate: float = 0.0
     capture_uncertain_rate: float | None = None  # None: the same as capture_rate
     capture_bucket: str | None = None  # None: the uploads bucket

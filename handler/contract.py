@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from enum import StrEnum
+from typing import Any
 
 SERVICE_NAME = "image-recognition"  # POWERTOOLS_SERVICE_NAME: logs and the metrics' service dimension
 METRICS_NAMESPACE = "ImageRecognition"  # POWERTOOLS_METRICS_NAMESPACE
@@ -109,7 +111,7 @@ QUALITY_GATE_SOURCE = "quality-gate"
 # "none" (anyone; anonymous corrections are stored apart and never used unless asked for).
 FEEDBACK_AUTH_MODES = ("iam", "none")
 
-# The model-health metrics (handler.drift) the drift alarms and the dashboard read (infra).
+# The model-health metrics (handler.answers.drift) the drift alarms and the dashboard read (infra).
 WATCHED_CLASSES = 10  # models of at most this many classes get a TopClass_<label> metric each
 _UNSAFE_IN_METRIC = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -122,3 +124,69 @@ def top_class_metric(label: str) -> str:
     if safe != label or len(label) > 200:
         safe = f"{safe[:190]}_{hashlib.sha256(label.encode()).hexdigest()[:8]}"
     return f"TopClass_{safe}"
+
+
+# Which kind of event this is, and so which entry point it belongs to: decided here only. Each entry
+# point checks that its event is one it serves (a misrouted or hand-made event gets a clear refusal,
+# not a ``KeyError``); the dev tools route an event file to its entry point with the same function.
+TEST_EVENT = "s3:TestEvent"  # what S3 sends once when a notification is configured
+
+
+class InvalidEvent(ValueError):
+    """The function was invoked with an event its entry point does not serve (a misconfiguration)."""
+
+
+class EventKind(StrEnum):
+    REST_API = "API Gateway REST API (payload 1.0)"
+    HTTP_API = "API Gateway HTTP API (payload 2.0)"
+    SQS = "SQS batch of S3 notifications"
+    S3 = "S3 ObjectCreated notification"
+    S3_TEST = "S3 test event"
+    MAP_BATCH = "Step Functions Distributed Map batch"
+    BATCH_OPERATIONS = "S3 Batch Operations task"
+    UNKNOWN = "unknown"
+
+
+# The entry point (``handler.app`` attribute, as the stack names it) for each kind of event.
+ENTRY_POINTS = {
+    EventKind.REST_API: API_HANDLER,
+    EventKind.HTTP_API: API_HANDLER,
+    EventKind.SQS: S3_HANDLER,
+    EventKind.S3: S3_HANDLER,
+    EventKind.S3_TEST: S3_HANDLER,
+    EventKind.MAP_BATCH: BULK_HANDLER,
+    EventKind.BATCH_OPERATIONS: BULK_HANDLER,
+}
+
+
+def kind_of(event: Any) -> EventKind:
+    """The kind of ``event``, from the fields AWS puts in each shape (UNKNOWN for anything else)."""
+    if not isinstance(event, dict):
+        return EventKind.UNKNOWN
+    if event.get("version") == "2.0" and "requestContext" in event:
+        return EventKind.HTTP_API
+    if "httpMethod" in event:
+        return EventKind.REST_API
+    records = event.get("Records")
+    if isinstance(records, list) and records:
+        source = records[0].get("eventSource") if isinstance(records[0], dict) else None
+        # Other services deliver "Records" too (SNS, Kinesis, DynamoDB streams): not ours.
+        return {"aws:sqs": EventKind.SQS, "aws:s3": EventKind.S3}.get(source, EventKind.UNKNOWN)
+    if event.get("Event") == TEST_EVENT:
+        return EventKind.S3_TEST
+    if "Items" in event:
+        return EventKind.MAP_BATCH
+    if "invocationSchemaVersion" in event:
+        return EventKind.BATCH_OPERATIONS
+    return EventKind.UNKNOWN
+
+
+def entry_point_for(event: Any) -> str:
+    """``handler.app.<name>`` that serves ``event``; ``InvalidEvent`` when none does."""
+    kind = kind_of(event)
+    if kind not in ENTRY_POINTS:
+        raise InvalidEvent(
+            "Unrecognised event: expected an API Gateway (REST v1 / HTTP v2), S3, SQS, Distributed "
+            "Map batch or S3 Batch Operations event."
+        )
+    return ENTRY_POINTS[kind]

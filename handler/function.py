@@ -21,7 +21,7 @@ from aws_lambda_powertools.logging import correlation_paths  # noqa: E402
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled  # noqa: E402
 from aws_lambda_powertools.utilities.typing import LambdaContext  # noqa: E402
 
-from handler import signals  # noqa: E402
+from handler.answers import signals  # noqa: E402
 from handler.config import Settings  # noqa: E402
 from handler.http.api import Api  # noqa: E402
 from handler.recognition.sandbox import DecodeSandbox  # noqa: E402

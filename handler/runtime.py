@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from handler.answers.capture import Capture
 from handler.config import Settings
 from handler.recognition import memory, model
 from handler.recognition.recognizer import Recognizer
 from handler.recognition.sandbox import DecodeSandbox
-from handler.records.capture import Capture
 from handler.records.storage import Storage
 
 

@@ -39,7 +39,7 @@ MIN_DECODE_MEMORY_MB, MAX_DECODE_MEMORY_MB = 256, 2048
 IMAGENET_EXPORT = "build/model"
 
 
-# Where sampled predictions are stored in the capture bucket (CAPTURE_PREFIX; handler/records/capture.py).
+# Where sampled predictions are stored in the capture bucket (CAPTURE_PREFIX; handler/answers/capture.py).
 CAPTURE_PREFIX = Defaults.CAPTURE_PREFIX
 # Drift alarms wait this many periods; CloudWatch evaluates at most one day of periods.
 DRIFT_EVALUATION_PERIODS = 3

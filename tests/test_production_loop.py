@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from devtools.server import DEFAULT_REVIEWER_TOKEN
+from handler.answers.capture import PredictionId
 from handler.recognition import model
-from handler.records.capture import PredictionId
 from tests.support import SHARED, local_site, s3_client_for
 
 pytestmark = [pytest.mark.slow]

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from handler.config import available_cpus
+from handler.errors import Code, Refusal, Unprocessable, check_image_size
 from handler.recognition import imaging
-from handler.recognition.errors import Code, Refusal, Unprocessable, check_image_size
 from handler.recognition.sandbox import Bounds, DecodeSandbox
 
 MIN_IMAGES_PER_CLASS = 5

@@ -179,8 +179,8 @@ def outside_pixels(folders: list[Path], seed: int) -> tuple[np.ndarray, list[str
     """The outside set, decoded and scaled as the function does: up to ``OUTSIDE_MOST`` photos from
     ``folders``, the shared ImageNet photos and the synthetic documents and noise; and what each
     source gave."""
+    from handler.errors import Refusal
     from handler.recognition import imaging
-    from handler.recognition.errors import Refusal
     from training.dataset import LIMITS, sandbox
 
     files = outside_sources(folders)

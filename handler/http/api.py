@@ -2,7 +2,7 @@
 
 API Gateway delivers two event shapes (REST API v1 proxy and HTTP API v2); Powertools has one
 resolver per shape, so the routes (``routes.py``) live on a ``Router`` included in both and
-``resolve`` picks the resolver by the event's kind (``handler.events``). Both resolvers are built
+``resolve`` picks the resolver by the event's kind (``handler.contract``). Both resolvers are built
 once, where the function starts; each is given the runtime and the OpenAPI document through
 ``dependency_overrides``, and its error handlers close over it: nothing global. Lambda runs one
 event at a time per process, so nothing here is per thread.
@@ -28,12 +28,11 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler.contract import ROUTES
-from handler.events import EventKind, kind_of
+from handler.contract import ROUTES, EventKind, kind_of
+from handler.errors import BadRequest, Code, Refusal, excerpt
 from handler.http import openapi, uploads
 from handler.http.routes import current_openapi, current_runtime, router, top_k_rule
 from handler.http.web import NO_STORE, json_response
-from handler.recognition.errors import BadRequest, Code, Refusal, excerpt
 from handler.runtime import Runtime
 
 logger = Logger(child=True)

@@ -16,9 +16,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from handler.answers.capture import Capture, PredictionId, PredictionIdError, caller_record
+from handler.errors import BadRequest, Code, Forbidden, NotFound, Unavailable, excerpt
 from handler.http import payload
-from handler.recognition.errors import BadRequest, Code, Forbidden, NotFound, Unavailable, excerpt
-from handler.records.capture import Capture, PredictionId, PredictionIdError, caller_record
 
 logger = Logger(child=True)
 

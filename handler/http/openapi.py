@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.event_handler.openapi.models import Server
 
 from handler.contract import UPLOAD_EXTENSIONS
-from handler.http.answers import FeedbackRequest
+from handler.http.schemas import FeedbackRequest
 from handler.http.uploads import UPLOAD_ID
 
 TITLE = "Image recognition API"

@@ -26,7 +26,7 @@ from typing import Any
 
 import multipart
 
-from handler.recognition.errors import (
+from handler.errors import (
     BadRequest,
     Code,
     PayloadTooLarge,

@@ -16,13 +16,13 @@ from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 
-from handler import answering, signals
+from handler.answers import answering, signals
 from handler.contract import QUALITY_GATE_MARK, QUALITY_GATE_SOURCE
+from handler.errors import BadRequest, Code
 from handler.http import feedback as corrections
 from handler.http import page, payload, uploads
-from handler.http.answers import FeedbackAnswer, HealthAnswer, ModelAnswer, PredictionAnswer
+from handler.http.schemas import FeedbackAnswer, HealthAnswer, ModelAnswer, PredictionAnswer
 from handler.http.web import base_url, error_responses, json_response, request_body, request_text
-from handler.recognition.errors import BadRequest, Code
 from handler.runtime import Runtime
 
 logger = Logger(child=True)

@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from handler.contract import UPLOAD_EXTENSIONS
-from handler.recognition.errors import (
+from handler.errors import (
     BadRequest,
     Code,
     NotConfigured,

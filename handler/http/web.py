@@ -10,8 +10,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from handler.http.answers import ErrorAnswer
-from handler.recognition.errors import BadRequest, Code
+from handler.errors import BadRequest, Code
+from handler.http.schemas import ErrorAnswer
 
 # Predictions are per request: no shared cache may keep them. nosniff: JSON is never sniffed as HTML.
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}

@@ -2,6 +2,5 @@
 
 Knows nothing of events, HTTP or S3. ``recognizer.Recognizer`` is the one road every image takes;
 ``sandbox`` decodes each image in a worker process under OS limits, where ``imaging`` and
-``formats`` decode and refuse; ``model`` and ``manifest`` load and verify the model directory;
-``errors`` are the refusals.
+``formats`` decode and refuse; ``model`` and ``manifest`` load and verify the model directory.
 """

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from handler.recognition.errors import Code, PayloadTooLarge
+from handler.errors import Code, PayloadTooLarge
 
 # libjpeg's progressive encoders write about 10 scans; jpegtran scripts rarely exceed 20.
 MAX_JPEG_SCANS = 32

@@ -34,14 +34,14 @@ from PIL import (  # noqa: F401  (importing a plugin registers its decoder; only
     WebPImagePlugin,
 )
 
-from handler.recognition import formats
-from handler.recognition.errors import (
+from handler.errors import (
     Code,
     PayloadTooLarge,
     Unprocessable,
     UnsupportedMediaType,
     check_image_size,
 )
+from handler.recognition import formats
 
 INPUT_SIZE = (224, 224)
 

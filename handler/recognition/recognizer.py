@@ -18,8 +18,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
 from handler.config import Settings
+from handler.errors import Refusal
 from handler.recognition import imaging
-from handler.recognition.errors import Refusal
 from handler.recognition.model import Classifier, Prediction
 from handler.recognition.sandbox import DecodeSandbox
 

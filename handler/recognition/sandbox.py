@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from handler.config import Settings
-from handler.recognition.errors import (
+from handler.errors import (
     BadRequest,
     Code,
     PayloadTooLarge,

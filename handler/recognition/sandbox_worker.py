@@ -38,8 +38,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from handler.errors import Code, Refusal
 from handler.recognition import seccomp
-from handler.recognition.errors import Code, Refusal
 from handler.recognition.imaging import INPUT_SIZE, NEEDS_MEMORY, DecodeLimits, register_decoders
 
 FRAME = struct.Struct("!I")  # the JSON header's length

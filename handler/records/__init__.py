@@ -2,5 +2,5 @@
 
 ``pipeline`` is the road (fetch, classify in one model call, write); ``notifications`` serves
 S3/SQS events (``s3_handler``), ``bulk`` Distributed Map batches and S3 Batch Operations
-(``bulk_handler``); ``storage`` is S3 and what its errors mean.
+(``bulk_handler``); ``storage`` is where records go and whether an object was already answered.
 """

@@ -23,10 +23,11 @@ from aws_lambda_powertools.utilities.data_classes import (
     S3BatchOperationResponseRecord,
 )
 
-from handler.events import EventKind, InvalidEvent, kind_of
-from handler.recognition.errors import Refusal, excerpt
+from handler.contract import EventKind, InvalidEvent, kind_of
+from handler.errors import Refusal, excerpt
 from handler.records import pipeline
-from handler.records.storage import S3Object, TransientError
+from handler.records.storage import S3Object
+from handler.s3 import TransientError
 
 if TYPE_CHECKING:
     from handler.runtime import Runtime

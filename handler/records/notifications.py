@@ -17,11 +17,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, SQSEvent
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from handler import signals
-from handler.events import TEST_EVENT, EventKind, InvalidEvent, kind_of
-from handler.recognition.errors import excerpt
+from handler.answers import signals
+from handler.contract import TEST_EVENT, EventKind, InvalidEvent, kind_of
+from handler.errors import excerpt
 from handler.records.pipeline import process, summary
-from handler.records.storage import S3Object, TransientError
+from handler.records.storage import S3Object
+from handler.s3 import TransientError
 
 if TYPE_CHECKING:
     from handler.runtime import Runtime

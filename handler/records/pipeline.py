@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from handler import answering
-from handler.recognition.errors import Refusal
-from handler.records.storage import S3Object, Superseded, TransientError
+from handler.answers import answering
+from handler.errors import Refusal
+from handler.records.storage import S3Object
+from handler.s3 import Superseded, TransientError
 
 if TYPE_CHECKING:
     from handler.runtime import Runtime

@@ -29,7 +29,7 @@ from constructs import Construct
 from infra.components.common import log_group
 from infra.settings import Settings
 
-# What the worker raises when S3 throttles or fails (handler.records.storage.TransientError), and what
+# What the worker raises when S3 throttles or fails (handler.s3.TransientError), and what
 # Lambda answers when it cannot run the invocation: worth retrying with backoff.
 TRANSIENT_ERRORS = [
     "TransientError",

@@ -1,7 +1,7 @@
 """The rollback alarms of a gradual deployment: what CodeDeploy watches while alias ``live`` shifts.
 
 Each measures the **new version alone** (its number is a dimension: Lambda's ``ExecutedVersion`` on
-the alias, ``version`` on the function's own EMF signals, ``handler/signals.py``) over **1-minute
+the alias, ``version`` on the function's own EMF signals, ``handler/answers/signals.py``) over **1-minute
 periods**, and fires after ``rollbackMinutes`` breaching minutes in a row: inside the canary's
 5 minutes, CloudWatch's delay of about a minute included. Stage-wide alarms (``monitoring.py``) keep
 paging ops; they cannot tell a canary's failures from the old version's traffic.
@@ -51,7 +51,8 @@ def version_metric(alias: lambda_.Alias, name: str, statistic: str) -> cw.Metric
 
 
 def signal_metric(alias: lambda_.Alias, name: str, statistic: str) -> cw.Metric:
-    """The function's own ``name`` signal (``handler/signals.py``) from the alias's current version."""
+    """The function's own ``name`` signal (``handler/answers/signals.py``)
+    from the alias's current version."""
     return cw.Metric(
         namespace=METRICS_NAMESPACE,
         metric_name=name,

@@ -15,7 +15,7 @@ import pytest
 
 from devtools import capture_export
 from devtools.cli import main
-from handler.records.capture import PredictionId
+from handler.answers.capture import PredictionId
 from tests.support import SHARED
 
 HYMENOPTERA = SHARED / "datasets" / "hymenoptera" / "train"

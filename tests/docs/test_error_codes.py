@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from handler.recognition.errors import Code
+from handler.errors import Code
 from tests.support import REPO
 
 DOC = (REPO / "docs" / "api.md").read_text()

@@ -74,11 +74,11 @@ def test_rooms_depend_one_way() -> None:
 
 
 def test_the_core_returns_dataclasses_the_answers_document() -> None:
-    from handler.http import answers
+    from handler.http import schemas
     from handler.recognition import model
 
-    for core, documented in ((model.Prediction, answers.Prediction), (model.ModelInfo, answers.ModelInfo)):
+    for core, documented in ((model.Prediction, schemas.Prediction), (model.ModelInfo, schemas.ModelInfo)):
         assert dataclasses.is_dataclass(core)
         assert [f.name for f in dataclasses.fields(core)] == list(documented.model_fields)
     prediction = model.Prediction(label="tabby", probability=0.5, class_id="n02123045")
-    assert answers.Prediction.model_validate(prediction.to_dict()).label == "tabby"
+    assert schemas.Prediction.model_validate(prediction.to_dict()).label == "tabby"

@@ -14,8 +14,8 @@ import pytest
 
 from devtools.context import LocalContext
 from devtools.events import Caller, http_event, rest_event
+from handler.answers.capture import PredictionId
 from handler.http.feedback import caller_of
-from handler.records.capture import PredictionId
 from tests.support import PHOTOS, body_json
 
 CAT = (PHOTOS / "cat.bmp").read_bytes()
@@ -37,7 +37,7 @@ class Recording:
 @pytest.fixture(scope="module")
 def store(s3_client) -> tuple[Recording, str, str]:
     """A bucket with one captured answer (of the cat photo): (recording client, bucket, its id)."""
-    from handler.records.capture import Capture, Sampled
+    from handler.answers.capture import Capture, Sampled
 
     bucket = f"feedback-{uuid.uuid4().hex[:10]}"
     s3_client.create_bucket(Bucket=bucket)

@@ -12,7 +12,7 @@ from devtools.context import LocalContext
 from devtools.events import rest_event
 from handler.contract import ROUTES
 from handler.http import routes
-from handler.http.answers import ErrorAnswer, HealthAnswer, PredictionAnswer
+from handler.http.schemas import ErrorAnswer, HealthAnswer, PredictionAnswer
 from tests.support import body_json
 
 

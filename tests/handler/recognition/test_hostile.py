@@ -19,8 +19,8 @@ from PIL import Image, ImageFile
 from devtools import hostile
 from devtools.context import LocalContext
 from devtools.events import http_event, multipart_body, rest_event
+from handler.errors import Code, PayloadTooLarge
 from handler.recognition import formats, imaging
-from handler.recognition.errors import Code, PayloadTooLarge
 from tests.support import body_json, workers_of
 
 # The tests that decode at-limit photos within the sandbox's time bounds (one on a CPU shared on

@@ -29,7 +29,7 @@ from devtools.events import (
     sqs_event,
 )
 from handler.config import decode_wall_ms_for
-from handler.recognition.errors import Code, Refusal
+from handler.errors import Code, Refusal
 from handler.recognition.imaging import DecodeLimits
 from handler.recognition.sandbox import Bounds, DecodeSandbox
 from tests.support import CAT_CLASSES, body_json, busy_processes, cpu_quota, workers_of

@@ -9,8 +9,8 @@ from urllib.parse import quote_plus
 import pytest
 
 from devtools.context import LocalContext
+from handler import s3
 from handler.contract import Defaults
-from handler.records import storage
 from tests.support import CAT_CLASSES, EVENTS, PHOTOS, s3_client_for
 
 UNICODE_KEY = "archive/Été 2026/Grace Hopper + ü.jpg"
@@ -96,11 +96,11 @@ def test_a_transient_failure_fails_the_map_batch_and_its_retry_completes_it(
     def slow_down_once(obj, max_bytes):
         if obj.key in throttled:
             throttled.discard(obj.key)
-            raise storage.TransientError("SlowDown")
+            raise s3.TransientError("SlowDown")
         return download(obj, max_bytes)
 
     monkeypatch.setattr(app.runtime.storage, "download", slow_down_once)
-    with pytest.raises(storage.TransientError, match="the Map retries the batch"):
+    with pytest.raises(s3.TransientError, match="the Map retries the batch"):
         app.bulk_handler(map_event(bucket, etags, keys), LocalContext())
     assert "predictions" in record(s3_client, bucket, "archive/portrait.jpg"), "the others are answered"
     retried = app.bulk_handler(map_event(bucket, etags, keys), LocalContext())  # the Map's Retry
@@ -175,7 +175,7 @@ def test_s3_batch_operations_get_one_result_per_task(
 
 
 def test_anything_else_is_a_clear_error(app) -> None:
-    from handler.events import InvalidEvent
+    from handler.contract import InvalidEvent
 
     with pytest.raises(InvalidEvent, match="Distributed Map batch"):
         app.bulk_handler({"Records": []}, LocalContext())

@@ -13,7 +13,8 @@ from PIL import Image, ImageOps
 
 from devtools.context import LocalContext
 from devtools.events import s3_event, s3_test_event, sqs_event
-from handler.events import InvalidEvent
+from handler import s3
+from handler.contract import InvalidEvent
 from handler.records import storage
 from tests.support import CAT_CLASSES, EVENTS
 
@@ -214,7 +215,7 @@ def test_a_transient_failure_in_a_direct_event_raises_for_lambda_to_retry(
             raise EndpointConnectionError(endpoint_url=request.url)
 
     get_object_hook("before-send.s3.GetObject", unreachable)
-    with pytest.raises(storage.TransientError, match=r"flaky\.jpg"):
+    with pytest.raises(s3.TransientError, match=r"flaky\.jpg"):
         direct(app, s3_event(bucket, objects))
     assert result_keys(bucket) == ["results/uploads/ok.jpg.json"]
 

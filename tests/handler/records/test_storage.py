@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from handler.recognition.errors import Code, SourceUnusable
-from handler.records.storage import TransientError, classify_s3_error
+from handler.errors import Code, SourceUnusable
+from handler.s3 import TransientError, classify_s3_error
 
 
 def sdk_error(code: str, status: int) -> ClientError:

@@ -1,4 +1,4 @@
-"""handler.events: the one place that says which entry point an event belongs to."""
+"""handler.contract: the one place that says which entry point an event belongs to."""
 
 from __future__ import annotations
 
@@ -6,8 +6,15 @@ import json
 
 import pytest
 
-from handler.contract import API_HANDLER, BULK_HANDLER, S3_HANDLER
-from handler.events import EventKind, InvalidEvent, entry_point_for, kind_of
+from handler.contract import (
+    API_HANDLER,
+    BULK_HANDLER,
+    S3_HANDLER,
+    EventKind,
+    InvalidEvent,
+    entry_point_for,
+    kind_of,
+)
 from tests.support import EVENTS
 
 # The file name's first word says the entry point each fixture is for.

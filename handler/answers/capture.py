@@ -46,7 +46,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from handler.config import Settings
 from handler.recognition.formats import signature_of
-from handler.records.storage import MAX_KEY_BYTES, is_missing, new_client
+from handler.s3 import MAX_KEY_BYTES, is_missing, new_client
 
 logger = Logger(child=True)
 metrics = Metrics()

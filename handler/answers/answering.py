@@ -9,11 +9,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from handler import drift
+from handler.answers import drift
+from handler.answers.capture import PredictionId, Sampled
 from handler.contract import QUALITY_GATE_SOURCE
-from handler.recognition.errors import Refusal
+from handler.errors import Refusal
 from handler.recognition.recognizer import ImageResult
-from handler.records.capture import PredictionId, Sampled
 
 if TYPE_CHECKING:
     from handler.runtime import Runtime

@@ -14,7 +14,7 @@ import pytest
 
 from devtools.context import LocalContext
 from devtools.events import Caller, http_event, rest_event, s3_event
-from handler.records.capture import (
+from handler.answers.capture import (
     PredictionId,
     PredictionIdError,
     caller_record,
@@ -430,8 +430,8 @@ def test_every_type_a_capture_can_store_is_one_the_export_reads() -> None:
     """The export lists captures by their files' extensions: one it did not know would leave a
     captured AVIF or HEIC photo behind as "image missing"."""
     from devtools import capture_export
+    from handler.answers.capture import IMAGE_EXTENSIONS
     from handler.recognition.formats import SIGNATURES
-    from handler.records.capture import IMAGE_EXTENSIONS
 
     assert {signature.extension for signature in SIGNATURES} | {"bin"} == set(IMAGE_EXTENSIONS)
     starts = [

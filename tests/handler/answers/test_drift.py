@@ -8,7 +8,7 @@ import json
 
 from devtools.context import LocalContext
 from devtools.events import rest_event
-from handler import drift
+from handler.answers import drift
 from handler.contract import top_class_metric
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-from handler import drift
+from handler.answers import drift
 from handler.contract import METRICS_NAMESPACE, SERVICE_NAME
 
 UNPUBLISHED = "$LATEST"  # outside Lambda, or an unpublished function
@@ -56,7 +56,7 @@ def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         try:
             return handler(event, context)
         finally:
-            drift.flush()  # the model's health samples of this invocation (handler.drift)
+            drift.flush()  # the model's health samples of this invocation (handler.answers.drift)
 
     return run
 
