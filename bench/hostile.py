@@ -148,14 +148,16 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 def measure_one(path: Path, content_type: str) -> dict:
     """In this (fresh) process: the cold start, then the request as REST v1 and as HTTP v2."""
-    from dataclasses import replace
-
     from devtools.context import LocalContext
     from devtools.events import http_event, rest_event
     from handler import config
     from handler.function import Function
+    from handler.recognition.sandbox import DecodeSandbox
 
-    function = Function.start(replace(config.read_settings(), decoder=decode_doubles.PATH))
+    settings = config.read_settings()
+    function = Function.start(
+        settings, sandbox=DecodeSandbox.for_settings(settings.decoding, decode_doubles.PATH)
+    )
     sandbox = function.runtime.recognizer.sandbox
     data = path.read_bytes()
     result: dict = {"bytes": len(data), "workers": sandbox.size}

@@ -80,13 +80,14 @@ def invoke(event_path: Path, out: TextIO) -> int:
 
 
 def predict(images: list[Path], top_k: int, out: TextIO) -> int:
-    runtime = _load_app().function.runtime
-    results = runtime.recognizer.classify(
-        [path.read_bytes() for path in images], top_k, request_deadline=False
+    from handler.contract import LOCAL_SOURCE
+
+    answerer = _load_app().function.runtime.answerer
+    answers = answerer.answer(
+        [path.read_bytes() for path in images], top_k, LOCAL_SOURCE, request_deadline=False
     )
     failures = [
-        write_table(out, str(path), result.to_dict(runtime.min_confidence))
-        for path, result in zip(images, results, strict=True)
+        write_table(out, str(path), answer.body) for path, answer in zip(images, answers, strict=True)
     ]
     return 1 if any(failures) else 0
 

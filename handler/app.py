@@ -10,7 +10,7 @@ from handler.recognition.sandbox import DecodeSandbox
 
 settings = config.read_settings()
 # First: the decode sandbox's zygote boots in its own interpreter while this one imports the rest.
-sandbox = DecodeSandbox.for_settings(settings)
+sandbox = DecodeSandbox.for_settings(settings.decoding)
 
 from handler.function import Function  # noqa: E402
 

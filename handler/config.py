@@ -85,6 +85,22 @@ def _default_model_dir(environ: Mapping[str, str]) -> Path:
 
 
 @dataclass(frozen=True)
+class DecodeSettings:
+    """What recognition needs of the settings, and nothing else: the limits an image is checked
+    against, and the decode sandbox's size and bounds (``handler.recognition`` never sees the
+    service's buckets, origins or capture rates)."""
+
+    max_image_bytes: int
+    max_image_pixels: int
+    workers: int
+    memory_mb: int
+    cpu_ms: int  # one image's CPU time
+    wall_ms: int  # one image's wall time: liveness only
+    request_cpu_ms: int  # an API request's images together
+    request_deadline_ms: int
+
+
+@dataclass(frozen=True)
 class Settings:
     """Configuration of one process; every variable is in docs/settings.md."""
 
@@ -121,9 +137,19 @@ class Settings:
     # Who may correct an answer (POST /feedback): "iam", only a caller API Gateway authenticated
     # (the function refuses one without, 403); "none", anyone, anonymous corrections kept apart.
     feedback_auth: str = Defaults.FEEDBACK_AUTH
-    # What decode workers run ("module:function"); the tests' misbehaving doubles replace it. Not an
-    # environment variable: nothing outside the code that builds the function can choose it.
-    decoder: str = "handler.recognition.imaging:to_pixels"
+
+    @property
+    def decoding(self) -> DecodeSettings:
+        return DecodeSettings(
+            max_image_bytes=self.max_image_bytes,
+            max_image_pixels=self.max_image_pixels,
+            workers=self.decode_workers,
+            memory_mb=self.decode_memory_mb,
+            cpu_ms=self.decode_cpu_ms,
+            wall_ms=self.decode_wall_ms,
+            request_cpu_ms=self.decode_request_cpu_ms,
+            request_deadline_ms=self.decode_request_deadline_ms,
+        )
 
 
 class _Reader:

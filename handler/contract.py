@@ -105,6 +105,9 @@ class Defaults:
 # not counted in the model-health metrics.
 QUALITY_GATE_MARK = "imageRecognitionQualityGate"
 QUALITY_GATE_SOURCE = "quality-gate"
+# Answers given on a developer's machine (``imgrec predict``): not production traffic either.
+LOCAL_SOURCE = "local"
+NOT_TRAFFIC = (QUALITY_GATE_SOURCE, LOCAL_SOURCE)
 
 # Who may correct an answer (POST /feedback; context feedbackAuth, FEEDBACK_AUTH): "iam" (the route
 # has API Gateway's IAM authorization, and the function refuses a correction without a caller) or

@@ -57,7 +57,7 @@ class Function:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.api = Api(runtime)
+        self.api = Api(runtime.answerer, runtime.settings, runtime.storage, runtime.capture)
         metrics.set_default_dimensions(backend=runtime.recognizer.classifier.info.backend)
 
         def api_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -68,11 +68,11 @@ class Function:
 
         def s3_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """S3 ``ObjectCreated`` notifications, direct or in an SQS batch -> result records in S3."""
-            return notifications.handle(self.runtime, event)
+            return notifications.handle(self.runtime.records, event)
 
         def bulk_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             """Distributed Map batches and S3 Batch Operations tasks -> result records in S3."""
-            return bulk.handle(self.runtime, event)
+            return bulk.handle(self.runtime.records, event)
 
         self.api_handler = entry_point(api_handler, correlation_paths.API_GATEWAY_REST)
         self.s3_handler = entry_point(s3_handler)

@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from handler.answers.answering import Answerer
 from handler.answers.capture import Capture
 from handler.config import Settings
 from handler.recognition import memory, model
 from handler.recognition.recognizer import Recognizer
 from handler.recognition.sandbox import DecodeSandbox
+from handler.records.pipeline import Records
 from handler.records.storage import Storage
 
 
@@ -29,6 +31,17 @@ class Runtime:
         """Answers sampled into S3 and the feedback on them (off unless a capture rate is set)."""
         return Capture(self.settings, self.storage.given_client)
 
+    @cached_property
+    def answerer(self) -> Answerer:
+        """The one road from images to answers, what every door is given."""
+        return Answerer(self.recognizer, self.capture, self.min_confidence)
+
+    @cached_property
+    def records(self) -> Records:
+        """What the S3 doors are given: the answerer, the store, a record's classes and size limit."""
+        top_k = min(self.settings.default_top_k, len(self.recognizer.classifier.labels))
+        return Records(self.answerer, self.storage, top_k, self.settings.max_upload_bytes)
+
     @property
     def min_confidence(self) -> float | None:
         """Below this top-1 probability an answer says ``"uncertain": true`` (a person should look):
@@ -37,17 +50,6 @@ class Runtime:
             return self.settings.min_confidence
         return self.recognizer.classifier.manifest.get("card", {}).get("min_confidence")
 
-    @property
-    def top_k_limits(self) -> tuple[int, int]:
-        """(default, most) ``top_k`` a request may give: ``DEFAULT_TOP_K`` bounded by the model's
-        class count, and ``MAX_TOP_K``. A ``top_k`` above the class count is not an error (a client
-        written for another model keeps working): ``top_k_served`` clamps it."""
-        return min(self.settings.default_top_k, self.classes), self.settings.max_top_k
-
-    @property
-    def classes(self) -> int:
-        return len(self.recognizer.classifier.labels)
-
     @classmethod
     def start(
         cls, settings: Settings, s3_client: Any = None, sandbox: DecodeSandbox | None = None
@@ -55,7 +57,7 @@ class Runtime:
         """The cold start: the decode sandbox first (its processes stay small and never see the
         model's threads; ``handler.app`` launches it before its imports), then the model, verified
         and warmed up while the sandbox boots, then the sandbox's workers."""
-        sandbox = sandbox or DecodeSandbox.for_settings(settings)
+        sandbox = sandbox or DecodeSandbox.for_settings(settings.decoding)
         memory.configure()  # freed memory returns to the OS
         classifier = model.load_classifier(
             settings.model_dir, settings.backend, settings.threads, settings.precision
@@ -72,10 +74,10 @@ class Runtime:
     ) -> Runtime:
         """A runtime around an already loaded classifier and, when given, a running sandbox (tests
         build many runtimes from one model and one sandbox)."""
-        recognizer = Recognizer(classifier, settings, sandbox or start_sandbox(settings))
+        recognizer = Recognizer(classifier, settings.decoding, sandbox or start_sandbox(settings))
         return cls(settings, recognizer, Storage(settings, s3_client))
 
 
 def start_sandbox(settings: Settings) -> DecodeSandbox:
     """The decode workers these settings ask for, ready."""
-    return DecodeSandbox.for_settings(settings).ready()
+    return DecodeSandbox.for_settings(settings.decoding).ready()

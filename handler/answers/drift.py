@@ -5,7 +5,8 @@ One EMF blob of its own (``EphemeralMetrics``) whose dimensions are the service,
 version (the rollout signals are per function version: another question). Per prediction:
 
 - ``Top1Confidence``: the top-1 probability (calibrated when the model has a temperature);
-- ``ModelUncertain``: 0 or 1, when a confidence threshold applies (Average: the uncertain rate);
+- ``ModelUncertain`` is the rollout signals' (``signals``), published under this room's dimensions
+  too: one metric, two questions;
 - ``ModelOutOfDomain``: 0 or 1, whether the photo was unlike the model's training data (Average: the
   share of photos the model does not know; rises when users point it at something new);
 - ``TopClass_<label>``: for models of at most ``WATCHED_CLASSES`` classes, 1 for the top-1 class
@@ -37,10 +38,6 @@ def observe(answers: list[dict], model: dict, labels: list[str]) -> None:
     for answer in predicted:
         top = answer["predictions"][0]
         model_metrics.add_metric(name="Top1Confidence", unit=MetricUnit.NoUnit, value=top["probability"])
-        if "uncertain" in answer:
-            model_metrics.add_metric(
-                name="ModelUncertain", unit=MetricUnit.Count, value=1 if answer["uncertain"] else 0
-            )
         model_metrics.add_metric(
             name="ModelOutOfDomain", unit=MetricUnit.Count, value=0 if answer.get("in_domain", True) else 1
         )

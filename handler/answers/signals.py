@@ -10,8 +10,10 @@ per sample, so its Average is a rate and its SampleCount the number of samples:
 
 - ``AnswerFailed``: an API answer with a 5xx status (handled exceptions included, which Lambda's
   ``Errors`` never counts);
-- ``PredictionUncertain``: a prediction below the model's confidence threshold (a model that lost
-  its calibration, or the wrong preprocessing, answers uncertain on everything);
+- ``ModelUncertain``: a prediction below the model's confidence threshold (a model that lost
+  its calibration, or the wrong preprocessing, answers uncertain on everything), from every door.
+  Its samples also carry a second dimension set, the model and its version (the drift alarm's
+  question, ``drift``): one metric, one sample per prediction, two views;
 - ``BatchFailed``: a worker batch whose objects could not be processed (a bug or an exhausted
   resource; a client's bad photo is an error record, not a failure).
 """
@@ -72,8 +74,15 @@ def answer(status: int) -> None:
     _sample("AnswerFailed", status >= 500)
 
 
-def prediction(uncertain: bool) -> None:
-    _sample("PredictionUncertain", uncertain)
+def predictions(answers: list[dict], model: dict[str, str]) -> None:
+    """One ``ModelUncertain`` sample per prediction a confidence threshold applies to."""
+    judged = [answer["uncertain"] for answer in answers if "uncertain" in answer]
+    if not judged or is_metrics_disabled():
+        return
+    if not rollout_metrics.dimension_sets:  # once per invocation: flushing clears it
+        rollout_metrics.add_dimensions(service=SERVICE_NAME, model=model["name"], model_version=model["version"])
+    for uncertain in judged:
+        _sample("ModelUncertain", uncertain)
 
 
 def batch(failed: bool) -> None:

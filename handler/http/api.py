@@ -3,8 +3,9 @@
 API Gateway delivers two event shapes (REST API v1 proxy and HTTP API v2); Powertools has one
 resolver per shape, so the routes (``routes.py``) live on a ``Router`` included in both and
 ``resolve`` picks the resolver by the event's kind (``handler.contract``). Both resolvers are built
-once, where the function starts; each is given the runtime and the OpenAPI document through
-``dependency_overrides``, and its error handlers close over it: nothing global. Lambda runs one
+once, where the function starts; each is given what its routes need (the answerer, the settings, the
+store, the capture, the OpenAPI document) through ``dependency_overrides``, and its error handlers
+close over it: nothing global. Lambda runs one
 event at a time per process, so nothing here is per thread.
 """
 
@@ -28,12 +29,23 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from handler.answers.answering import Answerer
+from handler.answers.capture import Capture
+from handler.config import Settings
 from handler.contract import ROUTES, EventKind, kind_of
 from handler.errors import BadRequest, Code, Refusal, excerpt
 from handler.http import openapi, uploads
-from handler.http.routes import current_openapi, current_runtime, router, top_k_rule
+from handler.http.routes import (
+    current_answerer,
+    current_capture,
+    current_openapi,
+    current_settings,
+    current_storage,
+    router,
+    top_k_rule,
+)
 from handler.http.web import NO_STORE, json_response
-from handler.runtime import Runtime
+from handler.records.storage import Storage
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -107,21 +119,31 @@ def vary_on_origin(result: dict[str, Any]) -> dict[str, Any]:
 
 
 class Api:
-    """The API for one runtime: a resolver per event shape, built once (a resolver keeps the event
-    it serves on itself, which is safe because a process serves one event at a time)."""
+    """The API over its collaborators: a resolver per event shape, built once (a resolver keeps the
+    event it serves on itself, which is safe because a process serves one event at a time)."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
+    def __init__(self, answerer: Answerer, settings: Settings, storage: Storage, capture: Capture) -> None:
+        self.settings = settings
+        self.provided = {
+            current_answerer: lambda: answerer,
+            current_settings: lambda: settings,
+            current_storage: lambda: storage,
+            current_capture: lambda: capture,
+            current_openapi: lambda: self.openapi_document,
+        }
+        # (default, most) top_k a request may give: DEFAULT_TOP_K bounded by the model's class count,
+        # and MAX_TOP_K. A top_k above the class count is not an error: the answer clamps it.
+        self.top_k_limits = (min(settings.default_top_k, len(answerer.labels)), settings.max_top_k)
         self.rest = self._build(APIGatewayRestResolver)
         self.http = self._build(APIGatewayHttpResolver)
 
     @cached_property
     def openapi_document(self) -> dict[str, Any]:
         """The OpenAPI document of these routes (the same for both event shapes); built on first use."""
-        return openapi.document(self.rest, self.runtime.top_k_limits)
+        return openapi.document(self.rest, self.top_k_limits)
 
     def _cors(self) -> CORSConfig:
-        first, *extra = self.runtime.settings.allowed_origins
+        first, *extra = self.settings.allowed_origins
         return CORSConfig(
             allow_origin=first, extra_origins=extra, allow_headers=["Content-Type"], max_age=600
         )
@@ -129,9 +151,8 @@ class Api:
     def _build(self, resolver_class: type[Resolver]) -> Resolver:
         resolver = resolver_class(cors=self._cors(), enable_validation=True)
         resolver.include_router(router)
-        resolver.dependency_overrides[current_runtime] = lambda: self.runtime
-        resolver.dependency_overrides[current_openapi] = lambda: self.openapi_document
-        max_top_k = self.runtime.settings.max_top_k
+        resolver.dependency_overrides.update(self.provided)
+        max_top_k = self.settings.max_top_k
         resolver.exception_handler(Refusal)(client_error)
         resolver.exception_handler(RequestValidationError)(lambda error: invalid_parameter(error, max_top_k))
         resolver.exception_handler(NotFoundError)(lambda error: self._not_found(resolver))

@@ -1,7 +1,7 @@
-"""The API's routes, as small plain functions; what each needs arrives through ``Depends``.
-
-``current_runtime`` and ``current_openapi`` are placeholders: every resolver ``api.Api`` builds
-overrides them (``dependency_overrides``) with its runtime and its OpenAPI document.
+"""The API's routes, as small plain functions; what each needs arrives through ``Depends``: the
+``Answerer`` (the one road to answers), the ``Settings``, the uploads' ``Storage``, the ``Capture``
+(feedback), the OpenAPI document. Each ``current_*`` is a placeholder every resolver ``api.Api``
+builds overrides (``dependency_overrides``); no route sees the whole runtime.
 """
 
 from __future__ import annotations
@@ -16,29 +16,40 @@ from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.metrics import MetricUnit
 
-from handler.answers import answering, signals
+from handler.answers.answering import Answerer
+from handler.answers.capture import Capture
+from handler.config import Settings
 from handler.contract import QUALITY_GATE_MARK, QUALITY_GATE_SOURCE
 from handler.errors import BadRequest, Code
 from handler.http import feedback as corrections
 from handler.http import page, payload, uploads
 from handler.http.schemas import FeedbackAnswer, HealthAnswer, ModelAnswer, PredictionAnswer
 from handler.http.web import base_url, error_responses, json_response, request_body, request_text
-from handler.runtime import Runtime
+from handler.records.storage import Storage
 
 logger = Logger(child=True)
 metrics = Metrics()
 router = Router()
 
 
-def current_runtime() -> Runtime:
-    raise LookupError("no runtime: resolvers are built by api.Api, which provides one")
+def _provided_by_api(what: str):
+    def placeholder():
+        raise LookupError(f"no {what}: resolvers are built by api.Api, which provides it")
+
+    placeholder.__name__ = f"current_{what}"
+    return placeholder
 
 
-def current_openapi() -> dict:
-    raise LookupError("no OpenAPI document: resolvers are built by api.Api, which provides it")
+current_answerer = _provided_by_api("answerer")
+current_settings = _provided_by_api("settings")
+current_storage = _provided_by_api("storage")
+current_capture = _provided_by_api("capture")
+current_openapi = _provided_by_api("openapi")
 
-
-RuntimeDep = Annotated[Runtime, Depends(current_runtime)]
+AnswererDep = Annotated[Answerer, Depends(current_answerer)]
+SettingsDep = Annotated[Settings, Depends(current_settings)]
+StorageDep = Annotated[Storage, Depends(current_storage)]
+CaptureDep = Annotated[Capture, Depends(current_capture)]
 
 
 def top_k_rule(most: int) -> str:
@@ -61,18 +72,19 @@ def top_k_rule(most: int) -> str:
 )
 def predict(
     request: Request,
-    runtime: RuntimeDep,
+    answerer: AnswererDep,
+    settings: SettingsDep,
     top_k: Annotated[int | None, Query(ge=1, description="How many classes to return, best first.")] = None,
 ):
     """Classify one image (multipart field ``image``, JSON base64/data URL, raw bytes), or a batch:
-    several ``image`` fields or JSON ``{"images": [...]}``, answered in order, one model call."""
-    settings = runtime.settings
-    default_k, most = runtime.top_k_limits
-    asked = default_k if top_k is None else top_k
-    if asked > most:
-        raise BadRequest(top_k_rule(most), Code.INVALID_PARAMETER)
-    top_k = min(asked, runtime.classes)  # every class, when a client asks for more than there are
-    clamped = {"top_k_clamped": True} if top_k < asked else {}
+    several ``image`` fields or JSON ``{"images": [...]}``, answered in order, one model call. A
+    single image's refusal is the request's (its status); a batch answers each image in its place."""
+    classes = len(answerer.labels)
+    asked = min(settings.default_top_k, classes) if top_k is None else top_k
+    if asked > settings.max_top_k:
+        raise BadRequest(top_k_rule(settings.max_top_k), Code.INVALID_PARAMETER)
+    served = min(asked, classes)  # every class, when a client asks for more than there are
+    clamped = {"top_k_clamped": True} if served < asked else {}
     event = request.resolved_event
     images = payload.parse(
         request_text(event),
@@ -80,29 +92,18 @@ def predict(
         settings.max_image_bytes,
         settings.max_images_per_request,
     )
-    info = runtime.recognizer.classifier.info.to_dict()
-    source = answer_source(event)
+    answers = answerer.answer(images.images, served, answer_source(event))
     if images.batch:
-        outcomes = runtime.recognizer.classify(images.images, top_k)
-        logger.info("classified a batch", extra={"images": len(outcomes)})
-        results = answering.answers(runtime, images.images, outcomes, source=source)
-        count_uncertain(results)
-        return json_response(HTTPStatus.OK, {"results": results, "model": info, **clamped})
-    (image,) = images.images
-    result = runtime.recognizer.classify_one(image, top_k)
-    best = (result.predictions or [])[0]
-    logger.info(
-        "classified",
-        extra={
-            "image_bytes": len(image),
-            "top1": best.label,
-            "probability": best.probability,
-            "in_domain": result.in_domain,
-        },
-    )
-    (answer,) = answering.answers(runtime, [image], [result], source=source)
-    count_uncertain([answer])
-    return json_response(HTTPStatus.OK, {**answer, "model": info, **clamped})
+        logger.info("classified a batch", extra={"images": len(answers)})
+        return json_response(
+            HTTPStatus.OK, {"results": [a.body for a in answers], "model": answerer.model, **clamped}
+        )
+    (answer,) = answers
+    if answer.refusal:
+        raise answer.refusal
+    best = answer.body["predictions"][0]
+    logger.info("classified", extra={"top1": best["label"], "probability": best["probability"]})
+    return json_response(HTTPStatus.OK, {**answer.body, "model": answerer.model, **clamped})
 
 
 def answer_source(event) -> str:
@@ -110,13 +111,6 @@ def answer_source(event) -> str:
     context = event.raw_event.get("requestContext")
     marked = isinstance(context, dict) and context.get(QUALITY_GATE_MARK) is True
     return QUALITY_GATE_SOURCE if marked else "api"
-
-
-def count_uncertain(answers: list[dict]) -> None:
-    """One ``PredictionUncertain`` sample per prediction under a confidence threshold."""
-    for answer in answers:
-        if "uncertain" in answer:
-            signals.prediction(uncertain=answer["uncertain"])
 
 
 @router.post(
@@ -132,16 +126,15 @@ def count_uncertain(answers: list[dict]) -> None:
         **error_responses(400, 403, 404, 503),
     },
 )
-def feedback(request: Request, runtime: RuntimeDep):
+def feedback(request: Request, answerer: AnswererDep, capture: CaptureDep, settings: SettingsDep):
     """A correction for an answer that was captured: the label must be one of the classes of the
     model that answered. A privileged write: its caller is the one API Gateway authenticated."""
-    classifier = runtime.recognizer.classifier
-    served = (classifier.info.name, classifier.info.version, classifier.labels)
+    served = (answerer.model["name"], answerer.model["version"], answerer.labels)
     event = request.resolved_event
     caller = corrections.caller_of(event.raw_event)
-    required = runtime.settings.feedback_auth == "iam"
+    required = settings.feedback_auth == "iam"
     body = request_body(event)
-    stored = corrections.correct(runtime.capture, served, body, caller, caller_required=required)
+    stored = corrections.correct(capture, served, body, caller, caller_required=required)
     return json_response(HTTPStatus.CREATED, stored)
 
 
@@ -155,7 +148,7 @@ def feedback(request: Request, runtime: RuntimeDep):
         **error_responses(400, 415, 501),
     },
 )
-def create_upload(request: Request, runtime: RuntimeDep):
+def create_upload(request: Request, storage: StorageDep):
     """Body (optional): ``{"content_type": "image/png"}``; JPEG by default."""
     event = request.resolved_event
     body = request_body(event)
@@ -167,7 +160,7 @@ def create_upload(request: Request, runtime: RuntimeDep):
         declared = document.get("content_type", declared)
     if not isinstance(declared, str):
         raise BadRequest('"content_type" must be a string.', Code.INVALID_JSON)
-    form = uploads.new_upload(runtime.storage, declared)
+    form = uploads.new_upload(storage, declared)
     form["result_url"] = f"{base_url(event)}results/{form['id']}"
     metrics.add_metric(name="UploadsIssued", unit=MetricUnit.Count, value=1)
     return json_response(HTTPStatus.CREATED, form)
@@ -183,8 +176,8 @@ def create_upload(request: Request, runtime: RuntimeDep):
         **error_responses(400, 404, 501),
     },
 )
-def upload_result(upload_id: str, runtime: RuntimeDep):
-    done, record = uploads.result(runtime.storage, upload_id)
+def upload_result(upload_id: str, storage: StorageDep):
+    done, record = uploads.result(storage, upload_id)
     return json_response(HTTPStatus.OK if done else HTTPStatus.ACCEPTED, record)
 
 
@@ -196,15 +189,14 @@ def upload_result(upload_id: str, runtime: RuntimeDep):
         200: {"description": "The model and limits", "content": {"application/json": {"model": HealthAnswer}}}
     },
 )
-def health(runtime: RuntimeDep):
+def health(answerer: AnswererDep, settings: SettingsDep):
     """Liveness and what is loaded: the model is loaded at cold start, so this is cheap."""
-    settings = runtime.settings
     return json_response(
         HTTPStatus.OK,
         {
             "status": "ok",
-            "model": runtime.recognizer.classifier.info.to_dict(),
-            "classes": len(runtime.recognizer.classifier.labels),
+            "model": answerer.model,
+            "classes": len(answerer.labels),
             "limits": {
                 "max_image_bytes": settings.max_image_bytes,
                 "max_image_pixels": settings.max_image_pixels,
@@ -224,20 +216,19 @@ def health(runtime: RuntimeDep):
         200: {"description": "Model metadata", "content": {"application/json": {"model": ModelAnswer}}}
     },
 )
-def model_metadata(runtime: RuntimeDep):
+def model_metadata(answerer: AnswererDep):
     """What TensorFlow Serving's metadata API says of a model, plus its card: classes, input,
     preprocessing, and (for a trained model) its data, settings and test (and validation) metrics."""
-    classifier = runtime.recognizer.classifier
-    manifest = classifier.manifest
+    model, manifest = answerer.model, answerer.manifest
     return json_response(
         HTTPStatus.OK,
         {
-            "model_spec": {"name": classifier.info.name, "version": classifier.info.version},
-            "backend": classifier.info.backend,
-            "classes": classifier.labels,
+            "model_spec": {"name": model["name"], "version": model["version"]},
+            "backend": model["backend"],
+            "classes": answerer.labels,
             "input": manifest.get("input", {}),
             "preprocessing": manifest.get("preprocessing", {}),
-            "min_confidence": runtime.min_confidence,
+            "min_confidence": answerer.min_confidence,
             "card": manifest.get("card", {}),
         },
     )
@@ -249,12 +240,12 @@ def model_metadata(runtime: RuntimeDep):
     tags=["operations"],
     responses={200: {"description": "A page to try the API", "content": {"text/html": {}}}},
 )
-def demo_page(runtime: RuntimeDep):
+def demo_page(settings: SettingsDep, storage: StorageDep):
     return Response(
         status_code=HTTPStatus.OK,
         content_type="text/html; charset=utf-8",
-        body=page.render(runtime.settings.feedback_auth),
-        headers=page.headers(runtime.storage.post_origin),
+        body=page.render(settings.feedback_auth),
+        headers=page.headers(storage.post_origin),
     )
 
 

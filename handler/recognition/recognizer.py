@@ -17,7 +17,7 @@ import numpy as np
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from handler.config import Settings
+from handler.config import DecodeSettings
 from handler.errors import Refusal
 from handler.recognition import imaging
 from handler.recognition.model import Classifier, Prediction
@@ -59,7 +59,7 @@ class Recognizer:
     """The loaded model, the decode sandbox and the settings they serve under; built once where the
     function starts. A batch decodes in parallel, one image per sandbox worker at a time."""
 
-    def __init__(self, classifier: Classifier, settings: Settings, sandbox: DecodeSandbox) -> None:
+    def __init__(self, classifier: Classifier, settings: DecodeSettings, sandbox: DecodeSandbox) -> None:
         self.classifier = classifier
         self.settings = settings
         self.sandbox = sandbox
@@ -93,13 +93,6 @@ class Recognizer:
         # since Lambda freezes every process once it has (nothing may be left for the next event).
         self.sandbox.replenish()
         return self._postprocess(decoded, ranked)
-
-    def classify_one(self, image: bytes, top_k: int) -> ImageResult:
-        """Classify a single image; raise its ``Refusal`` if it cannot be used."""
-        (result,) = self.classify([image], top_k)
-        if result.error:
-            raise result.error
-        return result
 
     def _preprocess(
         self, images: Sequence[bytes | Refusal], bounds: imaging.DecodeLimits, request_deadline: bool

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from handler.config import Settings
+from handler.config import DecodeSettings
 from handler.errors import (
     BadRequest,
     Code,
@@ -96,12 +96,12 @@ class Bounds:
     request_wall_s: float
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> Bounds:
+    def for_settings(cls, settings: DecodeSettings) -> Bounds:
         return cls(
-            cpu_s=settings.decode_cpu_ms / 1000,
-            wall_s=settings.decode_wall_ms / 1000,
-            request_cpu_s=settings.decode_request_cpu_ms / 1000,
-            request_wall_s=settings.decode_request_deadline_ms / 1000,
+            cpu_s=settings.cpu_ms / 1000,
+            wall_s=settings.wall_ms / 1000,
+            request_cpu_s=settings.request_cpu_ms / 1000,
+            request_wall_s=settings.request_deadline_ms / 1000,
         )
 
 
@@ -249,10 +249,11 @@ class DecodeSandbox:
         return sandbox
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> DecodeSandbox:
-        """Launched (not yet ready) with the function's decode settings."""
-        memory = settings.decode_memory_mb * 1024 * 1024
-        return cls.launch(settings.decode_workers, memory, Bounds.for_settings(settings), settings.decoder)
+    def for_settings(cls, settings: DecodeSettings, decoder: str = DEFAULT_DECODER) -> DecodeSandbox:
+        """Launched (not yet ready) with the function's decode settings, running ``decoder`` (the
+        tests and the hostile bench give their misbehaving doubles here)."""
+        memory = settings.memory_mb * 1024 * 1024
+        return cls.launch(settings.workers, memory, Bounds.for_settings(settings), decoder)
 
     def ready(self) -> DecodeSandbox:
         """Wait for the zygote, then for the spare workers (idempotent)."""

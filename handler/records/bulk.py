@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import (
@@ -26,11 +26,9 @@ from aws_lambda_powertools.utilities.data_classes import (
 from handler.contract import EventKind, InvalidEvent, kind_of
 from handler.errors import Refusal, excerpt
 from handler.records import pipeline
+from handler.records.pipeline import Records
 from handler.records.storage import S3Object
 from handler.s3 import TransientError
-
-if TYPE_CHECKING:
-    from handler.runtime import Runtime
 
 logger = Logger(child=True)
 
@@ -81,7 +79,7 @@ def listed_item(bucket: str, item: Any) -> tuple[S3Object, int] | str:
     return S3Object(bucket, key, etag=etag.strip('"') if isinstance(etag, str) else ""), size
 
 
-def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
+def map_batch(road: Records, event: dict[str, Any]) -> dict[str, Any]:
     """One Distributed Map child batch: every listed object ends with a record, or the batch fails
     (and the Map retries it). An item that names no object fails alone, listed in the output as
     ``invalid_item``. The output counts the outcomes and lists each key's (error records with their
@@ -108,7 +106,7 @@ def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
     outcomes: pipeline.RecordOutcomes = {}
     for group in groups_within([size for _, size in listed], BATCH_BYTES, WAVE_OBJECTS):
         outcomes.update(
-            pipeline.process(runtime, [listed[index][0] for index in group], force=force, source="bulk")
+            pipeline.process(road, [listed[index][0] for index in group], force=force, source="bulk")
         )
     failed = [obj.key for obj, outcome in outcomes.items() if isinstance(outcome, TransientError)]
     if failed:
@@ -127,7 +125,7 @@ def map_batch(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def batch_operations(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
+def batch_operations(road: Records, event: dict[str, Any]) -> dict[str, Any]:
     """S3 Batch Operations: one task per invocation, one result per task."""
     parsed = S3BatchOperationEvent(event)
     arguments = (parsed.job.user_arguments or {}) if parsed.invocation_schema_version == "2.0" else {}
@@ -136,7 +134,7 @@ def batch_operations(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
         parsed.invocation_schema_version, parsed.invocation_id, "PermanentFailure"
     )
     for task in parsed.tasks:
-        response.add_result(_task_result(runtime, task, force))
+        response.add_result(_task_result(road, task, force))
     return response.asdict()
 
 
@@ -152,7 +150,7 @@ def _task_object(task) -> S3Object | None:
     return S3Object(bucket, key, version if isinstance(version, str) and version else None)
 
 
-def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationResponseRecord:
+def _task_result(road: Records, task, force: bool) -> S3BatchOperationResponseRecord:
     def result(code: str, text: str) -> S3BatchOperationResponseRecord:
         task_id = task.get("taskId") if isinstance(task.get("taskId"), str) else "unknown-task"
         return S3BatchOperationResponseRecord(task_id, code, excerpt(text, 200))
@@ -163,7 +161,7 @@ def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationRespons
 
     # The task names a key (and a version): no HEAD to learn its ETag, the GET answers it; a gone or
     # denied object gets its error record from the pipeline, as on every other road.
-    outcome = pipeline.process(runtime, [obj], force=force, source="bulk")[obj]
+    outcome = pipeline.process(road, [obj], force=force, source="bulk")[obj]
     if isinstance(outcome, TransientError):
         return result("TemporaryFailure", str(outcome))
     if isinstance(outcome, Refusal):
@@ -171,13 +169,13 @@ def _task_result(runtime: Runtime, task, force: bool) -> S3BatchOperationRespons
     return result("Succeeded", str(outcome))
 
 
-def handle(runtime: Runtime, event: Any) -> dict[str, Any]:
+def handle(road: Records, event: Any) -> dict[str, Any]:
     """Entry for both bulk shapes."""
     kind = kind_of(event)
     if kind is EventKind.MAP_BATCH:
-        return map_batch(runtime, event)
+        return map_batch(road, event)
     if kind is EventKind.BATCH_OPERATIONS:
-        return batch_operations(runtime, event)
+        return batch_operations(road, event)
     raise InvalidEvent(
         'bulk_handler takes a Distributed Map batch ({"Items": [...], "BatchInput": {...}}) or an '
         "S3 Batch Operations event (invocationSchemaVersion 1.0 or 2.0)."

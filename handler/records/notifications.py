@@ -9,7 +9,7 @@ this module only reads the events and reports what to retry.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger, Metrics
@@ -20,12 +20,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from handler.answers import signals
 from handler.contract import TEST_EVENT, EventKind, InvalidEvent, kind_of
 from handler.errors import excerpt
-from handler.records.pipeline import process, summary
+from handler.records.pipeline import Records, process, summary
 from handler.records.storage import S3Object
 from handler.s3 import TransientError
-
-if TYPE_CHECKING:
-    from handler.runtime import Runtime
 
 logger = Logger(child=True)
 metrics = Metrics()
@@ -76,7 +73,7 @@ def objects_in_message(record: SQSRecord) -> list[S3Object]:
         raise MalformedMessage(f"message {record.message_id}: {error}") from error
 
 
-def _failed_messages(runtime: Runtime, records: list[SQSRecord]) -> list[str]:
+def _failed_messages(road: Records, records: list[SQSRecord]) -> list[str]:
     """Process these messages' objects together (one model call); the ids of the ones to retry."""
     planned: dict[str, list[S3Object] | MalformedMessage] = {}
     for record in records:
@@ -90,7 +87,7 @@ def _failed_messages(runtime: Runtime, records: list[SQSRecord]) -> list[str]:
             planned[record.message_id] = error
     try:
         outcomes = process(
-            runtime, (o for objects in planned.values() if isinstance(objects, list) for o in objects)
+            road, (o for objects in planned.values() if isinstance(objects, list) for o in objects)
         )
     except Exception:  # a bug or an exhausted resource: retry these messages, isolated on redelivery
         logger.exception("batch failed", extra={"messages": len(records)})
@@ -106,7 +103,7 @@ def _failed_messages(runtime: Runtime, records: list[SQSRecord]) -> list[str]:
     ]
 
 
-def handle_sqs(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
+def handle_sqs(road: Records, event: dict[str, Any]) -> dict[str, Any]:
     """SQS batch: one model call for all messages; ``batchItemFailures`` lists only the retries.
 
     A batch that comes back (``ApproximateReceiveCount`` > 1) may hold the message that failed it,
@@ -117,11 +114,11 @@ def handle_sqs(runtime: Runtime, event: dict[str, Any]) -> dict[str, Any]:
     groups = [[record] for record in records] if redelivered else [records]
     if redelivered:
         logger.info("redelivered batch: one message at a time", extra={"messages": len(records)})
-    failed = [message_id for group in groups for message_id in _failed_messages(runtime, group)]
+    failed = [message_id for group in groups for message_id in _failed_messages(road, group)]
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
 
-def handle(runtime: Runtime, event: Any) -> dict[str, Any]:
+def handle(road: Records, event: Any) -> dict[str, Any]:
     """Entry for both shapes. A direct S3 event with a transient failure raises, so Lambda's
     asynchronous retries run it again; answered objects are then skipped."""
     kind = kind_of(event)
@@ -131,14 +128,14 @@ def handle(runtime: Runtime, event: Any) -> dict[str, Any]:
             f"got {excerpt(json.dumps(event, default=str))}"
         )
     if kind is EventKind.SQS:
-        return handle_sqs(runtime, event)
+        return handle_sqs(road, event)
     if kind is EventKind.S3_TEST:
         return {"objects": []}
     try:
         objects = objects_in(S3Event(event))
     except MalformedMessage as error:
         raise InvalidEvent(f"s3_handler: {error}") from error
-    outcomes = process(runtime, objects)
+    outcomes = process(road, objects)
     failed = [o.key for o, s in outcomes.items() if isinstance(s, TransientError)]
     if failed:
         raise TransientError(f"{len(failed)} object(s) failed transiently and will be retried: {failed}")

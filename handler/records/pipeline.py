@@ -22,23 +22,32 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from handler.answers import answering
+from handler.answers.answering import Answerer
 from handler.errors import Refusal
-from handler.records.storage import S3Object
+from handler.records.storage import S3Object, Storage
 from handler.s3 import Superseded, TransientError
-
-if TYPE_CHECKING:
-    from handler.runtime import Runtime
 
 logger = Logger(child=True)
 tracer = Tracer()
 metrics = Metrics()
+
+
+@dataclass(frozen=True)
+class Records:
+    """What the records doors are given, not the whole runtime: the answerer, the records' store,
+    how many classes a record holds and how large an object may be."""
+
+    answerer: Answerer
+    storage: Storage
+    top_k: int
+    max_bytes: int
 
 
 class Status(StrEnum):
@@ -67,40 +76,33 @@ def _count_error(obj: S3Object, error: Refusal) -> None:
     metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
 
 
-def error_record(runtime: Runtime, obj: S3Object, error: Refusal) -> Refusal:
-    """Write ``error``'s record for ``obj`` (logged and counted): the object's permanent answer."""
-    runtime.storage.write_record(obj, error.to_dict(), model=runtime.recognizer.classifier.info.to_dict())
-    _count_error(obj, error)
-    return error
-
-
 def _fetch(
-    runtime: Runtime, obj: S3Object, force: bool
+    road: Records, obj: S3Object, force: bool
 ) -> tuple[bytes, S3Object] | Status | Refusal | TransientError:
     """The object's bytes (and the object with its ETag, as the GET answered), the status it already
     ended in (skipped), or why it cannot be read. At most two requests: the record's HEAD and the
     object's GET. Runs in the I/O threads: no logging of outcomes or metrics here."""
-    storage = runtime.storage
+    storage = road.storage
     try:
         if obj.key.endswith("/") or storage.is_result_key(obj):  # a console folder, or our own output
             return Status.SKIPPED
-        if not force and storage.already_answered(obj, runtime.recognizer.classifier.info.to_dict()):
+        if not force and storage.already_answered(obj, road.answerer.model):
             return Status.SKIPPED
-        return storage.download(obj, runtime.settings.max_upload_bytes)
+        return storage.download(obj, road.max_bytes)
     except Superseded:  # replaced by other bytes: the newer version is answered on its own
         return Status.SKIPPED
     except (Refusal, TransientError) as error:
         return error
 
 
-def _write(runtime: Runtime, obj: S3Object, record: dict[str, Any] | Refusal) -> RecordOutcome:
+def _write(road: Records, obj: S3Object, record: dict[str, Any] | Refusal) -> RecordOutcome:
     """Write the object's result or error record (in an I/O thread)."""
-    info = runtime.recognizer.classifier.info.to_dict()
+    info = road.answerer.model
     try:
         if isinstance(record, Refusal):
-            written = runtime.storage.write_record(obj, record.to_dict(), model=info)
+            written = road.storage.write_record(obj, record.to_dict(), model=info)
             return record if written else Status.SKIPPED
-        written = runtime.storage.write_record(obj, record, model=info)
+        written = road.storage.write_record(obj, record, model=info)
     except TransientError as error:
         return error
     return Status.CLASSIFIED if written else Status.SKIPPED  # a later event of the key has its record
@@ -108,20 +110,19 @@ def _write(runtime: Runtime, obj: S3Object, record: dict[str, Any] | Refusal) ->
 
 @tracer.capture_method(capture_response=False)
 def process(
-    runtime: Runtime, objects: Iterable[S3Object], force: bool = False, source: str = "s3"
+    road: Records, objects: Iterable[S3Object], force: bool = False, source: str = "s3"
 ) -> RecordOutcomes:
     """Answer every object once; classify all downloaded images in one model call. ``force``
     recomputes objects already answered by this model version. S3 requests run in parallel."""
     started = time.perf_counter()
-    settings = runtime.settings
     unique = list(dict.fromkeys(objects))  # the same object twice in a batch is answered once
-    runtime.storage.client  # noqa: B018  (created here, once, not by several I/O threads at once)
+    road.storage.client  # noqa: B018  (created here, once, not by several I/O threads at once)
     outcomes: RecordOutcomes = {}
     downloaded: dict[S3Object, bytes] = {}
     read_as: dict[S3Object, S3Object] = {}  # the object with the ETag its GET answered: its record's
     to_write: dict[S3Object, dict[str, Any] | Refusal] = {}
     with ThreadPoolExecutor(IO_THREADS) as pool:
-        for obj, fetched in zip(unique, pool.map(lambda o: _fetch(runtime, o, force), unique), strict=True):
+        for obj, fetched in zip(unique, pool.map(lambda o: _fetch(road, o, force), unique), strict=True):
             if isinstance(fetched, tuple):
                 downloaded[obj], read_as[obj] = fetched
             elif isinstance(fetched, Refusal):
@@ -131,21 +132,24 @@ def process(
                 if fetched is Status.SKIPPED:
                     logger.info("skipped: a results key or already answered", extra={"key": obj.key})
         answers = (
-            runtime.recognizer.classify(
+            road.answerer.answer(
                 list(downloaded.values()),
-                settings.default_top_k,
-                settings.max_upload_bytes,
+                road.top_k,
+                source,
+                max_bytes=road.max_bytes,
                 request_deadline=False,
             )
             if downloaded
             else []
         )
         batch_ms = round((time.perf_counter() - started) * 1000, 2)
-        info = runtime.recognizer.classifier.info.to_dict()
-        built = answering.answers(runtime, list(downloaded.values()), answers, source)
-        for obj, result, answer in zip(downloaded, answers, built, strict=True):
-            to_write[obj] = result.error or {**answer, "model": info, "batch_ms": batch_ms}
-        written = pool.map(lambda o: _write(runtime, read_as.get(o, o), to_write[o]), to_write)
+        for obj, answer in zip(downloaded, answers, strict=True):
+            to_write[obj] = answer.refusal or {
+                **answer.body,
+                "model": road.answerer.model,
+                "batch_ms": batch_ms,
+            }
+        written = pool.map(lambda o: _write(road, read_as.get(o, o), to_write[o]), to_write)
         for obj, outcome in zip(to_write, written, strict=True):
             outcomes[obj] = outcome
             if isinstance(outcome, Refusal):

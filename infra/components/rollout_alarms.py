@@ -92,8 +92,8 @@ class RolloutAlarms(Construct):
         uncertain = cw.MathExpression(
             expression=f"IF(predictions >= {enough}, 100 * uncertain, 0)",
             using_metrics={
-                "uncertain": signal_metric(api_live, "PredictionUncertain", "Average"),
-                "predictions": signal_metric(api_live, "PredictionUncertain", "SampleCount"),
+                "uncertain": signal_metric(api_live, "ModelUncertain", "Average"),
+                "predictions": signal_metric(api_live, "ModelUncertain", "SampleCount"),
             },
             label="new API version: uncertain predictions (%)",
             period=PERIOD,

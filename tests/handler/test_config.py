@@ -21,7 +21,8 @@ def test_defaults_with_no_variables_set() -> None:
     assert settings.decode_request_deadline_ms == Defaults.DECODE_REQUEST_DEADLINE_MS
     assert settings.decode_wall_ms > settings.decode_cpu_ms
     assert settings.decode_workers >= 1
-    assert settings.decoder == "handler.recognition.imaging:to_pixels"
+    assert settings.decoding.workers == settings.decode_workers
+    assert settings.decoding.max_image_pixels == Defaults.MAX_IMAGE_PIXELS
     assert (settings.default_top_k, settings.max_top_k) == (5, 20)
     assert settings.allowed_origins == ("*",)
     assert settings.uploads_bucket is None and settings.results_bucket is None

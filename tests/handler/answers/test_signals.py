@@ -30,14 +30,14 @@ def test_each_answer_is_a_sample_of_its_version(app, grace_hopper, monkeypatch, 
     assert not_found["AnswerFailed"] == [0.0], "a client's mistake is not the version's failure"
     assert [sorted(d) for d in dimensions(ok)] == [["function", "service", "version"]], "no backend"
     assert ok["function"] == "local", "outside Lambda (AWS_LAMBDA_FUNCTION_NAME names it there)"
-    assert "PredictionUncertain" not in ok, "no confidence threshold: no uncertainty to count"
+    assert "ModelUncertain" not in ok, "no confidence threshold: no uncertainty to count"
 
 
 def test_a_handled_500_is_a_failure_of_the_version_that_answered_it(app, grace_hopper, monkeypatch, capsys):
     def explode(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(app.runtime.recognizer, "classify_one", explode)
+    monkeypatch.setattr(app.runtime.recognizer, "classify", explode)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "8")
     capsys.readouterr()
     body = {"body": grace_hopper, "headers": {"Content-Type": "image/jpeg"}}
@@ -57,7 +57,28 @@ def test_each_prediction_under_a_threshold_is_a_sample(configure, grace_hopper, 
     capsys.readouterr()
     assert function.api_handler(event, LocalContext())["statusCode"] == 200
     (blob,) = signals_in(capsys.readouterr().out)
-    assert blob["PredictionUncertain"] == [0.0, 1.0] and blob["version"] == "$LATEST"
+    assert blob["ModelUncertain"] == [0.0, 1.0] and blob["version"] == "$LATEST"
+    # One metric, two views: the rollout alarm's (this version) and the drift alarm's (this model).
+    assert [sorted(d) for d in dimensions(blob)] == [
+        ["function", "service", "version"],
+        ["model", "model_version", "service"],
+    ]
+    assert (blob["model"], blob["model_version"]) == ("mobilenet_v2", "1.0.0")
+
+
+def test_a_stored_photo_under_a_threshold_is_a_sample_too(
+    configure, s3_client, bucket, grace_hopper, capsys
+) -> None:
+    """Every door's predictions are sampled, not only the API's: the worker's records too."""
+    function = configure(min_confidence=0.99)
+    s3_client.put_object(Bucket=bucket, Key="uploads/g.jpg", Body=grace_hopper)
+    etag = s3_client.head_object(Bucket=bucket, Key="uploads/g.jpg")["ETag"].strip('"')
+    capsys.readouterr()
+    function.s3_handler(
+        sqs_event([s3_event(bucket, [("uploads/g.jpg", etag, len(grace_hopper))])]), LocalContext()
+    )
+    (blob,) = signals_in(capsys.readouterr().out)
+    assert blob["ModelUncertain"] == [1.0] and blob["BatchFailed"] == [0.0]
 
 
 def test_a_worker_batch_is_a_sample_failed_only_when_it_could_not_run(app, monkeypatch, capsys) -> None:

@@ -202,7 +202,7 @@ def test_unexpected_failure_is_500_without_details(app, grace_hopper: bytes, mon
     def explode(*args, **kwargs):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(app.runtime.recognizer, "classify_one", explode)
+    monkeypatch.setattr(app.runtime.recognizer, "classify", explode)
     capsys.readouterr()
     result = predict(app, rest_event, grace_hopper, "image/jpeg")
     assert result["statusCode"] == 500

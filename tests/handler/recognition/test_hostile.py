@@ -163,7 +163,7 @@ def test_the_worst_inputs_that_pass_classify_when_the_cpu_is_shared(at_the_limit
     wall_ms = config.decode_wall_ms_for(config.Defaults.DECODE_CPU_MS, 2, cpus)
     environ = {"MODEL_DIR": str(MODEL_DIR), "DECODE_WORKERS": "2", "DECODE_WALL_MS": str(wall_ms)}
     limits = imaging.DecodeLimits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
-    with DecodeSandbox.for_settings(config.read_settings(environ)).ready() as sandbox:
+    with DecodeSandbox.for_settings(config.read_settings(environ).decoding).ready() as sandbox:
         sharing_the_cpu = (
             cpu_quota({sandbox.zygote_pid, *workers_of(sandbox.zygote_pid)}, 0.5)
             if sharing.startswith("half")
