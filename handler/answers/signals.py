@@ -80,7 +80,9 @@ def predictions(answers: list[dict], model: dict[str, str]) -> None:
     if not judged or is_metrics_disabled():
         return
     if not rollout_metrics.dimension_sets:  # once per invocation: flushing clears it
-        rollout_metrics.add_dimensions(service=SERVICE_NAME, model=model["name"], model_version=model["version"])
+        rollout_metrics.add_dimensions(
+            service=SERVICE_NAME, model=model["name"], model_version=model["version"]
+        )
     for uncertain in judged:
         _sample("ModelUncertain", uncertain)
 
