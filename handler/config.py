@@ -11,6 +11,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from handler.contract import (
     BACKENDS,
@@ -152,103 +155,112 @@ class Settings:
         )
 
 
-class _Reader:
-    """Typed reads of one environment mapping; a bad value names its variable."""
+# What each variable accepts, declared (pydantic validates in lax mode: environment values are text).
+Whole = Annotated[int, Field(ge=1)]
+Millis = Annotated[int, Field(ge=10)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+FRACTIONS = ("MIN_CONFIDENCE", "CAPTURE_RATE", "CAPTURE_UNCERTAIN_RATE")
+LOWERCASED = ("MODEL_BACKEND", "MODEL_PRECISION", "FEEDBACK_AUTH")
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
 
-    def text(self, name: str, default: str) -> str:
-        return self.environ.get(name, "").strip() or default
+class _Variables(BaseModel):
+    """The function's variables, named as the stack sets them; a blank one means its default."""
 
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.text(name, default).lower()
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value[:40]!r}")
-        return value
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
-    def optional(self, name: str) -> str | None:
-        return self.environ.get(name, "").strip() or None
+    MODEL_DIR: str | None = None
+    MODEL_BACKEND: str = Defaults.MODEL_BACKEND
+    MODEL_PRECISION: str = "fp32"
+    MODEL_THREADS: Whole | None = None  # None: every CPU the process may use
+    MAX_IMAGE_BYTES: Whole = Defaults.MAX_IMAGE_BYTES
+    MAX_IMAGE_PIXELS: Whole = Defaults.MAX_IMAGE_PIXELS
+    DEFAULT_TOP_K: Whole = 5
+    MAX_TOP_K: Whole = 20
+    ALLOWED_ORIGINS: str = Defaults.ALLOWED_ORIGINS
+    RESULTS_BUCKET: str | None = None
+    RESULTS_PREFIX: str = Defaults.RESULTS_PREFIX
+    MAX_IMAGES_PER_REQUEST: Whole = Defaults.MAX_IMAGES_PER_REQUEST
+    UPLOADS_BUCKET: str | None = None
+    UPLOADS_PREFIX: str = Defaults.UPLOADS_PREFIX
+    MAX_UPLOAD_BYTES: Whole = Defaults.MAX_UPLOAD_BYTES
+    UPLOAD_EXPIRES_SECONDS: Whole = 300
+    MIN_CONFIDENCE: Fraction | None = None
+    DECODE_WORKERS: Whole | None = None  # None: every CPU the process may use
+    DECODE_MEMORY_MB: Annotated[int, Field(ge=128)] = Defaults.DECODE_MEMORY_MB
+    DECODE_CPU_MS: Millis = Defaults.DECODE_CPU_MS
+    DECODE_WALL_MS: Whole | None = None  # None: derived from the CPU cap (decode_wall_ms_for)
+    DECODE_REQUEST_CPU_MS: Millis = Defaults.DECODE_REQUEST_CPU_MS
+    DECODE_REQUEST_DEADLINE_MS: Millis = Defaults.DECODE_REQUEST_DEADLINE_MS
+    CAPTURE_RATE: Fraction = 0.0
+    CAPTURE_UNCERTAIN_RATE: Fraction | None = None
+    CAPTURE_BUCKET: str | None = None
+    CAPTURE_PREFIX: str = Defaults.CAPTURE_PREFIX
+    FEEDBACK_AUTH: Literal[FEEDBACK_AUTH_MODES] = Defaults.FEEDBACK_AUTH  # type: ignore[valid-type]
 
-    def _number(self, name: str, convert: type[int] | type[float], expected: str) -> int | float | None:
-        """The variable converted, None when unset; a bad value is refused by name."""
-        raw = self.environ.get(name, "").strip()
-        if not raw:
-            return None
+    @classmethod
+    def read(cls, environ: Mapping[str, str]) -> _Variables:
+        """The variables set (blank ones left out), validated; ``ValueError`` naming the first bad
+        one in a sentence (never pydantic's report: the reader is whoever set the variable)."""
+        given = {name: environ[name].strip() for name in cls.model_fields if environ.get(name, "").strip()}
+        given |= {name: given[name].lower() for name in LOWERCASED if name in given}
         try:
-            return convert(raw)
-        except ValueError:
-            raise ValueError(f"{name} must be {expected}, got {raw[:40]!r}") from None
+            return cls.model_validate(given)
+        except ValidationError as error:
+            raise ValueError(_sentence(error.errors()[0])) from None
 
-    def flag(self, name: str) -> bool:
-        raw = self.environ.get(name, "").strip().lower()
-        if raw not in ("", "true", "false", "1", "0"):
-            raise ValueError(f"{name} must be true or false, got {raw[:40]!r}")
-        return raw in ("true", "1")
 
-    def fraction(self, name: str) -> float | None:
-        value = self._number(name, float, "a number from 0 to 1")
-        if value is not None and not 0 <= value <= 1:
-            raise ValueError(f"{name} must be a number from 0 to 1, got {value}")
-        return value
-
-    def integer(self, name: str, default: int, minimum: int = 1) -> int:
-        value = self._number(name, int, "an integer")
-        if value is None:
-            return default
-        if value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}")
-        return value
+def _sentence(error: Any) -> str:
+    """One pydantic error as the sentence the docs use: the variable, what it must be, its value."""
+    name, raw = error["loc"][0], error["input"]
+    shown = repr(raw[:40]) if isinstance(raw, str) else raw
+    kind, limits = error["type"], error.get("ctx", {})
+    if name in FRACTIONS:
+        return f"{name} must be a number from 0 to 1, got {shown if kind == 'float_parsing' else raw}"
+    if kind == "literal_error":
+        return f"{name} must be one of {', '.join(FEEDBACK_AUTH_MODES)}, got {shown}"
+    if kind == "greater_than_equal":
+        return f"{name} must be >= {limits['ge']}, got {raw}"
+    return f"{name} must be an integer, got {shown}"
 
 
 def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``environ`` (the process environment by default); raise ``ValueError``
     naming the variable on a bad value, so a misconfigured function fails at init."""
     environ = os.environ if environ is None else environ
-    read = _Reader(environ)
-    backend = read.text("MODEL_BACKEND", Defaults.MODEL_BACKEND).lower()
-    precision = read.text("MODEL_PRECISION", "fp32").lower()
-    check_engine(backend, precision)
-    origins = tuple(
-        o.strip() for o in read.text("ALLOWED_ORIGINS", Defaults.ALLOWED_ORIGINS).split(",") if o.strip()
-    )
-    workers = read.integer("DECODE_WORKERS", available_cpus())
-    cpu_ms = read.integer("DECODE_CPU_MS", Defaults.DECODE_CPU_MS, minimum=10)
+    read = _Variables.read(environ)
+    check_engine(read.MODEL_BACKEND, read.MODEL_PRECISION)
+    origins = tuple(o.strip() for o in read.ALLOWED_ORIGINS.split(",") if o.strip())
+    workers = read.DECODE_WORKERS or available_cpus()
+    wall_ms = read.DECODE_WALL_MS or decode_wall_ms_for(read.DECODE_CPU_MS, workers, function_cpus(environ))
     settings = Settings(
-        model_dir=Path(read.optional("MODEL_DIR") or _default_model_dir(environ)),
-        backend=backend,
-        precision=precision,
-        threads=read.integer("MODEL_THREADS", available_cpus()),
-        max_image_bytes=read.integer("MAX_IMAGE_BYTES", Defaults.MAX_IMAGE_BYTES),
-        max_image_pixels=read.integer("MAX_IMAGE_PIXELS", Defaults.MAX_IMAGE_PIXELS),
-        default_top_k=read.integer("DEFAULT_TOP_K", 5),
-        max_top_k=read.integer("MAX_TOP_K", 20),
+        model_dir=Path(read.MODEL_DIR or _default_model_dir(environ)),
+        backend=read.MODEL_BACKEND,
+        precision=read.MODEL_PRECISION,
+        threads=read.MODEL_THREADS or available_cpus(),
+        max_image_bytes=read.MAX_IMAGE_BYTES,
+        max_image_pixels=read.MAX_IMAGE_PIXELS,
+        default_top_k=read.DEFAULT_TOP_K,
+        max_top_k=read.MAX_TOP_K,
         allowed_origins=origins or ("*",),
-        results_bucket=read.optional("RESULTS_BUCKET"),
-        results_prefix=read.text("RESULTS_PREFIX", Defaults.RESULTS_PREFIX),
-        max_images_per_request=read.integer("MAX_IMAGES_PER_REQUEST", Defaults.MAX_IMAGES_PER_REQUEST),
-        uploads_bucket=read.optional("UPLOADS_BUCKET"),
-        uploads_prefix=read.text("UPLOADS_PREFIX", Defaults.UPLOADS_PREFIX),
-        max_upload_bytes=read.integer("MAX_UPLOAD_BYTES", Defaults.MAX_UPLOAD_BYTES),
-        upload_expires_seconds=read.integer("UPLOAD_EXPIRES_SECONDS", 300),
-        min_confidence=read.fraction("MIN_CONFIDENCE"),
+        results_bucket=read.RESULTS_BUCKET,
+        results_prefix=read.RESULTS_PREFIX,
+        max_images_per_request=read.MAX_IMAGES_PER_REQUEST,
+        uploads_bucket=read.UPLOADS_BUCKET,
+        uploads_prefix=read.UPLOADS_PREFIX,
+        max_upload_bytes=read.MAX_UPLOAD_BYTES,
+        upload_expires_seconds=read.UPLOAD_EXPIRES_SECONDS,
+        min_confidence=read.MIN_CONFIDENCE,
         decode_workers=workers,
-        decode_memory_mb=read.integer("DECODE_MEMORY_MB", Defaults.DECODE_MEMORY_MB, minimum=128),
-        decode_cpu_ms=cpu_ms,
-        decode_wall_ms=read.integer(
-            "DECODE_WALL_MS", decode_wall_ms_for(cpu_ms, workers, function_cpus(environ))
-        ),
-        decode_request_cpu_ms=read.integer(
-            "DECODE_REQUEST_CPU_MS", Defaults.DECODE_REQUEST_CPU_MS, minimum=10
-        ),
-        decode_request_deadline_ms=read.integer(
-            "DECODE_REQUEST_DEADLINE_MS", Defaults.DECODE_REQUEST_DEADLINE_MS, minimum=10
-        ),
-        capture_rate=read.fraction("CAPTURE_RATE") or 0.0,
-        capture_uncertain_rate=read.fraction("CAPTURE_UNCERTAIN_RATE"),
-        capture_bucket=read.optional("CAPTURE_BUCKET"),
-        capture_prefix=read.text("CAPTURE_PREFIX", Defaults.CAPTURE_PREFIX),
-        feedback_auth=read.choice("FEEDBACK_AUTH", Defaults.FEEDBACK_AUTH, FEEDBACK_AUTH_MODES),
+        decode_memory_mb=read.DECODE_MEMORY_MB,
+        decode_cpu_ms=read.DECODE_CPU_MS,
+        decode_wall_ms=wall_ms,
+        decode_request_cpu_ms=read.DECODE_REQUEST_CPU_MS,
+        decode_request_deadline_ms=read.DECODE_REQUEST_DEADLINE_MS,
+        capture_rate=read.CAPTURE_RATE,
+        capture_uncertain_rate=read.CAPTURE_UNCERTAIN_RATE,
+        capture_bucket=read.CAPTURE_BUCKET,
+        capture_prefix=read.CAPTURE_PREFIX,
+        feedback_auth=read.FEEDBACK_AUTH,
     )
     check_prefixes(settings)
     return settings
