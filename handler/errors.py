@@ -124,6 +124,13 @@ class Unprocessable(ClientMistake):
 EXCERPT_CHARS = 100
 
 
+def too_costly(reason: str) -> PayloadTooLarge:
+    """The one refusal of an image that would cost more to decode than the service spends on one
+    (413 ``image_too_costly``): ``reason`` says which bound, found by a structure walk or met by a
+    decode worker."""
+    return PayloadTooLarge(f"{reason}; it is refused.", Code.IMAGE_TOO_COSTLY)
+
+
 def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
     """At most ``limit`` characters of something the client sent, for an error message."""
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -23,7 +23,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from handler.errors import Code, PayloadTooLarge
+from handler.errors import Code, PayloadTooLarge, too_costly
 
 # libjpeg's progressive encoders write about 10 scans; jpegtran scripts rarely exceed 20.
 MAX_JPEG_SCANS = 32
@@ -108,14 +108,11 @@ class Structure:
     jpeg_buffered: bool = False  # libjpeg keeps every coefficient (progressive or several scans)
     drop: tuple[tuple[int, int], ...] = ()  # byte spans to remove before Pillow parses the file
     decoder: str | None = None  # the one Pillow plugin for this file ("AVIF", "HEIF", ``UNKNOWN``)
-    frames: int = 1
 
 
-def too_costly(what: str, limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The image has more {what} than this service decodes (the limit is {limit}).",
-        Code.IMAGE_TOO_COSTLY,
-    )
+def more_than(what: str, limit: int) -> PayloadTooLarge:
+    """The refusal of an image whose structure holds more ``what`` than ``limit``."""
+    return too_costly(f"The image has more {what} than this service decodes (the limit is {limit})")
 
 
 def check_pixels(width: int, height: int, kind: str, limit: int) -> None:
@@ -164,7 +161,7 @@ def walk_jpeg(data: bytes, start: int, end: int, max_pixels: int, pillow: bool) 
         if header:
             skipped += at - 1 - pos  # junk and extra fill bytes: one Python loop turn each
             if skipped > MAX_JPEG_SKIPPED_BYTES:
-                raise too_costly("bytes between JPEG markers", MAX_JPEG_SKIPPED_BYTES)
+                raise more_than("bytes between JPEG markers", MAX_JPEG_SKIPPED_BYTES)
             if marker not in _PILLOW_SEGMENTS and marker not in _PILLOW_BARE:
                 return walk  # Pillow refuses the file here ("no marker found"): nothing is decoded
         elif marker == _EOI:
@@ -175,7 +172,7 @@ def walk_jpeg(data: bytes, start: int, end: int, max_pixels: int, pillow: bool) 
         pos = at + 1
         walk.segments += 1
         if walk.segments > MAX_JPEG_SEGMENTS:
-            raise too_costly("JPEG marker segments", MAX_JPEG_SEGMENTS)
+            raise more_than("JPEG marker segments", MAX_JPEG_SEGMENTS)
         if header and marker in _PILLOW_BARE:
             continue
         if pos + 2 > end:
@@ -192,10 +189,10 @@ def walk_jpeg(data: bytes, start: int, end: int, max_pixels: int, pillow: bool) 
             header = False
             walk.scans += 1
             if walk.scans > MAX_JPEG_SCANS:
-                raise too_costly("JPEG scans", MAX_JPEG_SCANS)
+                raise more_than("JPEG scans", MAX_JPEG_SCANS)
             # A header over the pixel limit is refused by the pixel check, whose answer is clearer.
             if walk.pixels <= max_pixels and walk.scans * walk.pixels > MAX_JPEG_SCAN_PIXELS:
-                raise too_costly("JPEG scans x pixels", MAX_JPEG_SCAN_PIXELS)
+                raise more_than("JPEG scans x pixels", MAX_JPEG_SCAN_PIXELS)
 
 
 def check_jpeg(data: bytes, max_pixels: int) -> Structure:
@@ -217,7 +214,7 @@ def check_png(data: bytes, max_pixels: int) -> Structure:
     while pos + 8 <= len(data):
         chunks += 1
         if chunks > MAX_PNG_CHUNKS:
-            raise too_costly("PNG chunks", MAX_PNG_CHUNKS)
+            raise more_than("PNG chunks", MAX_PNG_CHUNKS)
         length = int.from_bytes(data[pos : pos + 4], "big")
         kind = data[pos + 4 : pos + 8]
         if kind == b"IEND":
@@ -228,7 +225,7 @@ def check_png(data: bytes, max_pixels: int) -> Structure:
             if width * height <= max_pixels:
                 raw = width * height * PNG_CHANNELS.get(color, 4) * depth // 8
                 if raw > MAX_RAW_BYTES:
-                    raise too_costly(
+                    raise more_than(
                         "bytes of pixel data in a PNG (width x height x channels x depth)", MAX_RAW_BYTES
                     )
         elif kind in PNG_DROPPED_CHUNKS:
@@ -256,7 +253,7 @@ def check_gif(data: bytes, max_pixels: int) -> Structure:
         while pos < len(data):
             blocks += 1
             if blocks > MAX_GIF_BLOCKS:
-                raise too_costly("GIF blocks", MAX_GIF_BLOCKS)
+                raise more_than("GIF blocks", MAX_GIF_BLOCKS)
             size = data[pos]
             pos += 1 + size
             if size == 0:
@@ -302,7 +299,7 @@ class _Ifd:
             return
         entries = struct.unpack_from(self.order + count_format, data, offset)[0]
         if entries > MAX_TIFF_TAGS:
-            raise too_costly("TIFF tags", MAX_TIFF_TAGS)
+            raise more_than("TIFF tags", MAX_TIFF_TAGS)
         start = offset + count_size
         for index in range(entries):
             at = start + index * entry_size
@@ -345,14 +342,14 @@ def check_tiff(data: bytes, max_pixels: int) -> Structure:
         return Structure()
     ifd = _Ifd(data)
     if any(count > MAX_TIFF_STRIPS for tag in (273, 324) for count in ifd.counts(tag)):
-        raise too_costly("TIFF strips or tiles", MAX_TIFF_STRIPS)
+        raise more_than("TIFF strips or tiles", MAX_TIFF_STRIPS)
     width, height = ifd.largest(256, 0), ifd.largest(257, 0)
     check_pixels(width, height, "TIFF", max_pixels)  # the largest of duplicate tags
     samples = ifd.largest(277, 1)
     bits = [value for values in ifd.values(258) for value in values] or [1]
     raw = width * height * max(samples, len(bits)) * max(bits) // 8
     if raw > MAX_RAW_BYTES:
-        raise too_costly("bytes of pixel data in a TIFF (width x height x samples x bits)", MAX_RAW_BYTES)
+        raise more_than("bytes of pixel data in a TIFF (width x height x samples x bits)", MAX_RAW_BYTES)
     if any(value in _TIFF_JPEG for values in ifd.values(259) for value in values):
         return Structure(jpeg_buffered=_check_tiff_jpeg(ifd, width, height, max_pixels))
     return Structure()
@@ -390,14 +387,14 @@ def _check_tiff_jpeg(ifd: _Ifd, width: int, height: int, max_pixels: int) -> boo
         if walk is None:  # strips that share their data are walked once, counted each time
             walked_bytes += end - offset
             if walked_bytes > 2 * len(data):  # overlapping strips: no real file has them
-                raise too_costly("bytes of JPEG data in a TIFF", 2 * len(data))
+                raise more_than("bytes of JPEG data in a TIFF", 2 * len(data))
             walk = walked[offset, end] = walk_jpeg(data, offset, end, max_pixels, pillow=False)
         segments += walk.segments
         if segments > MAX_TIFF_JPEG_SEGMENTS:
-            raise too_costly("JPEG marker segments in a TIFF", MAX_TIFF_JPEG_SEGMENTS)
+            raise more_than("JPEG marker segments in a TIFF", MAX_TIFF_JPEG_SEGMENTS)
         cost += walk.scans * max(walk.pixels, pixels)
         if cost > MAX_JPEG_SCAN_PIXELS:
-            raise too_costly("JPEG scans x pixels", MAX_JPEG_SCAN_PIXELS)
+            raise more_than("JPEG scans x pixels", MAX_JPEG_SCAN_PIXELS)
     return any(walk.progressive or walk.scans > 1 for walk in walked.values())
 
 
@@ -414,9 +411,9 @@ def check_bmp(data: bytes, max_pixels: int) -> Structure:
     compression = int.from_bytes(data[30:34], "little")
     if compression in (1, 2):
         if abs(width) * abs(height) > MAX_BMP_RLE_PIXELS:
-            raise too_costly("pixels in a run-length-encoded BMP", MAX_BMP_RLE_PIXELS)
+            raise more_than("pixels in a run-length-encoded BMP", MAX_BMP_RLE_PIXELS)
         if len(data) > MAX_BMP_RLE_BYTES:
-            raise too_costly("bytes in a run-length-encoded BMP", MAX_BMP_RLE_BYTES)
+            raise more_than("bytes in a run-length-encoded BMP", MAX_BMP_RLE_BYTES)
     return Structure()
 
 
@@ -450,13 +447,13 @@ def check_webp(data: bytes, max_pixels: int) -> Structure:
     """
     if data[8:12] != b"WEBP":
         return Structure()
-    pos, chunks, frames = 12, 0, 0
+    pos, chunks = 12, 0
     canvas: tuple[int, int] | None = None
     limit = min(max_pixels, MAX_PIXELS["WEBP"])
     while pos + 8 <= len(data):
         chunks += 1
         if chunks > MAX_WEBP_CHUNKS:
-            raise too_costly("WebP chunks or animation frames", MAX_WEBP_CHUNKS)
+            raise more_than("WebP chunks or animation frames", MAX_WEBP_CHUNKS)
         kind = data[pos : pos + 4]
         size = int.from_bytes(data[pos + 4 : pos + 8], "little")
         body = pos + 8
@@ -464,13 +461,12 @@ def check_webp(data: bytes, max_pixels: int) -> Structure:
             canvas = found
             check_pixels(*canvas, "WEBP", limit)
         elif kind == b"ANMF" and body + 12 <= len(data):
-            frames += 1
             x, y = (2 * int.from_bytes(data[body + i : body + i + 3], "little") for i in (0, 3))
             w, h = (1 + int.from_bytes(data[body + i : body + i + 3], "little") for i in (6, 9))
             if canvas is None or x + w > canvas[0] or y + h > canvas[1]:
-                return Structure(frames=frames)  # libwebp refuses a frame outside its canvas
+                return Structure()  # libwebp refuses a frame outside its canvas
         pos = body + size + (size & 1)
-    return Structure(frames=max(frames, 1))
+    return Structure()
 
 
 # --- ISOBMFF: AVIF and HEIC --------------------------------------------------------------------
@@ -497,7 +493,7 @@ def check_heif(data: bytes, max_pixels: int) -> Structure:
         while pos + 8 <= end:
             boxes += 1
             if boxes > MAX_HEIF_BOXES:
-                raise too_costly("boxes in an AVIF or HEIC file", MAX_HEIF_BOXES)
+                raise more_than("boxes in an AVIF or HEIC file", MAX_HEIF_BOXES)
             length = int.from_bytes(data[pos : pos + 4], "big")
             kind = data[pos + 4 : pos + 8]
             header = 8
@@ -519,7 +515,7 @@ def check_heif(data: bytes, max_pixels: int) -> Structure:
                     else int.from_bytes(data[body + 4 : body + 8], "big")
                 )
                 if items > MAX_HEIF_ITEMS:
-                    raise too_costly("items in an AVIF or HEIC file", MAX_HEIF_ITEMS)
+                    raise more_than("items in an AVIF or HEIC file", MAX_HEIF_ITEMS)
             elif kind == b"ispe" and body + 12 <= box_end:
                 width, height = struct.unpack_from(">II", data, body + 4)
                 # libavif and libheif refuse huge headers with an error of their own: answer first.

@@ -46,6 +46,7 @@ from handler.errors import (
     Refusal,
     Unprocessable,
     UnsupportedMediaType,
+    too_costly,
 )
 from handler.recognition.imaging import DecodeLimits
 from handler.recognition.sandbox_worker import (
@@ -80,10 +81,6 @@ class SandboxError(RuntimeError):
 
 class Lost(Exception):
     """A worker that died, or said something it must not: its image is tried once more."""
-
-
-def too_costly(why: str) -> PayloadTooLarge:
-    return PayloadTooLarge(f"Decoding this image {why}; it is refused.", Code.IMAGE_TOO_COSTLY)
 
 
 @dataclass(frozen=True)
@@ -385,7 +382,7 @@ class DecodeSandbox:
         why, spent = "stopped its decoder", 0.0
         for _ in range(2):
             if budget is not None and (over := budget.over()):
-                return too_costly(over)
+                return too_costly(f"Decoding this image {over}")
             worker = self._take()
             try:
                 return self._run(worker, image, limits, budget, spent)
@@ -398,7 +395,7 @@ class DecodeSandbox:
                 if budget is not None:
                     budget.charge(worker, cpu)
                 self.peak_worker_kb = max(self.peak_worker_kb, worker.end())
-        return too_costly(why)
+        return too_costly(f"Decoding this image {why}")
 
     def _run(
         self, worker: Worker, image: bytes, limits: DecodeLimits, budget: _Request | None, spent: float
@@ -442,7 +439,7 @@ class DecodeSandbox:
                 why = f"takes longer than {(ends - started) * 1000:.0f} ms"
             if why:
                 self.replaced += 1
-                return too_costly(why)
+                return too_costly(f"Decoding this image {why}")
 
     def peaks_kb(self) -> dict[str, int]:
         """Peak resident memory of the sandbox's processes: the zygote, and the busiest worker."""
