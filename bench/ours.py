@@ -49,8 +49,8 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def warm_latency(handler, body: bytes, runs: int, measurement: str) -> dict[str, float]:
-    from devtools.context import LocalContext
-    from devtools.events import rest_event
+    from localaws.context import LocalContext
+    from localaws.events import rest_event
 
     event = rest_event("POST", "/predict", body=body, headers={"Content-Type": "image/jpeg"})
     context = LocalContext()

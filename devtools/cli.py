@@ -71,7 +71,7 @@ def write_table(out: TextIO, title: str, record: dict[str, Any]) -> bool:
 
 
 def invoke(event_path: Path, out: TextIO) -> int:
-    from devtools.context import LocalContext
+    from localaws.context import LocalContext
 
     event = json.loads(event_path.read_text())
     result = entry_point_for(event)(event, LocalContext())
@@ -126,23 +126,23 @@ def clearing_metrics(handler):
 def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
     """The API on 127.0.0.1 as API Gateway and Lambda would serve it: each concurrent request in an
     execution environment of its own (a process with its own function and model, started on
-    demand: ``devtools.environment``); with ``--s3``, moto's S3 and the worker function, which
+    demand: ``localaws.environment``); with ``--s3``, moto's S3 and the worker function, which
     classifies uploads as the S3 -> SQS path does."""
     from dataclasses import replace
 
-    from devtools.environment import FunctionProcess
-    from devtools.server import (
+    from handler import config
+    from handler.function import Function
+    from localaws.environment import FunctionProcess
+    from localaws.server import (
         DEFAULT_REVIEWER_TOKEN,
         ENVIRONMENTS,
         REVIEWER_TOKEN_VARIABLE,
         LocalApiServer,
     )
-    from handler import config
-    from handler.function import Function
 
     settings, local_s3 = config.read_settings(), None
     if with_s3:
-        from devtools.s3_stack import LocalS3
+        from localaws.s3_stack import LocalS3
 
         local_s3 = LocalS3()
         settings = replace(settings, uploads_bucket=local_s3.bucket)
@@ -385,14 +385,14 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_upload(args: argparse.Namespace, out: TextIO) -> int:
-    from devtools.upload import upload
+    from localaws.upload import upload
 
     record = upload(args.photo, args.api, args.timeout, out)
     return 1 if write_table(out, f"{args.photo} ({record.get('key', '')})", record) else 0
 
 
 def run_rie(args: argparse.Namespace, out: TextIO) -> int:
-    from devtools import runtime_api
+    from localaws import runtime_api
 
     return runtime_api.serve(args.handler, args.port)
 
@@ -409,7 +409,7 @@ def run_rollout_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_s3_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from devtools import s3_demo
+    from localaws import s3_demo
 
     return s3_demo.run(args.folder, out)
 

@@ -10,7 +10,7 @@ body that stops arriving) are JSON in the project's ``{"error", "code"}`` shape.
 Concurrency is Lambda's: connections are served in threads, but a function instance never runs
 two events at once. Concurrent requests go to separate *execution environments* (``start`` builds
 one: in ``imgrec serve``, a process of its own with its own function and model,
-``devtools.environment``), started on demand up to a limit and then reused; a request that finds
+``localaws.environment``), started on demand up to a limit and then reused; a request that finds
 them all busy waits for one, and one whose process ended is replaced. So ``handler/`` needs no
 locks or per-thread state for the local server's sake.
 
@@ -18,7 +18,7 @@ locks or per-thread state for the local server's sake.
 there API Gateway lets through only a request signed by an IAM principal and puts that caller in
 the event's ``requestContext``. Here a local credential stands in for the signature:
 ``Authorization: Bearer <token>``, the token from ``IMGREC_REVIEWER_TOKEN`` (default
-``local-reviewer``), and the event names ``devtools.events.LOCAL_REVIEWER`` as its caller. Without
+``local-reviewer``), and the event names ``localaws.events.LOCAL_REVIEWER`` as its caller. Without
 it the answer is API Gateway's: 403, and the function never runs. The demo page this server serves
 carries the credential (a ``<meta name="feedback-credential">`` it adds; the deployed function
 never does), so its feedback control works locally. With ``feedback_auth="none"`` anyone may send
@@ -42,10 +42,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from devtools.context import LocalContext
-from devtools.environment import EnvironmentLost
-from devtools.events import LOCAL_REVIEWER, Caller, rest_event
 from handler.contract import FEEDBACK_AUTH_MODES
+from localaws.context import LocalContext
+from localaws.environment import EnvironmentLost
+from localaws.events import LOCAL_REVIEWER, Caller, rest_event
 
 # API Gateway refuses bodies over 10 MB before Lambda sees them.
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024

@@ -1,6 +1,6 @@
 """The bad-input corpus: hostile, broken and merely odd requests, each with the answer it must get.
 
-    python -m devtools.corpus --out build/corpus     # writes one file per body and cases.json
+    python -m tests.corpora.corpus --out build/corpus     # writes one file per body and cases.json
 
 Tests build the same cases in memory (``cases()``) and run each through ``api_handler`` as a
 REST v1 and an HTTP v2 event. Valid-but-odd images must be classified (200); everything else
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from devtools.events import multipart_body
 from devtools.fixtures import DEFAULT_PHOTO, png_header
+from localaws.events import multipart_body
 
 MAX_IMAGE_BYTES = 6 * 1024 * 1024
 

@@ -139,7 +139,7 @@ def _start(settings: Settings, s3_endpoint: str | None, entry: str):
 
     s3_client = None
     if s3_endpoint:
-        from devtools.s3_stack import local_client
+        from localaws.s3_stack import local_client
 
         s3_client = local_client(s3_endpoint)
     return clearing_metrics(getattr(Function.start(settings, s3_client=s3_client), entry))
