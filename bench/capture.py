@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench import output
-from bench.ours import percentiles
+from bench.figures import percentiles
 from bench.photos import REPO
 
 PHOTO = REPO.parent / "shared" / "images" / "grace_hopper.jpg"

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from bench.ours import percentiles
+from bench.figures import percentiles
 from bench.shape import between_events
 
 
