@@ -156,7 +156,7 @@ the real AWS runtime client. Everything here runs in `make test`, except the lon
 | --- | --- | --- |
 | bad-input corpus: {{corpus}} generated cases (bombs, truncations, odd modes, bad base64, bad JSON, wrong types, `top_k`…) through REST v1 and HTTP v2 events | `tests/corpora/corpus.py`, `tests/handler/http/test_bad_inputs.py` | each gets its status and error code; no 5xx, no trace |
 | property-based fuzzing of bodies, content types, headers, query strings, base64 flags | `tests/handler/http/test_fuzz.py` | 150 examples per `make test`; `make fuzz` runs 10,000 |
-| the real `awslambdaric` (the image's bootstrap) on a local Runtime API: fixtures, an oversized event, bad input, an init failure, the S3 entry point | `tests/devtools/test_runtime_api.py` | every answer as expected; RSS flat (< 10 %) over 200 invocations |
+| the real `awslambdaric` (the image's bootstrap) on a local Runtime API: fixtures, an oversized event, bad input, an init failure, the S3 entry point | `tests/localaws/test_runtime_api.py` | every answer as expected; RSS flat (< 10 %) over 200 invocations |
 | S3 faults on moto: object deleted before the read, a bucket policy denying reads, an endpoint dropping the connection | `tests/handler/records/test_s3_faults.py` | result, error record or retry for each; the retry succeeds |
 | no stack trace or internal path in any answer; `nosniff` on every answer; no image bytes in logs | `tests/handler/http/test_bad_inputs.py`, `test_api.py` | asserted |
 | least-privilege IAM (S3 actions scoped to the two prefixes; the API function has none) | `tests/infra/test_stack.py` | asserted |
