@@ -89,9 +89,9 @@ def one_worker(endpoint: str, batch_sizes: list[int], log: Path) -> list[dict]:
 
 def _one_worker(endpoint: str, batch_sizes: list[int]) -> list[dict]:
     from devtools import backfill
-    from devtools.context import LocalContext
     from handler import config
     from handler.function import Function
+    from localaws.context import LocalContext
 
     client = backfill.client_for(endpoint)
     requests: Counter[str] = Counter()

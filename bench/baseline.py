@@ -40,7 +40,7 @@ def create_app() -> Flask:
 
 
 def main(portrait_path: str, large_path: str, quick: bool) -> None:
-    from bench.ours import peak_rss_mb, percentiles, progress
+    from bench.figures import peak_rss_mb, percentiles, progress
     from bench.shape import between_events
 
     client = create_app().test_client()

@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench import output
-from bench.ours import percentiles
+from bench.figures import percentiles
 from bench.photos import REPO
 
 PHOTO = REPO.parent / "shared" / "images" / "grace_hopper.jpg"
@@ -27,13 +27,13 @@ PHOTO = REPO.parent / "shared" / "images" / "grace_hopper.jpg"
 def measure(runs: int) -> dict:
     from tqdm import tqdm
 
-    from devtools.context import LocalContext
-    from devtools.events import rest_event
-    from devtools.s3_stack import LocalS3
     from handler import config
     from handler.function import Function
     from handler.recognition import model
     from handler.runtime import Runtime
+    from localaws.context import LocalContext
+    from localaws.events import rest_event
+    from localaws.s3_stack import LocalS3
 
     settings = config.read_settings()
     classifier = model.load_classifier(settings.model_dir, settings.backend, settings.threads)

@@ -1,7 +1,7 @@
 """``make hostile``: what each hostile input costs the function, measured as Lambda runs it.
 
-Every input of ``devtools.hostile`` (the bombs, the format tricks, and the worst files that still
-pass, one per format), the misbehaving decoder doubles (``devtools.decode_doubles``: a decoder that
+Every input of ``tests.corpora.hostile`` (the bombs, the format tricks, and the worst files that still
+pass, one per format), the misbehaving decoder doubles (``tests.corpora.decode_doubles``: a decoder that
 sleeps, one that spins, one that allocates without bound, one that segfaults, one that tries to
 escape its worker) and the worst batch requests go through
 ``api_handler`` as a REST v1 and as an HTTP v2 event, in a fresh process each (a cold start, as a
@@ -37,9 +37,9 @@ from pathlib import Path
 from bench import output, shape
 from bench.photos import REPO
 from bench.shape import Harness, between_events
-from devtools import decode_doubles, hostile
-from devtools.events import multipart_body
 from handler.contract import Defaults
+from localaws.events import multipart_body
+from tests.corpora import decode_doubles, hostile
 
 REQUEST_TARGET_S = 2.0
 BATCH_TARGET_S = 5.0
@@ -148,11 +148,11 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 def measure_one(path: Path, content_type: str) -> dict:
     """In this (fresh) process: the cold start, then the request as REST v1 and as HTTP v2."""
-    from devtools.context import LocalContext
-    from devtools.events import http_event, rest_event
     from handler import config
     from handler.function import Function
     from handler.recognition.sandbox import DecodeSandbox
+    from localaws.context import LocalContext
+    from localaws.events import http_event, rest_event
 
     settings = config.read_settings()
     function = Function.start(

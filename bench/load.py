@@ -154,13 +154,13 @@ the real AWS runtime client. Everything here runs in `make test`, except the lon
 
 | check | where | result |
 | --- | --- | --- |
-| bad-input corpus: {{corpus}} generated cases (bombs, truncations, odd modes, bad base64, bad JSON, wrong types, `top_k`…) through REST v1 and HTTP v2 events | `devtools/corpus.py`, `tests/handler/http/test_bad_inputs.py` | each gets its status and error code; no 5xx, no trace |
+| bad-input corpus: {{corpus}} generated cases (bombs, truncations, odd modes, bad base64, bad JSON, wrong types, `top_k`…) through REST v1 and HTTP v2 events | `tests/corpora/corpus.py`, `tests/handler/http/test_bad_inputs.py` | each gets its status and error code; no 5xx, no trace |
 | property-based fuzzing of bodies, content types, headers, query strings, base64 flags | `tests/handler/http/test_fuzz.py` | 150 examples per `make test`; `make fuzz` runs 10,000 |
-| the real `awslambdaric` (the image's bootstrap) on a local Runtime API: fixtures, an oversized event, bad input, an init failure, the S3 entry point | `tests/devtools/test_runtime_api.py` | every answer as expected; RSS flat (< 10 %) over 200 invocations |
+| the real `awslambdaric` (the image's bootstrap) on a local Runtime API: fixtures, an oversized event, bad input, an init failure, the S3 entry point | `tests/localaws/test_runtime_api.py` | every answer as expected; RSS flat (< 10 %) over 200 invocations |
 | S3 faults on moto: object deleted before the read, a bucket policy denying reads, an endpoint dropping the connection | `tests/handler/records/test_s3_faults.py` | result, error record or retry for each; the retry succeeds |
 | no stack trace or internal path in any answer; `nosniff` on every answer; no image bytes in logs | `tests/handler/http/test_bad_inputs.py`, `test_api.py` | asserted |
 | least-privilege IAM (S3 actions scoped to the two prefixes; the API function has none) | `tests/infra/test_stack.py` | asserted |
-| decoder bombs and the worst file that still passes, per format; JSON and multipart edge cases; the memory budget | `devtools/hostile.py`, `tests/handler/recognition/test_hostile.py`, `make hostile` | each refused before its decoder runs (asserted), or classified; the figures are below |
+| decoder bombs and the worst file that still passes, per format; JSON and multipart edge cases; the memory budget | `tests/corpora/hostile.py`, `tests/handler/recognition/test_hostile.py`, `make hostile` | each refused before its decoder runs (asserted), or classified; the figures are below |
 | schemathesis against the local server's own `/openapi.json` (uploads on) | `tests/handler/http/test_schema_fuzz.py` | 40 examples per operation: no 5xx, every answer as documented |
 | an SQS batch holding two hostile files; a redelivered batch with a message that crashes the worker | `tests/handler/records/test_s3.py` | eight results and two error records in one model call; the crashing message fails alone |
 
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with Harness.from_args(args) as harness:
         load = run(args.requests, args.concurrency, harness)
-    from devtools.corpus import cases
+    from tests.corpora.corpus import cases
 
     text = report(load).replace("{corpus}", str(len(cases())))
     out = output.folder(args)

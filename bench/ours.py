@@ -15,42 +15,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from bench import sandbox
+from bench.figures import peak_rss_mb, percentiles, progress
 from bench.shape import between_events
 
 
-def progress(measurement: str, total: int, unit: str = "request") -> Callable[[], None]:
-    """Announce a measurement of ``total`` steps; the function returned reports one step done. Lines
-    on stdout, outside the timed sections: ``PROGRESS<tab>measurement<tab>unit<tab>done<tab>total``."""
-    done = 0
-
-    def step() -> None:
-        nonlocal done
-        done += 1
-        print(f"PROGRESS\t{measurement}\t{unit}\t{done}\t{total}", flush=True)
-
-    print(f"PROGRESS\t{measurement}\t{unit}\t0\t{total}", flush=True)
-    return step
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM; ru_maxrss would include the parent's, kept across exec)."""
-    status = Path("/proc/self/status").read_text()
-    kilobytes = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-    return round(kilobytes / 1024, 1)
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
-    return {"p50_ms": round(pick(0.5) * 1000, 2), "p99_ms": round(pick(0.99) * 1000, 2), "n": len(samples)}
-
-
 def warm_latency(handler, body: bytes, runs: int, measurement: str) -> dict[str, float]:
-    from devtools.context import LocalContext
-    from devtools.events import rest_event
+    from localaws.context import LocalContext
+    from localaws.events import rest_event
 
     event = rest_event("POST", "/predict", body=body, headers={"Content-Type": "image/jpeg"})
     context = LocalContext()
@@ -103,8 +77,6 @@ def main(backend: str, portrait_path: str, large_path: str, quick: bool) -> None
         "peak_rss_mb": peak_rss_mb(),
     }
     if backend == "litert":
-        from bench import sandbox
-
         photos = {"600x512": small, "12mp": large}
         result["sandbox"] = sandbox.measure(app, photos, quick, progress)
     print("RESULT " + json.dumps(result), flush=True)

@@ -37,7 +37,7 @@ FIXTURE = REPO / "events" / "api-rest-predict-multipart.json"
 COLD_OURS = f"""
 import json, time
 from handler import app
-from devtools.context import LocalContext
+from localaws.context import LocalContext
 result = app.api_handler(json.load(open({str(FIXTURE)!r})), LocalContext())
 assert result["statusCode"] == 200
 print("ANSWERED", time.time(), flush=True)

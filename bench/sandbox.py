@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from bench.ours import percentiles
+from bench.figures import percentiles
 from bench.shape import between_events
 
 
@@ -54,9 +54,9 @@ def images_per_s(work: Callable[[], object], images: int, rounds: int) -> float:
 
 def measure(app, photos: dict[str, bytes], quick: bool, progress) -> dict:
     """The sandbox's numbers for each photo (``{"600x512": bytes, "12mp": bytes}``)."""
-    from devtools.context import LocalContext
-    from devtools.events import rest_event
     from handler.recognition import imaging
+    from localaws.context import LocalContext
+    from localaws.events import rest_event
 
     runtime = app.function.runtime
     recognizer, classifier = runtime.recognizer, runtime.recognizer.classifier

@@ -2,7 +2,7 @@
 
 - Peak resident memory of the training process (``wait4``'s ``ru_maxrss``; the decode workers are
   processes of their own, capped by the sandbox) training on 10,000 generated photos
-  (``devtools.synthetic_photos``; the head phase only, on cached features: one pass of the base over
+  (``tests.corpora.synthetic_photos``; the head phase only, on cached features: one pass of the base over
   every photo; fine-tuning streams the same batches, but would take hours on 2 cores) and on each
   shared dataset with its documented settings (both phases, int8). Goal: under 2.5 GB whatever the
   dataset's size. For scale, the float32 arrays of 10,000 photos alone are 6 GB. The pixel store
@@ -66,7 +66,7 @@ def flags_of(settings: dict) -> list[str]:
 
 
 def measure(generated: int) -> dict:
-    from devtools.synthetic_photos import write_dataset
+    from tests.corpora.synthetic_photos import write_dataset
 
     results: dict = {"memory": {}, "throughput": {}}
     with tempfile.TemporaryDirectory() as scratch:

@@ -1,3 +1,4 @@
-"""Developer tools, never shipped in the function: the ``imgrec`` CLI, local stand-ins for what AWS
-provides (API Gateway, the Lambda Runtime API, S3 with its POST policy checks), event builders,
-the fixtures generator and the hostile-input builders."""
+"""The ``imgrec`` CLI's commands, never shipped in the function: serving and invoking locally (on
+``localaws``'s stand-ins for AWS), training and evaluating, the ML-ops commands (backfill, dataset
+export, compare, check sets), the rollout and backfill demos with their broken builds, and the
+``events/`` fixtures generator."""

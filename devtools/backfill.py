@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from devtools.events import map_items
+from localaws.events import map_items
 
 REPORT_COLUMNS = ("Bucket", "Key", "VersionId", "TaskStatus", "ErrorCode", "HTTPStatusCode", "ResultMessage")
 
@@ -111,8 +111,8 @@ def _start_worker(endpoint_url: str | None, log_dir: str) -> None:
 
 def _run_batch(event: dict[str, Any]) -> dict[str, Any]:
     """One batch through ``bulk_handler``: its output, or the failure the Map would see."""
-    from devtools.context import LocalContext
     from handler.s3 import TransientError
+    from localaws.context import LocalContext
 
     try:
         return {"output": _function.bulk_handler(event, LocalContext())}

@@ -23,11 +23,9 @@ carries only the result and can be piped (``| jq``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -71,7 +69,7 @@ def write_table(out: TextIO, title: str, record: dict[str, Any]) -> bool:
 
 
 def invoke(event_path: Path, out: TextIO) -> int:
-    from devtools.context import LocalContext
+    from localaws.context import LocalContext
 
     event = json.loads(event_path.read_text())
     result = entry_point_for(event)(event, LocalContext())
@@ -90,113 +88,6 @@ def predict(images: list[Path], top_k: int, out: TextIO) -> int:
         write_table(out, str(path), answer.body) for path, answer in zip(images, answers, strict=True)
     ]
     return 1 if any(failures) else 0
-
-
-def lambda_log_format() -> bool:
-    """Whether ``imgrec serve`` shows what Lambda would log (``LOG_FORMAT=json``)."""
-    return os.environ.get("LOG_FORMAT", "text").strip().lower() == "json"
-
-
-def quiet_local_logs() -> None:
-    """``imgrec serve`` prints one readable access line per request: Powertools' logs at WARNING and
-    its metrics off (``LOG_FORMAT=json`` keeps Lambda's shape: JSON logs, an EMF blob per request)."""
-    if lambda_log_format():
-        return
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    warnings.filterwarnings("ignore", message="No application metrics to publish")
-
-
-def clearing_metrics(handler):
-    """``handler``, leaving no metrics behind when they are off: Powertools still accumulates what
-    ``add_metric`` adds, and prints it at 100 values even when off. With Lambda's log format
-    (``LOG_FORMAT=json``) metrics are on and each event flushes its own."""
-    if lambda_log_format():
-        return handler
-    from aws_lambda_powertools import Metrics
-
-    def run(event, context):
-        try:
-            return handler(event, context)
-        finally:
-            Metrics().clear_metrics()
-
-    return run
-
-
-def serve(port: int, host: str, stage: str | None, with_s3: bool) -> int:
-    """The API on 127.0.0.1 as API Gateway and Lambda would serve it: each concurrent request in an
-    execution environment of its own (a process with its own function and model, started on
-    demand: ``devtools.environment``); with ``--s3``, moto's S3 and the worker function, which
-    classifies uploads as the S3 -> SQS path does."""
-    from dataclasses import replace
-
-    from devtools.environment import FunctionProcess
-    from devtools.server import (
-        DEFAULT_REVIEWER_TOKEN,
-        ENVIRONMENTS,
-        REVIEWER_TOKEN_VARIABLE,
-        LocalApiServer,
-    )
-    from handler import config
-    from handler.function import Function
-
-    settings, local_s3 = config.read_settings(), None
-    if with_s3:
-        from devtools.s3_stack import LocalS3
-
-        local_s3 = LocalS3()
-        settings = replace(settings, uploads_bucket=local_s3.bucket)
-    s3_endpoint = local_s3.endpoint if local_s3 else None
-
-    def start_environment() -> FunctionProcess:
-        return FunctionProcess(settings, s3_endpoint)
-
-    warm = start_environment()  # the cold start, before the server listens
-    if local_s3:  # the worker function, with its own model, alone in this process
-        local_s3.notify(clearing_metrics(Function.start(settings, s3_client=local_s3.client).s3_handler))
-    token = os.environ.get(REVIEWER_TOKEN_VARIABLE, "").strip() or DEFAULT_REVIEWER_TOKEN
-    with LocalApiServer(
-        start_environment,
-        port=port,
-        host=host,
-        stage=stage,
-        environments=ENVIRONMENTS,
-        warm=warm,
-        feedback_auth=settings.feedback_auth,
-        reviewer_token=token,
-    ) as server:
-        print(f"Demo page and API on {server.url}  (Ctrl+C to stop)", flush=True)
-        print(f"  curl -F image=@photo.jpg {server.url}predict", flush=True)
-        if settings.feedback_auth == "iam":
-            print(
-                f"  feedback: POST {server.url}feedback needs the local reviewer's credential, "
-                f"-H 'Authorization: Bearer {token}' ({REVIEWER_TOKEN_VARIABLE}; on AWS: a SigV4 "
-                "signature); the demo page sends it",
-                flush=True,
-            )
-        else:
-            print("  feedback: FEEDBACK_AUTH=none, corrections are anonymous (kept apart)", flush=True)
-        if local_s3:
-            print(f"  uploads: moto S3 on {local_s3.endpoint}, bucket {local_s3.bucket}", flush=True)
-        if local_s3 and (settings.capture_rate or settings.capture_uncertain_rate):
-            where = f"s3://{settings.capture_bucket or local_s3.bucket}/{settings.capture_prefix}"
-            uncertain = (
-                settings.capture_rate
-                if settings.capture_uncertain_rate is None
-                else settings.capture_uncertain_rate
-            )
-            print(
-                f"  capture: rate {settings.capture_rate:g} (uncertain answers: {uncertain:g}) into {where}; "
-                f"while this runs, "
-                f"imgrec dataset export {where} --out build/exports/local --endpoint-url {local_s3.endpoint}",
-                flush=True,
-            )
-        with contextlib.suppress(KeyboardInterrupt):
-            server.serve_forever()
-    if local_s3:
-        local_s3.stop()
-    return 0
 
 
 # Folder names that say what a folder is for (a split, an export), not what its photos show.
@@ -386,21 +277,22 @@ def run_predict(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_upload(args: argparse.Namespace, out: TextIO) -> int:
-    from devtools.upload import upload
+    from localaws.upload import upload
 
     record = upload(args.photo, args.api, args.timeout, out)
     return 1 if write_table(out, f"{args.photo} ({record.get('key', '')})", record) else 0
 
 
 def run_rie(args: argparse.Namespace, out: TextIO) -> int:
-    from devtools import runtime_api
+    from localaws import runtime_api
 
     return runtime_api.serve(args.handler, args.port)
 
 
 def run_serve(args: argparse.Namespace, out: TextIO) -> int:
-    quiet_local_logs()
-    return serve(args.port, args.host, args.stage, args.s3)
+    from localaws import serve
+
+    return serve.run(args.port, args.host, args.stage, args.s3)
 
 
 def run_rollout_demo(args: argparse.Namespace, out: TextIO) -> int:
@@ -410,7 +302,7 @@ def run_rollout_demo(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def run_s3_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from devtools import s3_demo
+    from localaws import s3_demo
 
     return s3_demo.run(args.folder, out)
 

@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from devtools.events import (
+from localaws.events import (
     batch_operations_event,
     http_event,
     map_batch_event,

@@ -4,7 +4,7 @@
    the good model, then each broken build of it and a slow one whose manifest claims the good
    build's cost (``devtools/bad_builds.py``), all held to the good model's check set, as synth puts
    it in the hook's asset, and to the cost synth derives from the good build's record. Each build
-   runs in an execution environment of its own (``devtools.environment``), whose figures stand in
+   runs in an execution environment of its own (``localaws.environment``), whose figures stand in
    for Lambda's REPORT line, with the good build serving as alias live.
 2. **The rollback alarms** (``infra/components/rollout_alarms.py``) over a simulated canary: a new
    version that passed the gate but answers 500 to every third request (a bug the check photos did
@@ -27,8 +27,8 @@ from typing import TextIO
 
 import numpy as np
 
-from devtools.context import LocalContext
 from handler.recognition.model import Classifier, Prediction
+from localaws.context import LocalContext
 
 CANARY_MINUTES = 5
 REQUESTS_PER_MINUTE = 30  # the new version's 10 % of 300 requests a minute
@@ -125,8 +125,8 @@ def _function(model_dir: Path, classifier: Classifier, sandbox, version: str):
 def _gate_rows(builds: dict[str, Path], model_dir: Path, settings) -> list[tuple[str, str, str]]:
     """Each build as a new version in an execution environment of its own (so Lambda's figures are
     its own), gated with the good build serving as the live version."""
-    from devtools.environment import FunctionProcess
     from handler import config
+    from localaws.environment import FunctionProcess
 
     def environment(folder: Path) -> FunctionProcess:
         return FunctionProcess(
@@ -150,7 +150,7 @@ def _gate_rows(builds: dict[str, Path], model_dir: Path, settings) -> list[tuple
 
 def _invoker(function):
     """``function`` (an execution environment) as the hook invokes a version: answer and figures."""
-    from devtools.environment import FunctionFailed
+    from localaws.environment import FunctionFailed
 
     def invoke(event: dict) -> tuple[dict, dict]:
         try:

@@ -71,11 +71,11 @@ def local_site(configure, stage: str | None = None, uploads: bool = False, **ove
 
     The API function shares the session's model, so the server runs its requests one at a time
     (one execution environment): a function instance never runs two events at once."""
-    from devtools.server import LocalApiServer
+    from localaws.server import LocalApiServer
 
     local = None
     if uploads:
-        from devtools.s3_stack import LocalS3
+        from localaws.s3_stack import LocalS3
 
         local = LocalS3(bucket=f"site-{uuid.uuid4().hex[:8]}")
         if "model" in overrides:
@@ -126,7 +126,7 @@ def worker_sandbox():
 
 def s3_client_for(endpoint: str, secret: str = "testing"):
     """A boto3 S3 client for a local endpoint (moto, or a proxy in front of it), credentials given."""
-    from devtools.s3_stack import local_client
+    from localaws.s3_stack import local_client
 
     return local_client(endpoint, "testing", secret)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from devtools.server import DEFAULT_REVIEWER_TOKEN
 from handler.answers.capture import PredictionId
 from handler.recognition import model
+from localaws.server import DEFAULT_REVIEWER_TOKEN
 from tests.support import SHARED, local_site, s3_client_for
 
 pytestmark = [pytest.mark.slow]

@@ -6,7 +6,7 @@ allowed by their sha256 in the Content-Security-Policy, so nothing injected coul
 ``render`` says in a meta tag who may send a correction (``FEEDBACK_AUTH``): with ``iam`` the page
 cannot sign a request, so its feedback control says a reviewer's signed request is needed; with
 ``none`` it sends corrections (anonymous). The local dev server adds a local credential to the page
-it serves (``devtools.server``); the function never does.
+it serves (``localaws.server``); the function never does.
 """
 
 from __future__ import annotations

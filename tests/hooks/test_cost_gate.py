@@ -17,10 +17,10 @@ import shutil
 import pytest
 
 from devtools import bad_builds, rollout_demo
-from devtools.environment import FunctionProcess
 from handler import config
 from handler.recognition import manifest
 from infra.settings import Settings
+from localaws.environment import FunctionProcess
 from tests.support import MODEL_DIR
 
 # serial: it compares measured costs, alone, not beside another worker.

@@ -15,8 +15,8 @@ import shutil
 
 import pytest
 
-from devtools.context import LocalContext
 from hooks import pre_traffic
+from localaws.context import LocalContext
 from tests.support import REPO
 
 ENV = {

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.synthetic_photos import write_dataset
+from tests.corpora.synthetic_photos import write_dataset
 from tests.support import REPO
 
 pytestmark = [pytest.mark.slow]

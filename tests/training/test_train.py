@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from devtools.context import LocalContext
-from devtools.events import rest_event, s3_event, sqs_event
 from handler.recognition import model
 from handler.recognition.model import ModelInfo
+from localaws.context import LocalContext
+from localaws.events import rest_event, s3_event, sqs_event
 from tests.support import PHOTOS, SHARED, body_json, local_site
 
 pytestmark = [pytest.mark.slow]

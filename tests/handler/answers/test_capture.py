@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from devtools.context import LocalContext
-from devtools.events import Caller, http_event, rest_event, s3_event
 from handler.answers.capture import (
     PredictionId,
     PredictionIdError,
@@ -22,6 +20,8 @@ from handler.answers.capture import (
     new_capture_client,
     trusted,
 )
+from localaws.context import LocalContext
+from localaws.events import Caller, http_event, rest_event, s3_event
 from tests.support import PHOTOS, body_json
 
 GRACE = (PHOTOS / "grace_hopper.jpg").read_bytes()

@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import json
 
-from devtools.context import LocalContext
-from devtools.events import rest_event
 from handler.answers import drift
 from handler.contract import top_class_metric
+from localaws.context import LocalContext
+from localaws.events import rest_event
 
 
 def drift_blobs(printed: str) -> list[dict]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from devtools.context import LocalContext
-from devtools.events import http_event, rest_event, s3_event, sqs_event
+from localaws.context import LocalContext
+from localaws.events import http_event, rest_event, s3_event, sqs_event
 
 
 def signals_in(printed: str) -> list[dict]:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
-from devtools.context import LocalContext
-from devtools.events import http_event, multipart_body, rest_event
+from localaws.context import LocalContext
+from localaws.events import http_event, multipart_body, rest_event
 from tests.support import EVENTS, body_json, captured_logs, header
 
 DOORS = {"rest": rest_event, "http": http_event}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from devtools import corpus
-from devtools.context import LocalContext
-from devtools.events import http_event, rest_event
+from localaws.context import LocalContext
+from localaws.events import http_event, rest_event
+from tests.corpora import corpus
 from tests.support import captured_logs, header
 
 DOORS = {"rest": rest_event, "http": http_event}

@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import pytest
 
-from devtools.context import LocalContext
-from devtools.events import Caller, http_event, rest_event
 from handler.answers.capture import PredictionId
 from handler.http.feedback import caller_of
+from localaws.context import LocalContext
+from localaws.events import Caller, http_event, rest_event
 from tests.support import PHOTOS, body_json
 
 CAT = (PHOTOS / "cat.bmp").read_bytes()

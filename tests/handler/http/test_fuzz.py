@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from devtools.context import LocalContext
-from devtools.events import http_event, multipart_body, rest_event
+from localaws.context import LocalContext
+from localaws.events import http_event, multipart_body, rest_event
 from tests.support import PHOTOS
 
 pytestmark = [pytest.mark.slow]

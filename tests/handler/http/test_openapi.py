@@ -8,11 +8,11 @@ import re
 import pytest
 from openapi_spec_validator import validate
 
-from devtools.context import LocalContext
-from devtools.events import rest_event
 from handler.contract import ROUTES
 from handler.http import routes
 from handler.http.schemas import ErrorAnswer, HealthAnswer, PredictionAnswer
+from localaws.context import LocalContext
+from localaws.events import rest_event
 from tests.support import body_json
 
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from devtools.events import multipart_body
 from handler.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from handler.http import payload
+from localaws.events import multipart_body
 
 MAX = 1024 * 1024
 IMAGE = b"\xff\xd8\xff\xe0 pretend jpeg \x00\x01\x02\xff\xd9"

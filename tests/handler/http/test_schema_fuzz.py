@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from devtools.server import DEFAULT_REVIEWER_TOKEN
+from localaws.server import DEFAULT_REVIEWER_TOKEN
 from tests.support import local_site
 
 pytestmark = [pytest.mark.slow]

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from devtools.context import LocalContext
-from devtools.events import http_event, rest_event, s3_event
-from devtools.s3_proxy import S3Proxy
+from localaws.context import LocalContext
+from localaws.events import http_event, rest_event, s3_event
+from localaws.s3_proxy import S3Proxy
 from tests.support import body_json, eight_megabyte_photo, s3_client_for
 
 

@@ -1,4 +1,4 @@
-"""Hostile inputs (``devtools.hostile``): each is refused before its expensive decode, with its
+"""Hostile inputs (``tests.corpora.hostile``): each is refused before its expensive decode, with its
 4xx and code, or classified when legitimate. Costs are measured by ``make hostile``, not here.
 
 The differential classes (a structure the walk once read differently from its decoder) are held
@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from devtools import hostile
-from devtools.context import LocalContext
-from devtools.events import http_event, multipart_body, rest_event
 from handler.errors import Code, PayloadTooLarge
 from handler.recognition import formats, imaging
+from localaws.context import LocalContext
+from localaws.events import http_event, multipart_body, rest_event
+from tests.corpora import hostile
 from tests.support import body_json, workers_of
 
 # The tests that decode at-limit photos within the sandbox's time bounds (one on a CPU shared on
@@ -43,8 +43,8 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 def headers_only(configure):
     """The function with a sandbox whose workers cannot decode pixels: a refusal that must come from
     the header (or the structure) answers 422 ``corrupt_image`` instead if any decoder ran."""
-    from devtools import decode_doubles
     from handler.recognition.sandbox import Bounds, DecodeSandbox
+    from tests.corpora import decode_doubles
 
     with DecodeSandbox.start(
         2, 512 * 1024 * 1024, Bounds(5.0, 10.0, 20.0, 20.0), decode_doubles.WITHOUT_PIXEL_DECODING

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from devtools import corpus, hostile
 from devtools.fixtures import png_header
 from handler.errors import PayloadTooLarge, Refusal, Unprocessable, UnsupportedMediaType
 from handler.recognition import formats, imaging
+from tests.corpora import corpus, hostile
 
 LIMITS = imaging.DecodeLimits(max_bytes=6 * 1024 * 1024, max_pixels=40_000_000)
 

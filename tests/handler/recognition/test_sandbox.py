@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from devtools import decode_doubles
-from devtools.context import LocalContext
-from devtools.events import (
+from handler.config import decode_wall_ms_for
+from handler.errors import Code, Refusal
+from handler.recognition.imaging import DecodeLimits
+from handler.recognition.sandbox import Bounds, DecodeSandbox
+from localaws.context import LocalContext
+from localaws.events import (
     batch_operations_event,
     http_event,
     map_batch_event,
@@ -28,10 +31,7 @@ from devtools.events import (
     s3_event,
     sqs_event,
 )
-from handler.config import decode_wall_ms_for
-from handler.errors import Code, Refusal
-from handler.recognition.imaging import DecodeLimits
-from handler.recognition.sandbox import Bounds, DecodeSandbox
+from tests.corpora import decode_doubles
 from tests.support import CAT_CLASSES, body_json, busy_processes, cpu_quota, workers_of
 
 # serial: CPU-time limits raced against wall-clock ones: alone, not beside another worker.
@@ -118,7 +118,7 @@ def test_a_decoder_that_allocates_without_bound_meets_the_address_space_cap(doub
 def test_a_native_decoders_refused_allocation_answers_413_not_422() -> None:
     """libavif reports an allocation the address-space cap refused as a generic decode error; the
     worker checks whether the image's need still fits and answers "too costly"."""
-    from devtools.hostile import avif_photo
+    from tests.corpora.hostile import avif_photo
 
     photo = avif_photo(2_000, 1_500, quality=50)
     with DecodeSandbox.start(1, MEMORY, BOUNDS) as roomy:
@@ -213,7 +213,7 @@ def test_a_decoder_that_cannot_load_stops_the_cold_start() -> None:
 
 def test_a_refused_image_loses_no_worker(doubles) -> None:
     """Refusals are answers, not failures: no worker is counted as stopped or lost for them."""
-    from devtools import hostile
+    from tests.corpora import hostile
 
     before = doubles.replaced
     results = doubles.decode([b"not an image", hostile.png_zeros(), b""], LIMITS)

@@ -8,9 +8,9 @@ from urllib.parse import quote_plus
 
 import pytest
 
-from devtools.context import LocalContext
 from handler import s3
 from handler.contract import Defaults
+from localaws.context import LocalContext
 from tests.support import CAT_CLASSES, EVENTS, PHOTOS, s3_client_for
 
 UNICODE_KEY = "archive/Été 2026/Grace Hopper + ü.jpg"
@@ -236,7 +236,7 @@ def test_groups_within_a_count() -> None:
 def test_a_backfill_skips_versioned_uploads_already_answered(app, s3_client) -> None:
     """Upload notifications carry a version id, Map items do not: answers are the same answer when
     the bytes (ETag) and the model are; a new version with other bytes is answered again."""
-    from devtools.events import s3_event, sqs_event
+    from localaws.events import s3_event, sqs_event
 
     bucket = f"versioned-{uuid.uuid4().hex[:8]}"
     s3_client.create_bucket(Bucket=bucket)

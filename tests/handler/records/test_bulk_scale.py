@@ -28,7 +28,7 @@ import json, sys
 from pathlib import Path
 from handler import config
 from handler.function import Function
-from devtools.context import LocalContext
+from localaws.context import LocalContext
 
 function = Function.start(config.read_settings())
 event = json.loads(Path(sys.argv[1]).read_text())

@@ -12,8 +12,8 @@ from urllib.parse import quote_plus, unquote
 
 import pytest
 
-from devtools.context import LocalContext
-from devtools.events import s3_event, sqs_event
+from localaws.context import LocalContext
+from localaws.events import s3_event, sqs_event
 from tests.support import PHOTOS
 
 NEW_OBJECT, ANSWERED_OBJECT = 3, 1

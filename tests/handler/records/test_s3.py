@@ -11,11 +11,11 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 from PIL import Image, ImageOps
 
-from devtools.context import LocalContext
-from devtools.events import s3_event, s3_test_event, sqs_event
 from handler import s3
 from handler.contract import InvalidEvent
 from handler.records import storage
+from localaws.context import LocalContext
+from localaws.events import s3_event, s3_test_event, sqs_event
 from tests.support import CAT_CLASSES, EVENTS
 
 UPLOADS = "uploads/"
@@ -383,7 +383,7 @@ def test_s3_event_fixtures(app, moto_s3, grace_hopper, fixture: str) -> None:
 def test_a_batch_with_two_hostile_files_completes_with_two_error_records(
     app, bucket, put, grace_hopper, cat
 ) -> None:
-    from devtools import hostile
+    from tests.corpora import hostile
 
     objects = [put(f"{UPLOADS}photo-{i}.jpg", grace_hopper if i % 2 else cat) for i in range(8)]
     objects.insert(3, put(f"{UPLOADS}rle.bmp", hostile.bmp_rle()))

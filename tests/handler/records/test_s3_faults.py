@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from devtools.context import LocalContext
-from devtools.events import s3_event, sqs_event
-from devtools.s3_proxy import S3Proxy
+from localaws.context import LocalContext
+from localaws.events import s3_event, sqs_event
+from localaws.s3_proxy import S3Proxy
 from tests.support import s3_client_for
 
 

@@ -10,7 +10,7 @@ body that stops arriving) are JSON in the project's ``{"error", "code"}`` shape.
 Concurrency is Lambda's: connections are served in threads, but a function instance never runs
 two events at once. Concurrent requests go to separate *execution environments* (``start`` builds
 one: in ``imgrec serve``, a process of its own with its own function and model,
-``devtools.environment``), started on demand up to a limit and then reused; a request that finds
+``localaws.environment``), started on demand up to a limit and then reused; a request that finds
 them all busy waits for one, and one whose process ended is replaced. So ``handler/`` needs no
 locks or per-thread state for the local server's sake.
 
@@ -18,7 +18,7 @@ locks or per-thread state for the local server's sake.
 there API Gateway lets through only a request signed by an IAM principal and puts that caller in
 the event's ``requestContext``. Here a local credential stands in for the signature:
 ``Authorization: Bearer <token>``, the token from ``IMGREC_REVIEWER_TOKEN`` (default
-``local-reviewer``), and the event names ``devtools.events.LOCAL_REVIEWER`` as its caller. Without
+``local-reviewer``), and the event names ``localaws.events.LOCAL_REVIEWER`` as its caller. Without
 it the answer is API Gateway's: 403, and the function never runs. The demo page this server serves
 carries the credential (a ``<meta name="feedback-credential">`` it adds; the deployed function
 never does), so its feedback control works locally. With ``feedback_auth="none"`` anyone may send
@@ -42,10 +42,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from devtools.context import LocalContext
-from devtools.environment import EnvironmentLost
-from devtools.events import LOCAL_REVIEWER, Caller, rest_event
 from handler.contract import FEEDBACK_AUTH_MODES
+from localaws.context import LocalContext
+from localaws.environment import EnvironmentLost
+from localaws.events import LOCAL_REVIEWER, Caller, rest_event
 
 # API Gateway refuses bodies over 10 MB before Lambda sees them.
 API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
@@ -218,104 +218,102 @@ def _content_length(value: str | None) -> int | None:
     return int(value) if value.isdigit() and len(value) <= 12 else None
 
 
-def make_request_handler(
-    environments: ExecutionEnvironments, stage: str | None, gate: FeedbackGate | None = None
-) -> type[BaseHTTPRequestHandler]:
-    gate = gate or FeedbackGate()
+class ProxyRequestHandler(BaseHTTPRequestHandler):
+    """One connection to the local API: each request becomes a REST API event for an execution
+    environment of the server's, or API Gateway's own refusal."""
 
-    class ProxyRequestHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "image-recognition-local"
-        sys_version = ""  # no "Python/3.x" banner
+    server: LocalApiServer
+    protocol_version = "HTTP/1.1"
+    server_version = "image-recognition-local"
+    sys_version = ""  # no "Python/3.x" banner
 
-        def setup(self) -> None:
-            self.timeout = self.server.read_timeout  # type: ignore[attr-defined]
-            super().setup()
+    def setup(self) -> None:
+        self.timeout = self.server.read_timeout
+        super().setup()
 
-        def version_string(self) -> str:
-            return self.server_version
+    def version_string(self) -> str:
+        return self.server_version
 
-        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-            """http.server's own refusals (414, 431, 501, malformed requests) in the project's shape."""
-            phrase = message or HTTPStatus(code).phrase
-            self._reply(*_gateway_error(code, phrase))
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (414, 431, 501, malformed requests) in the project's shape."""
+        phrase = message or HTTPStatus(code).phrase
+        self._reply(*_gateway_error(code, phrase))
+        self.close_connection = True
+
+    def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        elapsed_ms = (time.perf_counter() - getattr(self, "_started", time.perf_counter())) * 1000
+        path = urlsplit(getattr(self, "path", "") or "").path or "?"
+        self.server.access(getattr(self, "command", "") or "-", path, status, elapsed_ms, len(body))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _read_body(self) -> bytes | tuple[int, dict[str, str], bytes]:
+        length = _content_length(self.headers.get("Content-Length"))
+        if length is None:
             self.close_connection = True
+            return _gateway_error(400, "Content-Length must be a non-negative integer.")
+        if length > API_GATEWAY_MAX_BODY:
+            self.close_connection = True
+            return _gateway_error(413, f"The request body is over {API_GATEWAY_MAX_BODY} bytes.")
+        try:
+            body = self.rfile.read(length) if length else b""
+        except TimeoutError:
+            body = b""
+        if len(body) < length:
+            self.close_connection = True
+            return _gateway_error(400, "The body is shorter than its Content-Length.")
+        return body
 
-        def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            elapsed_ms = (time.perf_counter() - getattr(self, "_started", time.perf_counter())) * 1000
-            path = urlsplit(getattr(self, "path", "") or "").path or "?"
-            self.server.access(getattr(self, "command", "") or "-", path, status, elapsed_ms, len(body))  # type: ignore[attr-defined]
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(body)
+    def _serve(self) -> None:
+        self._started = time.perf_counter()
+        url = urlsplit(self.path)
+        stage, gate = self.server.stage, self.server.feedback
+        path = split_stage(url.path, stage)
+        body_in = self._read_body()
+        if isinstance(body_in, tuple):
+            self._reply(*body_in)
+            return
+        if path is None:  # API Gateway's answer for a path outside the stage
+            self._reply(*_gateway_error(403, "Missing Authentication Token"))
+            return
+        caller = gate.caller(self.command, path, self.headers.get("Authorization"))
+        if isinstance(caller, str):  # API Gateway's IAM authorization refused it: 403
+            self._reply(*_gateway_error(403, caller))
+            return
+        host, port = self.server.server_address[:2]
+        event = rest_event(
+            self.command,
+            path,
+            body=body_in,
+            headers=self.headers.items(),
+            query=url.query,
+            stage=stage or "",
+            domain_name=f"{host}:{port}",
+            caller=caller,
+        )
+        try:
+            with self.server.environments.handler() as handler:
+                answer = call_handler(handler, event)
+        except Exception as error:  # the function crashed: API Gateway answers 502
+            self.server.log(f"handler raised {type(error).__name__}: {error}")
+            answer = _gateway_error(502, "The function failed; see the server log.")
+        if _is_page(self.command, path, answer):
+            status, headers, body = answer
+            answer = (status, headers, gate.page(body))
+        self._reply(*answer)
 
-        def _read_body(self) -> bytes | tuple[int, dict[str, str], bytes]:
-            length = _content_length(self.headers.get("Content-Length"))
-            if length is None:
-                self.close_connection = True
-                return _gateway_error(400, "Content-Length must be a non-negative integer.")
-            if length > API_GATEWAY_MAX_BODY:
-                self.close_connection = True
-                return _gateway_error(413, f"The request body is over {API_GATEWAY_MAX_BODY} bytes.")
-            try:
-                body = self.rfile.read(length) if length else b""
-            except TimeoutError:
-                body = b""
-            if len(body) < length:
-                self.close_connection = True
-                return _gateway_error(400, "The body is shorter than its Content-Length.")
-            return body
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
 
-        def _serve(self) -> None:
-            self._started = time.perf_counter()
-            url = urlsplit(self.path)
-            path = split_stage(url.path, stage)
-            body_in = self._read_body()
-            if isinstance(body_in, tuple):
-                self._reply(*body_in)
-                return
-            if path is None:  # API Gateway's answer for a path outside the stage
-                self._reply(*_gateway_error(403, "Missing Authentication Token"))
-                return
-            caller = gate.caller(self.command, path, self.headers.get("Authorization"))
-            if isinstance(caller, str):  # API Gateway's IAM authorization refused it: 403
-                self._reply(*_gateway_error(403, caller))
-                return
-            host, port = self.server.server_address[:2]
-            event = rest_event(
-                self.command,
-                path,
-                body=body_in,
-                headers=self.headers.items(),
-                query=url.query,
-                stage=stage or "",
-                domain_name=f"{host}:{port}",
-                caller=caller,
-            )
-            try:
-                with environments.handler() as handler:
-                    answer = call_handler(handler, event)
-            except Exception as error:  # the function crashed: API Gateway answers 502
-                self.server.log(f"handler raised {type(error).__name__}: {error}")  # type: ignore[attr-defined]
-                answer = _gateway_error(502, "The function failed; see the server log.")
-            if _is_page(self.command, path, answer):
-                status, headers, body = answer
-                answer = (status, headers, gate.page(body))
-            self._reply(*answer)
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """The access line is written by ``_serve`` (with the time the function took)."""
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
-
-        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-            """The access line is written by ``_serve`` (with the time the function took)."""
-
-        def log_message(self, format: str, *args: Any) -> None:
-            self.server.log(format % args)  # type: ignore[attr-defined]
-
-    return ProxyRequestHandler
+    def log_message(self, format: str, *args: Any) -> None:
+        self.server.log(format % args)
 
 
 class LocalApiServer(ThreadingHTTPServer):
@@ -347,10 +345,10 @@ class LocalApiServer(ThreadingHTTPServer):
     ):
         self.feedback = FeedbackGate(feedback_auth, reviewer_token)
         self.environments = ExecutionEnvironments(start, environments, warm)
-        super().__init__((host, port), make_request_handler(self.environments, stage, self.feedback))
         self.quiet = quiet
         self.stage = stage
         self.read_timeout = read_timeout
+        super().__init__((host, port), ProxyRequestHandler)
 
     def server_close(self) -> None:
         super().server_close()

@@ -19,6 +19,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from handler.config import Settings
+from localaws.logs import clearing_metrics
+from localaws.s3_stack import local_client
 from training.cost import peak_mb
 
 # How long a cold start may take (spawn, imports, the model, the decode sandbox) before it counts
@@ -134,12 +136,7 @@ def _report(started: float) -> dict[str, float]:
 
 
 def _start(settings: Settings, s3_endpoint: str | None, entry: str):
-    from devtools.cli import clearing_metrics
-    from handler.function import Function
+    from handler.function import Function  # not before: Powertools reads its settings at import
 
-    s3_client = None
-    if s3_endpoint:
-        from devtools.s3_stack import local_client
-
-        s3_client = local_client(s3_endpoint)
+    s3_client = local_client(s3_endpoint) if s3_endpoint else None
     return clearing_metrics(getattr(Function.start(settings, s3_client=s3_client), entry))

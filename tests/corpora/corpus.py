@@ -1,6 +1,6 @@
 """The bad-input corpus: hostile, broken and merely odd requests, each with the answer it must get.
 
-    python -m devtools.corpus --out build/corpus     # writes one file per body and cases.json
+    python -m tests.corpora.corpus --out build/corpus     # writes one file per body and cases.json
 
 Tests build the same cases in memory (``cases()``) and run each through ``api_handler`` as a
 REST v1 and an HTTP v2 event. Valid-but-odd images must be classified (200); everything else
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from devtools.events import multipart_body
 from devtools.fixtures import DEFAULT_PHOTO, png_header
+from localaws.events import multipart_body
 
 MAX_IMAGE_BYTES = 6 * 1024 * 1024
 
@@ -67,16 +67,20 @@ def photo() -> Image.Image:
 
 @cache
 def cases() -> tuple[Case, ...]:
-    upright = photo()
-    jpeg = (DEFAULT_PHOTO).read_bytes()
+    """Every case: the odd images classified, then the bad images and the bad requests refused."""
+    jpeg = DEFAULT_PHOTO.read_bytes()
+    return (*classified(photo(), jpeg), *bad_images(photo(), jpeg), *bad_requests(jpeg))
+
+
+def classified(upright: Image.Image, jpeg: bytes) -> list[Case]:
+    """Valid but odd images and requests: each is classified (200)."""
     b64 = base64.b64encode(jpeg).decode()
     exif = Image.Exif()
     exif[0x0112] = 8  # "rotate 90 CCW to display": stored turned the other way
     frames = [upright, upright.rotate(90), upright.rotate(180)]
     form, form_type = multipart_body([("image", "grace.jpg", jpeg, "image/jpeg")])
     ok = 200
-    found = [
-        # --- valid but odd images: classified ---
+    return [
         Case("tiny-1x1-png", encode(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG"), "image/png", ok),
         Case("wide-10000x1-png", encode(Image.new("RGB", (10_000, 1), (9, 9, 9)), "PNG"), "image/png", ok),
         Case("png-16-bit", encode(upright.convert("L").convert("I;16"), "PNG"), "image/png", ok),
@@ -139,7 +143,12 @@ def cases() -> tuple[Case, ...]:
         ),
         Case("very-long-header", jpeg, "image/jpeg", ok, headers={"X-Long": "x" * 10_000}),
         Case("top-k-20", jpeg, "image/jpeg", ok, query="top_k=20"),
-        # --- client errors ---
+    ]
+
+
+def bad_images(upright: Image.Image, jpeg: bytes) -> list[Case]:
+    """Bodies that are no image, a broken one, a bomb or a format refused: 4xx with its code."""
+    return [
         Case("empty-body", b"", "image/jpeg", 400, "missing_image"),
         Case("random-bytes", bytes(range(256)) * 64, "image/jpeg", 415, "unsupported_image_type"),
         Case("truncated-jpeg", jpeg[: len(jpeg) // 3], "image/jpeg", 422, "corrupt_image"),
@@ -181,6 +190,14 @@ def cases() -> tuple[Case, ...]:
             415,
             "unsupported_image_type",
         ),
+    ]
+
+
+def bad_requests(jpeg: bytes) -> list[Case]:
+    """Requests wrong in their JSON, form, media type, size or parameters: 4xx with its code."""
+    b64 = base64.b64encode(jpeg).decode()
+    form, _ = multipart_body([("image", "grace.jpg", jpeg, "image/jpeg")])
+    return [
         Case("json-invalid-base64", json_image("not*base64!"), "application/json", 400, "invalid_base64"),
         Case(
             "json-data-url-text",
@@ -259,7 +276,6 @@ def cases() -> tuple[Case, ...]:
         Case("top-k-21", jpeg, "image/jpeg", 400, "invalid_parameter", query="top_k=21"),
         Case("top-k-abc", jpeg, "image/jpeg", 400, "invalid_parameter", query="top_k=abc"),
     ]
-    return tuple(found)
 
 
 def write(out: Path) -> list[Path]:

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from devtools.context import LocalContext
-from devtools.events import s3_event
-from devtools.s3_proxy import S3Proxy
+from localaws.context import LocalContext
+from localaws.events import s3_event
+from localaws.s3_proxy import S3Proxy
 
 DEFAULT_BUCKET = "image-recognition-local"
 LOCAL_SECRET_KEY = "local"

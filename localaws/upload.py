@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, TextIO
 
-from devtools.events import multipart_body
+from localaws.events import multipart_body
 
 
 def _request(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

@@ -60,7 +60,7 @@ class Caller:
 
 
 # What the local server puts in the event of a POST /feedback sent with its local credential
-# (devtools.server): a reviewer of account 000000000000, which no real account has.
+# (localaws.server): a reviewer of account 000000000000, which no real account has.
 LOCAL_REVIEWER = Caller(
     arn="arn:aws:iam::000000000000:user/local-reviewer", account="000000000000", user_id="AIDALOCALREVIEWER"
 )

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from devtools import server as local_server
-from devtools.events import is_binary
+from localaws import server as local_server
+from localaws.events import is_binary
 from tests.support import serving
 
 
@@ -304,7 +304,7 @@ def test_an_environment_never_runs_two_events_at_once() -> None:
 def test_an_environment_whose_process_ended_is_replaced_not_reused() -> None:
     """A crashed environment costs its own request a 502 (as API Gateway answers an unhandled
     function error); the next request gets a newly started environment."""
-    from devtools.environment import EnvironmentLost
+    from localaws.environment import EnvironmentLost
 
     started: list[str] = []
 
@@ -330,7 +330,7 @@ def test_an_environment_whose_process_ended_is_replaced_not_reused() -> None:
 def test_an_environment_whose_function_raised_serves_the_next_request() -> None:
     """The function failed (a 502): its environment is alive and free again, never leaked (with one
     environment, a leak would leave every later request waiting forever)."""
-    from devtools.environment import FunctionFailed
+    from localaws.environment import FunctionFailed
 
     calls: list[int] = []
 
@@ -393,8 +393,8 @@ def test_the_page_carries_the_local_credential_and_the_function_never_does(app, 
     served = requests.get(api_url, timeout=30).text
     assert '<meta name="feedback-credential" content="Bearer local-reviewer">' in served
     assert '<meta name="feedback-auth" content="iam">' in served
-    from devtools.context import LocalContext
-    from devtools.events import rest_event
+    from localaws.context import LocalContext
+    from localaws.events import rest_event
 
     own = app.api_handler(rest_event("GET", "/"), LocalContext())["body"]
     assert (

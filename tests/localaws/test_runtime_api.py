@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.events import rest_event, s3_event, sqs_event
-from devtools.runtime_api import RuntimeApi, start_runtime_client
+from localaws.events import rest_event, s3_event, sqs_event
+from localaws.runtime_api import RuntimeApi, start_runtime_client
 from tests.support import EVENTS, MODEL_DIR, REPO
 
 pytestmark = [pytest.mark.slow]

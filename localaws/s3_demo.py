@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 from typing import TextIO
 
-from devtools.context import LocalContext
-from devtools.events import s3_event, sqs_event
-from devtools.s3_stack import LocalS3
 from handler.contract import IMAGE_SUFFIXES
+from localaws.context import LocalContext
+from localaws.events import s3_event, sqs_event
+from localaws.s3_stack import LocalS3
 
 BUCKET = "image-recognition-demo"
 

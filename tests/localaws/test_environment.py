@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
-from devtools.context import LocalContext
-from devtools.environment import EnvironmentLost, FunctionProcess
-from devtools.events import rest_event
 from handler import config
+from localaws.context import LocalContext
+from localaws.environment import EnvironmentLost, FunctionProcess
+from localaws.events import rest_event
 from tests.support import CAT_CLASSES, PHOTOS
 
 

@@ -9,10 +9,18 @@ without a response (what a dying endpoint looks like to boto3). The rest goes to
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import http.client
+import io
+import json
 import threading
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+import multipart
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
@@ -96,23 +104,7 @@ def post_policy_violation(body: bytes, content_type: str, secret_key: str) -> st
     documents: check the SigV4 signature of the policy with the (test) secret key, its expiration,
     and each condition (exact match, ``starts-with``, ``content-length-range``) against the form.
     """
-    import base64
-    import hashlib
-    import hmac
-    import io
-    import json
-    from datetime import UTC, datetime
-
-    import multipart
-
-    _, options = multipart.parse_options_header(content_type)
-    fields: dict[str, str] = {}
-    file_size = None
-    for part in multipart.MultipartParser(io.BytesIO(body), options["boundary"], content_length=len(body)):
-        if part.name == "file":
-            file_size = part.size
-        else:
-            fields[part.name.lower()] = part.value
+    fields, file_size = _form(body, content_type)
     encoded = fields.get("policy", "")
     credential = fields.get("x-amz-credential", "").split("/")
     if len(credential) != 5 or file_size is None:
@@ -140,3 +132,16 @@ def post_policy_violation(body: bytes, content_type: str, secret_key: str) -> st
         elif condition[0] == "eq" and fields.get(condition[1].lstrip("$").lower()) != condition[2]:
             return f"AccessDenied: Policy Condition failed: {condition[1]}"
     return None
+
+
+def _form(body: bytes, content_type: str) -> tuple[dict[str, str], int | None]:
+    """A multipart form's text fields (names lower-cased) and the size of its ``file`` part."""
+    _, options = multipart.parse_options_header(content_type)
+    fields: dict[str, str] = {}
+    file_size = None
+    for part in multipart.MultipartParser(io.BytesIO(body), options["boundary"], content_length=len(body)):
+        if part.name == "file":
+            file_size = part.size
+        else:
+            fields[part.name.lower()] = part.value
+    return fields, file_size

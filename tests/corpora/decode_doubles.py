@@ -33,8 +33,8 @@ from PIL import ImageFile
 from handler.errors import Code, Unprocessable
 from handler.recognition import imaging
 
-PATH = "devtools.decode_doubles:decode"
-WITHOUT_PIXEL_DECODING = "devtools.decode_doubles:without_pixel_decoding"
+PATH = "tests.corpora.decode_doubles:decode"
+WITHOUT_PIXEL_DECODING = "tests.corpora.decode_doubles:without_pixel_decoding"
 HANG, SPIN, ALLOCATE, CRASH, PLANT, ESCAPE = b"HANG", b"SPIN", b"ALLOCATE", b"CRASH", b"PLANT", b"ESCAPE"
 LIE, DRIP = b"LIE", b"DRIP"
 SUBVERTED = {"yes": False}  # per worker process
