@@ -75,8 +75,9 @@ MAX_BATCH_BYTES = 262_144
 
 
 def _true_or_false(raw: object) -> object:
-    """``-c enableWaf=false`` arrives as text: only true and false (any case) mean a bool; pydantic's
-    own yes/no/on/off/1/0 would let a typo of another key's value through."""
+    """``-c enableWaf=false`` arrives as text: true and false (any case) are the spellings a switch
+    has always taken (pydantic alone would take yes/no/on/off/1/0 too, and docs/settings.md says
+    true or false)."""
     return raw.lower() == "true" if isinstance(raw, str) and raw.lower() in ("true", "false") else raw
 
 
