@@ -1,19 +1,33 @@
 """Every deploy-time setting, read from CDK context with a documented default.
 
 Each field's default is what ``cdk.json`` ships; override one with ``cdk deploy -c key=value``
-(values from the command line arrive as strings and are converted to the field's type).
-A test keeps ``cdk.json`` and these defaults identical.
+(values from the command line arrive as strings, from ``cdk.json`` as JSON: pydantic converts both
+to the field's type). A test keeps ``cdk.json`` and these defaults identical.
+
+Each field declares what it accepts (``Literal``, bounds); the validators below are the rules that
+join fields, or that need the file system. A bad value fails the synth with one sentence naming the
+context key and what it accepts (``explain``), not pydantic's report.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from constructs import Node
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from handler.config import decode_wall_ms_for
 from handler.contract import BACKENDS, FEEDBACK_AUTH_MODES, MB_PER_VCPU, Defaults
@@ -23,12 +37,20 @@ from infra import model_cost
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-ARCHITECTURES = ("x86_64", "arm64")
-API_TYPES = ("rest", "http")
-STAGES = ("", "staging", "prod")
-DEPLOYMENTS = ("canary", "linear", "all-at-once")
-PACKAGINGS = ("image", "zip")
-PYTHON_RUNTIMES = ("3.12", "3.13")
+Architecture = Literal["x86_64", "arm64"]
+ApiType = Literal["rest", "http"]
+Stage = Literal["", "staging", "prod"]
+Deployment = Literal["canary", "linear", "all-at-once"]
+Packaging = Literal["image", "zip"]
+PythonRuntime = Literal["3.12", "3.13"]
+ModelBackend = Literal[BACKENDS]  # the tuple's values: the handler's contract owns the list
+FeedbackAuth = Literal[FEEDBACK_AUTH_MODES]
+ARCHITECTURES = get_args(Architecture)
+API_TYPES = get_args(ApiType)
+STAGES = get_args(Stage)
+DEPLOYMENTS = get_args(Deployment)
+PACKAGINGS = get_args(Packaging)
+PYTHON_RUNTIMES = get_args(PythonRuntime)
 # Lambda's CPU share grows with memory: 1 vCPU at 1,769 MB, up to 6 vCPUs at 10,240 MB.
 MAX_VCPUS = 6
 # What the function's own process holds besides its decode workers (measured: ~250 MB with litert,
@@ -48,279 +70,345 @@ MAX_DRIFT_PERIOD_MINUTES = 24 * 60 // DRIFT_EVALUATION_PERIODS
 # The canary (10 % for 5 minutes) and how many 1-minute periods a rollback alarm may wait within it.
 CANARY_MINUTES = 5
 MAX_ROLLBACK_MINUTES = 3  # + a partial first minute + about a minute of CloudWatch's delay < 5
+# Step Functions' ItemBatcher takes at most 256 KiB of JSON per batch.
+MAX_BATCH_BYTES = 262_144
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Deploy settings; each field's ``doc`` is its line in docs/settings.md's context table."""
+def _true_or_false(raw: object) -> object:
+    """``-c enableWaf=false`` arrives as text: true and false (any case) are the spellings a switch
+    has always taken (pydantic alone would take yes/no/on/off/1/0 too, and docs/settings.md says
+    true or false)."""
+    return raw.lower() == "true" if isinstance(raw, str) and raw.lower() in ("true", "false") else raw
 
-    stage: str = field(
-        default="",
-        metadata={"doc": "staging or prod: its own stack ImageRecognition-STAGE (empty: ImageRecognition)"},
-    )
-    api_type: str = field(
-        default="rest",
-        metadata={"doc": "rest (API Gateway REST, WAF, usage plan) or http (HTTP API, cheaper)"},
-    )
-    deployment: str = field(
-        default="canary",
-        metadata={
-            "doc": "CodeDeploy for alias live: canary (10 % for 5 min), linear (10 %/min) or all-at-once"
-        },
-    )
-    github_repo: str = field(
-        default="",
-        metadata={"doc": "owner/name: add the GitHub OIDC deploy stack (ImageRecognitionGithubDeploy)"},
-    )
-    github_branch: str = field(default="main", metadata={"doc": "the branch the OIDC role trusts"})
-    github_oidc_provider_arn: str = field(
-        default="", metadata={"doc": "reuse the account's GitHub OIDC provider (empty: create it)"}
-    )
-    packaging: str = field(
-        default="image", metadata={"doc": "image (Dockerfile) or zip (make layers: code + 2 layers)"}
-    )
-    python_version: str = field(
-        default="3.12", metadata={"doc": "Lambda Python for the image and zip (3.12+)"}
-    )
-    snap_start: bool = field(default=False, metadata={"doc": "SnapStart on published versions (zip only)"})
-    layers_dir: str = field(
-        default="build/layers", metadata={"doc": "make layers output used by packaging=zip"}
-    )
-    memory_size: int = field(default=2048, metadata={"doc": "function memory (MB); 1769 MB = 1 vCPU"})
-    architecture: str = field(default="x86_64", metadata={"doc": "x86_64 or arm64 (Graviton)"})
-    api_timeout_seconds: int = field(
-        default=29, metadata={"doc": "API function timeout (API Gateway waits 29 s)"}
-    )
-    s3_timeout_seconds: int = field(default=120, metadata={"doc": "S3 worker timeout for one SQS batch"})
-    model_dir: str = field(
-        default="", metadata={"doc": "a model directory to serve instead of the ImageNet export (make train)"}
-    )
-    model_backend: str = field(
-        default=Defaults.MODEL_BACKEND, metadata={"doc": "litert or keras (keras adds TensorFlow)"}
-    )
-    throttle_rate_limit: int = field(default=50, metadata={"doc": "stage steady-state requests per second"})
-    throttle_burst_limit: int = field(default=100, metadata={"doc": "stage burst requests"})
-    uploads_throttle_rate_limit: int = field(
-        default=5, metadata={"doc": "POST /uploads steady-state requests per second (its own, lower limit)"}
-    )
-    uploads_throttle_burst_limit: int = field(default=10, metadata={"doc": "POST /uploads burst requests"})
-    usage_plan_quota_per_day: int = field(default=100_000, metadata={"doc": "usage-plan requests per day"})
-    api_key_required: bool = field(default=False, metadata={"doc": "require an API key (x-api-key)"})
-    max_image_bytes: int = field(
-        default=Defaults.MAX_IMAGE_BYTES, metadata={"doc": "largest image (MAX_IMAGE_BYTES)"}
-    )
-    max_upload_bytes: int = field(
-        default=Defaults.MAX_UPLOAD_BYTES, metadata={"doc": "largest presigned upload"}
-    )
-    max_images_per_request: int = field(
-        default=Defaults.MAX_IMAGES_PER_REQUEST, metadata={"doc": "images in one batch request"}
-    )
-    max_image_pixels: int = field(
-        default=Defaults.MAX_IMAGE_PIXELS, metadata={"doc": "largest decoded image in pixels"}
-    )
-    decode_cpu_ms: int = field(
-        default=Defaults.DECODE_CPU_MS,
-        metadata={"doc": "one image's CPU time in its sandbox worker (DECODE_CPU_MS)"},
-    )
-    decode_request_cpu_ms: int = field(
-        default=Defaults.DECODE_REQUEST_CPU_MS,
-        metadata={"doc": "an API request's images together, CPU time (DECODE_REQUEST_CPU_MS)"},
-    )
-    decode_request_deadline_ms: int = field(
-        default=Defaults.DECODE_REQUEST_DEADLINE_MS,
-        metadata={
-            "doc": "an API request's images together, wall clock: liveness (DECODE_REQUEST_DEADLINE_MS)"
-        },
-    )
-    allowed_origins: str = field(
-        default=Defaults.ALLOWED_ORIGINS, metadata={"doc": "CORS origins, comma-separated"}
-    )
-    alarm_email: str = field(
-        default="", metadata={"doc": "e-mail subscribed to the alarm topic (empty: none)"}
-    )
-    reserved_concurrency: int = field(default=0, metadata={"doc": "API reserved concurrency (0: unreserved)"})
-    provisioned_concurrency: int = field(default=0, metadata={"doc": "provisioned concurrency on alias live"})
-    s3_worker_max_concurrency: int = field(default=5, metadata={"doc": "most concurrent S3 worker batches"})
-    sqs_batch_size: int = field(default=10, metadata={"doc": "images per S3 worker invocation"})
-    sqs_max_batching_window_seconds: int = field(default=5, metadata={"doc": "wait to fill a batch"})
-    sqs_max_receive_count: int = field(default=5, metadata={"doc": "deliveries before the DLQ"})
-    log_retention_days: int = field(default=30, metadata={"doc": "days of function and access logs"})
-    enable_waf: bool = field(
-        default=True, metadata={"doc": "WAF web ACL on the stage (per-IP rate, body size); false: none"}
-    )
-    waf_rate_limit_per_5min: int = field(default=1000, metadata={"doc": "WAF requests per IP per 5 minutes"})
-    waf_max_content_length: int = field(
-        default=7_000_000, metadata={"doc": "WAF blocks Content-Length >= this (d x 10^k bytes)"}
-    )
-    alarm_5xx_rate_percent: float = field(default=1.0, metadata={"doc": "alarm: API 5xx % over 5 minutes"})
-    alarm_p99_latency_ms: int = field(
-        default=3000, metadata={"doc": "alarm: API p99 latency (ms); a new version's p99 in a rollout too"}
-    )
-    rollback_error_rate_percent: float = field(
-        default=5.0,
-        metadata={"doc": "rollback: a new version answering 5xx or failing on this % of its requests"},
-    )
-    rollback_uncertain_rate_percent: float = field(
-        default=80.0,
-        metadata={"doc": "rollback: a new version answering `uncertain` on this % of its predictions"},
-    )
-    rollback_minutes: int = field(
-        default=2,
-        metadata={"doc": "rollback: 1-minute periods in a row a rollback alarm must see breach (1 to 3)"},
-    )
-    rollback_min_requests: int = field(
-        default=3,
-        metadata={"doc": "rollback: a minute with fewer requests to the new version is not evidence"},
-    )
-    quality_gate_accuracy_tolerance: float = field(
-        default=0.10,
-        metadata={"doc": "pre-traffic gate: accuracy on the check set may fall this far below the card's"},
-    )
-    quality_gate_probability_tolerance: float = field(
-        default=0.05,
-        metadata={"doc": "pre-traffic gate: largest change of a check photo's top-1 probability since build"},
-    )
-    model_cost_headroom: float = field(
-        default=1.5,
-        metadata={
-            "doc": "synth and gate: Lambda may be this much slower than the machine that measured the model"
-        },
-    )
-    quality_gate_cost_margin: float = field(
-        default=0.5,
-        metadata={"doc": "pre-traffic gate: the new version may cost this much more than live (0.5: +50 %)"},
-    )
-    accept_slower_model: bool = field(
-        default=False,
-        metadata={
-            "doc": "pre-traffic gate: do not hold the new version to the live one's cost (slower on purpose)"
-        },
-    )
-    uploads_prefix: str = field(
-        default=Defaults.UPLOADS_PREFIX, metadata={"doc": "S3 prefix that triggers classification"}
-    )
-    results_prefix: str = field(
-        default=Defaults.RESULTS_PREFIX, metadata={"doc": "S3 prefix of result records"}
-    )
-    expire_after_days: int = field(
-        default=30, metadata={"doc": "days before uploads and results expire (0: keep them)"}
-    )
-    stage_name: str = field(default="prod", metadata={"doc": "API Gateway stage"})
-    enable_backfill: bool = field(
-        default=True,
-        metadata={"doc": "Backfill: state machine, bulk worker, S3 Batch Operations role (false: none)"},
-    )
-    backfill_prefix: str = field(
-        default="",
-        metadata={"doc": "what a backfill may list and read in the bucket (empty: all but results)"},
-    )
-    backfill_batch_size: int = field(
-        default=50, metadata={"doc": "Distributed Map ItemBatcher: most objects per worker invocation"}
-    )
-    backfill_max_batch_bytes: int = field(
-        default=262_144, metadata={"doc": "ItemBatcher: most bytes of a batch's JSON input (AWS max 256 KiB)"}
-    )
-    backfill_max_concurrency: int = field(
-        default=20, metadata={"doc": "Distributed Map: most worker invocations at once"}
-    )
-    backfill_tolerated_failure_percent: int = field(
-        default=1, metadata={"doc": "failed batches (after retries) a run tolerates, in % of batches"}
-    )
-    backfill_timeout_seconds: int = field(default=300, metadata={"doc": "bulk worker timeout for one batch"})
-    capture_rate: float = field(
-        default=0.0,
-        metadata={"doc": "share of predictions stored with their image under capture/ (0: off, 1: all)"},
-    )
-    capture_uncertain_rate: str = field(
-        default="",
-        metadata={"doc": "share of `uncertain` predictions stored, 0 to 1 (empty: captureRate)"},
-    )
-    capture_expiry_days: int = field(
-        default=90, metadata={"doc": "days before captured images, answers and feedback expire (1 or more)"}
-    )
-    capture_bucket: str = field(
-        default="",
-        metadata={"doc": "an existing bucket (name) to capture into (empty: the uploads bucket)"},
-    )
-    feedback_throttle_rate_limit: int = field(
-        default=5, metadata={"doc": "POST /feedback steady-state requests per second (its own limit)"}
-    )
-    feedback_throttle_burst_limit: int = field(default=10, metadata={"doc": "POST /feedback burst requests"})
-    feedback_auth: str = field(
-        default=Defaults.FEEDBACK_AUTH,
-        metadata={
-            "doc": "who may POST /feedback: iam (a signed request; the caller is recorded) or none "
-            "(anyone: anonymous corrections, kept apart and unused unless asked for)"
-        },
-    )
-    drift_uncertain_rate_points: float = field(
-        default=15.0,
-        metadata={"doc": "drift alarm: `uncertain` rate this many points away from the card's baseline"},
-    )
-    drift_class_share_points: float = field(
-        default=20.0,
-        metadata={"doc": "drift alarm: a class's share of top-1 answers this many points from the baseline"},
-    )
-    drift_min_predictions: int = field(
-        default=100, metadata={"doc": "drift alarms: a period with fewer predictions is not evidence"}
-    )
-    drift_period_minutes: int = field(
-        default=60,
-        metadata={"doc": f"drift alarms: period in minutes (2 of {DRIFT_EVALUATION_PERIODS} periods breach)"},
+
+# A bool from JSON (true/false) or from the command line's text; nothing else.
+Switch = Annotated[bool, Strict(), BeforeValidator(_true_or_false)]
+
+
+def setting(default: Any, doc: str, *, allowed: str = "", why: str = "", **bounds: Any) -> Any:
+    """A context setting: its default (what ``cdk.json`` ships), its line in docs/settings.md's
+    context table (``doc``), its bounds, and for the error message what it accepts in words
+    (``allowed``, when bounds cannot say it) and why (``why``)."""
+    words = {key: text for key, text in (("allowed", allowed), ("why", why)) if text}
+    return Field(default, description=doc, json_schema_extra=words or None, **bounds)
+
+
+def context_key(name: str) -> str:
+    """``max_image_bytes`` -> ``maxImageBytes``: CDK context keys are camelCase by convention."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+class Settings(BaseModel):
+    """Deploy settings; each field's ``description`` is its line in docs/settings.md's context table.
+
+    Constructed by Python name (``Settings(memory_size=4096)``) or by context key
+    (``from_context``); either way a bad value raises ``ValueError`` with one sentence."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",  # a misspelt Python name is an error, not a silently ignored setting
+        alias_generator=context_key,
+        validate_by_name=True,
+        validate_by_alias=True,
+        coerce_numbers_to_str=True,  # cdk.json may give a text setting as a number
+        allow_inf_nan=False,  # nan would pass every bound
     )
 
-    def __post_init__(self) -> None:
-        self._check_delivery()
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
-        if self.packaging not in PACKAGINGS:
-            raise ValueError(f"packaging must be one of {PACKAGINGS}, got {self.packaging!r}")
+    stage: Stage = setting(
+        "", "staging or prod: its own stack ImageRecognition-STAGE (empty: ImageRecognition)"
+    )
+    api_type: ApiType = setting(
+        "rest", "rest (API Gateway REST, WAF, usage plan) or http (HTTP API, cheaper)"
+    )
+    deployment: Deployment = setting(
+        "canary", "CodeDeploy for alias live: canary (10 % for 5 min), linear (10 %/min) or all-at-once"
+    )
+    github_repo: str = setting(
+        "",
+        "owner/name: add the GitHub OIDC deploy stack (ImageRecognitionGithubDeploy)",
+        allowed="owner/name (or empty)",
+        pattern=r"^([^/]*/[^/]*)?$",
+    )
+    github_branch: str = setting("main", "the branch the OIDC role trusts")
+    github_oidc_provider_arn: str = setting("", "reuse the account's GitHub OIDC provider (empty: create it)")
+    packaging: Packaging = setting("image", "image (Dockerfile) or zip (make layers: code + 2 layers)")
+    python_version: PythonRuntime = setting(
+        "3.12", "Lambda Python for the image and zip (3.12+)", why="ai-edge-litert needs glibc 2.27+"
+    )
+    snap_start: Switch = setting(False, "SnapStart on published versions (zip only)")
+    layers_dir: str = setting("build/layers", "make layers output used by packaging=zip")
+    memory_size: int = setting(2048, "function memory (MB); 1769 MB = 1 vCPU")
+    architecture: Architecture = setting("x86_64", "x86_64 or arm64 (Graviton)")
+    api_timeout_seconds: int = setting(29, "API function timeout (API Gateway waits 29 s)")
+    s3_timeout_seconds: int = setting(120, "S3 worker timeout for one SQS batch")
+    model_dir: str = setting("", "a model directory to serve instead of the ImageNet export (make train)")
+    model_backend: ModelBackend = setting(Defaults.MODEL_BACKEND, "litert or keras (keras adds TensorFlow)")
+    throttle_rate_limit: int = setting(50, "stage steady-state requests per second")
+    throttle_burst_limit: int = setting(100, "stage burst requests")
+    uploads_throttle_rate_limit: int = setting(
+        5, "POST /uploads steady-state requests per second (its own, lower limit)"
+    )
+    uploads_throttle_burst_limit: int = setting(10, "POST /uploads burst requests")
+    usage_plan_quota_per_day: int = setting(100_000, "usage-plan requests per day")
+    api_key_required: Switch = setting(False, "require an API key (x-api-key)")
+    max_image_bytes: int = setting(Defaults.MAX_IMAGE_BYTES, "largest image (MAX_IMAGE_BYTES)")
+    max_upload_bytes: int = setting(Defaults.MAX_UPLOAD_BYTES, "largest presigned upload")
+    max_images_per_request: int = setting(Defaults.MAX_IMAGES_PER_REQUEST, "images in one batch request")
+    max_image_pixels: int = setting(Defaults.MAX_IMAGE_PIXELS, "largest decoded image in pixels")
+    decode_cpu_ms: int = setting(
+        Defaults.DECODE_CPU_MS, "one image's CPU time in its sandbox worker (DECODE_CPU_MS)"
+    )
+    decode_request_cpu_ms: int = setting(
+        Defaults.DECODE_REQUEST_CPU_MS, "an API request's images together, CPU time (DECODE_REQUEST_CPU_MS)"
+    )
+    decode_request_deadline_ms: int = setting(
+        Defaults.DECODE_REQUEST_DEADLINE_MS,
+        "an API request's images together, wall clock: liveness (DECODE_REQUEST_DEADLINE_MS)",
+    )
+    allowed_origins: str = setting(Defaults.ALLOWED_ORIGINS, "CORS origins, comma-separated")
+    alarm_email: str = setting("", "e-mail subscribed to the alarm topic (empty: none)")
+    reserved_concurrency: int = setting(0, "API reserved concurrency (0: unreserved)")
+    provisioned_concurrency: int = setting(0, "provisioned concurrency on alias live")
+    s3_worker_max_concurrency: int = setting(5, "most concurrent S3 worker batches")
+    sqs_batch_size: int = setting(10, "images per S3 worker invocation")
+    sqs_max_batching_window_seconds: int = setting(5, "wait to fill a batch")
+    sqs_max_receive_count: int = setting(5, "deliveries before the DLQ")
+    log_retention_days: int = setting(30, "days of function and access logs")
+    enable_waf: Switch = setting(True, "WAF web ACL on the stage (per-IP rate, body size); false: none")
+    waf_rate_limit_per_5min: int = setting(1000, "WAF requests per IP per 5 minutes")
+    waf_max_content_length: int = setting(7_000_000, "WAF blocks Content-Length >= this (d x 10^k bytes)")
+    alarm_5xx_rate_percent: float = setting(1.0, "alarm: API 5xx % over 5 minutes")
+    alarm_p99_latency_ms: int = setting(
+        3000, "alarm: API p99 latency (ms); a new version's p99 in a rollout too"
+    )
+    rollback_error_rate_percent: float = setting(
+        5.0, "rollback: a new version answering 5xx or failing on this % of its requests", gt=0, le=100
+    )
+    rollback_uncertain_rate_percent: float = setting(
+        80.0, "rollback: a new version answering `uncertain` on this % of its predictions", gt=0, le=100
+    )
+    rollback_minutes: int = setting(
+        2,
+        "rollback: 1-minute periods in a row a rollback alarm must see breach (1 to 3)",
+        why=f"the alarm must fire while the canary's {CANARY_MINUTES} minutes last, with a partial first "
+        "minute and about a minute of CloudWatch's delay on top",
+        ge=1,
+        le=MAX_ROLLBACK_MINUTES,
+    )
+    rollback_min_requests: int = setting(
+        3, "rollback: a minute with fewer requests to the new version is not evidence", ge=1
+    )
+    quality_gate_accuracy_tolerance: float = setting(
+        0.10, "pre-traffic gate: accuracy on the check set may fall this far below the card's", ge=0, lt=1
+    )
+    quality_gate_probability_tolerance: float = setting(
+        0.05,
+        "pre-traffic gate: largest change of a check photo's top-1 probability since build",
+        ge=0,
+        lt=1,
+    )
+    model_cost_headroom: float = setting(
+        1.5,
+        "synth and gate: Lambda may be this much slower than the machine that measured the model",
+        ge=1,
+        le=10,
+    )
+    quality_gate_cost_margin: float = setting(
+        0.5,
+        "pre-traffic gate: the new version may cost this much more than live (0.5: +50 %)",
+        ge=0,
+        le=10,
+    )
+    accept_slower_model: Switch = setting(
+        False, "pre-traffic gate: do not hold the new version to the live one's cost (slower on purpose)"
+    )
+    uploads_prefix: str = setting(Defaults.UPLOADS_PREFIX, "S3 prefix that triggers classification")
+    results_prefix: str = setting(Defaults.RESULTS_PREFIX, "S3 prefix of result records")
+    expire_after_days: int = setting(
+        30, "days before uploads and results expire (0: keep them)", why="0: keep them", ge=0
+    )
+    stage_name: str = setting("prod", "API Gateway stage")
+    enable_backfill: Switch = setting(
+        True, "Backfill: state machine, bulk worker, S3 Batch Operations role (false: none)"
+    )
+    backfill_prefix: str = setting(
+        "", "what a backfill may list and read in the bucket (empty: all but results)"
+    )
+    backfill_batch_size: int = setting(50, "Distributed Map ItemBatcher: most objects per worker invocation")
+    backfill_max_batch_bytes: int = setting(
+        MAX_BATCH_BYTES,
+        "ItemBatcher: most bytes of a batch's JSON input (AWS max 256 KiB)",
+        why="Step Functions' limit",
+        ge=1,
+        le=MAX_BATCH_BYTES,
+    )
+    backfill_max_concurrency: int = setting(20, "Distributed Map: most worker invocations at once")
+    backfill_tolerated_failure_percent: int = setting(
+        1, "failed batches (after retries) a run tolerates, in % of batches", ge=0, le=100
+    )
+    backfill_timeout_seconds: int = setting(300, "bulk worker timeout for one batch")
+    capture_rate: float = setting(
+        0.0,
+        "share of predictions stored with their image under capture/ (0: off, 1: all)",
+        why="a share of predictions",
+        ge=0,
+        le=1,
+    )
+    capture_uncertain_rate: str = setting(
+        "", "share of `uncertain` predictions stored, 0 to 1 (empty: captureRate)"
+    )
+    capture_expiry_days: int = setting(
+        90, "days before captured images, answers and feedback expire (1 or more)", ge=1
+    )
+    capture_bucket: str = setting(
+        "",
+        "an existing bucket (name) to capture into (empty: the uploads bucket)",
+        allowed="a bucket name",
+        pattern=r"^([^/\s]([^/]*[^/\s])?)?$",  # no slash, no surrounding spaces
+    )
+    feedback_throttle_rate_limit: int = setting(
+        5, "POST /feedback steady-state requests per second (its own limit)"
+    )
+    feedback_throttle_burst_limit: int = setting(10, "POST /feedback burst requests")
+    feedback_auth: FeedbackAuth = setting(
+        Defaults.FEEDBACK_AUTH,
+        "who may POST /feedback: iam (a signed request; the caller is recorded) or none "
+        "(anyone: anonymous corrections, kept apart and unused unless asked for)",
+    )
+    drift_uncertain_rate_points: float = setting(
+        15.0,
+        "drift alarm: `uncertain` rate this many points away from the card's baseline",
+        why="percentage points",
+        gt=0,
+        lt=100,
+    )
+    drift_class_share_points: float = setting(
+        20.0,
+        "drift alarm: a class's share of top-1 answers this many points from the baseline",
+        why="percentage points",
+        gt=0,
+        lt=100,
+    )
+    drift_min_predictions: int = setting(
+        100, "drift alarms: a period with fewer predictions is not evidence", ge=1
+    )
+    drift_period_minutes: int = setting(
+        60,
+        f"drift alarms: period in minutes (2 of {DRIFT_EVALUATION_PERIODS} periods breach)",
+        why=f"CloudWatch evaluates at most one day: {DRIFT_EVALUATION_PERIODS} periods",
+        ge=1,
+        le=MAX_DRIFT_PERIOD_MINUTES,
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:  # one sentence per bad value, not pydantic's report
+            raise ValueError(explain(error)) from None
+
+    # --- Rules a single bound cannot state (each raises ValueError with its own sentence).
+
+    @field_validator("waf_max_content_length")
+    @classmethod
+    def _one_digit_and_zeros(cls, value: int) -> int:
+        """WAF's size rule matches Content-Length digits with a regex (infra/components/api.py)."""
+        digits = str(value)
+        if digits.strip("0") != digits[0]:
+            raise ValueError("wafMaxContentLength must be one digit followed by zeros, e.g. 7000000")
+        return value
+
+    @field_validator("capture_uncertain_rate")
+    @classmethod
+    def _rate_or_empty(cls, value: str) -> str:
+        """Text, not a float: empty means "follow captureRate" (``uncertain_rate``)."""
+        if value == "":
+            return value
+        try:
+            rate = float(value)
+        except ValueError:
+            raise ValueError(
+                f"captureUncertainRate must be a number from 0 to 1 or empty, got {value!r}"
+            ) from None
+        if not 0 <= rate <= 1:
+            raise ValueError(
+                "captureUncertainRate must be from 0 to 1 (a share of `uncertain` predictions), "
+                f"got {value!r}"
+            )
+        return value
+
+    @field_validator("model_dir")
+    @classmethod
+    def _holds_a_model(cls, value: str) -> str:
+        """The cold start's checks that need no model loaded: a bad model fails synth, not Lambda."""
+        if value and not (REPO_ROOT / value / "manifest.json").is_file():
+            raise ValueError(
+                f"modelDir {value}: no manifest.json there; train one first "
+                "(make train DATA=folder NAME=name writes build/models/NAME)"
+            )
+        if value:
+            try:
+                model_manifest.validate(REPO_ROOT / value)
+            except ModelError as error:
+                raise ValueError(f"modelDir {value}: {error}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _delivery_fits_the_api_type(self) -> Settings:
+        """HTTP APIs have neither WAF nor API keys; a zip has room for litert only; SnapStart is zip-only."""
+        if self.api_type == "http" and self.enable_waf:
+            raise ValueError(
+                "apiType=http: API Gateway HTTP APIs cannot have AWS WAF; add -c enableWaf=false"
+            )
+        if self.api_type == "http" and self.api_key_required:
+            raise ValueError("apiType=http has no API keys or usage plans; use apiType=rest")
         if self.packaging == "zip" and self.model_backend != "litert":
             raise ValueError("packaging=zip serves the litert backend only (TensorFlow exceeds 250 MB)")
         if self.snap_start and self.packaging != "zip":
             raise ValueError("snapStart needs packaging=zip: Lambda offers SnapStart for zip functions")
-        if self.python_version not in PYTHON_RUNTIMES:
-            raise ValueError(
-                f"pythonVersion must be one of {PYTHON_RUNTIMES} (ai-edge-litert needs glibc 2.27+)"
-            )
-        if self.model_backend not in BACKENDS:
-            raise ValueError(f"model_backend must be one of {BACKENDS}, got {self.model_backend!r}")
-        prefixes = (self.uploads_prefix, self.results_prefix)
-        if prefixes[0].startswith(prefixes[1]) or prefixes[1].startswith(prefixes[0]):
-            raise ValueError("uploads_prefix and results_prefix must not overlap (results would trigger us)")
-        if self.model_dir and not (REPO_ROOT / self.model_dir / "manifest.json").is_file():
-            raise ValueError(
-                f"modelDir {self.model_dir}: no manifest.json there; train one first "
-                "(make train DATA=folder NAME=name writes build/models/NAME)"
-            )
-        if self.model_dir:
-            try:  # the cold start's checks that need no model loaded: fails at synth, not in Lambda
-                model_manifest.validate(REPO_ROOT / self.model_dir)
-            except ModelError as error:
-                raise ValueError(f"modelDir {self.model_dir}: {error}") from None
-        if self.expire_after_days < 0:
-            raise ValueError("expire_after_days must be 0 (keep) or a number of days")
-        if self.uploads_throttle_rate_limit > self.throttle_rate_limit:
-            raise ValueError("uploads_throttle_rate_limit must not exceed throttle_rate_limit")
+        return self
+
+    @model_validator(mode="after")
+    def _prefixes_apart(self) -> Settings:
+        """Results and captures written under a prefix the worker classifies would trigger it again."""
+        if _overlap(self.uploads_prefix, self.results_prefix):
+            raise ValueError("uploadsPrefix and resultsPrefix must not overlap (results would trigger us)")
         if self.backfill_prefix.startswith(self.results_prefix):
-            raise ValueError("backfill_prefix must not be under results_prefix (results are not photos)")
-        if not 1 <= self.backfill_max_batch_bytes <= 262_144:
-            raise ValueError("backfill_max_batch_bytes must be between 1 and 262144 (Step Functions' limit)")
-        if not 0 <= self.backfill_tolerated_failure_percent <= 100:
-            raise ValueError("backfill_tolerated_failure_percent must be between 0 and 100")
+            raise ValueError("backfillPrefix must not be under resultsPrefix (results are not photos)")
+        if self.capture_bucket:  # captures go to another bucket: no prefix of this one can clash
+            return self
+        for key, prefix in (("uploadsPrefix", self.uploads_prefix), ("resultsPrefix", self.results_prefix)):
+            if _overlap(prefix, CAPTURE_PREFIX):
+                raise ValueError(
+                    f"{key} {prefix!r} overlaps the capture prefix {CAPTURE_PREFIX!r} in the uploads "
+                    "bucket (captured images would be classified again): change it or set captureBucket"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _limits_within_the_stage(self) -> Settings:
+        """The per-route limits are shares of the stage's; the decode deadline leaves time to answer."""
+        for key, rate in (
+            ("uploadsThrottleRateLimit", self.uploads_throttle_rate_limit),
+            ("feedbackThrottleRateLimit", self.feedback_throttle_rate_limit),
+        ):
+            if rate > self.throttle_rate_limit:
+                raise ValueError(f"{key} must not exceed throttleRateLimit ({self.throttle_rate_limit})")
         if self.decode_request_deadline_ms >= self.api_timeout_seconds * 1000:
-            raise ValueError("decode_request_deadline_ms must be shorter than api_timeout_seconds")
-        self._check_model_cost()  # the served model's need first: its message names the model and the limit
+            raise ValueError("decodeRequestDeadlineMs must be shorter than apiTimeoutSeconds")
+        return self
+
+    @model_validator(mode="after")
+    def _model_fits_the_functions(self) -> Settings:
+        """The served model's recorded cost first (its message names the model and the limit), then
+        the decode workers' minimum beside the function's own share."""
+        self._check_model_cost()
         if self.memory_size - self.parent_mb < MIN_DECODE_MEMORY_MB * self.decode_workers:
             raise ValueError(
-                f"memory_size {self.memory_size} MB leaves too little for the decode workers: "
+                f"memorySize {self.memory_size} MB leaves too little for the decode workers: "
                 f"give it at least {self.parent_mb + MIN_DECODE_MEMORY_MB} MB"
             )
-        self._check_capture()
-        self._check_drift()
-        digits = str(self.waf_max_content_length)
-        if digits.strip("0") != digits[0]:
-            raise ValueError("waf_max_content_length must be one digit followed by zeros, e.g. 7000000")
+        return self
 
     @property
     def decode_workers(self) -> int:
@@ -386,99 +474,10 @@ class Settings:
             min(MAX_DECODE_MEMORY_MB, (self.memory_size - parent) // self.decode_workers),
         )
 
-    def _check_delivery(self) -> None:
-        for name, value, allowed in (
-            ("stage", self.stage, STAGES),
-            ("apiType", self.api_type, API_TYPES),
-            ("deployment", self.deployment, DEPLOYMENTS),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if self.api_type == "http" and self.enable_waf:
-            raise ValueError(
-                "apiType=http: API Gateway HTTP APIs cannot have AWS WAF; add -c enableWaf=false"
-            )
-        if self.api_type == "http" and self.api_key_required:
-            raise ValueError("apiType=http has no API keys or usage plans; use apiType=rest")
-        if self.github_repo and self.github_repo.count("/") != 1:
-            raise ValueError(f"githubRepo must be owner/name, got {self.github_repo!r}")
-        if not 1 <= self.rollback_minutes <= MAX_ROLLBACK_MINUTES:
-            raise ValueError(
-                f"rollbackMinutes must be 1 to {MAX_ROLLBACK_MINUTES}: the alarm must fire while the "
-                f"canary's {CANARY_MINUTES} minutes last (a partial first minute and CloudWatch's delay of "
-                "about a minute come on top)"
-            )
-        if self.rollback_min_requests < 1:
-            raise ValueError(f"rollbackMinRequests must be at least 1, got {self.rollback_min_requests}")
-        for name, percent in (
-            ("rollbackErrorRatePercent", self.rollback_error_rate_percent),
-            ("rollbackUncertainRatePercent", self.rollback_uncertain_rate_percent),
-        ):
-            if not 0 < percent <= 100:
-                raise ValueError(f"{name} must be above 0 and at most 100, got {percent}")
-        for name, tolerance in (
-            ("qualityGateAccuracyTolerance", self.quality_gate_accuracy_tolerance),
-            ("qualityGateProbabilityTolerance", self.quality_gate_probability_tolerance),
-        ):
-            if not 0 <= tolerance < 1:
-                raise ValueError(f"{name} must be at least 0 and below 1, got {tolerance}")
-        if not 1 <= self.model_cost_headroom <= 10:
-            raise ValueError(f"modelCostHeadroom must be from 1 to 10, got {self.model_cost_headroom}")
-        if not 0 <= self.quality_gate_cost_margin <= 10:
-            raise ValueError(
-                f"qualityGateCostMargin must be from 0 to 10, got {self.quality_gate_cost_margin}"
-            )
-
-    def _check_capture(self) -> None:
-        for name, rate in (("captureRate", self.capture_rate), ("captureUncertainRate", self.uncertain_rate)):
-            if not 0 <= rate <= 1:
-                raise ValueError(f"{name} must be from 0 to 1 (a share of predictions), got {rate}")
-        if self.capture_expiry_days < 1:
-            raise ValueError(f"captureExpiryDays must be at least 1, got {self.capture_expiry_days}")
-        if self.capture_bucket.strip() != self.capture_bucket or "/" in self.capture_bucket:
-            raise ValueError(f"captureBucket must be a bucket name, got {self.capture_bucket!r}")
-        if not self.capture_bucket:  # in the uploads bucket: never under a prefix the worker classifies
-            for name, prefix in (
-                ("uploadsPrefix", self.uploads_prefix),
-                ("resultsPrefix", self.results_prefix),
-            ):
-                if prefix.startswith(CAPTURE_PREFIX) or CAPTURE_PREFIX.startswith(prefix):
-                    raise ValueError(
-                        f"{name} {prefix!r} overlaps the capture prefix {CAPTURE_PREFIX!r} in the uploads "
-                        "bucket (captured images would be classified again): change it or set captureBucket"
-                    )
-        if self.feedback_throttle_rate_limit > self.throttle_rate_limit:
-            raise ValueError("feedback_throttle_rate_limit must not exceed throttle_rate_limit")
-        if self.feedback_auth not in FEEDBACK_AUTH_MODES:
-            raise ValueError(f"feedbackAuth must be one of {FEEDBACK_AUTH_MODES}, got {self.feedback_auth!r}")
-
-    def _check_drift(self) -> None:
-        for name, points in (
-            ("driftUncertainRatePoints", self.drift_uncertain_rate_points),
-            ("driftClassSharePoints", self.drift_class_share_points),
-        ):
-            if not 0 < points < 100:
-                raise ValueError(f"{name} must be above 0 and below 100 (percentage points), got {points}")
-        if self.drift_min_predictions < 1:
-            raise ValueError(f"driftMinPredictions must be at least 1, got {self.drift_min_predictions}")
-        if not 1 <= self.drift_period_minutes <= MAX_DRIFT_PERIOD_MINUTES:
-            raise ValueError(
-                f"driftPeriodMinutes must be 1 to {MAX_DRIFT_PERIOD_MINUTES}: CloudWatch evaluates at most "
-                f"one day ({DRIFT_EVALUATION_PERIODS} periods), got {self.drift_period_minutes}"
-            )
-
     @property
     def uncertain_rate(self) -> float:
         """``captureUncertainRate`` as a number: ``captureRate`` when left empty."""
-        if self.capture_uncertain_rate == "":
-            return self.capture_rate
-        try:
-            return float(self.capture_uncertain_rate)
-        except ValueError:
-            given = self.capture_uncertain_rate
-            raise ValueError(
-                f"captureUncertainRate must be a number from 0 to 1 or empty, got {given!r}"
-            ) from None
+        return float(self.capture_uncertain_rate) if self.capture_uncertain_rate else self.capture_rate
 
     @property
     def capture_on(self) -> bool:
@@ -496,31 +495,71 @@ class Settings:
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         """``{context key: default}``: what ``cdk.json`` ships."""
-        return {context_key(f.name): f.default for f in fields(cls)}
+        return {spec.alias: spec.default for spec in cls.model_fields.values()}
 
     @classmethod
     def from_context(cls, node: Node) -> Settings:
-        """Read each field from context, converting command-line strings to the field's type."""
-        values = {}
-        for spec in fields(cls):
-            raw = node.try_get_context(context_key(spec.name))
-            if raw is not None:
-                values[spec.name] = _convert(raw, type(spec.default), spec.name)
-        return dataclasses.replace(cls(), **values)
+        """Each setting the context gives (cdk.json's, then ``-c key=value``), the rest defaults."""
+        keys = (spec.alias for spec in cls.model_fields.values())
+        return cls(**{key: raw for key in keys if (raw := node.try_get_context(key)) is not None})
 
 
-def context_key(name: str) -> str:
-    """``max_image_bytes`` -> ``maxImageBytes``: CDK context keys are camelCase by convention."""
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+def _overlap(prefix: str, other: str) -> bool:
+    """Whether a key could be under both prefixes (one starts with the other)."""
+    return prefix.startswith(other) or other.startswith(prefix)
 
 
-def _convert(raw: Any, kind: type, name: str) -> Any:
-    if kind is bool and isinstance(raw, str):
-        if raw.lower() not in ("true", "false"):
-            raise ValueError(f"context {name} must be true or false, got {raw!r}")
-        return raw.lower() == "true"
-    try:
-        return kind(raw)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"context {name} must be a {kind.__name__}, got {raw!r}") from error
+# --- Pydantic's errors as the sentences a user of ``cdk synth -c key=value`` needs.
+
+# Field names by Python name and by context key: an error's location is either.
+_FIELDS = {
+    **{name: name for name in Settings.model_fields},
+    **{spec.alias: name for name, spec in Settings.model_fields.items()},
+}
+# What a value of each type is, in words, when it could not even be read as one.
+_KINDS = {int: "a whole number", float: "a number", str: "text"}
+
+
+def explain(error: ValidationError) -> str:
+    """The errors as sentences: ``memorySize must be a whole number, got 'abc'``."""
+    return "; ".join(_sentence(detail) for detail in error.errors(include_url=False))
+
+
+def _sentence(detail: ErrorDetails) -> str:
+    """One error: a validator's own message as it is; a field's as its key, what it accepts, the value."""
+    error = detail.get("ctx", {}).get("error")
+    if isinstance(error, ValueError):
+        return str(error)
+    name = _FIELDS.get(str(detail["loc"][0])) if detail["loc"] else None
+    if name is None:
+        return f"{detail['loc'][0]} is not a setting" if detail["loc"] else detail["msg"]
+    spec = Settings.model_fields[name]
+    unreadable = detail["type"].endswith(("_parsing", "_type", "_from_float"))
+    why = (spec.json_schema_extra or {}).get("why")
+    because = f" ({why})" if why else ""
+    return f"{spec.alias} must be {_accepted(spec, unreadable)}{because}, got {detail['input']!r}"
+
+
+def _accepted(spec: FieldInfo, unreadable: bool) -> str:
+    """What a field accepts, in words: its choices, its bounds (and kind if the value was not one)."""
+    words = (spec.json_schema_extra or {}).get("allowed")
+    if words:
+        return str(words)
+    if get_origin(spec.annotation) is Literal:
+        return f"one of {get_args(spec.annotation)}"
+    if spec.annotation is bool:
+        return "true or false"
+    kind, bounds = _KINDS.get(spec.annotation, "a value"), _bounds(spec)
+    if not bounds:
+        return kind
+    return f"{kind} {bounds}" if unreadable else bounds
+
+
+def _bounds(spec: FieldInfo) -> str:
+    """``from 1 to 3``, ``at least 1``, ``above 0 and below 100``: a field's declared bounds."""
+    limits = {k: getattr(m, k) for m in spec.metadata for k in ("ge", "gt", "le", "lt") if hasattr(m, k)}
+    if "ge" in limits and "le" in limits:
+        return f"from {limits['ge']} to {limits['le']}"
+    low = f"at least {limits['ge']}" if "ge" in limits else f"above {limits['gt']}" if "gt" in limits else ""
+    high = f"at most {limits['le']}" if "le" in limits else f"below {limits['lt']}" if "lt" in limits else ""
+    return " and ".join(part for part in (low, high) if part)

@@ -4,6 +4,7 @@ drift alarms, backfill, gradual delivery, and the outputs ops need."""
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.components.api import RestFrontDoor
@@ -28,12 +29,29 @@ class ImageRecognitionStack(Stack):
             scope, construct_id, description="Serverless MobileNetV2 image recognition", **kwargs
         )
         self.settings = settings
-        self.uploads = uploads = Uploads(self, "Uploads", settings=settings)
-        self.capture = capture = Capture(self, "Capture", settings=settings, uploads_bucket=uploads.bucket)
-        self.functions = functions = ClassifierFunctions(
+        self.uploads = Uploads(self, "Uploads", settings=settings)
+        self.capture = Capture(self, "Capture", settings=settings, uploads_bucket=self.uploads.bucket)
+        self.functions = self._functions()
+        model = ServedModel.of(settings)
+        front_door = (
+            HttpFrontDoor(self, "Api", settings=settings, function=self.functions.live)
+            if settings.api_type == "http"
+            else RestFrontDoor(self, "Api", settings=settings, function=self.functions.live)
+        )
+        monitoring = self._monitoring(front_door, model)
+        self.delivery = self._delivery(monitoring)
+        self.backfill: Backfill | None = None
+        if self.functions.bulk_worker is not None:
+            self.backfill = self._backfill(monitoring, self.functions.bulk_worker)
+        self._outputs(front_door, monitoring)
+
+    def _functions(self) -> ClassifierFunctions:
+        """The functions, fed by the uploads queue and granted exactly their S3 and capture access."""
+        uploads, capture = self.uploads, self.capture
+        functions = ClassifierFunctions(
             self,
             "Functions",
-            settings=settings,
+            settings=self.settings,
             bucket_name=uploads.bucket.bucket_name,
             capture_environment=capture.environment,
         )
@@ -43,16 +61,15 @@ class ImageRecognitionStack(Stack):
         capture.grant_worker(functions.worker)
         if functions.bulk_worker is not None:
             capture.grant_worker(functions.bulk_worker)
-        model = ServedModel.of(settings)
-        front_door = (
-            HttpFrontDoor(self, "Api", settings=settings, function=functions.live)
-            if settings.api_type == "http"
-            else RestFrontDoor(self, "Api", settings=settings, function=functions.live)
-        )
+        return functions
+
+    def _monitoring(self, front_door: HttpFrontDoor | RestFrontDoor, model: ServedModel) -> Monitoring:
+        """Ops' alarms and dashboard, with the served model's answers and its drift alarms."""
+        functions, uploads = self.functions, self.uploads
         monitoring = Monitoring(
             self,
             "Monitoring",
-            settings=settings,
+            settings=self.settings,
             front_door=front_door,
             api_function=functions.api,
             worker=functions.worker,
@@ -60,32 +77,43 @@ class ImageRecognitionStack(Stack):
             dead_letters=uploads.dead_letters,
         )
         monitoring.watch_model(model)
-        self.drift = DriftAlarms(self, "Drift", settings=settings, model=model, topic=monitoring.topic)
+        self.drift = DriftAlarms(self, "Drift", settings=self.settings, model=model, topic=monitoring.topic)
         monitoring.watch_drift(self.drift.alarms)
+        return monitoring
+
+    def _delivery(self, monitoring: Monitoring) -> GradualDeployment:
+        """A new version takes traffic gradually; the rollback alarms (on the dashboard too) stop it."""
+        functions = self.functions
         rollout = RolloutAlarms(
             self,
             "RolloutAlarms",
-            settings=settings,
+            settings=self.settings,
             api_live=functions.live,
             worker_live=functions.worker_live,
             topic=monitoring.topic,
         )
         monitoring.watch_rollouts([*rollout.api, *rollout.worker])
-        self.delivery = GradualDeployment(
+        return GradualDeployment(
             self,
             "Delivery",
-            settings=settings,
+            settings=self.settings,
             api_live=functions.live,
             worker_live=functions.worker_live,
             rollback_alarms=rollout.rollback_alarms,
         )
-        self.backfill: Backfill | None = None
-        if functions.bulk_worker is not None:
-            self.backfill = backfill = Backfill(
-                self, "Backfill", settings=settings, bucket=uploads.bucket, worker=functions.bulk_worker
-            )
-            monitoring.watch_backfill(backfill.state_machine, functions.bulk_worker)
-            self._backfill_outputs(backfill)
+
+    def _backfill(self, monitoring: Monitoring, bulk_worker: lambda_.Function) -> Backfill:
+        """Classifying stored photos (``enableBackfill``): watched, and its entry points as outputs."""
+        backfill = Backfill(
+            self, "Backfill", settings=self.settings, bucket=self.uploads.bucket, worker=bulk_worker
+        )
+        monitoring.watch_backfill(backfill.state_machine, bulk_worker)
+        self._backfill_outputs(backfill)
+        return backfill
+
+    def _outputs(self, front_door: HttpFrontDoor | RestFrontDoor, monitoring: Monitoring) -> None:
+        """What ops and the smoke tests read after a deploy: where to send photos, where answers land."""
+        settings, uploads = self.settings, self.uploads
         CfnOutput(self, "ApiUrl", value=front_door.url, description="POST {url}predict with a photo")
         CfnOutput(self, "Stage", value=settings.stage or "default", description="deploy stage (-c stage)")
         CfnOutput(
@@ -103,6 +131,7 @@ class ImageRecognitionStack(Stack):
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
 
     def _backfill_outputs(self, backfill: Backfill) -> None:
+        """How to start a backfill: the state machine, or S3 Batch Operations with the bulk worker."""
         CfnOutput(
             self,
             "BackfillStateMachineArn",

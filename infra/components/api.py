@@ -80,14 +80,72 @@ def content_length_at_least(threshold: int) -> str:
     return f"^([{first}-9][0-9]{{{zeros}}}|[1-9][0-9]{{{zeros + 1},}})$"
 
 
+def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    """A WAF rule's (or the ACL's) CloudWatch metric and sampled requests, under ``name``."""
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+    )
+
+
+def waf_rules(settings: Settings) -> list[wafv2.CfnWebACL.RuleProperty]:
+    """Block a client over ``wafRateLimitPer5min``, and any body of ``wafMaxContentLength`` or more
+    (by its Content-Length header: WAF inspects only the first kilobytes of a body)."""
+    block = wafv2.CfnWebACL.RuleActionProperty(block={})
+    return [
+        wafv2.CfnWebACL.RuleProperty(
+            name="RateLimitPerIp",
+            priority=0,
+            action=block,
+            visibility_config=visibility("RateLimitPerIp"),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                    limit=settings.waf_rate_limit_per_5min, aggregate_key_type="IP"
+                )
+            ),
+        ),
+        wafv2.CfnWebACL.RuleProperty(
+            name="MaxContentLength",
+            priority=1,
+            action=block,
+            visibility_config=visibility("MaxContentLength"),
+            statement=wafv2.CfnWebACL.StatementProperty(
+                regex_match_statement=wafv2.CfnWebACL.RegexMatchStatementProperty(
+                    regex_string=content_length_at_least(settings.waf_max_content_length),
+                    field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
+                        single_header={"Name": "content-length"}
+                    ),
+                    text_transformations=[
+                        wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
+                    ],
+                )
+            ),
+        ),
+    ]
+
+
 class RestFrontDoor(Construct):
+    """The REST API and its stage: routes to the API function, limits, the usage plan, and WAF."""
+
     def __init__(
         self, scope: Construct, construct_id: str, *, settings: Settings, function: lambda_.IFunction
     ) -> None:
         super().__init__(scope, construct_id)
         self.stage_name = settings.stage_name
+        self.rest_api = self._rest_api(settings)
+        self._json_refusals(settings.origins[0])
+        self.methods = self._routes(settings, apigw.LambdaIntegration(function))
+        if settings.feedback_auth == "iam":
+            method, path = FEEDBACK
+            reviewer_access(self, self.rest_api.arn_for_execute_api(method, path, settings.stage_name))
+        self._usage_plan(settings)
+        if settings.enable_waf:
+            self._web_acl(settings)
+
+    def _rest_api(self, settings: Settings) -> apigw.RestApi:
+        """The API and its stage: binary photos, CORS, the stage's and the routes' own throttling,
+        tracing and access logs (never bodies: they are photos)."""
         access_logs = log_group(self, "AccessLogs", settings.log_retention_days)
-        self.rest_api = apigw.RestApi(
+        return apigw.RestApi(
             self,
             "RestApi",
             description="MobileNetV2 image recognition",
@@ -117,15 +175,21 @@ class RestFrontDoor(Construct):
                 access_log_format=access_log_format(),
             ),
         )
+
+    def _json_refusals(self, origin: str) -> None:
+        """API Gateway's own 4xx and 5xx answered in the handler's JSON shape, readable by the page."""
         for response_type in (apigw.ResponseType.DEFAULT_4_XX, apigw.ResponseType.DEFAULT_5_XX):
             self.rest_api.add_gateway_response(
                 f"Json{response_type.response_type}",
                 type=response_type,
                 templates={"application/json": ERROR_TEMPLATE},
-                response_headers={"Access-Control-Allow-Origin": f"'{settings.origins[0]}'"},
+                response_headers={"Access-Control-Allow-Origin": f"'{origin}'"},
             )
 
-        integration = apigw.LambdaIntegration(function)
+    def _routes(
+        self, settings: Settings, integration: apigw.LambdaIntegration
+    ) -> dict[tuple[str, str], apigw.Method]:
+        """Every route of the contract, to the one function; bodies checked before it runs."""
         validator = self.rest_api.add_request_validator(
             # Parameters: a Content-Type header is required. Body: validated only where a model is
             # declared (POST /feedback's; none for images), which is what cdk-nag's APIG2 asks for.
@@ -133,32 +197,43 @@ class RestFrontDoor(Construct):
             validate_request_parameters=True,
             validate_request_body=True,
         )
-        self.methods: dict[tuple[str, str], apigw.Method] = {}
-        feedback_iam = settings.feedback_auth == "iam"
-        for method, path in ROUTES:
-            resource = self.rest_api.root
-            for part in filter(None, path.split("/")):
-                resource = resource.get_resource(part) or resource.add_resource(part)
-            needs_body = (method, path) in (("POST", "/predict"), FEEDBACK)
-            # POST /feedback's JSON body is checked against its model before the function runs.
-            models = {"application/json": self._feedback_model()} if (method, path) == FEEDBACK else None
-            self.methods[(method, path)] = resource.add_method(
-                method,
-                integration,
-                # The demo page and the OpenAPI document are public even when predictions need a key.
-                api_key_required=settings.api_key_required and (method, path) not in PUBLIC_ROUTES,
-                # A correction is a reviewer's signed request (feedbackAuth=iam); the rest is public.
-                authorization_type=(
-                    apigw.AuthorizationType.IAM if feedback_iam and (method, path) == FEEDBACK else None
-                ),
-                request_validator=validator if needs_body else None,
-                request_parameters={"method.request.header.Content-Type": True} if needs_body else None,
-                request_models=models,
-            )
-        if feedback_iam:
-            method, path = FEEDBACK
-            reviewer_access(self, self.rest_api.arn_for_execute_api(method, path, settings.stage_name))
+        return {
+            (method, path): self._route(method, path, settings, integration, validator)
+            for method, path in ROUTES
+        }
 
+    def _route(
+        self,
+        method: str,
+        path: str,
+        settings: Settings,
+        integration: apigw.LambdaIntegration,
+        validator: apigw.RequestValidator,
+    ) -> apigw.Method:
+        """One route: who may call it (key, IAM) and what its request must carry."""
+        resource = self.rest_api.root
+        for part in filter(None, path.split("/")):
+            resource = resource.get_resource(part) or resource.add_resource(part)
+        needs_body = (method, path) in (("POST", "/predict"), FEEDBACK)
+        # POST /feedback's JSON body is checked against its model before the function runs.
+        models = {"application/json": self._feedback_model()} if (method, path) == FEEDBACK else None
+        feedback_iam = settings.feedback_auth == "iam"
+        return resource.add_method(
+            method,
+            integration,
+            # The demo page and the OpenAPI document are public even when predictions need a key.
+            api_key_required=settings.api_key_required and (method, path) not in PUBLIC_ROUTES,
+            # A correction is a reviewer's signed request (feedbackAuth=iam); the rest is public.
+            authorization_type=(
+                apigw.AuthorizationType.IAM if feedback_iam and (method, path) == FEEDBACK else None
+            ),
+            request_validator=validator if needs_body else None,
+            request_parameters={"method.request.header.Content-Type": True} if needs_body else None,
+            request_models=models,
+        )
+
+    def _usage_plan(self, settings: Settings) -> None:
+        """The stage's limits and daily quota as a plan, so API keys (apiKeyRequired) have one."""
         plan = self.rest_api.add_usage_plan(
             "UsagePlan",
             description="Default plan for image recognition clients",
@@ -170,9 +245,6 @@ class RestFrontDoor(Construct):
         plan.add_api_stage(stage=self.rest_api.deployment_stage)
         if settings.api_key_required:
             plan.add_api_key(self.rest_api.add_api_key("ApiKey", description="Default client key"))
-
-        if settings.enable_waf:
-            self._web_acl(settings)
 
     def _feedback_model(self) -> apigw.Model:
         return self.rest_api.add_model(
@@ -190,49 +262,14 @@ class RestFrontDoor(Construct):
         return api_gateway_metric(names[kind], dimensions, statistic, period)
 
     def _web_acl(self, settings: Settings) -> None:
-        def visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
-            return wafv2.CfnWebACL.VisibilityConfigProperty(
-                cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
-            )
-
-        block = wafv2.CfnWebACL.RuleActionProperty(block={})
-        rules = [
-            wafv2.CfnWebACL.RuleProperty(
-                name="RateLimitPerIp",
-                priority=0,
-                action=block,
-                visibility_config=visibility("RateLimitPerIp"),
-                statement=wafv2.CfnWebACL.StatementProperty(
-                    rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
-                        limit=settings.waf_rate_limit_per_5min, aggregate_key_type="IP"
-                    )
-                ),
-            ),
-            wafv2.CfnWebACL.RuleProperty(
-                name="MaxContentLength",
-                priority=1,
-                action=block,
-                visibility_config=visibility("MaxContentLength"),
-                statement=wafv2.CfnWebACL.StatementProperty(
-                    regex_match_statement=wafv2.CfnWebACL.RegexMatchStatementProperty(
-                        regex_string=content_length_at_least(settings.waf_max_content_length),
-                        field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
-                            single_header={"Name": "content-length"}
-                        ),
-                        text_transformations=[
-                            wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")
-                        ],
-                    )
-                ),
-            ),
-        ]
+        """WAF on the stage: a flooding client or an oversized body is refused before the function runs."""
         acl = wafv2.CfnWebACL(
             self,
             "WebAcl",
             scope="REGIONAL",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             visibility_config=visibility("ImageRecognitionApi"),
-            rules=rules,
+            rules=waf_rules(settings),
         )
         wafv2.CfnWebACLAssociation(
             self,

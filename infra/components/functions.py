@@ -45,28 +45,7 @@ class ClassifierFunctions(Construct):
         super().__init__(scope, construct_id)
         self.settings = settings
         self.layers: list[lambda_.ILayerVersion] = self._layers() if settings.packaging == "zip" else []
-        environment = {
-            "MODEL_BACKEND": settings.model_backend,
-            "MAX_IMAGE_BYTES": str(settings.max_image_bytes),
-            "MAX_IMAGE_PIXELS": str(settings.max_image_pixels),
-            "DECODE_WORKERS": str(settings.decode_workers),
-            "DECODE_MEMORY_MB": str(settings.decode_memory_mb),
-            "DECODE_CPU_MS": str(settings.decode_cpu_ms),
-            "DECODE_REQUEST_CPU_MS": str(settings.decode_request_cpu_ms),
-            "DECODE_REQUEST_DEADLINE_MS": str(settings.decode_request_deadline_ms),
-            "ALLOWED_ORIGINS": settings.allowed_origins,
-            "RESULTS_BUCKET": bucket_name,
-            "RESULTS_PREFIX": settings.results_prefix,
-            "UPLOADS_BUCKET": bucket_name,
-            "UPLOADS_PREFIX": settings.uploads_prefix,
-            "MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
-            "MAX_IMAGES_PER_REQUEST": str(settings.max_images_per_request),
-            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-            # Every function that answers may capture its predictions (infra/components/capture.py).
-            **capture_environment,
-        }
+        environment = self._environment(bucket_name, capture_environment)
         self.api = self._function(
             "Api",
             API_HANDLER,
@@ -94,17 +73,44 @@ class ClassifierFunctions(Construct):
         self.worker_live = lambda_.Alias(
             self, "WorkerLive", alias_name="live", version=self.worker.current_version
         )
-        self.bulk_worker = (
-            self._function(
-                "BulkWorker",
-                BULK_HANDLER,
-                environment,
-                timeout=settings.backfill_timeout_seconds,
-                description="Classifies stored photos: Distributed Map batches, S3 Batch Operations tasks",
-                reserved=None,
-            )
-            if settings.enable_backfill
-            else None
+        self.bulk_worker = self._bulk_worker(environment) if settings.enable_backfill else None
+
+    def _environment(self, bucket_name: str, capture_environment: dict[str, str]) -> dict[str, str]:
+        """The handler's settings (handler/config.py reads each), shared by every function: one
+        package, the same limits whichever entry point a photo arrives by."""
+        settings = self.settings
+        return {
+            "MODEL_BACKEND": settings.model_backend,
+            "MAX_IMAGE_BYTES": str(settings.max_image_bytes),
+            "MAX_IMAGE_PIXELS": str(settings.max_image_pixels),
+            "DECODE_WORKERS": str(settings.decode_workers),
+            "DECODE_MEMORY_MB": str(settings.decode_memory_mb),
+            "DECODE_CPU_MS": str(settings.decode_cpu_ms),
+            "DECODE_REQUEST_CPU_MS": str(settings.decode_request_cpu_ms),
+            "DECODE_REQUEST_DEADLINE_MS": str(settings.decode_request_deadline_ms),
+            "ALLOWED_ORIGINS": settings.allowed_origins,
+            "RESULTS_BUCKET": bucket_name,
+            "RESULTS_PREFIX": settings.results_prefix,
+            "UPLOADS_BUCKET": bucket_name,
+            "UPLOADS_PREFIX": settings.uploads_prefix,
+            "MAX_UPLOAD_BYTES": str(settings.max_upload_bytes),
+            "MAX_IMAGES_PER_REQUEST": str(settings.max_images_per_request),
+            "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            # Every function that answers may capture its predictions (infra/components/capture.py).
+            **capture_environment,
+        }
+
+    def _bulk_worker(self, environment: dict[str, str]) -> lambda_.Function:
+        """The backfill's worker: its own timeout, because a batch of stored photos is not an SQS batch."""
+        return self._function(
+            "BulkWorker",
+            BULK_HANDLER,
+            environment,
+            timeout=self.settings.backfill_timeout_seconds,
+            description="Classifies stored photos: Distributed Map batches, S3 Batch Operations tasks",
+            reserved=None,
         )
 
     def _layers(self) -> list[lambda_.ILayerVersion]:
@@ -130,15 +136,22 @@ class ClassifierFunctions(Construct):
 
     def _code(self, command: str) -> dict:
         """Code, handler and runtime for ``command`` in the configured packaging."""
+        return self._zip_code(command) if self.settings.packaging == "zip" else self._image_code(command)
+
+    def _zip_code(self, command: str) -> dict:
+        """The function's code from ``make layers``, on the two layers, SnapStart if asked for."""
         settings = self.settings
-        if settings.packaging == "zip":
-            return {
-                "code": lambda_.Code.from_asset(str(REPO_ROOT / settings.layers_dir / "function")),
-                "handler": command,
-                "runtime": RUNTIMES[settings.python_version],
-                "layers": self.layers,
-                "snap_start": lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if settings.snap_start else None,
-            }
+        return {
+            "code": lambda_.Code.from_asset(str(REPO_ROOT / settings.layers_dir / "function")),
+            "handler": command,
+            "runtime": RUNTIMES[settings.python_version],
+            "layers": self.layers,
+            "snap_start": lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if settings.snap_start else None,
+        }
+
+    def _image_code(self, command: str) -> dict:
+        """The Dockerfile's image, ``command`` its entry point; ``modelDir`` ships as a build context."""
+        settings = self.settings
         build_args = {
             "MODEL_BACKEND": settings.model_backend,
             "PYTHON_VERSION": settings.python_version,

@@ -45,6 +45,8 @@ class AccessLogs:
 
 
 class HttpFrontDoor(Construct):
+    """The HTTP API (``apiType=http``): cheaper, no WAF or API keys; the same routes and limits."""
+
     def __init__(
         self, scope: Construct, construct_id: str, *, settings: Settings, function: lambda_.IFunction
     ) -> None:
@@ -61,25 +63,36 @@ class HttpFrontDoor(Construct):
                 max_age=Duration.hours(1),
             ),
         )
+        self.routes = self._routes(settings, function)
+        if settings.feedback_auth == "iam":
+            method, path = FEEDBACK
+            reviewer_access(self, self.http_api.arn_for_execute_api(method, path, DEFAULT_STAGE))
+        self.stage = self._stage(settings)
+
+    def _routes(
+        self, settings: Settings, function: lambda_.IFunction
+    ) -> dict[tuple[str, str], apigwv2.HttpRoute]:
+        """Every route of the contract, to the one function; POST /feedback signed if ``feedbackAuth=iam``."""
         integration = integrations.HttpLambdaIntegration(
             "Function", function, payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0
         )
-        self.routes: dict[tuple[str, str], apigwv2.HttpRoute] = {}
+        routes: dict[tuple[str, str], apigwv2.HttpRoute] = {}
         feedback_iam = settings.feedback_auth == "iam"
         for method, path in ROUTES:
             # A correction is a reviewer's signed request (feedbackAuth=iam); the rest is public.
             iam_only = feedback_iam and (method, path) == FEEDBACK
-            (self.routes[(method, path)],) = self.http_api.add_routes(
+            (routes[(method, path)],) = self.http_api.add_routes(
                 path=path,
                 methods=[apigwv2.HttpMethod(method)],
                 integration=integration,
                 authorizer=authorizers.HttpIamAuthorizer() if iam_only else None,
             )
-        if feedback_iam:
-            method, path = FEEDBACK
-            reviewer_access(self, self.http_api.arn_for_execute_api(method, path, DEFAULT_STAGE))
+        return routes
+
+    def _stage(self, settings: Settings) -> apigwv2.HttpStage:
+        """The default stage: the stage's throttling and the routes' own lower limits, access logs."""
         access_logs = log_group(self, "AccessLogs", settings.log_retention_days)
-        self.stage = apigwv2.HttpStage(
+        stage = apigwv2.HttpStage(
             self,
             "Stage",
             http_api=self.http_api,
@@ -92,11 +105,11 @@ class HttpFrontDoor(Construct):
             access_log_settings=AccessLogs(apigwv2.LogGroupLogDestination(access_logs), access_log_format()),
         )
         # Routes with a lower limit of their own (uploads, feedback: api.limited_routes).
-        stage = self.stage.node.default_child
-        stage.route_settings = {
+        stage.node.default_child.route_settings = {
             f"{method} {path}": {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
             for (method, path), (rate, burst) in limited_routes(settings).items()
         }
+        return stage
 
     @property
     def url(self) -> str:

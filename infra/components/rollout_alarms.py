@@ -81,24 +81,19 @@ class RolloutAlarms(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
-        minutes = settings.rollback_minutes
+        self.api = self._api_alarms(api_live)
+        self.worker = [self._worker_alarm(worker_live)]
+        for alarm in [*self.api, *self.worker]:
+            alarm.add_alarm_action(actions.SnsAction(topic))
+            alarm.add_ok_action(actions.SnsAction(topic))
+        self.rollback_alarms: dict[str, list[cw.IAlarm]] = {"api": self.api, "worker": self.worker}
+
+    def _api_alarms(self, api_live: lambda_.Alias) -> list[cw.Alarm]:
+        """A new API version that fails, is slow, or is unsure of its answers is rolled back."""
+        settings, minutes = self.settings, self.settings.rollback_minutes
         failing = f"{settings.rollback_error_rate_percent:g} %"
-        enough = settings.rollback_min_requests
         api_failures = self._failure_rate(api_live, "AnswerFailed", "new API version: failed requests (%)")
-        # One SQS invocation is one batch (a redelivered one, one sample per message).
-        worker_failures = self._failure_rate(
-            worker_live, "BatchFailed", "new worker version: failed batches (%)"
-        )
-        uncertain = cw.MathExpression(
-            expression=f"IF(predictions >= {enough}, 100 * uncertain, 0)",
-            using_metrics={
-                "uncertain": signal_metric(api_live, "ModelUncertain", "Average"),
-                "predictions": signal_metric(api_live, "ModelUncertain", "SampleCount"),
-            },
-            label="new API version: uncertain predictions (%)",
-            period=PERIOD,
-        )
-        self.api = [
+        return [
             self._alarm(
                 "ApiRolloutFailureRate",
                 api_failures,
@@ -113,24 +108,41 @@ class RolloutAlarms(Construct):
             ),
             self._alarm(
                 "ApiRolloutUncertainRate",
-                uncertain,
+                self._uncertain_rate(api_live),
                 settings.rollback_uncertain_rate_percent,
                 f"A new API version answered uncertain on {settings.rollback_uncertain_rate_percent:g} % "
                 f"or more of its predictions for {minutes} min",
             ),
         ]
-        self.worker = [
-            self._alarm(
-                "WorkerRolloutFailureRate",
-                worker_failures,
-                settings.rollback_error_rate_percent,
-                f"A new worker version failed {failing} or more of its batches for {minutes} min",
-            )
-        ]
-        for alarm in [*self.api, *self.worker]:
-            alarm.add_alarm_action(actions.SnsAction(topic))
-            alarm.add_ok_action(actions.SnsAction(topic))
-        self.rollback_alarms: dict[str, list[cw.IAlarm]] = {"api": self.api, "worker": self.worker}
+
+    def _worker_alarm(self, worker_live: lambda_.Alias) -> cw.Alarm:
+        """A new worker version failing its batches is rolled back (it has no latency a user waits on)."""
+        settings = self.settings
+        # One SQS invocation is one batch (a redelivered one, one sample per message).
+        worker_failures = self._failure_rate(
+            worker_live, "BatchFailed", "new worker version: failed batches (%)"
+        )
+        return self._alarm(
+            "WorkerRolloutFailureRate",
+            worker_failures,
+            settings.rollback_error_rate_percent,
+            f"A new worker version failed {settings.rollback_error_rate_percent:g} % or more of its batches "
+            f"for {settings.rollback_minutes} min",
+        )
+
+    def _uncertain_rate(self, api_live: lambda_.Alias) -> cw.MathExpression:
+        """The version's share of ``uncertain`` answers, in minutes with ``rollbackMinRequests``
+        predictions or more (0 otherwise: a few unsure answers are not evidence)."""
+        enough = self.settings.rollback_min_requests
+        return cw.MathExpression(
+            expression=f"IF(predictions >= {enough}, 100 * uncertain, 0)",
+            using_metrics={
+                "uncertain": signal_metric(api_live, "ModelUncertain", "Average"),
+                "predictions": signal_metric(api_live, "ModelUncertain", "SampleCount"),
+            },
+            label="new API version: uncertain predictions (%)",
+            period=PERIOD,
+        )
 
     def _failure_rate(self, alias: lambda_.Alias, signal: str, label: str) -> cw.MathExpression:
         """100 x (the version's ``signal`` failures + its crashed invocations) / its invocations, in
@@ -148,6 +160,7 @@ class RolloutAlarms(Construct):
         )
 
     def _alarm(self, alarm_id: str, metric: cw.IMetric, threshold: float, description: str) -> cw.Alarm:
+        """Breaching ``rollbackMinutes`` minutes in a row: quick enough to stop the canary."""
         return metric.create_alarm(
             self,
             alarm_id,

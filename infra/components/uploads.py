@@ -25,7 +25,19 @@ class Uploads(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings) -> None:
         super().__init__(scope, construct_id)
         self.settings = settings
-        access_logs = s3.Bucket(
+        self.bucket = self._bucket(settings, self._access_logs())
+        self.dead_letters, self.queue = self._queues(settings)
+        destination = notifications.SqsDestination(self.queue)
+        for suffix in NOTIFIED_SUFFIXES:
+            self.bucket.add_event_notification(
+                s3.EventType.OBJECT_CREATED,
+                destination,
+                s3.NotificationKeyFilter(prefix=settings.uploads_prefix, suffix=suffix),
+            )
+
+    def _access_logs(self) -> s3.Bucket:
+        """Who read and wrote what in the uploads bucket (anyone may upload): kept 90 days."""
+        return s3.Bucket(
             self,
             "AccessLogs",
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
@@ -34,7 +46,11 @@ class Uploads(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.bucket = s3.Bucket(
+
+    def _bucket(self, settings: Settings, access_logs: s3.Bucket) -> s3.Bucket:
+        """The private, versioned bucket of uploads, results and captures; each prefix expires on
+        its own schedule, and browsers may POST to it with the API's presigned forms."""
+        return s3.Bucket(
             self,
             "Bucket",
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
@@ -63,14 +79,18 @@ class Uploads(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.dead_letters = sqs.Queue(
+
+    def _queues(self, settings: Settings) -> tuple[sqs.Queue, sqs.Queue]:
+        """(dead letters, queue): the notifications wait in the queue for the worker; one that
+        fails ``sqsMaxReceiveCount`` times moves to the dead letters (an alarm) instead of looping."""
+        dead_letters = sqs.Queue(
             self,
             "DeadLetters",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
-        self.queue = sqs.Queue(
+        queue = sqs.Queue(
             self,
             "Queue",
             encryption=sqs.QueueEncryption.SQS_MANAGED,
@@ -79,16 +99,10 @@ class Uploads(Construct):
             visibility_timeout=Duration.seconds(6 * settings.s3_timeout_seconds),
             retention_period=Duration.days(4),
             dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.dead_letters, max_receive_count=settings.sqs_max_receive_count
+                queue=dead_letters, max_receive_count=settings.sqs_max_receive_count
             ),
         )
-        destination = notifications.SqsDestination(self.queue)
-        for suffix in NOTIFIED_SUFFIXES:
-            self.bucket.add_event_notification(
-                s3.EventType.OBJECT_CREATED,
-                destination,
-                s3.NotificationKeyFilter(prefix=settings.uploads_prefix, suffix=suffix),
-            )
+        return dead_letters, queue
 
     @staticmethod
     def _expiry_rules(settings: Settings) -> list[s3.LifecycleRule]:

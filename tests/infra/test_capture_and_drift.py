@@ -525,12 +525,15 @@ def test_the_alarms_watch_as_many_classes_as_the_handler_emits() -> None:
         ({"capture_bucket": "bucket/capture"}, r"captureBucket must be a bucket name"),
         ({"uploads_prefix": "capture/in/"}, r"uploadsPrefix 'capture/in/' overlaps the capture prefix"),
         ({"results_prefix": "capture/results/"}, r"resultsPrefix 'capture/results/' overlaps"),
-        ({"feedback_throttle_rate_limit": 500}, r"feedback_throttle_rate_limit must not exceed"),
+        (
+            {"feedback_throttle_rate_limit": 500},
+            r"feedbackThrottleRateLimit must not exceed throttleRateLimit",
+        ),
         ({"feedback_auth": "apikey"}, r"feedbackAuth must be one of \('iam', 'none'\)"),
         ({"drift_uncertain_rate_points": 0}, r"driftUncertainRatePoints must be above 0 and below 100"),
         ({"drift_class_share_points": 100}, r"driftClassSharePoints must be above 0 and below 100"),
         ({"drift_min_predictions": 0}, r"driftMinPredictions must be at least 1"),
-        ({"drift_period_minutes": 481}, r"driftPeriodMinutes must be 1 to 480"),
+        ({"drift_period_minutes": 481}, r"driftPeriodMinutes must be from 1 to 480"),
     ],
 )
 def test_bad_capture_and_drift_settings_are_refused(context: dict, message: str) -> None:

@@ -112,7 +112,7 @@ def test_rollback_settings_reach_the_alarms() -> None:
     alarms = chosen.find_resources("AWS::CloudWatch::Alarm")
     rate = next(v for k, v in alarms.items() if "ApiRolloutFailureRate" in k)["Properties"]
     assert (rate["Threshold"], rate["EvaluationPeriods"], rate["DatapointsToAlarm"]) == (2.5, 3, 3)
-    with pytest.raises(ValueError, match="rollbackMinutes must be 1 to 3"):
+    with pytest.raises(ValueError, match="rollbackMinutes must be from 1 to 3"):
         template_for({"rollbackMinutes": "4"})
 
 

@@ -440,6 +440,43 @@ def test_cdk_json_context_equals_the_documented_defaults() -> None:
     assert CDK_JSON["app"] == "python3 infra/app.py"
 
 
+def test_context_values_arrive_as_text_or_json() -> None:
+    """``-c key=value`` gives text, cdk.json gives JSON: both read as the field's type."""
+    text = Settings.from_context(
+        app_with({"memorySize": "4096", "enableWaf": "FALSE", "captureRate": "0.5"}).node
+    )
+    data = Settings.from_context(app_with({"memorySize": 4096, "enableWaf": False, "captureRate": 0.5}).node)
+    assert text == data
+    assert (data.memory_size, data.enable_waf, data.capture_rate) == (4096, False, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"memorySize": "abc"}, r"^memorySize must be a whole number, got 'abc'$"),
+        ({"enableWaf": "yes"}, r"^enableWaf must be true or false, got 'yes'$"),
+        (
+            {"captureRate": "often"},
+            r"^captureRate must be a number from 0 to 1 \(a share of predictions\), got",
+        ),
+        ({"architecture": "arm"}, r"^architecture must be one of \('x86_64', 'arm64'\), got 'arm'$"),
+        (
+            {"rollbackErrorRatePercent": "0"},
+            r"^rollbackErrorRatePercent must be above 0 and at most 100, got '0'$",
+        ),
+        (
+            {"stage": "dev", "sqsBatchSize": "x"},
+            r"^stage must be one of .*; sqsBatchSize must be a whole number",
+        ),
+    ],
+)
+def test_a_bad_context_value_is_one_sentence_naming_its_key(context: dict, message: str) -> None:
+    """What ``cdk synth -c memorySize=abc`` prints: the key, what it accepts, the value given."""
+    with pytest.raises(ValueError, match=message) as refused:
+        Settings.from_context(app_with(context).node)
+    assert "pydantic" not in str(refused.value) and "\n" not in str(refused.value)
+
+
 @pytest.mark.aws_shape
 def test_model_dir_ships_that_model_in_the_image(tmp_path) -> None:
     """-c modelDir: the image takes /opt/model from that directory (a named build context)."""
