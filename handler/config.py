@@ -163,7 +163,7 @@ FRACTIONS = ("MIN_CONFIDENCE", "CAPTURE_RATE", "CAPTURE_UNCERTAIN_RATE")
 LOWERCASED = ("MODEL_BACKEND", "MODEL_PRECISION", "FEEDBACK_AUTH")
 
 
-class _Variables(BaseModel):
+class Variables(BaseModel):
     """The function's variables, named as the stack sets them; a blank one means its default."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -198,7 +198,7 @@ class _Variables(BaseModel):
     FEEDBACK_AUTH: Literal[FEEDBACK_AUTH_MODES] = Defaults.FEEDBACK_AUTH  # type: ignore[valid-type]
 
     @classmethod
-    def read(cls, environ: Mapping[str, str]) -> _Variables:
+    def read(cls, environ: Mapping[str, str]) -> Variables:
         """The variables set (blank ones left out), validated; ``ValueError`` naming the first bad
         one in a sentence (never pydantic's report: the reader is whoever set the variable)."""
         given = {name: environ[name].strip() for name in cls.model_fields if environ.get(name, "").strip()}
@@ -227,7 +227,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from ``environ`` (the process environment by default); raise ``ValueError``
     naming the variable on a bad value, so a misconfigured function fails at init."""
     environ = os.environ if environ is None else environ
-    read = _Variables.read(environ)
+    read = Variables.read(environ)
     check_engine(read.MODEL_BACKEND, read.MODEL_PRECISION)
     origins = tuple(o.strip() for o in read.ALLOWED_ORIGINS.split(",") if o.strip())
     workers = read.DECODE_WORKERS or available_cpus()
