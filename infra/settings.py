@@ -34,6 +34,7 @@ from handler.contract import BACKENDS, FEEDBACK_AUTH_MODES, MB_PER_VCPU, Default
 from handler.recognition import manifest as model_manifest
 from handler.recognition.manifest import ModelError
 from infra import model_cost
+from layers.base_images import PythonRuntime
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +43,6 @@ ApiType = Literal["rest", "http"]
 Stage = Literal["", "staging", "prod"]
 Deployment = Literal["canary", "linear", "all-at-once"]
 Packaging = Literal["image", "zip"]
-PythonRuntime = Literal["3.12", "3.13"]
 ModelBackend = Literal[BACKENDS]  # the tuple's values: the handler's contract owns the list
 FeedbackAuth = Literal[FEEDBACK_AUTH_MODES]
 ARCHITECTURES = get_args(Architecture)
@@ -50,7 +50,6 @@ API_TYPES = get_args(ApiType)
 STAGES = get_args(Stage)
 DEPLOYMENTS = get_args(Deployment)
 PACKAGINGS = get_args(Packaging)
-PYTHON_RUNTIMES = get_args(PythonRuntime)
 # Lambda's CPU share grows with memory: 1 vCPU at 1,769 MB, up to 6 vCPUs at 10,240 MB.
 MAX_VCPUS = 6
 # What the function's own process holds besides its decode workers (measured: ~250 MB with litert,

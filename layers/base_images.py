@@ -12,7 +12,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal, get_args
 
+# The Python versions the runtime layer and the image are built for (the stack's pythonRuntime).
+PythonRuntime = Literal["3.12", "3.13"]
+PYTHON_RUNTIMES = get_args(PythonRuntime)
 RECORD = Path(__file__).resolve().with_name("base-images.json")
 
 
@@ -43,8 +47,6 @@ def digest(tag: str) -> str:
 
 
 def main() -> int:
-    from infra.settings import PYTHON_RUNTIMES  # the Python versions the stack can build
-
     every = sorted({tag for version in PYTHON_RUNTIMES for tag in tags(version).values()})
     try:
         record = {tag: digest(tag) for tag in every}
