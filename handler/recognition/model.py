@@ -257,10 +257,6 @@ class Classifier:
         probabilities, distances = self._backend.outputs(batch)
         return calibrated(probabilities, self.temperature), distances
 
-    def renamed(self, info: ModelInfo) -> Classifier:
-        """The same loaded model answering under another name or version."""
-        return Classifier(self._backend, self._labels, info, self.manifest)
-
     def classify(self, batch: np.ndarray, top_k: int = 5) -> list[list[Prediction]]:
         """Rank the classes of each image in ``batch`` (one model call for the whole batch)."""
         return [ranked for ranked, _ in self.assess(batch, top_k)]
