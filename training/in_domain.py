@@ -26,10 +26,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from training import metrics
+from training import evaluate, metrics, stream
+
+if TYPE_CHECKING:
+    from training.dataset import Dataset
+    from training.model import Models
+    from training.options import Options
 
 PASS_RATE = 0.95
 OUTPUT = "in_domain_distance"
@@ -198,3 +204,39 @@ def outside_pixels(folders: list[Path], seed: int) -> tuple[np.ndarray, list[str
     ]
     described.append(f"synthetic documents and noise: {SYNTHETIC}")
     return np.stack(pixels), described
+
+
+def attached(keras, models: Models, train: Dataset, validation: Dataset, options: Options, scratch: Path):
+    """The served model with its detector as a second output: fitted on the training split's pooled
+    features, thresholded on the validation split's; and the manifest's ``in_domain``."""
+    pooled = models.pooled
+    train_features = stream.features(pooled, train.images, options.batch_size, scratch / "pooled-train.npy")
+    validation_features = stream.features(
+        pooled, validation.images, options.batch_size, scratch / "pooled-validation.npy"
+    )
+    detector, shrinkage = fit(np.asarray(train_features), train.labels, len(train.classes))
+    limit = threshold(detector.distances(np.asarray(validation_features)))
+    fields = {
+        "threshold": round(limit, 4),
+        "output": OUTPUT,
+        "measure": MEASURE,
+        "validation_pass_rate": PASS_RATE,
+        "shrinkage": round(shrinkage, 4),
+    }
+    return attach(keras, models.served, pooled, detector), fields
+
+
+def served_figures(classifier, test: Dataset, options: Options, limit: float) -> dict:
+    """The detector as served (``classifier``), on the test split and on the outside set: the
+    card's ``in_domain``, printed."""
+    outside, sources = outside_pixels(options.outside_folders(), options.seed)
+    found = figures(
+        evaluate.distances(classifier, test.images), evaluate.distances(classifier, outside), limit, sources
+    )
+    print(
+        f"in domain: {found['test_pass_rate']:.0%} of test photos pass, "
+        f"{found['outside_catch_rate']:.0%} of {found['outside_photos']} outside photos are caught "
+        f"(AUROC {found['auroc']:.3f})",
+        flush=True,
+    )
+    return found

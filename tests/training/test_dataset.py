@@ -160,7 +160,8 @@ def test_a_training_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
 
 
 def test_a_test_folder_must_have_the_training_classes(tmp_path: Path) -> None:
-    from training.train import Options, splits
+    from training.dataset import splits
+    from training.options import Options
 
     photos(tmp_path / "data" / "ants", 6)
     photos(tmp_path / "data" / "bees", 6, "cat.bmp")
