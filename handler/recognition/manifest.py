@@ -95,6 +95,7 @@ def read(model_dir: Path) -> dict:
 # What the serving code implements, so all a manifest may ask for: ``imaging.decode`` makes RGB
 # 224x224 uint8 pixels, resized bilinear, and hands them to the model as they are: the model scales
 # them itself (``layers.model.export.taking_pixels``). ``layers.model.manifest_writer`` writes these.
+# A model exported before scaling moved into the graph (``LEGACY``) is refused, saying to re-export.
 SIZE = {"height": 224, "width": 224, "channels": 3}
 DTYPE = "uint8"
 PREPROCESSING = {"color": "RGB", "resize": "bilinear", "scale": "inside the model"}
@@ -210,9 +211,14 @@ class Manifest(_Section):
         return self
 
 
-# pydantic's error types -> the sentence ending "field 'x' ..." (the type names a manifest's reader knows)
-EXPECTED = {"int_type": "int", "string_type": "str", "model_type": "dict", "dict_type": "dict"}
-EXPECTED |= {"float_type": "int or float"}
+# pydantic's type errors, in the type names a manifest's reader knows (JSON's, as Python calls them)
+EXPECTED = {
+    "int_type": "int",
+    "string_type": "str",
+    "model_type": "dict",
+    "dict_type": "dict",
+    "float_type": "int or float",
+}
 
 
 def _sentence(error: dict) -> str:
