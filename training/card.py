@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from layers.model import manifest_writer
 from training import metrics
 from training.dataset import Splits
 from training.imagenet_start import Start
@@ -71,7 +72,7 @@ def model_card(
 def manifest_fields(
     options: Options, data_name: str, classes: int, artifacts: dict, in_domain: dict, card: dict
 ) -> dict:
-    """The manifest's fields for a trained model (``handler.recognition.manifest`` adds the files'
+    """The manifest's fields for a trained model (``layers.model.manifest_writer`` adds the files'
     pins): what it is, what its files take (``input``, ``preprocessing``) and answer, how it was
     built, its in-domain detector and its card."""
     import keras
@@ -81,8 +82,8 @@ def manifest_fields(
         "name": options.name,
         "version": options.version,
         "source": f"trained by `imgrec train` on {data_name}",
-        "input": {"height": 224, "width": 224, "channels": 3, "dtype": "float32"},
-        "preprocessing": {"color": "RGB", "resize": "bilinear", "scale": "x / 127.5 - 1", "keras_mode": "tf"},
+        "input": dict(manifest_writer.INPUT),  # uint8 pixels, scaled in the graph (``model.build``)
+        "preprocessing": dict(manifest_writer.PREPROCESSING),
         "output": {"classes": classes, "activation": "softmax"},
         "artifacts": artifacts,
         "built_with": {

@@ -4,8 +4,9 @@ Photos are decoded by the serving code in its decode sandbox (``handler.recognit
 worker processes under a memory cap and a deadline), so training and serving cannot preprocess
 differently, and a hostile file in a dataset costs no more than it would cost the API. Each photo is
 decoded once, into ``Pixels``: a file of 224x224x3 uint8 rows (147 KB a photo, in ``TMPDIR``), read
-back a batch at a time, so the memory training needs does not grow with the dataset (the float32
-arrays of 10,000 photos would take 6 GB). Every problem a person can fix is a ``DatasetError`` with
+back a batch at a time, as they are (every model scales its pixels in its graph), so the memory
+training needs does not grow with the dataset (the uint8 arrays of 10,000 photos would take 1.5 GB,
+float32 ones 6 GB). Every problem a person can fix is a ``DatasetError`` with
 a message that says what to do; unreadable files, and files over the size limit (refused by their
 size, unread), are listed and skipped.
 """
@@ -46,7 +47,8 @@ ROW_BYTES = int(np.prod(SHAPE))
 
 class Pixels:
     """Decoded photos in a file, one uint8 row each; indexing reads only the rows asked for and
-    returns them scaled for the model (float32 in [-1, 1]), like the in-memory array it replaces."""
+    returns them as the models take them (uint8: they scale them in their graph), like the in-memory
+    array it replaces."""
 
     def __init__(self, path: Path, rows: np.ndarray, owner: object | None = None) -> None:
         self.path = path
@@ -75,11 +77,11 @@ class Pixels:
         return out
 
     def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
-        scaled = np.stack([imaging.scale(image) for image in self.uint8(key)]) if len(self) else self._empty()
-        return scaled[0] if isinstance(key, (int, np.integer)) else scaled
+        pixels = self.uint8(key) if len(self) else self._empty()
+        return pixels[0] if isinstance(key, (int, np.integer)) else pixels
 
     def _empty(self) -> np.ndarray:
-        return np.zeros((0, *SHAPE), np.float32)
+        return np.zeros((0, *SHAPE), np.uint8)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         """All of it in memory: only for small sets (a validation split, a calibration sample)."""
@@ -119,7 +121,7 @@ class Dataset:
 
     root: Path
     classes: list[str]
-    images: Pixels  # n photos; images[i], images[batch] -> float32 in [-1, 1]
+    images: Pixels  # n photos; images[i], images[batch] -> uint8 RGB pixels
     labels: np.ndarray  # (n,) int
     paths: list[Path]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, as ``name`` gives it; why)

@@ -65,16 +65,20 @@ def check_out(out: Path, data: list[Path]) -> None:
 
 
 def exported(served):
-    """The Keras model as the files hold it: today the served model itself, which takes float32
-    pixels already scaled to [-1, 1] (what the manifest's ``input`` and ``preprocessing`` say,
-    ``card.manifest_fields``). A wrapper around ``served`` (another input, scaling in the graph)
-    goes here, and only here."""
+    """The Keras model as the files hold it: the served model itself, which takes uint8 pixels and
+    scales them in its graph (``model.build``; what the manifest's ``input`` and ``preprocessing``
+    say, ``card.manifest_fields``): nothing to wrap. A model that takes anything else is refused
+    here rather than exported under a manifest that would mis-describe it."""
+    from layers.model.export import PIXELS_DTYPE
+
+    if served.inputs[0].dtype != PIXELS_DTYPE:
+        raise ValueError(f"the served model takes {served.inputs[0].dtype}, not {PIXELS_DTYPE} pixels")
     return served
 
 
 def to_tflite(model, calibration: np.ndarray | None = None) -> bytes:
-    """fp32 TFLite, or with ``calibration`` images a full-integer int8 model with float input/output:
-    the export's one conversion (quiet unless ``LOG_LEVEL=DEBUG``)."""
+    """fp32 TFLite, or with ``calibration`` images (uint8 pixels) a full-integer int8 model with
+    uint8 input and float output: the export's one conversion (quiet unless ``LOG_LEVEL=DEBUG``)."""
     import tensorflow as tf
 
     from layers.model.export import to_tflite as convert

@@ -44,7 +44,7 @@ class Proposal:
 
 
 def top1_rows(full, images, batch_size: int = BATCH) -> np.ndarray:
-    """MobileNetV2's (``full``: with its ImageNet top) top-1 row for each of ``images`` (scaled)."""
+    """MobileNetV2's (``full``: with its ImageNet top, taking pixels) top-1 row for each of ``images``."""
     rows = [
         full.predict_on_batch(images[np.arange(start, min(start + batch_size, len(images)))]).argmax(axis=1)
         for start in range(0, len(images), batch_size)
@@ -153,9 +153,9 @@ def rows_given(options: Options, classes: list[str]) -> list[int] | None:
 def proposed(keras, full, train: Dataset, options: Options) -> Start:
     """The head's start proposed from the training photos by the zero-shot model ``full``, printed
     with the shares behind it."""
-    from layers.model.export import fetch_labels
+    from layers.model.export import fetch_labels, taking_pixels
 
-    top1 = top1_rows(full, train.images, options.batch_size)
+    top1 = top1_rows(taking_pixels(keras, full), train.images, options.batch_size)
     proposals = propose(top1, train.labels, train.classes, fetch_labels(keras))
     print("ImageNet start (--no-imagenet-start: none; --imagenet-classes: your own mapping):", flush=True)
     for line in described(proposals):

@@ -182,11 +182,10 @@ OUTSIDE_MOST = 160  # outside photos decoded from folders (a sample when there a
 
 
 def outside_pixels(folders: list[Path], seed: int) -> tuple[np.ndarray, list[str]]:
-    """The outside set, decoded and scaled as the function does: up to ``OUTSIDE_MOST`` photos from
+    """The outside set, decoded as the function does (uint8 pixels): up to ``OUTSIDE_MOST`` photos from
     ``folders``, the shared ImageNet photos and the synthetic documents and noise; and what each
     source gave."""
     from handler.errors import Refusal
-    from handler.recognition import imaging
     from training.dataset import LIMITS, sandbox
 
     files = outside_sources(folders)
@@ -198,7 +197,7 @@ def outside_pixels(folders: list[Path], seed: int) -> tuple[np.ndarray, list[str
     data = [file.read_bytes() for file in files] + synthetic_outside(seed=seed)
     with sandbox() as decoder:
         decoded = decoder.decode(data, LIMITS)
-    pixels = [imaging.scale(item) for item in decoded if not isinstance(item, Refusal)]
+    pixels = [item for item in decoded if not isinstance(item, Refusal)]
     described = [
         f"{folder.name}: {sum(f.is_relative_to(folder) for f in files)} photos" for folder in sources
     ]

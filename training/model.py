@@ -1,6 +1,8 @@
 """The Keras models training makes, sharing their layers: keras-io's transfer-learning recipe on
 MobileNetV2 (a frozen ImageNet base, a small head over your classes), with the augmentation it
-trains through and the served model it is exported as."""
+trains through and the served model it is exported as. Every one takes uint8 RGB pixels, as the
+decoder makes them and the function serves them, and scales them first, in its graph
+(``layers.model.export.pixel_scaling``)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ def build(classes: int, options: Options, imagenet_rows: list[int | None] | None
     training, the model answers exactly what MobileNetV2 answers zero-shot."""
     import keras
     from keras import layers
+
+    from layers.model.export import pixel_input, pixel_scaling
 
     # MobileNetV2 up to its last feature layer is exactly what include_top=False returns; built from
     # the full ImageNet weights so a machine that cached only that file (offline) can train too.
@@ -63,22 +67,24 @@ def build(classes: int, options: Options, imagenet_rows: list[int | None] | None
     def classify(x):
         return top(features(x))
 
-    inputs = keras.Input((224, 224, 3))
-    trainer = keras.Model(inputs, classify(augmentation(inputs)), name="trainer")
-    served = keras.Model(inputs, served_answer(keras, inputs, classify, options), name="classifier")
-    extractor = keras.Model(inputs, features(inputs), name="features")
+    inputs = pixel_input(keras)
+    scaled = pixel_scaling(keras)(inputs)  # one layer, shared: every model below takes pixels
+    trainer = keras.Model(inputs, classify(augmentation(scaled)), name="trainer")
+    served = keras.Model(inputs, served_answer(keras, scaled, classify, options), name="classifier")
+    extractor = keras.Model(inputs, features(scaled), name="features")
     cached = keras.Input(extractor.output_shape[1:])
     head = keras.Model(cached, top(cached), name="head")
     if imagenet_rows:
         start_as_imagenet(head_output, imagenet, imagenet_rows)
     # The pooled backbone features alone (after fine-tuning too): what the in-domain detector reads.
-    pooled = keras.Model(inputs, pool(base(inputs, training=False)), name="pooled_features")
+    pooled = keras.Model(inputs, pool(base(scaled, training=False)), name="pooled_features")
     return Models(trainer, served, extractor, head, base, pooled)
 
 
 def augmentation_layers(keras, options: Options):
     """What the trainer sees instead of a photo: flipped, rotated and zoomed at random (Keras
-    preprocessing layers, active only in training)."""
+    preprocessing layers, active only in training; on the scaled pixels in the trainer, on the
+    pixels themselves for ``stream.features``' copies)."""
     layers = keras.layers
     return keras.Sequential(
         [
@@ -91,8 +97,9 @@ def augmentation_layers(keras, options: Options):
 
 
 def served_answer(keras, inputs, classify, options: Options):
-    """The served model's output: ``classify(inputs)``, or with ``flip_average`` the mean over the
-    photo's views (with ``rotation_average``: the 8 symmetries of the square)."""
+    """The served model's output: ``classify(inputs)`` (``inputs``: the scaled pixels), or with
+    ``flip_average`` the mean over the photo's views (with ``rotation_average``: the 8 symmetries of
+    the square)."""
     answer = classify(inputs)
     if not options.flip_average:
         return answer

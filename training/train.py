@@ -37,8 +37,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from handler.recognition import manifest as model_manifest
 from handler.recognition import model as serving
+from layers.model import manifest_writer
 from training import calibration, checkset, cost, evaluate, export, imagenet_start, in_domain, stream
 from training.card import baseline, manifest_fields, model_card, warnings_of
 from training.dataset import Splits, data_folders, merged_class_folders, prepare, same_classes
@@ -81,7 +81,7 @@ def train(data_dir: Path | Sequence[Path], out: Path, options: Options, test_dir
         with tempfile.TemporaryDirectory(prefix="imgrec-train-") as scratch:
             manifest = _train(folders, staging, options, test_dir, Path(scratch), rows)
         staging.chmod(0o755)
-        model_manifest.replace_folder(staging, out)
+        manifest_writer.replace_folder(staging, out)
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # a failure leaves nothing behind
@@ -117,10 +117,10 @@ def _train(
     written = export.write_models(staging, served, classes, data.train, options)
     card = model_card(data, options, test_dir, start, fitted, training_seconds)
     fields = manifest_fields(options, data.name, len(classes), written.artifacts, detector, card)
-    model_manifest.write(staging, fields, written.files)
+    manifest_writer.write(staging, fields, written.files)
     calibrated = _calibrate(staging, served, data, options, fields, written.files)
     _evaluate(staging, data, options, fields, fitted, calibrated)
-    model_manifest.write(staging, fields, written.files)  # the card now holds every figure
+    manifest_writer.write(staging, fields, written.files)  # the card now holds every figure
     manifest = cost.record(staging)  # what serving it costs: part of its contract
     print(cost.summary(manifest["cost"]))
     _write_check_set(staging, data, options, card["test"]["accuracy"])
@@ -145,7 +145,7 @@ def _calibrate(
     raw_test = evaluate.probabilities(raw, data.test.images)
     fitted = calibration.fit(data.validation.labels, raw_validation, data.test.labels, raw_test)
     fields["calibration"] = fields["card"]["calibration"] = fitted
-    model_manifest.write(staging, fields, files)
+    manifest_writer.write(staging, fields, files)
     return calibration.Calibrated(raw_validation, raw_test, fitted)
 
 

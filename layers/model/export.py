@@ -82,9 +82,19 @@ def taking_pixels(keras, model):
     uint8 RGB pixels, (n, 224, 224, 3), and casts and scales them in the graph (``Rescaling`` casts
     to float32, then ``x / 127.5 - 1``), as keras-io's transfer-learning examples do: a model that
     takes raw data. Its outputs are ``model``'s."""
-    pixels = keras.Input(model.input_shape[1:], dtype=PIXELS_DTYPE, name="pixels")
-    scaled = keras.layers.Rescaling(1 / 127.5, offset=-1, name="scale")(pixels)
-    return keras.Model(pixels, model(scaled), name=f"{model.name}_on_pixels")
+    pixels = pixel_input(keras, model.input_shape[1:])
+    return keras.Model(pixels, model(pixel_scaling(keras)(pixels)), name=f"{model.name}_on_pixels")
+
+
+def pixel_input(keras, shape=(224, 224, 3)):
+    """The input every model takes: uint8 RGB pixels as the decoder makes them."""
+    return keras.Input(shape, dtype=PIXELS_DTYPE, name="pixels")
+
+
+def pixel_scaling(keras):
+    """MobileNetV2's preprocessing as a layer: uint8 [0, 255] cast to float32, then ``x / 127.5 - 1``
+    (Keras ``mode="tf"``: [-1, 1]). The export's and training's models apply it first, in the graph."""
+    return keras.layers.Rescaling(1 / 127.5, offset=-1, name="scale")
 
 
 def scaled_part(model):

@@ -18,7 +18,7 @@ def test_the_served_answer_does_not_depend_on_the_photo_s_orientation(tmp_path: 
     from training.options import Options
 
     served = build(2, Options(fine_tune_layers=0, rotation_average=True)).served
-    photos = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
+    photos = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     answer = served.predict(photos, verbose=0)
     mirrored = photos[:, :, ::-1]
     for turned in (np.rot90(photos, 1, axes=(1, 2)), photos[:, ::-1], np.rot90(mirrored, 3, axes=(1, 2))):
