@@ -73,7 +73,7 @@ def measure(app, photos: dict[str, bytes], quick: bool, progress) -> dict:
         text = base64.b64encode(data).decode()
 
         def floor(text=text) -> None:
-            pixels = imaging.to_array(base64.b64decode(text), limits)
+            pixels = imaging.to_pixels(base64.b64decode(text), limits)
             classifier.classify(pixels[np.newaxis], top_k=5)
 
         floor_ms = p50_ms(floor, runs)
@@ -97,7 +97,7 @@ def measure(app, photos: dict[str, bytes], quick: bool, progress) -> dict:
 
         def before() -> None:  # the in-process decoder threads of the function before the sandbox
             pixels = list(threads.map(lambda d: imaging.to_pixels(d, limits), batch))
-            classifier.classify(np.stack([imaging.scale(p) for p in pixels]), top_k=5)
+            classifier.classify(np.stack(pixels), top_k=5)
 
         threads_rate = images_per_s(before, len(batch), rounds)
     step()

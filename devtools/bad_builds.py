@@ -6,8 +6,9 @@ not corruptions):
 
 - ``shuffled_labels``: the right weights, ``labels.json`` in another order (a class list rebuilt
   from a folder listing in another order);
-- ``double_scaled``: the model behind a second ``x / 127.5 - 1`` (MobileNetV2's preprocessing
-  applied in the graph as well as by the function: the course's classic mistake);
+- ``double_scaled``: a graph that scales its pixels twice: ``x / 127.5 - 1`` and again (the model
+  wrapped in MobileNetV2's preprocessing once more, though its graph already does it: the course's
+  classic mistake, now made at export rather than in the function);
 - ``worse_weights``: the classifier's weights with noise (a model that is simply worse than the card
   it ships with).
 
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from handler.recognition import manifest
+from layers.model import manifest_writer
 
 
 def _copy(good: Path, out: Path) -> dict:
@@ -45,7 +47,7 @@ def _copy(good: Path, out: Path) -> dict:
 
 
 def _pin(out: Path, fields: dict) -> Path:
-    manifest.write(out, {k: v for k, v in fields.items() if k != "files"}, list(fields["files"]))
+    manifest_writer.write(out, {k: v for k, v in fields.items() if k != "files"}, list(fields["files"]))
     return out
 
 
@@ -79,9 +81,13 @@ def _rebuilt(good: Path, out: Path, change: Callable) -> Path:
 
 
 def double_scaled(good: Path, out: Path) -> Path:
+    from layers.model.export import PIXELS_DTYPE, scaled_part
+
     def change(keras, model):
-        inputs = keras.Input(model.input_shape[1:])
-        return keras.Model(inputs, model(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)))
+        pixels = keras.Input(model.input_shape[1:], dtype=PIXELS_DTYPE)
+        once = keras.layers.Rescaling(1 / 127.5, offset=-1)(pixels)
+        twice = keras.layers.Rescaling(1 / 127.5, offset=-1)(once)
+        return keras.Model(pixels, scaled_part(model)(twice))
 
     return _rebuilt(good, out, change)
 
@@ -90,7 +96,7 @@ def worse_weights(good: Path, out: Path, noise: float = 3.0, seed: int = 7) -> P
     """``noise``: the noise's standard deviation, in standard deviations of each weight array."""
 
     def change(keras, model):
-        dense = next(layer for layer in reversed(model.layers) if layer.get_weights())
+        dense = next(layer for layer in reversed(_layers(model)) if layer.get_weights())
         rng = np.random.default_rng(seed)
         noisy = [w + rng.normal(0, noise * w.std(), w.shape).astype(w.dtype) for w in dense.get_weights()]
         dense.set_weights(noisy)
@@ -99,14 +105,21 @@ def worse_weights(good: Path, out: Path, noise: float = 3.0, seed: int = 7) -> P
     return _rebuilt(good, out, change)
 
 
+def _layers(model) -> list:
+    """Every layer of ``model``, those of the models inside it in their place (the export's
+    MobileNetV2 sits inside the model that scales its pixels)."""
+    nested = [_layers(layer) if hasattr(layer, "layers") else [layer] for layer in model.layers]
+    return [layer for layers in nested for layer in layers]
+
+
 def _costly(good: Path, out: Path, extra: Callable, lying: bool) -> Path:
     """``good`` plus the work ``extra(keras, inputs) -> tensor``, answering what ``good`` answers;
     its manifest's cost measured (``lying``: copied from ``good``)."""
     from training import cost
 
     def change(keras, model):
-        inputs = keras.Input(model.input_shape[1:])
-        work = keras.ops.mean(extra(keras, inputs), axis=(1, 2, 3), keepdims=False)
+        inputs = keras.Input(model.input_shape[1:], dtype=model.inputs[0].dtype)
+        work = keras.ops.mean(extra(keras, keras.ops.cast(inputs, "float32")), axis=(1, 2, 3), keepdims=False)
         return keras.Model(inputs, model(inputs) + 1e-30 * keras.ops.expand_dims(work, -1))
 
     built = _rebuilt(good, out, change)

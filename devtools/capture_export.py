@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from handler.answers import capture as capture_layout
-from handler.recognition import manifest as model_manifest
+from layers.model import manifest_writer
 
 MARKER = ".imgrec-export.json"
 REVIEW = "review.csv"
@@ -320,7 +320,7 @@ def export(
         marker = {"exported_at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(summary)}
         (staging / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         staging.chmod(0o755)
-        model_manifest.replace_folder(staging, out)
+        manifest_writer.replace_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return summary

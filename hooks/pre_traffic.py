@@ -7,7 +7,8 @@ the API would: ``POST /predict?top_k=5``, a raw JPEG body) and fails the deploym
   ``ACCURACY_TOLERANCE``: a model worse than its card says never takes traffic;
 - for each photo, the probability it gives the class recorded at build time as top-1 is within
   ``PROBABILITY_TOLERANCE`` of the recorded one: a build that is not the evaluated model (shuffled
-  labels, another scaling, other weights) never takes traffic, however plausible its labels;
+  labels, a graph that scales its pixels wrong, other weights) never takes traffic, however
+  plausible its labels;
 - its cost, as Lambda itself reports it (each invocation's ``REPORT`` line: ``Duration`` and ``Max
   Memory Used``, read with ``LogType=Tail``; the model cannot write them), on the check photos one
   at a time and on one request of the largest batch a client may send, is within the limits

@@ -143,7 +143,7 @@ def _record(model_dir: Path, folder: Path, entries: list[dict], precision: str) 
 
     limits = imaging.DecodeLimits(max_bytes=DECODE_MAX_BYTES, max_pixels=DECODE_MAX_PIXELS)
     classifier = serving.load_classifier(model_dir, "litert", threads=2, precision=precision)
-    pixels = np.stack([imaging.to_array((folder / e["file"]).read_bytes(), limits) for e in entries])
+    pixels = np.stack([imaging.to_pixels((folder / e["file"]).read_bytes(), limits) for e in entries])
     ranked = classifier.classify(pixels, top_k=min(TOP_K, len(classifier.labels)))
     return [[{"label": p.label, "probability": round(p.probability, 6)} for p in top] for top in ranked]
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from handler.contract import Defaults
 from handler.recognition import manifest as model_manifest
+from layers.model import manifest_writer
 
 # The batch the function's largest request carries (MAX_IMAGES_PER_REQUEST's default): LiteRT runs
 # it in chunks of 8 (``LiteRTBackend.CHUNK``), so any larger batch needs the same memory and time in
@@ -72,9 +73,10 @@ def _measure_here(model_dir: Path, largest_batch: int, threads: int) -> dict:
     classifier = holder["c"]
     rng = np.random.default_rng(0)
     shape = classifier._backend.input_shape
-    one = rng.uniform(-1, 1, (1, *shape)).astype(np.float32)
+    dtype = classifier._backend.input_dtype  # uint8 pixels (the model scales them)
+    one = rng.integers(0, 256, (1, *shape)).astype(dtype)
     singles = [_timed(lambda: classifier.classify(one, top_k=1)) for _ in range(SINGLE_RUNS)]
-    batch = rng.uniform(-1, 1, (largest_batch, *shape)).astype(np.float32)
+    batch = rng.integers(0, 256, (largest_batch, *shape)).astype(dtype)
     batch_ms, batch_cpu_ms = _timed(lambda: classifier.classify(batch, top_k=1))
     return {
         "measured_with": {
@@ -127,7 +129,7 @@ def record(model_dir: Path, largest_batch: int = LARGEST_BATCH) -> dict:
     fields = model_manifest.read(model_dir)
     fields["cost"] = measure(model_dir, largest_batch)
     files = list(fields.pop("files"))
-    return model_manifest.write(model_dir, fields, files)
+    return manifest_writer.write(model_dir, fields, files)
 
 
 def summary(cost: dict) -> str:

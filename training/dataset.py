@@ -4,8 +4,9 @@ Photos are decoded by the serving code in its decode sandbox (``handler.recognit
 worker processes under a memory cap and a deadline), so training and serving cannot preprocess
 differently, and a hostile file in a dataset costs no more than it would cost the API. Each photo is
 decoded once, into ``Pixels``: a file of 224x224x3 uint8 rows (147 KB a photo, in ``TMPDIR``), read
-back a batch at a time, so the memory training needs does not grow with the dataset (the float32
-arrays of 10,000 photos would take 6 GB). Every problem a person can fix is a ``DatasetError`` with
+back a batch at a time, as they are (every model scales its pixels in its graph), so the memory
+training needs does not grow with the dataset (the uint8 arrays of 10,000 photos would take 1.5 GB,
+float32 ones 6 GB). Every problem a person can fix is a ``DatasetError`` with
 a message that says what to do; unreadable files, and files over the size limit (refused by their
 size, unread), are listed and skipped.
 """
@@ -20,6 +21,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +29,9 @@ from handler.config import available_cpus
 from handler.errors import Code, Refusal, Unprocessable, check_image_size
 from handler.recognition import imaging
 from handler.recognition.sandbox import Bounds, DecodeSandbox
+
+if TYPE_CHECKING:
+    from training.options import Options
 
 MIN_IMAGES_PER_CLASS = 5
 LIMITS = imaging.DecodeLimits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
@@ -42,7 +47,8 @@ ROW_BYTES = int(np.prod(SHAPE))
 
 class Pixels:
     """Decoded photos in a file, one uint8 row each; indexing reads only the rows asked for and
-    returns them scaled for the model (float32 in [-1, 1]), like the in-memory array it replaces."""
+    returns them as the models take them (uint8: they scale them in their graph), like the in-memory
+    array it replaces."""
 
     def __init__(self, path: Path, rows: np.ndarray, owner: object | None = None) -> None:
         self.path = path
@@ -71,11 +77,11 @@ class Pixels:
         return out
 
     def __getitem__(self, key: int | slice | np.ndarray) -> np.ndarray:
-        scaled = np.stack([imaging.scale(image) for image in self.uint8(key)]) if len(self) else self._empty()
-        return scaled[0] if isinstance(key, (int, np.integer)) else scaled
+        pixels = self.uint8(key) if len(self) else self._empty()
+        return pixels[0] if isinstance(key, (int, np.integer)) else pixels
 
     def _empty(self) -> np.ndarray:
-        return np.zeros((0, *SHAPE), np.float32)
+        return np.zeros((0, *SHAPE), np.uint8)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         """All of it in memory: only for small sets (a validation split, a calibration sample)."""
@@ -115,7 +121,7 @@ class Dataset:
 
     root: Path
     classes: list[str]
-    images: Pixels  # n photos; images[i], images[batch] -> float32 in [-1, 1]
+    images: Pixels  # n photos; images[i], images[batch] -> uint8 RGB pixels
     labels: np.ndarray  # (n,) int
     paths: list[Path]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (name, as ``name`` gives it; why)
@@ -433,3 +439,66 @@ def stratified_split(
         held_validation.extend(members[tests : tests + validations])
         train.extend(members[tests + validations :])
     return tuple(np.array(sorted(part), dtype=np.int64) for part in (train, held_validation, held_test))
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The photos of a training run: all of them, their three splits, and the data's name (its
+    folders' names, joined) as the card and the check set give it."""
+
+    dataset: Dataset
+    train: Dataset
+    validation: Dataset
+    test: Dataset  # chooses nothing: the card's figures
+    name: str
+
+
+def prepare(
+    data_dirs: list[Path], options: Options, test_dir: Path | None, workdir: Path | None = None
+) -> Splits:
+    """The data folders decoded (into ``workdir``) and split (``splits``)."""
+    dataset = load(data_dirs, workdir=workdir)
+    name = " + ".join(folder_names(data_dirs))
+    train, validation, test = splits(dataset, options, test_dir, workdir)
+    return Splits(dataset, train, validation, test, name)
+
+
+def data_folders(data: Path | Sequence[Path]) -> list[Path]:
+    """One data folder (a path) or several (a list of them), as a list."""
+    return [Path(data)] if isinstance(data, (str, os.PathLike)) else [Path(folder) for folder in data]
+
+
+def same_classes(data: Path | Sequence[Path], test_dir: Path) -> None:
+    """``test_dir`` has the training folders' classes, or a ``DatasetError`` says what differs."""
+    folders = data_folders(data)
+    trained, _ = merged_class_folders(folders)
+    tested = [folder.name for folder in class_folders(test_dir)]
+    if tested != trained:
+        what = "training folder has" if len(folders) == 1 else "training folders have"
+        raise DatasetError(
+            f"--test-dir {test_dir} has classes {', '.join(tested)}; the {what} "
+            f"{', '.join(trained)}: they must be the same sub-folders."
+        )
+
+
+def splits(
+    dataset: Dataset, options: Options, test_dir: Path | None, workdir: Path | None = None
+) -> tuple[Dataset, Dataset, Dataset]:
+    """(train, validation, test): stratified from ``dataset``, or the test photos from ``test_dir``
+    (which must not hold any of the training folders' photos: same bytes, anywhere)."""
+    if test_dir is None:
+        train, validation, test = stratified_split(
+            dataset.labels, options.validation_split, options.seed, options.test_split
+        )
+        return dataset.subset(train), dataset.subset(validation), dataset.subset(test)
+    same_classes(dataset.roots, test_dir)
+    tested = load(test_dir, workdir=workdir)
+    shared = set(tested.digests) & set(dataset.digests)
+    if shared:
+        raise DatasetError(
+            f"--test-dir {test_dir} holds {len(shared)} photo(s) that are also in the training folder"
+            f"{'s' if len(dataset.roots) > 1 else ''} (same bytes): a test must be on photos the model "
+            "never saw."
+        )
+    train, validation, _ = stratified_split(dataset.labels, options.validation_split, options.seed)
+    return dataset.subset(train), dataset.subset(validation), tested

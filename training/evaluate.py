@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from handler.recognition import model as serving
-from training import metrics, plots
-from training.dataset import Dataset, DatasetError, load
+from training import calibration, metrics, plots
+from training.dataset import Dataset, DatasetError, Splits, load
+
+if TYPE_CHECKING:
+    from training.options import Options
 
 BATCH = 32
 EVALUATIONS = "evaluations"  # MODEL_DIR/evaluations/<data folder>-<time>/: one folder per evaluation
@@ -148,6 +153,45 @@ def evaluate(
     (out / "report.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "report.md").write_text(markdown(result, title))
     return result
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """``evaluate``'s results on the two held-out splits of a training run."""
+
+    test: dict
+    validation: dict
+
+
+def training_report(
+    classifier: serving.Classifier,
+    data: Splits,
+    options: Options,
+    chosen_thresholds: dict[str, float],
+    history: dict,
+    calibrated: calibration.Calibrated,
+    folder: Path,
+) -> Evaluated:
+    """A new model directory's ``evaluation/`` (``folder``): the served ``classifier`` on the test
+    split (which chose nothing) and, in ``validation/``, on the validation split; the learning
+    curves, each split's reliability diagram and the report's training and calibration sections."""
+    title = f"{options.name}: test split (used to choose nothing)"
+    tested = evaluate(classifier, data.test, folder, title, chosen_thresholds)
+    title = f"{options.name}: validation split (it stopped training and chose the thresholds)"
+    chosen = evaluate(classifier, data.validation, folder / "validation", title, chosen_thresholds)
+    plots.learning_curves(history, folder / "learning_curves.png")
+    for where, truth, raw in (
+        (folder, data.test.labels, calibrated.test),
+        (folder / "validation", data.validation.labels, calibrated.validation),
+    ):
+        calibration.reliability_figure(truth, raw, calibrated.temperature, where / "reliability.png")
+    with (folder / "report.md").open("a") as markdown_file:
+        markdown_file.write(
+            "\n## Training\n\n![learning curves](learning_curves.png)\n\n"
+            "The validation split's report: [validation/report.md](validation/report.md).\n"
+            + calibration.report_section(calibrated.fields)
+        )
+    return Evaluated(tested, chosen)
 
 
 def card_figures(result: dict) -> dict:

@@ -26,10 +26,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from training import metrics
+from training import evaluate, metrics, stream
+
+if TYPE_CHECKING:
+    from training.dataset import Dataset
+    from training.model import Models
+    from training.options import Options
 
 PASS_RATE = 0.95
 OUTPUT = "in_domain_distance"
@@ -176,11 +182,10 @@ OUTSIDE_MOST = 160  # outside photos decoded from folders (a sample when there a
 
 
 def outside_pixels(folders: list[Path], seed: int) -> tuple[np.ndarray, list[str]]:
-    """The outside set, decoded and scaled as the function does: up to ``OUTSIDE_MOST`` photos from
+    """The outside set, decoded as the function does (uint8 pixels): up to ``OUTSIDE_MOST`` photos from
     ``folders``, the shared ImageNet photos and the synthetic documents and noise; and what each
     source gave."""
     from handler.errors import Refusal
-    from handler.recognition import imaging
     from training.dataset import LIMITS, sandbox
 
     files = outside_sources(folders)
@@ -192,9 +197,45 @@ def outside_pixels(folders: list[Path], seed: int) -> tuple[np.ndarray, list[str
     data = [file.read_bytes() for file in files] + synthetic_outside(seed=seed)
     with sandbox() as decoder:
         decoded = decoder.decode(data, LIMITS)
-    pixels = [imaging.scale(item) for item in decoded if not isinstance(item, Refusal)]
+    pixels = [item for item in decoded if not isinstance(item, Refusal)]
     described = [
         f"{folder.name}: {sum(f.is_relative_to(folder) for f in files)} photos" for folder in sources
     ]
     described.append(f"synthetic documents and noise: {SYNTHETIC}")
     return np.stack(pixels), described
+
+
+def attached(keras, models: Models, train: Dataset, validation: Dataset, options: Options, scratch: Path):
+    """The served model with its detector as a second output: fitted on the training split's pooled
+    features, thresholded on the validation split's; and the manifest's ``in_domain``."""
+    pooled = models.pooled
+    train_features = stream.features(pooled, train.images, options.batch_size, scratch / "pooled-train.npy")
+    validation_features = stream.features(
+        pooled, validation.images, options.batch_size, scratch / "pooled-validation.npy"
+    )
+    detector, shrinkage = fit(np.asarray(train_features), train.labels, len(train.classes))
+    limit = threshold(detector.distances(np.asarray(validation_features)))
+    fields = {
+        "threshold": round(limit, 4),
+        "output": OUTPUT,
+        "measure": MEASURE,
+        "validation_pass_rate": PASS_RATE,
+        "shrinkage": round(shrinkage, 4),
+    }
+    return attach(keras, models.served, pooled, detector), fields
+
+
+def served_figures(classifier, test: Dataset, options: Options, limit: float) -> dict:
+    """The detector as served (``classifier``), on the test split and on the outside set: the
+    card's ``in_domain``, printed."""
+    outside, sources = outside_pixels(options.outside_folders(), options.seed)
+    found = figures(
+        evaluate.distances(classifier, test.images), evaluate.distances(classifier, outside), limit, sources
+    )
+    print(
+        f"in domain: {found['test_pass_rate']:.0%} of test photos pass, "
+        f"{found['outside_catch_rate']:.0%} of {found['outside_photos']} outside photos are caught "
+        f"(AUROC {found['auroc']:.3f})",
+        flush=True,
+    )
+    return found

@@ -36,7 +36,7 @@ def batches(pixels: Pixels, labels: np.ndarray, classes: int, batch_size: int, s
             yield pixels[chosen], targets[chosen]
 
     signature = (
-        tf.TensorSpec((None, *SHAPE), tf.float32),
+        tf.TensorSpec((None, *SHAPE), tf.uint8),
         tf.TensorSpec((None, classes), tf.float32),
     )
     steps = -(-len(pixels) // batch_size)  # Keras knows each epoch's length: no "ran out of data"
@@ -49,8 +49,9 @@ def features(
 ) -> np.ndarray:
     """``extractor``'s output for every photo, batch by batch, into ``file`` (a ``.npy`` the caller
     removes; memory: one batch). With ``copies``, then that many augmented copies of every photo
-    (``augment``: the trainer's preprocessing layers, a new draw each time), after the originals:
-    row ``k * len(pixels) + i`` is copy ``k`` of photo ``i`` (``k = 0``: the photo itself)."""
+    (``augment``: the trainer's preprocessing layers, a new draw each time, on the pixels: each copy
+    is rounded back to uint8 pixels, a photo like the others), after the originals: row
+    ``k * len(pixels) + i`` is copy ``k`` of photo ``i`` (``k = 0``: the photo itself)."""
     from tqdm import tqdm
 
     count = len(pixels)
@@ -61,7 +62,8 @@ def features(
         chosen = np.arange(start, min(start + batch_size, count))
         batch = pixels[chosen]
         if copy:
-            batch = np.asarray(augment(batch, training=True))
+            copied = np.asarray(augment(batch.astype(np.float32), training=True))
+            batch = np.clip(np.rint(copied), 0, 255).astype(np.uint8)
         # predict_on_batch runs the compiled graph: an eager call keeps every activation alive and
         # peaked at 3.7 GB over 20 batches of 32 here, this stays near the model's own size.
         out[copy * count + chosen] = extractor.predict_on_batch(batch)

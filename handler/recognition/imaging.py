@@ -1,4 +1,4 @@
-"""Image bytes -> one 224x224x3 float32 array scaled for MobileNetV2, for every entry point.
+"""Image bytes -> one 224x224x3 uint8 RGB array, what every model takes (it scales it itself).
 
 Knows nothing of events or the model. Every cost is bounded before it is paid, in two steps:
 ``open_image`` checks bytes, structure (``formats``) and header pixels and estimates the decode's
@@ -301,7 +301,7 @@ def _upright(image: Image.Image, orientation: int | None) -> Image.Image:
 
 def decode(opened: Opened) -> np.ndarray:
     """Decode, shrink to 224x224 first and convert after, so no full-size copy is ever made twice;
-    uint8 RGB pixels of shape (224, 224, 3) (``scale`` makes the model's input of them).
+    uint8 RGB pixels of shape (224, 224, 3), the model's input as they are (it scales them itself).
 
     Raises ``PayloadTooLarge`` (413) or ``Unprocessable`` (422); closes the image either way.
     """
@@ -324,23 +324,11 @@ def decode(opened: Opened) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def scale(pixels: np.ndarray) -> np.ndarray:
-    """MobileNetV2's preprocessing (Keras ``mode="tf"``): uint8 [0, 255] -> float32 [-1, 1]."""
-    scaled = pixels.astype(np.float32)  # a copy: the caller's array is left alone
-    scaled *= 1 / 127.5  # in place: one float array per image, not three
-    scaled -= 1.0
-    return scaled
-
-
 def to_pixels(data: bytes | mmap.mmap, limits: DecodeLimits) -> np.ndarray:
-    """Encoded image -> uint8 RGB array of shape (224, 224, 3): what a decode worker returns.
+    """Encoded image -> uint8 RGB array of shape (224, 224, 3): what a decode worker returns and the
+    model takes (in this process: trusted files only, e.g. the export's calibration photos;
+    requests go through the sandbox).
 
     Raises ``PayloadTooLarge`` (413), ``UnsupportedMediaType`` (415) or ``Unprocessable`` (422).
     """
     return decode(open_image(data, limits))
-
-
-def to_array(data: bytes, limits: DecodeLimits) -> np.ndarray:
-    """Encoded image -> float32 array of shape (224, 224, 3), ready for the model (in this process:
-    trusted files only, e.g. the export's calibration photos; requests go through the sandbox)."""
-    return scale(to_pixels(data, limits))

@@ -1,7 +1,8 @@
-"""The model directory's ``manifest.json``: one place that writes it (build) and checks it (runtime).
+"""The model directory's ``manifest.json``, read and checked where the function starts (and at synth).
 
 The manifest pins every file of the model directory by sha256, so a corrupted layer, a half-copied
-image or a hand-edited model fails at cold start instead of answering wrong labels.
+image or a hand-edited model fails at cold start instead of answering wrong labels. Its fields are
+checked by one pydantic model (``Manifest``); build tools write it (``layers.model.manifest_writer``).
 """
 
 from __future__ import annotations
@@ -9,10 +10,23 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MANIFEST_FILE = "manifest.json"
 LABELS_FILE = "labels.json"
@@ -51,20 +65,6 @@ class ManifestError(ModelError):
     message names the file and the field."""
 
 
-def replace_folder(staging: Path, out: Path) -> None:
-    """``out`` becomes ``staging`` (a folder fully written beside it: a model directory, an export);
-    an earlier one there, with whatever folders it holds (``check/``, ``evaluation/``), is moved
-    aside first and removed only once the new one is in place: an interruption leaves one of the
-    two, never neither."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=".replaced-", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file, read in chunks so a big model is not held twice in memory."""
     digest = hashlib.sha256()
@@ -72,17 +72,6 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def write(model_dir: Path, fields: dict, file_names: list[str]) -> dict:
-    """Write ``fields`` plus the size and sha256 of each file as the manifest; return it."""
-    manifest = dict(fields)
-    manifest["files"] = {
-        name: {"sha256": sha256_of(model_dir / name), "bytes": (model_dir / name).stat().st_size}
-        for name in file_names
-    }
-    (model_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-    return manifest
 
 
 def read(model_dir: Path) -> dict:
@@ -104,87 +93,164 @@ def read(model_dir: Path) -> dict:
 
 
 # What the serving code implements, so all a manifest may ask for: ``imaging.decode`` makes RGB
-# 224x224 pixels and ``imaging.scale`` maps them to [-1, 1] (Keras ``mode="tf"``, MobileNetV2's).
-SUPPORTED_INPUT = {"height": 224, "width": 224, "channels": 3}
-SUPPORTED_PREPROCESSING = {"color": "RGB", "scale": "x / 127.5 - 1", "keras_mode": "tf"}
+# 224x224 uint8 pixels, resized bilinear, and hands them to the model as they are: the model scales
+# them itself (``layers.model.export.taking_pixels``). ``layers.model.manifest_writer`` writes these.
+# A model exported before scaling moved into the graph (``LEGACY``) is refused, saying to re-export.
+SIZE = {"height": 224, "width": 224, "channels": 3}
+DTYPE = "uint8"
+PREPROCESSING = {"color": "RGB", "resize": "bilinear", "scale": "inside the model"}
+RE_EXPORT = (
+    "a model exported before scaling moved inside it (it takes float32 pixels scaled by the caller); "
+    "this service feeds uint8 pixels to a model that scales them itself: re-export it (`make model`, "
+    "or `imgrec train` again)"
+)
+LEGACY = {("input", "dtype"): "float32", ("preprocessing", "scale"): "x / 127.5 - 1"}
 
 
-def _field(path: Path, fields: dict, name: str, kind: type | tuple[type, ...], prefix: str = ""):
-    """``fields[name]``, which must exist and be of ``kind``; the error names the file and field."""
-    where = f"{prefix}{name}"
-    if name not in fields:
-        raise ManifestError(f"{path}: field {where!r} is missing")
-    value = fields[name]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    # bool is an int in Python, never a size or a count in a manifest
-    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-        expected = " or ".join(k.__name__ for k in kinds)
-        raise ManifestError(
-            f"{path}: field {where!r} must be {expected}, got {type(value).__name__} {value!r}"
+def _size(value: int, info: ValidationInfo) -> int:
+    if value != SIZE[info.field_name]:
+        raise ValueError(
+            f"is {value}, but this service feeds the model {SIZE['height']}x{SIZE['width']}x"
+            f"{SIZE['channels']} images only (imaging.decode): export the model at that input size"
         )
-    if isinstance(value, str) and not value.strip():
-        raise ManifestError(f"{path}: field {where!r} is empty")
     return value
 
 
+def _served(section: str, supported: dict[str, str]) -> Callable[[str, ValidationInfo], str]:
+    def check(value: str, info: ValidationInfo) -> str:
+        name = info.field_name or ""
+        if LEGACY.get((section, name)) == value:
+            raise ValueError(f"is {value!r}: {RE_EXPORT}")
+        if value != supported[name]:
+            raise ValueError(
+                f"is {value!r}, which this service does not implement: it serves {supported[name]!r} "
+                f"only (imaging.decode, then the model's own scaling); export with that preprocessing"
+            )
+        return value
+
+    return check
+
+
+Text = Annotated[StrictStr, StringConstraints(strip_whitespace=True, min_length=1)]
+Size = Annotated[StrictInt, AfterValidator(_size)]
+Number = Annotated[float, Field(strict=True)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class Input(BaseModel):
+    """What the model takes: one image's shape and the pixels' type."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    height: Size
+    width: Size
+    channels: Size
+    dtype: Annotated[StrictStr, AfterValidator(_served("input", {"dtype": DTYPE}))]
+
+
+class Preprocessing(BaseModel):
+    """What is done to the pixels between the photo and the model's input tensor, and by whom."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    color: Annotated[StrictStr, AfterValidator(_served("preprocessing", PREPROCESSING))]
+    resize: Annotated[StrictStr, AfterValidator(_served("preprocessing", PREPROCESSING))]
+    scale: Annotated[StrictStr, AfterValidator(_served("preprocessing", PREPROCESSING))]
+
+
+class Output(_Section):
+    classes: StrictInt
+
+
+class Calibration(_Section):
+    temperature: Number
+
+    @field_validator("temperature")
+    @classmethod
+    def fitted(cls, value: float) -> float:
+        if not math.isfinite(value) or not 0.05 <= value <= 20:
+            raise ValueError(f"is {value!r}; a fitted temperature is a finite number from 0.05 to 20")
+        return value
+
+
+class InDomain(_Section):
+    threshold: Number
+
+    @field_validator("threshold")
+    @classmethod
+    def fitted(cls, value: float) -> float:
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"is {value!r}; a fitted threshold is a positive distance")
+        return value
+
+
+class FileEntry(_Section):
+    sha256: Annotated[StrictStr, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Manifest(_Section):
+    """A model directory's ``manifest.json``: what it must state for this service to serve it.
+    Other fields (``source``, ``card``, ``cost``, ``built_with`` ...) are kept as they are."""
+
+    name: Text
+    version: Text
+    input: Input
+    preprocessing: Preprocessing
+    output: Output | None = None
+    calibration: Calibration | None = None
+    in_domain: InDomain | None = None
+    artifacts: dict[StrictStr, StrictStr] = {}
+    files: dict[StrictStr, FileEntry]
+
+    @model_validator(mode="after")
+    def pins_what_it_serves(self) -> Manifest:
+        for name in sorted({LABELS_FILE, *self.artifacts.values()}):
+            if name not in self.files:
+                raise ValueError(f"field 'files' does not list {name} (no sha256 for it)")
+        return self
+
+
+# pydantic's type errors, in the type names a manifest's reader knows (JSON's, as Python calls them)
+EXPECTED = {
+    "int_type": "int",
+    "string_type": "str",
+    "model_type": "dict",
+    "dict_type": "dict",
+    "float_type": "int or float",
+}
+
+
+def _sentence(error: dict) -> str:
+    """One pydantic error as the rest of a sentence that starts with the file's name."""
+    where = ".".join(str(part) for part in error["loc"])
+    value, kind = error.get("input"), error["type"]
+    if kind == "missing":
+        told = "is missing"
+    elif kind in EXPECTED:
+        told = f"must be {EXPECTED[kind]}, got {type(value).__name__} {value!r}"
+    elif kind == "string_too_short":
+        told = "is empty"
+    elif kind == "string_pattern_mismatch":
+        told = f"is not a hex sha256: {value!r}"
+    elif kind == "extra_forbidden":
+        told = f"is {value!r}: not a field this service knows (nothing implements it)"
+    elif kind == "value_error":
+        told = str(error["ctx"]["error"])
+    else:
+        told = error["msg"]
+    if where == "artifacts" or where.startswith("artifacts."):
+        return "field 'artifacts' must map a kind to a file name"
+    return f"field {where!r} {told}" if where else told
+
+
 def _check_schema(path: Path, fields: dict) -> None:
-    _field(path, fields, "name", str)
-    _field(path, fields, "version", str)
-    shape = _field(path, fields, "input", dict)
-    for key, supported in SUPPORTED_INPUT.items():
-        value = _field(path, shape, key, int, "input.")
-        if value != supported:
-            raise ManifestError(
-                f"{path}: field 'input.{key}' is {value}, but this service feeds the model "
-                f"{SUPPORTED_INPUT['height']}x{SUPPORTED_INPUT['width']}x{SUPPORTED_INPUT['channels']} "
-                "images only (imaging.decode): export the model at that input size"
-            )
-    if shape.get("dtype", "float32") != "float32":
-        raise ManifestError(f"{path}: field 'input.dtype' is {shape['dtype']!r}; only float32 is served")
-    steps = _field(path, fields, "preprocessing", dict)
-    if not {"scale", "keras_mode"} & steps.keys():
-        raise ManifestError(
-            f"{path}: field 'preprocessing.keras_mode' is missing (nor is there 'preprocessing.scale'): "
-            "the pixel scaling the model expects must be stated"
-        )
-    for key, supported in SUPPORTED_PREPROCESSING.items():
-        if key in steps and steps[key] != supported:
-            raise ManifestError(
-                f"{path}: field 'preprocessing.{key}' is {steps[key]!r}, which this service does "
-                f"not implement: it serves {key} {supported!r} only (imaging.scale, MobileNetV2's "
-                "[-1, 1] scaling); retrain or export with that preprocessing"
-            )
-    if "output" in fields:
-        _field(path, _field(path, fields, "output", dict), "classes", int, "output.")
-    if "calibration" in fields:
-        calibration = _field(path, fields, "calibration", dict)
-        temperature = _field(path, calibration, "temperature", (int, float), "calibration.")
-        if not math.isfinite(temperature) or not 0.05 <= temperature <= 20:
-            raise ManifestError(
-                f"{path}: field 'calibration.temperature' is {temperature!r}; a fitted temperature is "
-                "a finite number from 0.05 to 20"
-            )
-    if "in_domain" in fields:
-        detector = _field(path, fields, "in_domain", dict)
-        threshold = _field(path, detector, "threshold", (int, float), "in_domain.")
-        if not math.isfinite(threshold) or threshold <= 0:
-            raise ManifestError(
-                f"{path}: field 'in_domain.threshold' is {threshold!r}; a fitted threshold is a positive "
-                "distance"
-            )
-    artifacts = fields.get("artifacts", {})
-    if not isinstance(artifacts, dict) or not all(isinstance(v, str) for v in artifacts.values()):
-        raise ManifestError(f"{path}: field 'artifacts' must map a kind to a file name")
-    files = _field(path, fields, "files", dict)
-    for name, entry in files.items():
-        digest = _field(path, {name: entry}, name, dict, "files.")
-        sha = _field(path, digest, "sha256", str, f"files.{name}.")
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-            raise ManifestError(f"{path}: field 'files.{name}.sha256' is not a hex sha256: {sha!r}")
-    for name in {LABELS_FILE, *artifacts.values()}:
-        if name not in files:
-            raise ManifestError(f"{path}: field 'files' does not list {name} (no sha256 for it)")
-    for name in files:
+    """``fields`` against ``Manifest``: the first problem as ``ManifestError`` naming the file and field."""
+    try:
+        Manifest.model_validate(fields)
+    except ValidationError as invalid:
+        raise ManifestError(f"{path}: {_sentence(invalid.errors()[0])}") from None
+    for name in fields["files"]:
         inside(path.parent, name)
 
 

@@ -1,7 +1,8 @@
 """The model directory, its manifest, the two inference backends and one ``classify(batch)``.
 
-Knows nothing of events or Pillow: it takes float32 arrays of shape (n, 224, 224, 3) already
-scaled by ``imaging.scale`` and returns ranked labels. ``load_classifier`` runs once, where the
+Knows nothing of events or Pillow: it takes the decoder's uint8 RGB pixels, arrays of shape
+(n, 224, 224, 3), as they are (every model scales them itself, inside its graph) and returns ranked
+labels. ``load_classifier`` runs once, where the
 function starts, and reads only the model directory: no network, no writes.
 """
 
@@ -67,11 +68,12 @@ class Backend(Protocol):
     it was trained on."""
 
     input_shape: tuple[int, ...]  # one image's shape, e.g. (224, 224, 3)
+    input_dtype: str  # the pixels' type the model takes: "uint8" (the decoder's, scaled in the graph)
     classes: int  # outputs per image
     detects: bool  # it answers a distance too
 
     def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(n, 224, 224, 3) float32 -> (n, classes) probabilities, (n,) distances or None."""
+        """(n, 224, 224, 3) uint8 -> (n, classes) probabilities, (n,) distances or None."""
         ...
 
 
@@ -136,6 +138,7 @@ class LiteRTBackend:
         self._input = inputs[0]["index"]
         self._outputs = [output["index"] for output in outputs]
         self.input_shape = tuple(int(n) for n in inputs[0]["shape"][1:])
+        self.input_dtype = np.dtype(inputs[0]["dtype"]).name
         self.classes = int(max(output["shape"][-1] for output in outputs))
         self.detects = len(outputs) == 2  # a distance beside the probabilities
         self._batch_size = int(inputs[0]["shape"][0])  # allocated above at the model's own batch
@@ -155,7 +158,7 @@ class LiteRTBackend:
             self._interpreter.resize_tensor_input(self._input, list(batch.shape))
             self._interpreter.allocate_tensors()
             self._batch_size = len(batch)
-        self._interpreter.set_tensor(self._input, np.ascontiguousarray(batch, dtype=np.float32))
+        self._interpreter.set_tensor(self._input, np.ascontiguousarray(batch))
         self._interpreter.invoke()
         return [self._interpreter.get_tensor(index).copy() for index in self._outputs]
 
@@ -179,14 +182,15 @@ class KerasBackend:
 
         model = keras.models.load_model(path, compile=False)
         self.input_shape = tuple(model.input_shape[1:])
+        self.input_dtype = str(model.inputs[0].dtype)
         shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
         self.classes = int(max(shape[-1] for shape in shapes))
         self.detects = len(shapes) == 2
-        signature = tf.TensorSpec(shape=(None, *model.input_shape[1:]), dtype=tf.float32)
+        signature = tf.TensorSpec(shape=(None, *model.input_shape[1:]), dtype=self.input_dtype)
         self._infer = tf.function(lambda x: model(x, training=False), input_signature=[signature])
 
     def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        answered = self._infer(np.asarray(batch, dtype=np.float32))
+        answered = self._infer(batch)
         return _split(
             [o.numpy() for o in answered] if isinstance(answered, (list, tuple)) else [answered.numpy()]
         )
@@ -245,12 +249,13 @@ class Classifier:
 
     def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Calibrated softmax outputs and each image's in-domain distance (None: no detector)."""
+        if batch.dtype != self._backend.input_dtype:  # never cast: floats in [-1, 1] would wrap
+            raise TypeError(
+                f"the model takes {self._backend.input_dtype} pixels as decoded (imaging.to_pixels) and "
+                f"scales them itself; got {batch.dtype}"
+            )
         probabilities, distances = self._backend.outputs(batch)
         return calibrated(probabilities, self.temperature), distances
-
-    def renamed(self, info: ModelInfo) -> Classifier:
-        """The same loaded model answering under another name or version."""
-        return Classifier(self._backend, self._labels, info, self.manifest)
 
     def classify(self, batch: np.ndarray, top_k: int = 5) -> list[list[Prediction]]:
         """Rank the classes of each image in ``batch`` (one model call for the whole batch)."""
@@ -287,7 +292,7 @@ class Classifier:
     def warm_up(self, input_shape: tuple[int, int, int]) -> float:
         """Run one inference so the first request does not pay for allocation or tracing."""
         started = time.perf_counter()
-        self.classify(np.zeros((1, *input_shape), dtype=np.float32), top_k=1)
+        self.classify(np.zeros((1, *input_shape), dtype=self._backend.input_dtype), top_k=1)
         return (time.perf_counter() - started) * 1000
 
 
@@ -296,8 +301,8 @@ def load_classifier(model_dir: Path, backend: str, threads: int, precision: str 
 
     A model directory that cannot answer right never serves: the manifest's fields are checked (as
     ``manifest.validate`` does), the files this backend reads against their sha256 and
-    ``labels.json`` parsed, once each; then the loaded model's input must be the manifest's (what
-    ``imaging`` produces) and its outputs as many as the labels.
+    ``labels.json`` parsed, once each; then the loaded model's input (shape and dtype) must be the
+    manifest's (what ``imaging`` produces: uint8 pixels) and its outputs as many as the labels.
     """
     try:
         check_engine(backend, precision)
@@ -315,6 +320,12 @@ def load_classifier(model_dir: Path, backend: str, threads: int, precision: str 
         raise ManifestError(
             f"{model_dir / model_file} takes input {tuple(engine.input_shape)} but "
             f"{model_dir / MANIFEST_FILE} field 'input' says {expected}: rebuild the model directory"
+        )
+    if engine.input_dtype != shape["dtype"]:
+        raise ManifestError(
+            f"{model_dir / model_file} takes {engine.input_dtype} pixels but {model_dir / MANIFEST_FILE} "
+            f"field 'input.dtype' says {shape['dtype']}: re-export the model (`make model`, or "
+            "`imgrec train` again)"
         )
     if engine.classes != len(labels):
         raise ManifestError(

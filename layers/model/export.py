@@ -12,6 +12,10 @@ Output (``--out``, default ``build/model``):
 - ``labels.json``          the 1000 ImageNet classes in output order: ``[[wnid, label], ...]``
 - ``manifest.json``        name, version, input, preprocessing, versions and sha256 of every file
 
+Every model takes what the decoder makes, uint8 RGB pixels of shape (n, 224, 224, 3), and scales
+them itself (``taking_pixels``: a cast and MobileNetV2's ``x / 127.5 - 1`` as a Keras ``Rescaling``
+layer in the graph), so no caller ever scales, or scales twice.
+
 With ``--calibration-data DIR`` (``make model CALIBRATE=DIR``), a temperature fitted on those
 labelled photos goes in the manifest and every answer is calibrated by it. None by default: the
 photos shared with this project come from ImageNet's training set, on which the model is more sure
@@ -34,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from handler.contract import IMAGENET_MODEL
-from handler.recognition import manifest as model_manifest
 from handler.recognition.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE
+from layers.model import manifest_writer
 
 # TensorFlow prints its oneDNN notice through absl before TF_CPP_MIN_LOG_LEVEL applies; the export
 # runs no benchmark, so the plain kernels are fine and the build log stays quiet.
@@ -43,7 +47,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 MODEL_NAME = IMAGENET_MODEL["name"]
-INPUT_SIZE = 224
 
 # Keras' own address and checksum for the class index (keras.applications.imagenet_utils).
 CLASS_INDEX_URL = "https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json"
@@ -71,10 +74,43 @@ def converter_chatter(line: str) -> bool:
     return line.startswith(CONVERTER_CHATTER)
 
 
+PIXELS_DTYPE = "uint8"
+
+
+def taking_pixels(keras, model):
+    """``model`` (float input in [-1, 1], MobileNetV2's) behind its own preprocessing: the result takes
+    uint8 RGB pixels, (n, 224, 224, 3), and casts and scales them in the graph (``Rescaling`` casts
+    to float32, then ``x / 127.5 - 1``), as keras-io's transfer-learning examples do: a model that
+    takes raw data. Its outputs are ``model``'s."""
+    pixels = pixel_input(keras, model.input_shape[1:])
+    return keras.Model(pixels, model(pixel_scaling(keras)(pixels)), name=f"{model.name}_on_pixels")
+
+
+def pixel_input(keras, shape=(224, 224, 3)):
+    """The input every model takes: uint8 RGB pixels as the decoder makes them."""
+    return keras.Input(shape, dtype=PIXELS_DTYPE, name="pixels")
+
+
+def pixel_scaling(keras):
+    """MobileNetV2's preprocessing as a layer: uint8 [0, 255] cast to float32, then ``x / 127.5 - 1``
+    (Keras ``mode="tf"``: [-1, 1]). The export's and training's models apply it first, in the graph."""
+    return keras.layers.Rescaling(1 / 127.5, offset=-1, name="scale")
+
+
+def scaled_part(model):
+    """The float model inside one ``taking_pixels`` made (what comes after its ``scale`` layer)."""
+    return next(layer for layer in model.layers if hasattr(layer, "layers") and layer.layers)
+
+
 def to_tflite(tf, model, calibration: np.ndarray | None = None) -> bytes:
     """fp32 TFLite with a fixed input size (the batch dimension stays resizable at runtime); with
-    ``calibration`` photos, full-integer int8 (float input and output kept). Quiet: Keras prints
-    every captured tensor, the converter its settings (``LOG_LEVEL=DEBUG`` shows them)."""
+    ``calibration`` photos (uint8, what the model takes), full-integer int8 (float output kept).
+
+    The input stays uint8 in both: the converter leaves a graph input that is not float as it is
+    (``inference_input_type`` applies to float inputs only); with int8 it adds a ``CAST`` to float
+    and a ``QUANTIZE`` of scale 1, zero point -128 (exact for 0..255), and the scaling's ``MUL`` and
+    ``ADD`` run in int8. Quiet: Keras prints every captured tensor, the converter its settings
+    (``LOG_LEVEL=DEBUG`` shows them)."""
     from handler.recognition.model import native_notices_hidden
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -101,13 +137,13 @@ def photos(folder: Path) -> list[Path]:
 
 
 def quantize(tf, model, labels: list[list[str]], folder: Path, out_dir: Path) -> dict:
-    """Full-integer int8 ``.tflite`` (float input and output kept), calibrated on ImageNet photos
+    """Full-integer int8 ``.tflite`` (uint8 input, float output), calibrated on ImageNet photos
     from ``folder``; its top-1 agreement with fp32 is measured on the photos not used to calibrate."""
     from handler.recognition import imaging
     from handler.recognition.model import LiteRTBackend
 
     limits = imaging.DecodeLimits(max_bytes=50 * 1024 * 1024, max_pixels=40_000_000)
-    arrays = np.stack([imaging.to_array(p.read_bytes(), limits) for p in photos(folder)])
+    arrays = np.stack([imaging.to_pixels(p.read_bytes(), limits) for p in photos(folder)])
     if len(arrays) < 2 * CALIBRATION_IMAGES:
         raise SystemExit(f"--quantize int8 needs {2 * CALIBRATION_IMAGES}+ photos in {folder}")
     rng = np.random.default_rng(7)
@@ -155,7 +191,7 @@ def export(
     import tensorflow as tf
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = keras.applications.MobileNetV2(weights="imagenet")
+    model = taking_pixels(keras, keras.applications.MobileNetV2(weights="imagenet"))
     labels = fetch_labels(keras)
     if len(labels) != model.output_shape[-1]:
         raise SystemExit(f"class index has {len(labels)} classes, the model {model.output_shape[-1]}")
@@ -168,13 +204,8 @@ def export(
         "name": MODEL_NAME,
         "version": version,
         "source": 'keras.applications.MobileNetV2(weights="imagenet")',
-        "input": {"height": INPUT_SIZE, "width": INPUT_SIZE, "channels": 3, "dtype": "float32"},
-        "preprocessing": {
-            "color": "RGB",
-            "resize": "bilinear",
-            "scale": "x / 127.5 - 1",
-            "keras_mode": "tf",
-        },
+        "input": dict(manifest_writer.INPUT),
+        "preprocessing": dict(manifest_writer.PREPROCESSING),
         "output": {"classes": len(labels), "activation": "softmax"},
         "built_with": {
             "keras": keras.__version__,
@@ -188,11 +219,11 @@ def export(
         fields["artifacts"] = {"keras": KERAS_FILE, "tflite": TFLITE_FILE, "tflite_int8": INT8_FILE}
         fields["card"] = {"int8": quantize(tf, model, labels, int8_photos, out_dir)}
         files.append(INT8_FILE)
-    manifest = model_manifest.write(out_dir, fields, files)
+    manifest = manifest_writer.write(out_dir, fields, files)
     if calibration is None:
         return manifest
     fields["calibration"] = calibrate(out_dir, calibration)
-    return model_manifest.write(out_dir, fields, files)
+    return manifest_writer.write(out_dir, fields, files)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -232,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
 
         manifest = cost.record(staging)  # what serving it costs: part of its contract
     staging.chmod(0o755)  # mkdtemp makes it private; the image copies it for the Lambda user
-    model_manifest.replace_folder(staging, args.out)  # check/ and other folders included
+    manifest_writer.replace_folder(staging, args.out)  # check/ and other folders included
     sizes = ", ".join(f"{name} {info['bytes'] / 1e6:.1f} MB" for name, info in manifest["files"].items())
     print(f"model {manifest['name']} {manifest['version']} written to {args.out}: {sizes}")
     if "cost" in manifest:

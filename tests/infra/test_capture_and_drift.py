@@ -21,6 +21,7 @@ from handler.contract import ROUTES, top_class_metric
 from handler.recognition import manifest
 from infra.components.api import FEEDBACK
 from infra.settings import CAPTURE_PREFIX, Settings
+from layers.model import manifest_writer
 from tests.support import MODEL_DIR, functions, only, template_for
 
 own_template = pytest.mark.aws_shape  # synthesizes a template beside the session's
@@ -54,15 +55,15 @@ def model_dir(target: Path, name: str, labels: list[str], card: dict | None) -> 
     fields = {
         "name": name,
         "version": "2.1.0",
-        "input": {"height": 224, "width": 224, "channels": 3, "dtype": "float32"},
-        "preprocessing": {"color": "RGB", "scale": "x / 127.5 - 1", "keras_mode": "tf"},
+        "input": manifest_writer.INPUT,
+        "preprocessing": manifest_writer.PREPROCESSING,
         "output": {"classes": len(labels)},
         "artifacts": {"tflite": "model.tflite"},
         **({"card": card} if card is not None else {}),
         # What the ImageNet export measured: synth reads the cost a build recorded, never the model.
         "cost": manifest.read(MODEL_DIR)["cost"],
     }
-    written = manifest.write(target, fields, ["labels.json", "model.tflite"])
+    written = manifest_writer.write(target, fields, ["labels.json", "model.tflite"])
     manifest.validate(target)
     check_set(target, written, labels)
     return target

@@ -290,10 +290,11 @@ def test_a_check_set_recorded_with_another_build_is_refused(tmp_path) -> None:
     labels = json.loads((REPO / "build" / "model" / "labels.json").read_text())
     (other / "labels.json").write_text(json.dumps(labels[::-1], indent=0) + "\n")  # another build
     from handler.recognition import manifest
+    from layers.model import manifest_writer
 
     fields = manifest.read(other)
     (other / "manifest.json").unlink()
-    manifest.write(other, {k: v for k, v in fields.items() if k != "files"}, list(fields["files"]))
+    manifest_writer.write(other, {k: v for k, v in fields.items() if k != "files"}, list(fields["files"]))
     with pytest.raises(ValueError, match="recorded with another model"):
         read_check_set(Settings(model_dir=str(other)))
 

@@ -14,8 +14,8 @@ def test_manifest_describes_the_model() -> None:
     fields = manifest.read(MODEL_DIR)
     assert fields["name"] == "mobilenet_v2"
     assert fields["version"]
-    assert fields["input"] == {"height": 224, "width": 224, "channels": 3, "dtype": "float32"}
-    assert fields["preprocessing"]["scale"] == "x / 127.5 - 1"
+    assert fields["input"] == {"height": 224, "width": 224, "channels": 3, "dtype": "uint8"}
+    assert fields["preprocessing"] == {"color": "RGB", "resize": "bilinear", "scale": "inside the model"}
     assert fields["built_with"]["keras"].startswith("3.")
     assert fields["built_with"]["tensorflow"].startswith("2.")
 
@@ -65,7 +65,7 @@ def test_make_model_quantize_int8_measures_its_agreement(tmp_path) -> None:
     classifier = serving.load_classifier(out, "litert", threads=2, precision="int8")
     from handler.recognition import imaging
 
-    photo = imaging.to_array((PHOTOS / "grace_hopper.jpg").read_bytes(), imaging.DecodeLimits(10**7, 10**8))
+    photo = imaging.to_pixels((PHOTOS / "grace_hopper.jpg").read_bytes(), imaging.DecodeLimits(10**7, 10**8))
     assert classifier.classify(photo, top_k=1)[0][0].label == "military_uniform"
 
 
@@ -73,7 +73,7 @@ def test_a_model_directory_is_replaced_whole_folders_included(tmp_path) -> None:
     """``make model`` over an earlier export that has its check set (``check/``) and an evaluation
     folder: the old directory goes whole, once the new one is in place. (The old way unlinked
     files one by one and stopped at the first folder, leaving half a model.)"""
-    from handler.recognition.manifest import replace_folder
+    from layers.model.manifest_writer import replace_folder
 
     out = tmp_path / "model"
     (out / "check" / "photos").mkdir(parents=True)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from handler.recognition.model import calibrated
-from training import metrics
-from training.train import NOT_FITTED, baseline, calibration
+from training import calibration, metrics
+from training.card import baseline
 
 
 def test_expected_calibration_error_on_hand_made_numbers() -> None:
@@ -55,7 +55,7 @@ def test_temperature_one_leaves_probabilities_unchanged() -> None:
     truth, probabilities = overconfident(sharpening=1.0)
     assert calibrated(probabilities, 1.0) is probabilities
     assert metrics.fit_temperature(truth, probabilities) == pytest.approx(1.0, abs=0.12), "already calibrated"
-    fitted = calibration(truth, probabilities, truth, probabilities)
+    fitted = calibration.fit(truth, probabilities, truth, probabilities)
     assert fitted["method"] == "temperature scaling, fitted on the validation split"
     assert set(fitted["ece_before"]) == set(fitted["ece_after"]) == {"validation", "test"}
 
@@ -65,8 +65,8 @@ def test_a_validation_split_with_no_mistake_is_not_sharpened_without_limit() -> 
     probabilities = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], dtype=np.float32)
     truth = np.array([0, 1, 0])
     assert metrics.fit_temperature(truth, probabilities) == pytest.approx(0.05, rel=1e-3)
-    fitted = calibration(truth, probabilities, truth, probabilities)
-    assert fitted["temperature"] == 1.0 and fitted["note"] == NOT_FITTED
+    fitted = calibration.fit(truth, probabilities, truth, probabilities)
+    assert fitted["temperature"] == 1.0 and fitted["note"] == calibration.NOT_FITTED
     assert fitted["ece_after"] == fitted["ece_before"]
 
 
@@ -92,7 +92,7 @@ def test_the_baseline_is_what_drift_is_measured_against() -> None:
 def test_warnings_name_a_model_no_better_than_the_majority_or_chance_and_calibration_that_hurt() -> None:
     """The skin-lesion run a newcomer saw: AUC 0.566 with an interval spanning 0.5, calibration
     that took the test ECE from 0.027 to 0.042, and nothing printed. Now each is said."""
-    from training.train import warnings_of
+    from training.card import warnings_of
 
     truth = np.array([0] * 8 + [1] * 2)
     card = {

@@ -72,7 +72,8 @@ def test_folders_given_twice_or_nested_or_empty_are_refused(two: tuple[Path, Pat
 
 
 def test_every_check_covers_every_folder(two: tuple[Path, Path], tmp_path: Path) -> None:
-    from training.train import Options, splits, train
+    from training.dataset import splits
+    from training.train import Options, train
 
     first, second = two
     with pytest.raises(DatasetError, match="would become a class of photos"):

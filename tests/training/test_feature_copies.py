@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.support import SHARED
-from training.train import class_weights
+from training.phases import class_weights
 
 SKIN = SHARED / "datasets" / "skin-lesions"
 
@@ -35,7 +35,9 @@ def test_options_refuse_negative_copies_and_unknown_weights() -> None:
 @pytest.mark.slow
 def test_the_cache_holds_augmented_copies_and_validation_is_untouched(tmp_path: Path) -> None:
     from training.dataset import load
-    from training.train import Options, build, fit
+    from training.model import build
+    from training.options import Options
+    from training.phases import fit
 
     if not SKIN.is_dir():
         pytest.fail(f"This test needs the shared datasets at {SKIN.parent} (see README).")
@@ -49,7 +51,7 @@ def test_the_cache_holds_augmented_copies_and_validation_is_untouched(tmp_path: 
     copies = 2
     options = Options(epochs=1, fine_tune_layers=0, batch_size=4, feature_copies=copies)
     models = build(2, options)
-    extractor, head = models[2], models[3]
+    extractor, head = models.extractor, models.head
     seen = {}
     head_fit = head.fit
 

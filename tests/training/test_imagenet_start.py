@@ -16,7 +16,8 @@ from handler.recognition import model
 from tests.support import SHARED
 from training.dataset import DatasetError, load
 from training.evaluate import probabilities
-from training.train import Options, imagenet_rows, train
+from training.imagenet_start import rows_given
+from training.train import Options, train
 
 pytestmark = [pytest.mark.slow]
 
@@ -48,9 +49,9 @@ def zero_shot(classifier, data: Path, rows: list[int]) -> np.ndarray:
 
 
 def test_classes_resolve_to_imagenet_rows_in_folder_order() -> None:
-    assert imagenet_rows(Options(imagenet_classes="bees=bee,ants=ant"), ["ants", "bees"]) == [ANT, BEE]
-    assert imagenet_rows(Options(imagenet_classes="ants=n02219486,bees=bee"), ["ants", "bees"]) == [ANT, BEE]
-    assert imagenet_rows(Options(), ["ants", "bees"]) is None
+    assert rows_given(Options(imagenet_classes="bees=bee,ants=ant"), ["ants", "bees"]) == [ANT, BEE]
+    assert rows_given(Options(imagenet_classes="ants=n02219486,bees=bee"), ["ants", "bees"]) == [ANT, BEE]
+    assert rows_given(Options(), ["ants", "bees"]) is None
 
 
 @pytest.mark.parametrize(
@@ -158,4 +159,4 @@ def test_without_imagenets_class_index_the_error_says_where_to_put_it(
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     with pytest.raises(DatasetError, match=r"imagenet_class_index.json in \$KERAS_HOME/models"):
-        imagenet_rows(Options(imagenet_classes="ants=ant,bees=bee"), ["ants", "bees"])
+        rows_given(Options(imagenet_classes="ants=ant,bees=bee"), ["ants", "bees"])

@@ -64,7 +64,7 @@ def test_the_synthetic_outside_photos_are_jpegs_of_pages_and_noise() -> None:
 class Answering:
     """A backend with a detector: fixed probabilities and the given distances."""
 
-    input_shape, classes, detects = (224, 224, 3), 2, True
+    input_shape, input_dtype, classes, detects = (224, 224, 3), "uint8", 2, True
 
     def __init__(self, distances) -> None:
         self.distances = np.asarray(distances, dtype=np.float32)
@@ -79,8 +79,8 @@ def test_each_answer_says_whether_its_photo_is_within_the_threshold() -> None:
     classifier = Classifier(
         Answering([3.0, 10.0, 11.0, np.nan]), [(None, "ants"), (None, "bees")], info, manifest
     )
-    assessed = classifier.assess(np.zeros((4, 224, 224, 3), np.float32), top_k=1)
+    assessed = classifier.assess(np.zeros((4, 224, 224, 3), np.uint8), top_k=1)
     assert [known for _, known in assessed] == [True, True, False, False], "NaN is outside"
     assert [ranked[0].label for ranked, _ in assessed] == ["bees"] * 4, "the ranking is still given"
     no_detector = Classifier(Answering([99.0]), [(None, "ants"), (None, "bees")], info, {})
-    assert [known for _, known in no_detector.assess(np.zeros((1, 224, 224, 3), np.float32))] == [True]
+    assert [known for _, known in no_detector.assess(np.zeros((1, 224, 224, 3), np.uint8))] == [True]

@@ -14,15 +14,16 @@ import pytest
 def test_the_served_answer_does_not_depend_on_the_photo_s_orientation(tmp_path: Path) -> None:
     import keras
 
-    from training.train import Options, build
+    from training.model import build
+    from training.options import Options
 
-    served = build(2, Options(fine_tune_layers=0, rotation_average=True))[1]
-    photos = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
+    served = build(2, Options(fine_tune_layers=0, rotation_average=True)).served
+    photos = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     answer = served.predict(photos, verbose=0)
     mirrored = photos[:, :, ::-1]
     for turned in (np.rot90(photos, 1, axes=(1, 2)), photos[:, ::-1], np.rot90(mirrored, 3, axes=(1, 2))):
         np.testing.assert_allclose(served.predict(np.ascontiguousarray(turned), verbose=0), answer, atol=1e-5)
-    flipped_only = build(2, Options(fine_tune_layers=0))[1]  # the default: the photo and its mirror
+    flipped_only = build(2, Options(fine_tune_layers=0)).served  # the default: the photo and its mirror
     turned = np.ascontiguousarray(np.rot90(photos, 1, axes=(1, 2)))
     assert not np.allclose(flipped_only.predict(turned, verbose=0), flipped_only.predict(photos, verbose=0))
     served.save(tmp_path / "model.keras")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import os
 import re
@@ -11,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from handler.recognition import model
-from handler.recognition.model import ModelInfo
 from localaws.context import LocalContext
 from localaws.events import rest_event, s3_event, sqs_event
 from tests.support import PHOTOS, SHARED, body_json, local_site
@@ -123,7 +124,7 @@ def test_int8_is_served_with_model_precision(trained: Path) -> None:
 def _photo_array():
     from handler.recognition import imaging
 
-    return imaging.to_array(
+    return imaging.to_pixels(
         (HYMENOPTERA / "ants" / sorted(p.name for p in (HYMENOPTERA / "ants").iterdir())[0]).read_bytes(),
         imaging.DecodeLimits(50_000_000, 40_000_000),
     )[None]
@@ -218,7 +219,9 @@ def test_s3_records_carry_the_model_and_a_new_version_recomputes(trained: Path, 
     calls = classifier.calls
     first.s3_handler(event, LocalContext())
     assert classifier.calls == calls, "the same object and model version is not classified again"
-    newer = classifier.renamed(ModelInfo(name="ants-and-bees", version="1.1.0", backend="litert"))
+    newer = copy.copy(classifier)  # the same loaded model, answering as a newer version
+    newer.info = dataclasses.replace(classifier.info, name="ants-and-bees", version="1.1.0")
+    newer.calls = 0
     configure(model=newer).s3_handler(event, LocalContext())
     assert newer.calls == 1 and record()["model"]["version"] == "1.1.0"
 

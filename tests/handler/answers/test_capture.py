@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import hashlib
 import json
 import socket
@@ -467,10 +469,10 @@ def test_feedback_on_an_earlier_versions_answer_is_checked_against_its_classes(
 ) -> None:
     """An answer of version 0.9.0 (whose classes were ants and bees), corrected after 1.0.0 took
     over: the correction is checked against 0.9.0's classes, and recorded as 0.9.0's."""
-    from handler.recognition.model import ModelInfo
-
     settings = {"s3_client": s3_client, "uploads_bucket": bucket, "capture_rate": 1.0}
-    earlier = configure(model=classifier.renamed(ModelInfo("mobilenet_v2", "0.9.0", "litert")), **settings)
+    answering_as_earlier = copy.copy(classifier)  # the same loaded model, under another version
+    answering_as_earlier.info = dataclasses.replace(classifier.info, version="0.9.0")
+    earlier = configure(model=answering_as_earlier, **settings)
     pid = body_json(predict(earlier, CAT))["prediction_id"]
     s3_client.put_object(
         Bucket=bucket, Key="capture/mobilenet_v2/0.9.0/labels.json", Body=b'["ants", "bees"]'

@@ -47,7 +47,7 @@ def with_temperature(tmp_path: Path, temperature) -> Path:
 
 def test_the_served_probabilities_are_the_calibrated_ones(tmp_path: Path, classifier) -> None:
     warmer = model.load_classifier(with_temperature(tmp_path, 2.0), "litert", threads=1)
-    batch = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
+    batch = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     np.testing.assert_allclose(
         warmer.probabilities(batch), calibrated(classifier.probabilities(batch), 2.0), atol=1e-5
     )

@@ -31,24 +31,19 @@ def halves(left: tuple[int, int, int], right: tuple[int, int, int], size=(64, 32
 
 
 def pixel(array: np.ndarray, x: int, y: int) -> tuple[int, ...]:
-    """Back from the model's [-1, 1] scale to 0..255 for readable assertions."""
-    return tuple(round(float(v)) for v in (array[y, x] + 1.0) * 127.5)
+    return tuple(int(v) for v in array[y, x])
 
 
-def test_output_shape_dtype_and_scale(grace_hopper: bytes) -> None:
-    array = imaging.to_array(grace_hopper, LIMITS)
+def test_output_is_unscaled_uint8_pixels(grace_hopper: bytes) -> None:
+    """What the model takes as it is: it scales the pixels itself, in its graph."""
+    array = imaging.to_pixels(grace_hopper, LIMITS)
     assert array.shape == (224, 224, 3)
-    assert array.dtype == np.float32
-    assert -1.0 <= array.min() < -0.5 and 0.5 < array.max() <= 1.0
+    assert array.dtype == np.uint8
+    assert array.min() < 64 and array.max() > 192
 
 
 def test_cat_bmp_decodes(cat: bytes) -> None:
-    assert imaging.to_array(cat, LIMITS).shape == (224, 224, 3)
-
-
-def test_scale_matches_keras_mobilenet_v2_preprocessing() -> None:
-    pixels = np.array([[[0, 127.5, 255]]], dtype=np.float32)
-    np.testing.assert_allclose(imaging.scale(pixels), [[[-1.0, 0.0, 1.0]]])
+    assert imaging.to_pixels(cat, LIMITS).shape == (224, 224, 3)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +58,7 @@ def test_scale_matches_keras_mobilenet_v2_preprocessing() -> None:
 )
 def test_modes_convert_to_rgb_with_alpha_over_white(mode: str, fill, expected) -> None:
     fmt = "JPEG" if mode == "CMYK" else "PNG"
-    array = imaging.to_array(encode(Image.new(mode, (40, 30), fill), fmt), LIMITS)
+    array = imaging.to_pixels(encode(Image.new(mode, (40, 30), fill), fmt), LIMITS)
     got = pixel(array, 112, 112)
     assert all(abs(a - b) <= 3 for a, b in zip(got, expected, strict=True)), got
 
@@ -72,18 +67,18 @@ def test_palette_with_transparency_is_composited_over_white() -> None:
     image = Image.new("P", (20, 20), 0)
     image.putpalette([0, 0, 0] + [0, 0, 255] * 255)
     data = encode(image, "PNG", transparency=0)
-    assert pixel(imaging.to_array(data, LIMITS), 10, 10) == (255, 255, 255)
+    assert pixel(imaging.to_pixels(data, LIMITS), 10, 10) == (255, 255, 255)
 
 
 def test_16_bit_grayscale_is_scaled_not_clipped() -> None:
     image = Image.new("I;16", (32, 32), 32896)  # half of 65535
-    array = imaging.to_array(encode(image, "PNG"), LIMITS)
+    array = imaging.to_pixels(encode(image, "PNG"), LIMITS)
     assert all(abs(v - 128) <= 1 for v in pixel(array, 100, 100))
 
 
 def test_float_tiff_is_stretched_to_the_full_range() -> None:
     image = Image.fromarray(np.tile(np.linspace(0.0, 1.0, 64, dtype=np.float32), (16, 1)), mode="F")
-    array = imaging.to_array(encode(image, "TIFF"), LIMITS)
+    array = imaging.to_pixels(encode(image, "TIFF"), LIMITS)
     assert pixel(array, 0, 100)[0] <= 5 and pixel(array, 223, 100)[0] >= 250
 
 
@@ -92,7 +87,7 @@ def test_exif_orientation_is_applied() -> None:
     exif = Image.Exif()
     exif[0x0112] = 3
     data = encode(halves((255, 0, 0), (0, 0, 255)), "JPEG", exif=exif.tobytes(), quality=95)
-    array = imaging.to_array(data, LIMITS)
+    array = imaging.to_pixels(data, LIMITS)
     left, right = pixel(array, 20, 112), pixel(array, 200, 112)
     assert left[2] > 200 and left[0] < 60, left
     assert right[0] > 200 and right[2] < 60, right
@@ -101,7 +96,7 @@ def test_exif_orientation_is_applied() -> None:
 def test_first_frame_of_an_animated_gif() -> None:
     frames = [Image.new("RGB", (16, 16), color) for color in ((0, 255, 0), (255, 0, 0), (0, 0, 255))]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    red, green, blue = pixel(imaging.to_array(data, LIMITS), 100, 100)
+    red, green, blue = pixel(imaging.to_pixels(data, LIMITS), 100, 100)
     assert green > 200 and red < 60 and blue < 60
 
 
@@ -112,26 +107,26 @@ def test_big_jpeg_is_draft_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         imaging, "_resizable", lambda image: decoded_sizes.append(image.size) or original(image)
     )
-    array = imaging.to_array(data, LIMITS)
+    array = imaging.to_pixels(data, LIMITS)
     assert decoded_sizes == [(500, 375)], "JPEG should be decoded at 1/8 scale, not full size"
     assert array.shape == (224, 224, 3)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (10_000, 1)])
 def test_degenerate_sizes_still_classifiable(size: tuple[int, int]) -> None:
-    assert imaging.to_array(encode(Image.new("RGB", size, (9, 9, 9)), "PNG"), LIMITS).shape == (224, 224, 3)
+    assert imaging.to_pixels(encode(Image.new("RGB", size, (9, 9, 9)), "PNG"), LIMITS).shape == (224, 224, 3)
 
 
 def test_too_many_bytes_is_refused_before_decoding() -> None:
     with pytest.raises(PayloadTooLarge) as caught:
-        imaging.to_array(b"\xff" * 2048, imaging.DecodeLimits(max_bytes=1024, max_pixels=10**6))
+        imaging.to_pixels(b"\xff" * 2048, imaging.DecodeLimits(max_bytes=1024, max_pixels=10**6))
     assert caught.value.code == "image_too_large"
 
 
 @pytest.mark.parametrize(("width", "height"), [(50_000, 50_000), (8_000, 6_000)])
 def test_too_many_pixels_is_refused_from_the_header(width: int, height: int) -> None:
     with pytest.raises(PayloadTooLarge) as caught:
-        imaging.to_array(png_header(width, height), LIMITS)
+        imaging.to_pixels(png_header(width, height), LIMITS)
     assert caught.value.code == "image_too_many_pixels"
 
 
@@ -148,7 +143,7 @@ def test_too_many_pixels_is_refused_from_the_header(width: int, height: int) -> 
 )
 def test_non_images_are_unsupported(data: bytes) -> None:
     with pytest.raises(UnsupportedMediaType) as refused:
-        imaging.to_array(data, LIMITS)
+        imaging.to_pixels(data, LIMITS)
     assert "AVIF or HEIC" in refused.value.message
 
 
@@ -162,19 +157,19 @@ def test_non_images_are_unsupported(data: bytes) -> None:
 )
 def test_an_avif_or_heic_without_an_image_is_corrupt(data: bytes) -> None:
     with pytest.raises(Unprocessable) as refused:
-        imaging.to_array(data, LIMITS)
+        imaging.to_pixels(data, LIMITS)
     assert refused.value.code == "corrupt_image"
 
 
 def test_truncated_jpeg_is_unprocessable(grace_hopper: bytes) -> None:
     with pytest.raises(Unprocessable) as caught:
-        imaging.to_array(grace_hopper[: len(grace_hopper) // 2], LIMITS)
+        imaging.to_pixels(grace_hopper[: len(grace_hopper) // 2], LIMITS)
     assert caught.value.code == "corrupt_image"
 
 
 def test_empty_is_unprocessable() -> None:
     with pytest.raises(Unprocessable):
-        imaging.to_array(b"", LIMITS)
+        imaging.to_pixels(b"", LIMITS)
 
 
 # --- Phones' formats: AVIF (Pillow's own plugin) and HEIC (pi-heif) --------------------------------
@@ -208,7 +203,7 @@ def test_exif_orientation_is_applied_in_every_format_that_carries_it(kind: str) 
         data = encode(image, kind, tiffinfo={0x0112: 3})
     else:
         data = encode(image, kind, exif=exif.tobytes(), quality=95)
-    array = imaging.to_array(data, LIMITS)
+    array = imaging.to_pixels(data, LIMITS)
     left, right = pixel(array, 20, 112), pixel(array, 200, 112)
     assert left[2] > 200 and left[0] < 60, left
     assert right[0] > 200 and right[2] < 60, right
@@ -223,7 +218,7 @@ def test_the_avif_and_heif_decoders_register_on_demand() -> None:
 def test_an_animated_webp_gives_its_first_frame() -> None:
     frames = [Image.new("RGB", (16, 16), color) for color in ((0, 255, 0), (255, 0, 0), (0, 0, 255))]
     data = encode(frames[0], "WEBP", save_all=True, append_images=frames[1:], duration=100, lossless=True)
-    red, green, blue = pixel(imaging.to_array(data, LIMITS), 100, 100)
+    red, green, blue = pixel(imaging.to_pixels(data, LIMITS), 100, 100)
     assert green > 200 and red < 60 and blue < 60
 
 

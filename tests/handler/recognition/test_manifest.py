@@ -15,6 +15,7 @@ import pytest
 
 from handler.recognition import manifest, model
 from handler.recognition.manifest import LABELS_FILE, MANIFEST_FILE, ManifestError
+from layers.model import manifest_writer
 from tests.support import MODEL_DIR, REPO
 
 
@@ -35,7 +36,7 @@ def variant(target: Path, edit: Callable[[dict, list], None] | None = None) -> P
         edit(fields, labels)
     (target / LABELS_FILE).write_text(json.dumps(labels, indent=0) + "\n")
     files = list(fields.pop("files"))
-    manifest.write(target, fields, files)
+    manifest_writer.write(target, fields, files)
     return target
 
 
@@ -122,13 +123,29 @@ def test_an_input_size_the_decoder_does_not_make_is_refused(tmp_path: Path, size
 
 
 @pytest.mark.parametrize(
-    ("key", "value"),
-    [("keras_mode", "torch"), ("keras_mode", "caffe"), ("scale", "x / 255"), ("color", "BGR")],
+    ("section", "key", "value"),
+    [
+        ("preprocessing", "scale", "x / 255"),
+        ("preprocessing", "color", "BGR"),
+        ("preprocessing", "resize", "nearest"),
+        ("input", "dtype", "int8"),
+    ],
 )
-def test_an_unsupported_scaling_is_refused(tmp_path: Path, key: str, value: str) -> None:
+def test_an_unsupported_input_or_scaling_is_refused(
+    tmp_path: Path, section: str, key: str, value: str
+) -> None:
+    copy = variant(tmp_path / "model", lambda f, _: f[section].update({key: value}))
+    with pytest.raises(
+        ManifestError, match=rf"manifest\.json: field '{section}\.{key}' is '{value}'.*not implement"
+    ):
+        load(copy)
+
+
+@pytest.mark.parametrize(("key", "value"), [("keras_mode", "tf"), ("mean", "0.5")])
+def test_a_preprocessing_step_nothing_implements_is_refused(tmp_path: Path, key: str, value: str) -> None:
     copy = variant(tmp_path / "model", lambda f, _: f["preprocessing"].update({key: value}))
     with pytest.raises(
-        ManifestError, match=rf"manifest\.json: field 'preprocessing\.{key}' is '{value}'.*not implement"
+        ManifestError, match=rf"manifest\.json: field 'preprocessing\.{key}' is '{value}': not a field"
     ):
         load(copy)
 
@@ -138,8 +155,41 @@ def test_a_manifest_that_states_no_scaling_is_refused(tmp_path: Path) -> None:
         fields["preprocessing"] = {"color": "RGB", "resize": "bilinear"}
 
     copy = variant(tmp_path / "model", edit)
-    with pytest.raises(ManifestError, match=r"manifest\.json: field 'preprocessing\.keras_mode'"):
+    with pytest.raises(ManifestError, match=r"manifest\.json: field 'preprocessing\.scale' is missing"):
         load(copy)
+
+
+def test_a_model_exported_with_scaling_outside_is_refused_with_how_to_fix_it(tmp_path: Path) -> None:
+    """A model directory exported before scaling moved into the graph: float32 input, scaled by the
+    caller. Served, it would get unscaled pixels: refused at cold start, saying to re-export."""
+
+    def edit(fields: dict, _: list) -> None:
+        fields["input"]["dtype"] = "float32"
+        fields["preprocessing"] = {"color": "RGB", "resize": "bilinear", "scale": "x / 127.5 - 1"}
+        fields["preprocessing"]["keras_mode"] = "tf"
+
+    copy = variant(tmp_path / "model", edit)
+    refused = r"'input\.dtype' is 'float32': a model exported before .*re-export"
+    with pytest.raises(ManifestError, match=refused):
+        load(copy)
+
+
+def test_a_manifest_that_misstates_the_models_input_type_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A float32 model under a hand-edited uint8 manifest: the loaded model is the judge."""
+    original = model.ENGINES["litert"]
+
+    class TakingFloats(original):  # type: ignore[misc, valid-type]
+        def __init__(self, path: Path, threads: int) -> None:
+            super().__init__(path, threads)
+            self.input_dtype = "float32"
+
+    monkeypatch.setitem(model.ENGINES, "litert", TakingFloats)
+    with pytest.raises(
+        ManifestError, match=r"\.tflite takes float32 pixels but .*field 'input\.dtype' says uint8"
+    ):
+        load(variant(tmp_path / "model"))
 
 
 @pytest.mark.parametrize("count", [500, 980, 999, 1001])
@@ -213,7 +263,7 @@ def broken_in_build() -> Iterator[Path]:
     ("edit", "message"),
     [
         (lambda f, _: f["input"].update(height="224"), r"field 'input\.height' must be int"),
-        (lambda f, _: f["preprocessing"].update(keras_mode="torch"), r"field 'preprocessing\.keras_mode'"),
+        (lambda f, _: f["preprocessing"].update(scale="x / 255"), r"field 'preprocessing\.scale'"),
         (lambda _, labels: resize(labels, 980), r"labels\.json has 980 labels .* 'output\.classes'"),
     ],
     ids=["mistyped", "scaling", "labels"],
@@ -250,7 +300,7 @@ def pointing_outside(tmp_path: Path, how: str) -> Path:
     fields = json.loads((copy / MANIFEST_FILE).read_text())
     fields["artifacts"] = {**fields.get("artifacts", {}), "tflite": names[how]}
     files = [*fields.pop("files"), names[how]]
-    manifest.write(copy, fields, files)  # the hash of the file it names: "right checksum"
+    manifest_writer.write(copy, fields, files)  # the hash of the file it names: "right checksum"
     return copy
 
 

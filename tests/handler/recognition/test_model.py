@@ -22,7 +22,7 @@ def classifier(request: pytest.FixtureRequest) -> model.Classifier:
 
 @pytest.fixture(scope="module")
 def photos(grace_hopper: bytes, cat: bytes) -> np.ndarray:
-    return np.stack([imaging.to_array(grace_hopper, LIMITS), imaging.to_array(cat, LIMITS)])
+    return np.stack([imaging.to_pixels(grace_hopper, LIMITS), imaging.to_pixels(cat, LIMITS)])
 
 
 def test_grace_hopper_is_a_military_uniform(classifier: model.Classifier, photos: np.ndarray) -> None:
