@@ -21,15 +21,16 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2 KE
 COPY layers/model/requirements.lock layers/model/requirements.lock
 RUN pip install --require-hashes -r layers/model/requirements.lock
 COPY layers/__init__.py layers/__init__.py
-COPY layers/model/__init__.py layers/model/export.py layers/model/
+COPY layers/model/__init__.py layers/model/export.py layers/model/manifest_writer.py layers/model/
 COPY handler/__init__.py handler/contract.py handler/
 COPY handler/recognition/__init__.py handler/recognition/manifest.py handler/recognition/
 # Keras downloads the official ImageNet weights and class index (it checks the index's md5).
 # Pin the weights too by passing --build-arg WEIGHTS_SHA256=<sha256 of the .h5 you trust>.
 ARG WEIGHTS_SHA256=""
 ARG MODEL_VERSION=1.0.0
-# --skip-cost: the serving cost is measured by `make model` (same code, same weights) where synth runs.
-RUN python -m layers.model.export --out /opt/model --version "${MODEL_VERSION}" --skip-cost \
+# The export alone: its serving cost is measured by `make model` (training.imagenet: same code, same
+# weights) where synth runs.
+RUN python -m layers.model.export --out /opt/model --version "${MODEL_VERSION}" \
  && if [ -n "${WEIGHTS_SHA256}" ]; then \
       echo "${WEIGHTS_SHA256}  ${KERAS_HOME}/models/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5" \
       | sha256sum -c -; fi

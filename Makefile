@@ -92,9 +92,9 @@ keras-cache: ## link ../shared/models into $KERAS_HOME/models when present (offl
 	  echo "Keras cache $(KERAS_HOME)/models seeded from $(SHARED)/models"; \
 	else echo "No $(SHARED)/models: Keras will download the weights into $(KERAS_HOME)/models"; fi
 
-$(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py handler/recognition/manifest.py training/cost.py $(if $(QUANTIZE)$(CALIBRATE),FORCE)
+$(IMAGENET_DIR)/manifest.json: $(VENV)/.installed layers/model/export.py layers/model/manifest_writer.py training/imagenet.py handler/recognition/manifest.py training/cost.py $(if $(QUANTIZE)$(CALIBRATE),FORCE)
 	$(MAKE) --no-print-directory keras-cache
-	$(PY) -m layers.model.export --out "$(IMAGENET_DIR)" $(if $(QUANTIZE),--quantize $(QUANTIZE)) $(if $(CALIBRATE),--calibration-data "$(CALIBRATE)")
+	$(PY) -m training.imagenet --out "$(IMAGENET_DIR)" $(if $(QUANTIZE),--quantize $(QUANTIZE)) $(if $(CALIBRATE),--calibration-data "$(CALIBRATE)")
 
 # The check set of the pre-traffic quality gate: the shared photos, recorded with the export.
 $(IMAGENET_DIR)/check/check.json: $(IMAGENET_DIR)/manifest.json training/checkset.py handler/recognition/imaging.py handler/recognition/model.py

@@ -131,6 +131,41 @@ def test_the_export_stage_copies_every_module_the_export_imports(build_context: 
     assert str(REPO) not in done.stdout, "imports must come from the stage's copies, not the checkout"
 
 
+def imported_packages(source: Path) -> set[str]:
+    """The top-level names ``source`` imports, at module level or inside a function."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_the_export_stage_installs_every_package_its_modules_import() -> None:
+    """The stage installs ``layers/model/requirements.lock`` only, while the probe above runs in
+    .venv, which has everything: each third-party package a copied module imports must be pinned in
+    that lock (``handler/recognition/manifest.py`` validates with pydantic, say)."""
+    from importlib.metadata import packages_distributions
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    lock = (REPO / "layers" / "model" / "requirements.lock").read_text().splitlines()
+    pinned = {canonical(line.split("==")[0]) for line in lock if "==" in line and not line.startswith(" ")}
+    providers = packages_distributions()
+    first_party = {"handler", "layers"}
+    missing = []
+    for sources, _ in export_stage_copies():
+        for source in (s for s in sources if s.endswith(".py")):
+            for name in sorted(imported_packages(REPO / source) - first_party - set(sys.stdlib_module_names)):
+                if not {canonical(d) for d in providers.get(name, [name])} & pinned:
+                    missing.append(f"{source} imports {name}")
+    assert not missing, f"not in layers/model/requirements.lock: {missing}"
+
+
 def test_cmd_names_a_real_entry_point() -> None:
     import importlib
 

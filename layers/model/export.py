@@ -16,10 +16,8 @@ Every model takes what the decoder makes, uint8 RGB pixels of shape (n, 224, 224
 them itself (``taking_pixels``: a cast and MobileNetV2's ``x / 127.5 - 1`` as a Keras ``Rescaling``
 layer in the graph), so no caller ever scales, or scales twice.
 
-With ``--calibration-data DIR`` (``make model CALIBRATE=DIR``), a temperature fitted on those
-labelled photos goes in the manifest and every answer is calibrated by it. None by default: the
-photos shared with this project come from ImageNet's training set, on which the model is more sure
-of itself than on a user's photos, so a temperature fitted on them would be wrong.
+``make model`` runs ``training.imagenet``: this export, then (optionally) a temperature and the
+serving cost, which need the training tools; the image's export stage runs this module alone.
 """
 
 from __future__ import annotations
@@ -160,33 +158,9 @@ def quantize(tf, model, labels: list[list[str]], folder: Path, out_dir: Path) ->
     }
 
 
-def calibrate(model_dir: Path, photos: Path) -> dict:
-    """A temperature for the ImageNet export fitted on ``photos`` (a folder per class, named after
-    an ImageNet label or WordNet id): photos the model never trained on, or the fit learns how
-    sure it is of what it memorized. With the expected calibration error before and after."""
-    from handler.recognition import model as serving
-    from training import evaluate, metrics
-    from training.dataset import load
-
-    classifier = serving.load_classifier(model_dir, "litert", threads=os.cpu_count() or 1)
-    dataset = load(photos, progress=False)
-    truth = np.asarray(evaluate._class_map(classifier, dataset.classes))[dataset.labels]
-    raw = evaluate.probabilities(classifier, dataset.images)
-    temperature = metrics.fit_temperature(truth, raw)
-    return {
-        "temperature": round(temperature, 4),
-        "method": f"temperature scaling, fitted on {len(truth)} photos of {photos.name}",
-        "ece_before": round(metrics.expected_calibration_error(truth, raw), 4),
-        "ece_after": round(
-            metrics.expected_calibration_error(truth, serving.calibrated(raw, temperature)), 4
-        ),
-    }
-
-
-def export(
-    out_dir: Path, version: str, int8_photos: Path | None = None, calibration: Path | None = None
-) -> dict:
-    """Write the model directory and return its manifest."""
+def export(out_dir: Path, version: str, int8_photos: Path | None = None) -> dict:
+    """Write the model directory and return its manifest (``training.imagenet`` adds a temperature
+    and the serving cost to it for ``make model``)."""
     import keras
     import tensorflow as tf
 
@@ -219,14 +193,11 @@ def export(
         fields["artifacts"] = {"keras": KERAS_FILE, "tflite": TFLITE_FILE, "tflite_int8": INT8_FILE}
         fields["card"] = {"int8": quantize(tf, model, labels, int8_photos, out_dir)}
         files.append(INT8_FILE)
-    manifest = manifest_writer.write(out_dir, fields, files)
-    if calibration is None:
-        return manifest
-    fields["calibration"] = calibrate(out_dir, calibration)
     return manifest_writer.write(out_dir, fields, files)
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
+    """The export's options (``training.imagenet`` adds its own to the same parser)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -238,36 +209,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calibration-photos", type=Path, default=DEFAULT_PHOTOS, help="ImageNet photos to calibrate int8 on"
     )
-    parser.add_argument(
-        "--calibration-data",
-        type=Path,
-        default=None,
-        help="held-back labelled photos (a folder per ImageNet label or WordNet id) to fit a temperature on",
-    )
-    parser.add_argument(
-        "--skip-cost",
-        action="store_true",
-        help="do not measure the serving cost (the image's export stage: synth holds the deployment to "
-        "the cost `make model` measured from the same code and weights)",
-    )
-    args = parser.parse_args(argv)
+    return parser
 
-    # Write into a sibling temp dir, then swap: a failed export never leaves a half-built model.
+
+def staged(args: argparse.Namespace) -> tuple[Path, dict]:
+    """The export written into a sibling temporary folder (``replace`` swaps it in): a failed
+    export never leaves a half-built model."""
     args.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".model-", dir=args.out.parent))
-    manifest = export(
-        staging, args.version, args.calibration_photos if args.quantize else None, args.calibration_data
-    )
-    if not args.skip_cost:
-        from training import cost  # the serving classifier (LiteRT), which the image's export stage lacks
+    return staging, export(staging, args.version, args.calibration_photos if args.quantize else None)
 
-        manifest = cost.record(staging)  # what serving it costs: part of its contract
+
+def replace(staging: Path, out: Path, manifest: dict) -> None:
+    """Swap the staged model in (``check/`` and other folders included) and say what was written."""
     staging.chmod(0o755)  # mkdtemp makes it private; the image copies it for the Lambda user
-    manifest_writer.replace_folder(staging, args.out)  # check/ and other folders included
+    manifest_writer.replace_folder(staging, out)
     sizes = ", ".join(f"{name} {info['bytes'] / 1e6:.1f} MB" for name, info in manifest["files"].items())
-    print(f"model {manifest['name']} {manifest['version']} written to {args.out}: {sizes}")
-    if "cost" in manifest:
-        print(f"  {cost.summary(manifest['cost'])}")
+    print(f"model {manifest['name']} {manifest['version']} written to {out}: {sizes}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The export alone: what the image's export stage runs (``make model`` runs
+    ``training.imagenet``, which also measures the serving cost synth holds the deployment to)."""
+    args = arguments().parse_args(argv)
+    staging, manifest = staged(args)
+    replace(staging, args.out, manifest)
     return 0
 
 

@@ -94,8 +94,8 @@ def test_held_back_photos_give_the_export_a_temperature(tmp_path) -> None:
     fitted temperature is one the manifest accepts, with the calibration error before and after."""
     import shutil
 
-    from layers.model.export import calibrate
     from tests.support import MODEL_DIR, SHARED
+    from training.imagenet import calibrate
 
     photos = tmp_path / "held-back"
     for imagenet, folder in (("ant", "ants"), ("n02206856", "bees")):  # a label, a WordNet id
