@@ -22,8 +22,8 @@ COPY layers/model/requirements.lock layers/model/requirements.lock
 RUN pip install --require-hashes -r layers/model/requirements.lock
 COPY layers/__init__.py layers/__init__.py
 COPY layers/model/__init__.py layers/model/export.py layers/model/manifest_writer.py layers/model/
-COPY handler/__init__.py handler/contract.py handler/
-COPY handler/recognition/__init__.py handler/recognition/manifest.py handler/recognition/
+COPY handler/__init__.py handler/config.py handler/contract.py handler/
+COPY handler/recognition/__init__.py handler/recognition/manifest.py handler/recognition/notices.py handler/recognition/
 # Keras downloads the official ImageNet weights and class index (it checks the index's md5).
 # Pin the weights too by passing --build-arg WEIGHTS_SHA256=<sha256 of the .h5 you trust>.
 ARG WEIGHTS_SHA256=""

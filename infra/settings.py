@@ -84,6 +84,15 @@ def _true_or_false(raw: object) -> object:
 Switch = Annotated[bool, Strict(), BeforeValidator(_true_or_false)]
 
 
+def _as_text(raw: object) -> object:
+    """cdk.json's ``"pythonVersion": 3.12`` is a JSON number: read as the text it spells (pydantic's
+    ``coerce_numbers_to_str`` does not reach a ``Literal``)."""
+    return str(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) else raw
+
+
+PythonVersion = Annotated[PythonRuntime, BeforeValidator(_as_text)]
+
+
 def setting(default: Any, doc: str, *, allowed: str = "", why: str = "", **bounds: Any) -> Any:
     """A context setting: its default (what ``cdk.json`` ships), its line in docs/settings.md's
     context table (``doc``), its bounds, and for the error message what it accepts in words
@@ -132,7 +141,7 @@ class Settings(BaseModel):
     github_branch: str = setting("main", "the branch the OIDC role trusts")
     github_oidc_provider_arn: str = setting("", "reuse the account's GitHub OIDC provider (empty: create it)")
     packaging: Packaging = setting("image", "image (Dockerfile) or zip (make layers: code + 2 layers)")
-    python_version: PythonRuntime = setting(
+    python_version: PythonVersion = setting(
         "3.12", "Lambda Python for the image and zip (3.12+)", why="ai-edge-litert needs glibc 2.27+"
     )
     snap_start: Switch = setting(False, "SnapStart on published versions (zip only)")

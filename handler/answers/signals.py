@@ -36,6 +36,8 @@ LOCAL = "local"  # outside Lambda: no function name
 
 # Namespace and service given here, not read from the environment at import: the alarms name them.
 rollout_metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
+# ModelUncertain in a blob of its own: its second dimension set (the model's) is for it alone.
+uncertain_metrics = EphemeralMetrics(namespace=METRICS_NAMESPACE, service=SERVICE_NAME)
 
 
 def function_version() -> str:
@@ -46,11 +48,19 @@ def function_name() -> str:
     return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", LOCAL)
 
 
-def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """``handler`` with its signals flushed after each invocation, tagged with the version that ran
-    it (read per invocation: tests and the rollout demo run several versions in one process)."""
+def publish(blob: EphemeralMetrics) -> None:
+    """Print what ``blob`` holds, then forget it all, dimensions included: Powertools keeps them
+    when it has nothing to print (after its own flush at 100 values, say), and an invocation must
+    never publish under the last one's version or model."""
+    if blob.metric_set:
+        blob.flush_metrics()
+    blob.clear_metrics()
 
-    @rollout_metrics.log_metrics
+
+def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``handler`` with its signals published after each invocation, tagged with the version that
+    ran it (read per invocation: tests and the rollout demo run several versions in one process)."""
+
     @functools.wraps(handler)
     def run(event: Any, context: Any) -> Any:
         rollout_metrics.add_dimension(name="function", value=function_name())
@@ -58,16 +68,18 @@ def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         try:
             return handler(event, context)
         finally:
+            for blob in (rollout_metrics, uncertain_metrics):
+                publish(blob)
             drift.flush()  # the model's health samples of this invocation (handler.answers.drift)
 
     return run
 
 
-def _sample(name: str, happened: bool) -> None:
+def _sample(name: str, happened: bool, blob: EphemeralMetrics = rollout_metrics) -> None:
     # Off means nothing kept: Powertools would still accumulate values and print them at 100.
     if is_metrics_disabled():
         return
-    rollout_metrics.add_metric(name=name, unit=MetricUnit.Count, value=1 if happened else 0)
+    blob.add_metric(name=name, unit=MetricUnit.Count, value=1 if happened else 0)
 
 
 def answer(status: int) -> None:
@@ -75,16 +87,19 @@ def answer(status: int) -> None:
 
 
 def predictions(answers: list[dict], model: dict[str, str]) -> None:
-    """One ``ModelUncertain`` sample per prediction a confidence threshold applies to."""
+    """One ``ModelUncertain`` sample per prediction a confidence threshold applies to, under the
+    version that answered and, as a second dimension set, under the model and its version."""
     judged = [answer["uncertain"] for answer in answers if "uncertain" in answer]
     if not judged or is_metrics_disabled():
         return
-    if not rollout_metrics.dimension_sets:  # once per invocation: flushing clears it
-        rollout_metrics.add_dimensions(
+    if "version" not in uncertain_metrics.dimension_set:  # first sample of this invocation
+        uncertain_metrics.add_dimension(name="function", value=function_name())
+        uncertain_metrics.add_dimension(name="version", value=function_version())
+        uncertain_metrics.add_dimensions(
             service=SERVICE_NAME, model=model["name"], model_version=model["version"]
         )
     for uncertain in judged:
-        _sample("ModelUncertain", uncertain)
+        _sample("ModelUncertain", uncertain, uncertain_metrics)
 
 
 def batch(failed: bool) -> None:

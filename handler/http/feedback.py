@@ -1,6 +1,6 @@
 """``POST /feedback``: a person's correction of a captured answer, checked against the classes of
 the model that gave the answer (which may be an earlier version than the one serving now), and
-stored beside the capture (``records.capture``).
+stored beside the capture (``answers.capture``).
 
 A correction is a privileged write. Who sent it is read from what API Gateway puts in the event's
 ``requestContext`` when its IAM authorization let the request through (HTTP API:
@@ -27,7 +27,7 @@ def caller_of(event: Any) -> dict[str, str] | None:
     """The IAM caller API Gateway authenticated for this event (``{"arn", "account"}``), or None:
     payload 2.0 (HTTP API) ``requestContext.authorizer.iam``, 1.0 (REST API)
     ``requestContext.identity``; each read only where its API type puts it, and only an IAM or STS
-    principal's ARN counts (``records.capture.caller_record``). Any other shape is no caller."""
+    principal's ARN counts (``answers.capture.caller_record``). Any other shape is no caller."""
     if not isinstance(event, dict):
         return None
     context = event.get("requestContext")

@@ -203,6 +203,15 @@ class Manifest(_Section):
     artifacts: dict[StrictStr, StrictStr] = {}
     files: dict[StrictStr, FileEntry]
 
+    @field_validator("output", "calibration", "in_domain", mode="before")
+    @classmethod
+    def absent_not_null(cls, value: object) -> object:
+        """Optional sections are left out, never ``null`` (a null one reads as absent everywhere
+        else: it would pass here and fail at cold start)."""
+        if value is None:
+            raise ValueError("is null; leave the field out when the model has none")
+        return value
+
     @model_validator(mode="after")
     def pins_what_it_serves(self) -> Manifest:
         for name in sorted({LABELS_FILE, *self.artifacts.values()}):

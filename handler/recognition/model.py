@@ -8,21 +8,17 @@ function starts, and reads only the model directory: no network, no writes.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from handler.config import check_engine, debug_logging
+from handler.config import check_engine
 from handler.recognition import manifest
 from handler.recognition.manifest import LABELS_FILE, MANIFEST_FILE, IntegrityError, ManifestError, ModelError
+from handler.recognition.notices import native_notices_hidden
 
 __all__ = [
     "Classifier",
@@ -89,34 +85,6 @@ def _split(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
     distance = next(o for o in outputs if o.shape[-1] == 1)
     probabilities = next(o for o in outputs if o.shape[-1] != 1)
     return probabilities, distance.reshape(-1)
-
-
-def litert_notice(line: str) -> bool:
-    """LiteRT's ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` and its kind."""
-    return line.startswith("INFO: ")
-
-
-@contextlib.contextmanager
-def native_notices_hidden(notice: Callable[[str], bool] = litert_notice) -> Iterator[None]:
-    """Native libraries print to file descriptor 2 past Python's logging (LiteRT's XNNPACK line at
-    every load, the TFLite converter's settings), and no variable turns it off: it would cut a
-    progress bar or a table in two. The lines ``notice`` recognizes are dropped; anything else still
-    reaches stderr, and ``LOG_LEVEL=DEBUG`` (or ``POWERTOOLS_LOG_LEVEL``) keeps everything."""
-    if debug_logging():
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as caught:  # a file, not a pipe: native code never blocks on it
-        os.dup2(caught.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            caught.seek(0)
-            lines = caught.read().decode(errors="replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if not notice(line)))
 
 
 class LiteRTBackend:

@@ -109,7 +109,7 @@ def to_tflite(tf, model, calibration: np.ndarray | None = None) -> bytes:
     and a ``QUANTIZE`` of scale 1, zero point -128 (exact for 0..255), and the scaling's ``MUL`` and
     ``ADD`` run in int8. Quiet: Keras prints every captured tensor, the converter its settings
     (``LOG_LEVEL=DEBUG`` shows them)."""
-    from handler.recognition.model import native_notices_hidden
+    from handler.recognition.notices import native_notices_hidden
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if calibration is not None:

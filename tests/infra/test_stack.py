@@ -443,11 +443,16 @@ def test_cdk_json_context_equals_the_documented_defaults() -> None:
 def test_context_values_arrive_as_text_or_json() -> None:
     """``-c key=value`` gives text, cdk.json gives JSON: both read as the field's type."""
     text = Settings.from_context(
-        app_with({"memorySize": "4096", "enableWaf": "FALSE", "captureRate": "0.5"}).node
+        app_with(
+            {"memorySize": "4096", "enableWaf": "FALSE", "captureRate": "0.5", "pythonVersion": "3.13"}
+        ).node
     )
-    data = Settings.from_context(app_with({"memorySize": 4096, "enableWaf": False, "captureRate": 0.5}).node)
+    data = Settings.from_context(
+        app_with({"memorySize": 4096, "enableWaf": False, "captureRate": 0.5, "pythonVersion": 3.13}).node
+    )
     assert text == data
     assert (data.memory_size, data.enable_waf, data.capture_rate) == (4096, False, 0.5)
+    assert data.python_version == "3.13", "a version written as a JSON number reads as its text"
 
 
 @pytest.mark.parametrize(

@@ -56,14 +56,34 @@ def test_each_prediction_under_a_threshold_is_a_sample(configure, grace_hopper, 
                        headers={"Content-Type": "application/json"})  # fmt: skip
     capsys.readouterr()
     assert function.api_handler(event, LocalContext())["statusCode"] == 200
-    (blob,) = signals_in(capsys.readouterr().out)
+    answered, blob = signals_in(capsys.readouterr().out)
     assert blob["ModelUncertain"] == [0.0, 1.0] and blob["version"] == "$LATEST"
-    # One metric, two views: the rollout alarm's (this version) and the drift alarm's (this model).
+    # One metric, two views: the rollout alarm's (this version) and the drift alarm's (this model),
+    # in a blob of its own: the model's view is not given to the answers' other signals.
     assert [sorted(d) for d in dimensions(blob)] == [
         ["function", "service", "version"],
         ["model", "model_version", "service"],
     ]
     assert (blob["model"], blob["model_version"]) == ("mobilenet_v2", "1.0.0")
+    assert answered["AnswerFailed"] == [0.0] and "model" not in answered
+
+
+def test_an_invocation_never_publishes_under_the_last_ones_dimensions(configure, grace_hopper, capsys):
+    """Past Powertools' own flush at 100 values, the blob is empty but keeps its dimensions; the
+    next invocation (another model, another version) must not inherit them."""
+    from handler.answers import signals
+
+    first = {"name": "old-model", "version": "1"}
+    exactly_100 = signals.measured(
+        lambda event, context: signals.predictions([{"uncertain": True}] * 100, first)
+    )
+    exactly_100({}, LocalContext())  # Powertools printed at 100: nothing left for the end to print
+    capsys.readouterr()
+    function = configure(min_confidence=0.9)
+    body = {"body": grace_hopper, "headers": {"Content-Type": "image/jpeg"}}
+    assert function.api_handler(rest_event("POST", "/predict", **body), LocalContext())["statusCode"] == 200
+    blob = next(b for b in signals_in(capsys.readouterr().out) if "ModelUncertain" in b)
+    assert (blob["model"], blob["model_version"], blob["ModelUncertain"]) == ("mobilenet_v2", "1.0.0", [0.0])
 
 
 def test_a_stored_photo_under_a_threshold_is_a_sample_too(
@@ -77,8 +97,8 @@ def test_a_stored_photo_under_a_threshold_is_a_sample_too(
     function.s3_handler(
         sqs_event([s3_event(bucket, [("uploads/g.jpg", etag, len(grace_hopper))])]), LocalContext()
     )
-    (blob,) = signals_in(capsys.readouterr().out)
-    assert blob["ModelUncertain"] == [1.0] and blob["BatchFailed"] == [0.0]
+    batch, blob = signals_in(capsys.readouterr().out)
+    assert blob["ModelUncertain"] == [1.0] and batch["BatchFailed"] == [0.0]
 
 
 def test_a_worker_batch_is_a_sample_failed_only_when_it_could_not_run(app, monkeypatch, capsys) -> None:

@@ -322,3 +322,14 @@ def test_synth_refuses_a_manifest_that_points_outside(broken_in_build: Path, how
     relative = pointing_outside(broken_in_build, how).relative_to(REPO)
     with pytest.raises(ValueError, match=rf"modelDir {relative}: .*(inside the model|leaves the model)"):
         Settings(model_dir=str(relative))
+
+
+@pytest.mark.parametrize("section", ["output", "calibration", "in_domain"])
+def test_an_optional_section_given_as_null_is_refused_not_served(tmp_path: Path, section: str) -> None:
+    """``null`` where an optional object belongs: refused by name at synth and cold start alike,
+    never let through to fail later as an ``AttributeError``."""
+    copy = variant(tmp_path / "model", lambda fields, labels: fields.update({section: None}))
+    with pytest.raises(ManifestError, match=rf"field '{section}' is null; leave the field out"):
+        manifest.validate(copy)
+    with pytest.raises(ManifestError, match=rf"field '{section}' is null"):
+        load(copy)

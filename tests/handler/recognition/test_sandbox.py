@@ -100,7 +100,11 @@ def test_every_worker_is_capped_by_the_kernel(doubles) -> None:
     """Address space, CPU seconds (the kernel's backstop above the function's 300 ms check: whole
     seconds, SIGKILL one later) and no core dumps, set before the worker says it is ready."""
     doubles.replenish()
-    spares = workers(doubles)
+    for _ in range(500):  # a worker an earlier test killed may take a moment to finish dying
+        spares = workers(doubles)
+        if len(spares) <= doubles.size:
+            break
+        time.sleep(0.01)
     assert len(spares) == doubles.size
     for pid in spares:
         assert limit(pid, "Max address space") == [str(MEMORY)] * 2
