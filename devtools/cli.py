@@ -318,12 +318,21 @@ def quiet_commands() -> None:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 
+DEFAULT_MODEL_DIR = "default: MODEL_DIR or build/model"
+OTHER_ENDPOINT = "another S3 endpoint (moto: http://127.0.0.1:PORT)"
+
+
 def parser() -> argparse.ArgumentParser:
     """Every sub-command, each bound to its function (``set_defaults(func=...)``)."""
-    from training.options import command_line_fields
-
     parser = argparse.ArgumentParser(prog="imgrec", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_local_commands, _bulk_commands, _model_commands, _data_commands):
+        add(commands)
+    return parser
+
+
+def _local_commands(commands: argparse._SubParsersAction) -> None:
+    """The function on this machine: an event, photos, the local API, an upload, the RIE, local S3."""
     run = commands.add_parser("invoke", help="run the matching entry point for an event file")
     run.add_argument("event", type=Path)
     run.set_defaults(func=run_invoke)
@@ -332,7 +341,7 @@ def parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--top-k", type=int, default=5, help="classes per photo (at most the model's; default 5)"
     )
-    classify.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
+    classify.add_argument("--model-dir", type=Path, default=None, help=DEFAULT_MODEL_DIR)
     classify.set_defaults(func=run_predict)
     server = commands.add_parser("serve", help="local API on 127.0.0.1")
     server.add_argument("--port", type=int, default=3000)
@@ -354,19 +363,27 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("s3-demo", help="upload photos to a local moto S3 and run s3_handler")
     demo.add_argument("folder", type=Path, nargs="?", default=DEFAULT_PHOTOS)
     demo.set_defaults(func=run_s3_demo)
+
+
+def _bulk_commands(commands: argparse._SubParsersAction) -> None:
+    """A whole S3 prefix through the bulk worker."""
     fill = commands.add_parser("backfill", help="classify every object under an S3 prefix (bulk worker)")
     fill.add_argument("url", help="s3://BUCKET/PREFIX")
     fill.add_argument("--batch-size", type=int, default=50, help="objects per worker invocation")
     fill.add_argument("--workers", type=int, default=None, help="worker processes (default: cores - 1)")
     fill.add_argument("--force", action="store_true", help="classify again what this model already answered")
-    fill.add_argument(
-        "--endpoint-url", default=None, help="another S3 endpoint (moto: http://127.0.0.1:PORT)"
-    )
+    fill.add_argument("--endpoint-url", default=None, help=OTHER_ENDPOINT)
     fill.add_argument(
         "--out", type=Path, default=None, help="report folder (default: build/backfill/BUCKET/TIME)"
     )
     fill.add_argument("--no-progress", action="store_true", help="no progress bar")
     fill.set_defaults(func=backfill)
+
+
+def _model_commands(commands: argparse._SubParsersAction) -> None:
+    """Training, evaluating, the gate's photos and its rehearsal."""
+    from training.options import command_line_fields
+
     learn = commands.add_parser("train", help="train a classifier of your own classes (folder per class)")
     learn.add_argument(
         "data_dir",
@@ -396,7 +413,7 @@ def parser() -> argparse.ArgumentParser:
     learn.set_defaults(func=train_model)
     judge = commands.add_parser("evaluate", help="evaluate the serving classifier on labelled photos")
     judge.add_argument("data_dir", type=Path, help="one sub-folder per class (label or WordNet id)")
-    judge.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
+    judge.add_argument("--model-dir", type=Path, default=None, help=DEFAULT_MODEL_DIR)
     judge.add_argument(
         "--out",
         type=Path,
@@ -413,16 +430,18 @@ def parser() -> argparse.ArgumentParser:
     checks.add_argument("--source", default=None, help="where the photos come from (recorded)")
     checks.set_defaults(func=check_set)
     demo = commands.add_parser("rollout-demo", help="the gate on good, broken and costly builds")
-    demo.add_argument("--model-dir", type=Path, default=None, help="default: MODEL_DIR or build/model")
+    demo.add_argument("--model-dir", type=Path, default=None, help=DEFAULT_MODEL_DIR)
     demo.set_defaults(func=run_rollout_demo)
+
+
+def _data_commands(commands: argparse._SubParsersAction) -> None:
+    """Data folders from captures, and two models compared on the same photos."""
     data = commands.add_parser("dataset", help="data folders from what the service captured")
     data_commands = data.add_subparsers(dest="dataset_command", required=True)
     export = data_commands.add_parser("export", help="captures with feedback -> DIR/<label>/, review.csv")
     export.add_argument("url", help="s3://BUCKET/PREFIX of the captures (any model, version, date below)")
     export.add_argument("--out", type=Path, required=True, help="new or empty folder, or an earlier export")
-    export.add_argument(
-        "--endpoint-url", default=None, help="another S3 endpoint (moto: http://127.0.0.1:PORT)"
-    )
+    export.add_argument("--endpoint-url", default=None, help=OTHER_ENDPOINT)
     export.add_argument(
         "--include-anonymous",
         action="store_true",
@@ -436,16 +455,13 @@ def parser() -> argparse.ArgumentParser:
         "data", help="a folder per class of labelled photos, or s3://BUCKET/PREFIX of captures"
     )
     versus.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    versus.add_argument(
-        "--endpoint-url", default=None, help="another S3 endpoint (moto: http://127.0.0.1:PORT)"
-    )
+    versus.add_argument("--endpoint-url", default=None, help=OTHER_ENDPOINT)
     versus.add_argument(
         "--include-anonymous",
         action="store_true",
         help="captures: also take corrections without an authenticated caller as the truth",
     )
     versus.set_defaults(func=compare_models)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
