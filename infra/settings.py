@@ -146,7 +146,9 @@ class Settings(BaseModel):
     )
     snap_start: Switch = setting(False, "SnapStart on published versions (zip only)")
     layers_dir: str = setting("build/layers", "make layers output used by packaging=zip")
-    memory_size: int = setting(2048, "function memory (MB); 1769 MB = 1 vCPU")
+    memory_size: int = setting(
+        2048, "function memory (MB); 1769 MB = 1 vCPU", why="Lambda's range", ge=128, le=10240
+    )
     architecture: Architecture = setting("x86_64", "x86_64 or arm64 (Graviton)")
     api_timeout_seconds: int = setting(29, "API function timeout (API Gateway waits 29 s)")
     s3_timeout_seconds: int = setting(120, "S3 worker timeout for one SQS batch")

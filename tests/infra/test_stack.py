@@ -458,7 +458,11 @@ def test_context_values_arrive_as_text_or_json() -> None:
 @pytest.mark.parametrize(
     ("context", "message"),
     [
-        ({"memorySize": "abc"}, r"^memorySize must be a whole number, got 'abc'$"),
+        (
+            {"memorySize": "abc"},
+            r"^memorySize must be a whole number from 128 to 10240 \(Lambda's range\), got 'abc'$",
+        ),
+        ({"memorySize": "0"}, r"^memorySize must be from 128 to 10240 \(Lambda's range\), got '0'$"),
         ({"enableWaf": "yes"}, r"^enableWaf must be true or false, got 'yes'$"),
         (
             {"captureRate": "often"},
