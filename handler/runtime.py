@@ -39,7 +39,7 @@ class Runtime:
     @cached_property
     def records(self) -> Records:
         """What the S3 doors are given: the answerer, the store, a record's classes and size limit."""
-        top_k = min(self.settings.default_top_k, len(self.recognizer.classifier.labels))
+        top_k = self.answerer.default_top_k(self.settings.default_top_k)
         return Records(self.answerer, self.storage, top_k, self.settings.max_upload_bytes)
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from handler.answers import drift, signals
@@ -38,9 +39,9 @@ class Answerer:
     capture: Capture
     min_confidence: float | None  # below it, ``"uncertain": true``; None: never
 
-    @property
+    @cached_property
     def model(self) -> dict[str, str]:
-        """The model that answers: name, version, backend."""
+        """The model that answers: name, version, backend (read once: every record carries it)."""
         return self.recognizer.classifier.info.to_dict()
 
     @property
@@ -50,6 +51,10 @@ class Answerer:
     @property
     def manifest(self) -> dict[str, Any]:
         return self.recognizer.classifier.manifest
+
+    def default_top_k(self, configured: int) -> int:
+        """``DEFAULT_TOP_K`` bounded by this model's class count (a two-class model answers two)."""
+        return min(configured, len(self.labels))
 
     def answer(
         self,

@@ -47,8 +47,15 @@ def observe(answers: list[dict], model: dict, labels: list[str]) -> None:
             )
 
 
+def publish(blob: EphemeralMetrics) -> None:
+    """Print what ``blob`` holds, then forget it all, dimensions included: Powertools keeps them
+    when it has nothing to print (after its own flush at 100 values, say), and an invocation must
+    never publish under the last one's version or model. Every EMF blob of ``answers`` ends so."""
+    if blob.metric_set:
+        blob.flush_metrics()
+    blob.clear_metrics()
+
+
 def flush() -> None:
     """Publish what this invocation observed (a no-op when it observed nothing)."""
-    if model_metrics.metric_set:
-        model_metrics.flush_metrics()
-    model_metrics.clear_metrics()
+    publish(model_metrics)

@@ -48,15 +48,6 @@ def function_name() -> str:
     return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", LOCAL)
 
 
-def publish(blob: EphemeralMetrics) -> None:
-    """Print what ``blob`` holds, then forget it all, dimensions included: Powertools keeps them
-    when it has nothing to print (after its own flush at 100 values, say), and an invocation must
-    never publish under the last one's version or model."""
-    if blob.metric_set:
-        blob.flush_metrics()
-    blob.clear_metrics()
-
-
 def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     """``handler`` with its signals published after each invocation, tagged with the version that
     ran it (read per invocation: tests and the rollout demo run several versions in one process)."""
@@ -68,9 +59,9 @@ def measured(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
         try:
             return handler(event, context)
         finally:
-            for blob in (rollout_metrics, uncertain_metrics):
-                publish(blob)
-            drift.flush()  # the model's health samples of this invocation (handler.answers.drift)
+            # The rollout signals, the uncertain samples, the model's health (handler.answers.drift).
+            for blob in (rollout_metrics, uncertain_metrics, drift.model_metrics):
+                drift.publish(blob)
 
     return run
 

@@ -133,7 +133,7 @@ class Api:
         }
         # (default, most) top_k a request may give: DEFAULT_TOP_K bounded by the model's class count,
         # and MAX_TOP_K. A top_k above the class count is not an error: the answer clamps it.
-        self.top_k_limits = (min(settings.default_top_k, len(answerer.labels)), settings.max_top_k)
+        self.top_k_limits = (answerer.default_top_k(settings.default_top_k), settings.max_top_k)
         self.rest = self._build(APIGatewayRestResolver)
         self.http = self._build(APIGatewayHttpResolver)
 

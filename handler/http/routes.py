@@ -79,11 +79,10 @@ def predict(
     """Classify one image (multipart field ``image``, JSON base64/data URL, raw bytes), or a batch:
     several ``image`` fields or JSON ``{"images": [...]}``, answered in order, one model call. A
     single image's refusal is the request's (its status); a batch answers each image in its place."""
-    classes = len(answerer.labels)
-    asked = min(settings.default_top_k, classes) if top_k is None else top_k
+    asked = answerer.default_top_k(settings.default_top_k) if top_k is None else top_k
     if asked > settings.max_top_k:
         raise BadRequest(top_k_rule(settings.max_top_k), Code.INVALID_PARAMETER)
-    served = min(asked, classes)  # every class, when a client asks for more than there are
+    served = min(asked, len(answerer.labels))  # every class, when a client asks for more than there are
     clamped = {"top_k_clamped": True} if served < asked else {}
     event = request.resolved_event
     images = payload.parse(

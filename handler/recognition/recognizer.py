@@ -102,8 +102,8 @@ class Recognizer:
                 metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
         started = time.perf_counter()
         replaced = self.sandbox.replaced
-        pixels = self.sandbox.decode(images, bounds, request=request_deadline)
-        decoded = pixels  # uint8, as every model takes them: scaling is inside the model
+        # uint8, as every model takes them: scaling is inside the model
+        decoded = self.sandbox.decode(images, bounds, request=request_deadline)
         decode_ms = (time.perf_counter() - started) * 1000
         metrics.add_metric(name="DecodeMs", unit=MetricUnit.Milliseconds, value=decode_ms)
         if self.sandbox.replaced > replaced:  # stopped at a bound, or crashed
