@@ -46,10 +46,6 @@ Packaging = Literal["image", "zip"]
 ModelBackend = Literal[BACKENDS]  # the tuple's values: the handler's contract owns the list
 FeedbackAuth = Literal[FEEDBACK_AUTH_MODES]
 ARCHITECTURES = get_args(Architecture)
-API_TYPES = get_args(ApiType)
-STAGES = get_args(Stage)
-DEPLOYMENTS = get_args(Deployment)
-PACKAGINGS = get_args(Packaging)
 # Lambda's CPU share grows with memory: 1 vCPU at 1,769 MB, up to 6 vCPUs at 10,240 MB.
 MAX_VCPUS = 6
 # What the function's own process holds besides its decode workers (measured: ~250 MB with litert,

@@ -20,7 +20,6 @@ from typing import Any
 
 from handler.config import Settings
 from localaws.logs import clearing_metrics
-from localaws.s3_stack import local_client
 from training.cost import peak_mb
 
 # How long a cold start may take (spawn, imports, the model, the decode sandbox) before it counts
@@ -137,6 +136,7 @@ def _report(started: float) -> dict[str, float]:
 
 def _start(settings: Settings, s3_endpoint: str | None, entry: str):
     from handler.function import Function  # not before: Powertools reads its settings at import
+    from localaws.s3_stack import local_client  # moto's S3 proxy only when asked for (--s3)
 
     s3_client = local_client(s3_endpoint) if s3_endpoint else None
     return clearing_metrics(getattr(Function.start(settings, s3_client=s3_client), entry))

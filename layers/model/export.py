@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from handler.contract import IMAGENET_MODEL
-from handler.recognition.manifest import KERAS_FILE, LABELS_FILE, TFLITE_FILE
+from handler.recognition.manifest import DTYPE, KERAS_FILE, LABELS_FILE, TFLITE_FILE
 from layers.model import manifest_writer
 
 # TensorFlow prints its oneDNN notice through absl before TF_CPP_MIN_LOG_LEVEL applies; the export
@@ -72,7 +72,7 @@ def converter_chatter(line: str) -> bool:
     return line.startswith(CONVERTER_CHATTER)
 
 
-PIXELS_DTYPE = "uint8"
+PIXELS_DTYPE = DTYPE  # what the decoder makes and the manifest states
 
 
 def taking_pixels(keras, model):

@@ -12,13 +12,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from handler.recognition import manifest as served
 from handler.recognition.manifest import MANIFEST_FILE, sha256_of
 
 # What every model this project builds takes and does (``layers.model.export.taking_pixels``):
 # uint8 RGB pixels as ``imaging.decode`` makes them, scaled inside the graph. The serving side's
-# ``manifest.Input`` and ``manifest.Preprocessing`` accept exactly this.
-INPUT = {"height": 224, "width": 224, "channels": 3, "dtype": "uint8"}
-PREPROCESSING = {"color": "RGB", "resize": "bilinear", "scale": "inside the model"}
+# ``manifest.Input`` and ``manifest.Preprocessing`` accept exactly this (defined there, once).
+INPUT = {**served.SIZE, "dtype": served.DTYPE}
+PREPROCESSING = served.PREPROCESSING
 
 
 def write(model_dir: Path, fields: dict, file_names: list[str]) -> dict:
